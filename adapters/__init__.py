@@ -1,0 +1,2 @@
+"""Adapters around the signoff core: CLI, composition root, chat channels, console, pager,
+agent-side integrations. Adapters import ``bot``; ``bot`` never imports adapters."""

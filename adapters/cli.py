@@ -1,0 +1,285 @@
+"""The ``signoff`` command line (SPEC §3). User errors print one line on stderr and exit
+non-zero; no tracebacks for user errors."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bot.errors import SignoffError
+from bot.settings import Settings, config_path, load_settings
+
+T = TypeVar("T")
+Command = Callable[[argparse.Namespace], int]
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def settings_of(args: argparse.Namespace) -> Settings:
+    return load_settings(config_path(args.config))
+
+
+# ---------------------------------------------------------------- init / serve
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from adapters.home import init_home
+
+    created = init_home(Path(args.dir))
+    for line in created:
+        print(line)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from adapters.main import configure_logging, serve
+
+    settings = settings_of(args)
+    configure_logging(settings)
+    serve(settings)
+    return 0
+
+
+# ---------------------------------------------------------------- agents
+
+
+def _gate(settings: Settings) -> Any:
+    from adapters.main import build
+
+    return build(settings).gate
+
+
+def cmd_agents_add(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    labels = dict(_pair(item) for item in args.label or [])
+
+    async def go() -> str:
+        gate = _gate(settings)
+        try:
+            _, token = await gate.register_agent(
+                args.name, artifact_digest=args.artifact_digest, labels=labels
+            )
+            return str(token)
+        finally:
+            await gate.store.close()
+
+    token = run_async(go())
+    if args.quiet:
+        print(token)
+    else:
+        print(f"agent {args.name} registered; its token (shown once, store it safely):")
+        print(token)
+    return 0
+
+
+def _pair(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise SignoffError(f"--label must look like key=value, got {item!r}")
+    return key, value
+
+
+def cmd_agents_list(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+
+    async def go() -> list[Any]:
+        gate = _gate(settings)
+        try:
+            return list(await gate.store.list_agents())
+        finally:
+            await gate.store.close()
+
+    agents = run_async(go())
+    if args.json:
+        print(json.dumps([
+            {"id": a.id, "artifact_digest": a.artifact_digest, "labels": dict(a.labels),
+             "suspended": a.suspended, "created_at": a.created_at.isoformat()}
+            for a in agents
+        ]))
+        return 0
+    print(f"{'AGENT':<24} {'STATE':<10} {'CREATED':<20} ARTIFACT")
+    for a in agents:
+        state = "suspended" if a.suspended else "active"
+        print(f"{a.id:<24} {state:<10} {a.created_at:%Y-%m-%d %H:%M:%S}  {a.artifact_digest or '-'}")
+    return 0
+
+
+def cmd_agents_suspend(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+
+    async def go() -> int:
+        gate = _gate(settings)
+        try:
+            return len(await gate.suspend_agent(args.name))
+        finally:
+            await gate.store.close()
+
+    denied = run_async(go())
+    print(f"agent {args.name} suspended; {denied} pending request(s) denied")
+    return 0
+
+
+def cmd_agents_resume(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+
+    async def go() -> None:
+        gate = _gate(settings)
+        try:
+            await gate.resume_agent(args.name)
+        finally:
+            await gate.store.close()
+
+    run_async(go())
+    print(f"agent {args.name} resumed")
+    return 0
+
+
+# ---------------------------------------------------------------- policy
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    from bot.policy.loader import check_policy, load_policy
+
+    problems = check_policy(args.paths)
+    for line in problems:
+        print(line, file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    policy = load_policy(args.paths)
+    print(f"ok: {len(policy.rules)} rule(s), {len(policy.groups)} group(s), {policy.digest}")
+    return 0
+
+
+def cmd_policy_test(args: argparse.Namespace) -> int:
+    from bot.policy.cases import run_cases
+    from bot.policy.loader import load_policy
+
+    report = run_cases(load_policy(args.paths), Path(args.cases))
+    print(report.render())
+    return 0 if report.ok else 1
+
+
+def cmd_policy_explain(args: argparse.Namespace) -> int:
+    from bot.policy.cases import explain
+    from bot.policy.loader import load_policy
+
+    try:
+        arguments = json.loads(args.args)
+    except ValueError as exc:
+        raise SignoffError(f"--args is not valid JSON: {exc}") from exc
+    if not isinstance(arguments, dict):
+        raise SignoffError("--args must be a JSON object")
+    print(explain(load_policy(args.paths), args.tool, arguments, args.agent))
+    return 0
+
+
+# ---------------------------------------------------------------- keys
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from bot.evidence.keys import KeyRing
+
+    settings = settings_of(args)
+    ring = KeyRing.load(settings.path(settings.keys.dir))
+    old = ring.kid
+    new = ring.rotate()
+    print(f"new signing key {new}; {old} retired (still published for verification)")
+    print("restart or reload signoff serve to sign with the new key")
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        default=None,
+        help="configuration file (default $SIGNOFF_CONFIG or ./signoff.yaml)",
+    )
+    p = argparse.ArgumentParser(
+        prog="signoff",
+        description="Human-in-the-loop gate for AI-agent tool calls.",
+        parents=[common],
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Command, help: str, parent: Any = sub) -> argparse.ArgumentParser:
+        sp: argparse.ArgumentParser = parent.add_parser(name, help=help, parents=[common])
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = add("init", cmd_init, "write a working home (config, key, example policy, demo agent)")
+    sp.add_argument("dir", nargs="?", default=".")
+    add("serve", cmd_serve, "run the server until SIGINT/SIGTERM")
+
+    agents = sub.add_parser("agents", help="manage agents", parents=[common])
+    asub = agents.add_subparsers(dest="agents_command", required=True, metavar="ACTION")
+    sp = add("add", cmd_agents_add, "register an agent and print its token", asub)
+    sp.add_argument("name")
+    sp.add_argument("--artifact-digest", default=None)
+    sp.add_argument("--label", action="append", help="key=value (repeatable)")
+    sp.add_argument("--quiet", action="store_true", help="print the token alone")
+    sp = add("list", cmd_agents_list, "list agents", asub)
+    sp.add_argument("--json", action="store_true")
+    sp = add("suspend", cmd_agents_suspend, "suspend an agent and deny its pending requests", asub)
+    sp.add_argument("name")
+    sp = add("resume", cmd_agents_resume, "resume a suspended agent", asub)
+    sp.add_argument("name")
+
+    policy = sub.add_parser("policy", help="check, test and explain policies", parents=[common])
+    psub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    sp = add("check", cmd_policy_check, "validate policy files", psub)
+    sp.add_argument("paths", nargs="+")
+    sp = add("test", cmd_policy_test, "run table cases against policy files", psub)
+    sp.add_argument("paths", nargs="+")
+    sp.add_argument("--cases", required=True)
+    sp = add("explain", cmd_policy_explain, "show which rule matches a call and why", psub)
+    sp.add_argument("paths", nargs="+")
+    sp.add_argument("--tool", required=True)
+    sp.add_argument("--args", required=True, help="the arguments as a JSON object")
+    sp.add_argument("--agent", default="cli")
+
+    keys = sub.add_parser("keys", help="manage signing keys", parents=[common])
+    ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    add("rotate", cmd_keys_rotate, "create a new signing key; old keys stay published", ksub)
+
+    for extend in _extensions():
+        extend(sub, add, common)
+    return p
+
+
+def _extensions() -> list[Callable[[Any, Any, argparse.ArgumentParser], None]]:
+    """Command groups contributed by other adapters (audit, report, users, mcp-gateway)."""
+    from adapters import commands
+
+    return commands.EXTENSIONS
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code = int(args.fn(args))
+    except SignoffError as exc:
+        print(f"signoff: error: {exc.diagnostics()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""The composition root: builds concrete parts from ``Settings`` and runs the server.
+
+This is the only module that knows every adapter. No side effects at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from bot.api.app import create_api
+from bot.checkpoints import Checkpointer
+from bot.clock import SystemClock
+from bot.evidence.keys import KeyRing
+from bot.policy.holder import PolicyHolder
+from bot.ports import Clock
+from bot.service import Gate
+from bot.settings import Settings
+from bot.store import SqlStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything one signoff process runs, wired together."""
+
+    settings: Settings
+    store: SqlStore
+    keys: KeyRing
+    policies: PolicyHolder
+    gate: Gate
+    checkpoints: Checkpointer
+    app: web.Application
+    background: list[Callable[[], Any]] = field(default_factory=list)
+
+
+def open_store(settings: Settings) -> SqlStore:
+    return SqlStore.open(settings.database_url)
+
+
+def load_keys(settings: Settings) -> KeyRing:
+    return KeyRing.load(settings.path(settings.keys.dir))
+
+
+def load_policies(settings: Settings) -> PolicyHolder:
+    return PolicyHolder([settings.path(p) for p in settings.policy.paths])
+
+
+def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
+    """Wire the store, keys, policy, service, API and every configured adapter.
+    Raises ``ConfigError``/``PolicyError``/``StoreError`` with one clear line."""
+    clock = clock or SystemClock()
+    keys = load_keys(settings)
+    policies = load_policies(settings)
+    store = open_store(settings)
+    gate = Gate(
+        store=store,
+        policies=policies,
+        keys=keys,
+        clock=clock,
+        grant_ttl=settings.grants.ttl,
+        issuer=settings.grants.issuer or settings.server.public_url,
+    )
+    publish = settings.path(settings.log.publish_file) if settings.log.publish_file else None
+    checkpoints = Checkpointer(
+        store, keys, clock, origin=settings.log.origin, publish_file=publish
+    )
+    app = create_api(gate, settings, checkpoints)
+    runtime = Runtime(settings, store, keys, policies, gate, checkpoints, app)
+    _mount_adapters(runtime)
+    return runtime
+
+
+def _mount_adapters(runtime: Runtime) -> None:
+    """Each adapter is on only when configured (SPEC §4)."""
+    del runtime  # adapters register here as they land (Slack, Teams, console, pager)
+
+
+async def _run(runtime: Runtime, ready: Callable[[str], None] | None = None) -> None:
+    settings = runtime.settings
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, runtime.policies.reload)
+
+    runner = web.AppRunner(runtime.app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.server.host, settings.server.port)
+    await site.start()
+    tasks = [
+        loop.create_task(
+            runtime.checkpoints.run(settings.log.checkpoint_interval.total_seconds())
+        )
+    ]
+    if settings.policy.watch:
+        tasks.append(loop.create_task(runtime.policies.watch()))
+    for start in runtime.background:
+        tasks.append(loop.create_task(start()))
+    url = f"http://{settings.server.host}:{settings.server.port}"
+    log.info("signoff listening on %s (policy %s)", url, runtime.policies.current.digest)
+    if ready is not None:
+        ready(url)
+    await stop.wait()
+    log.info("shutting down: draining")
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await runner.cleanup()
+    await runtime.gate.drain()
+    with contextlib.suppress(Exception):
+        await runtime.checkpoints.current()
+    await runtime.store.close()
+
+
+def serve(settings: Settings, ready: Callable[[str], None] | None = None) -> None:
+    """Run until SIGINT/SIGTERM, then drain and return."""
+    runtime = build(settings)
+    asyncio.run(_run(runtime, ready))
+
+
+def configure_logging(settings: Settings) -> None:
+    level = getattr(logging, settings.logging.level.upper(), logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.logging.json:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        data = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data)

@@ -1,0 +1,1 @@
+"""The agent HTTP API (SPEC §6) on aiohttp: handlers, problem+json middleware, OpenAPI."""

@@ -1,0 +1,73 @@
+"""Builds the aiohttp application of the agent API. Adapters add their own routes to it at
+the composition root (``adapters.main``)."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from bot.api import evidence, requests
+from bot.api.context import APP_CHECKPOINTS, APP_GATE, APP_SETTINGS
+from bot.api.openapi import DOCUMENT
+from bot.api.problems import Handler, problem, problem_middleware
+from bot.checkpoints import Checkpointer
+from bot.errors import StoreError
+from bot.service import Gate
+from bot.settings import Settings
+
+
+@web.middleware
+async def timing_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    start = time.perf_counter()
+    try:
+        return await handler(request)
+    finally:
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "unmatched"
+        request.app[APP_GATE].metrics.http.labels(name, request.method).observe(
+            time.perf_counter() - start
+        )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await request.app[APP_GATE].store.ping()
+    except StoreError as exc:
+        return problem(503, "store-unavailable", exc.message)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    m = request.app[APP_GATE].metrics
+    return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(DOCUMENT)
+
+
+def create_api(gate: Gate, settings: Settings, checkpoints: Checkpointer) -> web.Application:
+    """The agent API application (SPEC §6)."""
+    app = web.Application(
+        middlewares=[problem_middleware, timing_middleware],
+        client_max_size=settings.server.max_body_bytes,
+    )
+    app[APP_GATE] = gate
+    app[APP_SETTINGS] = settings
+    app[APP_CHECKPOINTS] = checkpoints
+    app.add_routes(requests.routes())
+    app.add_routes(evidence.routes())
+    app.add_routes(
+        [
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
+            web.get("/metrics", metrics),
+            web.get("/openapi.json", openapi),
+        ]
+    )
+    return app

@@ -1,0 +1,88 @@
+"""RFC 9457 problem details: the one place where errors become HTTP answers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from bot.errors import RateLimited, SignoffError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_BASE = "https://signoff.dev/problems/"
+PROBLEM_TYPE = "application/problem+json"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HTTP_SLUGS = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    429: "rate-limited",
+    503: "store-unavailable",
+}
+
+
+def problem(
+    status: int,
+    slug: str,
+    detail: str,
+    *,
+    errors: Sequence[str] = (),
+    headers: dict[str, str] | None = None,
+    instance: str | None = None,
+) -> web.Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + slug,
+        "title": slug.replace("-", " ").capitalize(),
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = list(errors)
+    if instance:
+        body["instance"] = instance
+    return web.Response(
+        status=status,
+        text=json.dumps(body),
+        content_type=PROBLEM_TYPE,
+        headers=headers,
+    )
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn ``SignoffError`` and aiohttp HTTP errors into problem+json answers."""
+    try:
+        return await handler(request)
+    except SignoffError as exc:
+        headers = None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(exc.retry_after)}
+        if exc.status >= 500:
+            log.warning("%s %s: %s", request.method, request.path, exc.diagnostics())
+        return problem(
+            exc.status,
+            exc.slug,
+            exc.message,
+            errors=exc.details,
+            headers=headers,
+            instance=request.path,
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == PROBLEM_TYPE:
+            raise
+        slug = _HTTP_SLUGS.get(exc.status, "error")
+        detail = exc.reason
+        if exc.status == 413:
+            detail = "request body is too large"
+        return problem(exc.status, slug, detail, instance=request.path)

@@ -1,0 +1,145 @@
+"""Handlers of the agent API (SPEC §6): requests, long-poll, cancel, execution."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from bot.api.context import APP_GATE, APP_SETTINGS, require_agent
+from bot.api.schema import parse_execution, parse_submission
+from bot.domain import Request, Tier, Verdict
+from bot.errors import PayloadTooLarge, RequestError, UnsupportedMediaType
+from bot.evidence.canonical import canonical, sha256_hex
+from bot.service import Submission
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def read_json(request: web.Request) -> Any:
+    """Read a JSON body. Raises ``UnsupportedMediaType``, ``PayloadTooLarge``, ``RequestError``."""
+    if request.content_type != "application/json" and not request.content_type.endswith("+json"):
+        raise UnsupportedMediaType("send the body as application/json")
+    limit = request.app[APP_SETTINGS].server.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes") from exc
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise RequestError("request body is not UTF-8") from exc
+    except RecursionError as exc:
+        raise RequestError("request body is nested too deeply") from exc
+    except ValueError as exc:
+        raise RequestError(f"request body is not valid JSON: {exc}") from exc
+
+
+def request_json(r: Request, approvals_received: int = 0) -> dict[str, Any]:
+    """The public JSON form of a request (SPEC §6 answer)."""
+    return {
+        "id": r.id,
+        "status": r.status.value,
+        "tier": r.tier.value,
+        "tool": r.call.tool,
+        "arguments_sha256": r.arguments_sha256,
+        "call_sha256": r.call_sha256,
+        "agent": {"id": r.agent_id, "artifact_digest": r.artifact_digest},
+        "policy": {"digest": r.policy.digest, "version": r.policy.version, "rule": r.policy.rule},
+        "approvals": {
+            "required": r.requirement.required if r.tier is Tier.CONFIRM else 0,
+            "received": approvals_received,
+        },
+        "created_at": _iso(r.created_at),
+        "deadline": _iso(r.deadline),
+        "decided_at": _iso(r.decided_at),
+        "reason": r.reason,
+        "grant": r.grant,
+        "grant_expires_at": _iso(r.grant_expires_at),
+        "outcome": r.outcome.value if r.outcome else None,
+    }
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(value.isoformat().replace("+00:00", "Z"))
+
+
+async def _render(request: web.Request, r: Request, status: int = 200) -> web.Response:
+    received = 0
+    if r.tier is Tier.CONFIRM:
+        votes = await request.app[APP_GATE].store.votes(r.id)
+        received = sum(1 for v in votes if v.verdict is Verdict.APPROVE)
+    return web.json_response(request_json(r, received), status=status)
+
+
+async def submit(request: web.Request) -> web.Response:
+    agent = await require_agent(request)
+    body = await read_json(request)
+    call, artifact, callback = parse_submission(body)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise RequestError(f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} characters")
+    sub = Submission(
+        call=call,
+        artifact_digest=artifact,
+        callback_url=callback,
+        idempotency_key=key,
+        body_sha256=sha256_hex(canonical(body)) if key is not None else None,
+    )
+    stored, created = await request.app[APP_GATE].submit(agent, sub)
+    response = await _render(request, stored, 201 if created else 200)
+    response.headers["Location"] = f"/v1/requests/{stored.id}"
+    return response
+
+
+async def get_request(request: web.Request) -> web.Response:
+    agent = await require_agent(request)
+    gate = request.app[APP_GATE]
+    request_id = request.match_info["id"]
+    wait_raw = request.query.get("wait")
+    if wait_raw is None:
+        return await _render(request, await gate.get(request_id, agent))
+    limit = request.app[APP_SETTINGS].server.max_wait_seconds
+    try:
+        wait = float(wait_raw)
+    except ValueError:
+        wait = -1.0
+    if not 0 <= wait <= limit or wait != wait:
+        raise RequestError(f"wait must be a number of seconds from 0 to {limit}")
+    return await _render(request, await gate.wait(request_id, agent, wait))
+
+
+async def cancel(request: web.Request) -> web.Response:
+    agent = await require_agent(request)
+    done = await request.app[APP_GATE].cancel(request.match_info["id"], agent)
+    return await _render(request, done)
+
+
+async def execution(request: web.Request) -> web.Response:
+    agent = await require_agent(request)
+    body = await read_json(request)
+    grant, outcome, detail, arguments = parse_execution(body)
+    done = await request.app[APP_GATE].record_execution(
+        request.match_info["id"], agent, grant, outcome, detail, arguments
+    )
+    return await _render(request, done)
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/v1/requests", submit),
+        web.get("/v1/requests/{id}", get_request),
+        web.post("/v1/requests/{id}/cancel", cancel),
+        web.post("/v1/requests/{id}/execution", execution),
+    ]

@@ -1,0 +1,279 @@
+"""Domain values of signoff: frozen dataclasses and enums, standard library only.
+
+Times are timezone-aware UTC ``datetime``s. JSON values (arguments, context, details) are
+plain ``dict``/``list``/``str``/``int``/``float``/``bool``/``None`` trees; they are never
+mutated after construction.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+JSON = Any
+"""A JSON value as parsed by ``json.loads`` (the type system cannot say more usefully)."""
+
+
+class Tier(enum.StrEnum):
+    AUTO = "auto"
+    NOTIFY = "notify"
+    CONFIRM = "confirm"
+    BLOCK = "block"
+
+
+class Status(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self is not Status.PENDING
+
+
+class Verdict(enum.StrEnum):
+    APPROVE = "approve"
+    DENY = "deny"
+
+
+class Outcome(enum.StrEnum):
+    STARTED = "started"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Event(enum.StrEnum):
+    """What an attestation records (SPEC §7 ``decision``; ``execution_started`` is an extension)."""
+
+    AUTO_ALLOWED = "auto_allowed"
+    NOTIFIED = "notified"
+    BLOCKED = "blocked"
+    APPROVED = "approved"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    EXECUTION_STARTED = "execution_started"
+    EXECUTED = "executed"
+    EXECUTION_FAILED = "execution_failed"
+
+
+class Platform(enum.StrEnum):
+    SLACK = "slack"
+    TEAMS = "teams"
+    CONSOLE = "console"
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    """A registered non-human identity. ``token_hash`` is the SHA-256 hex of its bearer token."""
+
+    id: str
+    token_hash: str
+    created_at: datetime
+    artifact_digest: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    suspended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    tool: str
+    arguments: Mapping[str, JSON]
+    justification: str = ""
+    context: Mapping[str, JSON] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Approver:
+    """A human acting on a request, identified by an immutable platform id.
+
+    ``key`` identifies the human for quorum counting and duplicate-vote checks.
+    ``via`` says how they acted: ``chat_click`` or ``console_login``.
+    """
+
+    platform: Platform
+    tenant: str
+    user_id: str
+    display_name: str = ""
+    email: str | None = None
+    via: str = "chat_click"
+
+    @property
+    def key(self) -> str:
+        return f"{self.platform.value}:{self.tenant}:{self.user_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """Who must approve: ``quorum`` distinct humans from any of ``groups``, and/or one
+    approval from each group of ``all_of``."""
+
+    groups: tuple[str, ...] = ()
+    quorum: int = 1
+    all_of: tuple[str, ...] = ()
+
+    @property
+    def required(self) -> int:
+        return max(self.quorum if self.groups else 0, 0) + len(self.all_of)
+
+    @property
+    def all_groups(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.groups, *self.all_of)))
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationStep:
+    """One step of a rule's escalation ladder, ``after`` the request was created."""
+
+    after: timedelta
+    remind: bool = False
+    to: str | None = None
+    page: bool = False
+    deny: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRef:
+    digest: str
+    version: str | None
+    rule: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """One human's verdict on a request (a quorum may need several)."""
+
+    request_id: str
+    approver: Approver
+    verdict: Verdict
+    group: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One evaluated tool call and everything decided about it.
+
+    ``version`` increments on every committed change; stores compare-and-set on it.
+    ``steps_done`` counts escalation steps already run. ``extra_groups`` holds groups added
+    by escalation (``to:``), who become approvers in addition to the rule's groups.
+    """
+
+    id: str
+    agent_id: str
+    call: ToolCall
+    tier: Tier
+    status: Status
+    policy: PolicyRef
+    requirement: Requirement
+    created_at: datetime
+    arguments_sha256: str
+    call_sha256: str
+    artifact_digest: str | None = None
+    escalation: tuple[EscalationStep, ...] = ()
+    deadline: datetime | None = None
+    decided_at: datetime | None = None
+    reason: str | None = None
+    callback_url: str | None = None
+    idempotency_key: str | None = None
+    body_sha256: str | None = None
+    extra_groups: tuple[str, ...] = ()
+    steps_done: int = 0
+    grant: str | None = None
+    grant_expires_at: datetime | None = None
+    grant_used_at: datetime | None = None
+    outcome: Outcome | None = None
+    last_log_index: int | None = None
+    version: int = 0
+
+    @property
+    def approver_groups(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.requirement.all_groups, *self.extra_groups)))
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One attestation in the Merkle log: its index, envelope JSON bytes and leaf hash."""
+
+    index: int
+    request_id: str | None
+    envelope: bytes
+    leaf_hash: bytes
+    event: Event
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A signed tree head: the C2SP signed-note text for ``size`` and ``root``."""
+
+    size: int
+    root: bytes
+    note: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """Where a card for a request was posted, so every copy can be updated later."""
+
+    request_id: str
+    platform: Platform
+    group: str
+    channel: str
+    message_id: str
+    thread_id: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A compare-and-set transition of one request, committed atomically with its evidence.
+
+    ``before.version`` must still be current; ``after.version`` is ``before.version + 1``.
+    ``vote`` (if any) is unique per (request, approver key). ``attestation`` (if any) is the
+    DSSE envelope JSON appended to the log in the same transaction.
+    """
+
+    before: Request
+    after: Request
+    vote: Vote | None = None
+    attestation: bytes | None = None
+    event: Event | None = None
+
+
+def utc(dt: datetime) -> datetime:
+    """Return ``dt`` as aware UTC (naive values are taken to be UTC)."""
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+__all__ = [
+    "JSON",
+    "Agent",
+    "Approver",
+    "Change",
+    "Checkpoint",
+    "EscalationStep",
+    "Event",
+    "LogEntry",
+    "Outcome",
+    "Platform",
+    "PolicyRef",
+    "Post",
+    "Request",
+    "Requirement",
+    "Status",
+    "Tier",
+    "ToolCall",
+    "Verdict",
+    "Vote",
+    "utc",
+]

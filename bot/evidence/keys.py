@@ -1,0 +1,386 @@
+"""Ed25519 signing keys: the on-disk key ring, key ids, JWKS and signed-note verifier keys.
+
+Owns the ``keys/`` directory (SPEC §4 ``keys.dir``)::
+
+    keys/                    0700
+      keyring.json           public manifest: current kid + every key ever used (public part)
+      ed25519-<16 hex>.key   0600, the 32-byte Ed25519 seed in hex, one per key
+
+Key id (SPEC §7 "Key ids"): ``"ed25519-" + first 16 hex chars of SHA-256(raw public key)``.
+It is a pure function of the public key, so anyone can recompute it from ``/v1/keys``; the
+same string is the DSSE ``keyid``, the JWT ``kid`` and the JWKS ``kid``.
+
+Rotation appends a key and makes it current. Retired keys never sign again; their public
+keys stay in the manifest (and so in ``/v1/keys``) forever, so old evidence keeps verifying
+even if a retired private key file is deleted.
+
+Signing and verification use PyNaCl (libsodium). Errors: ``ConfigError`` for a key ring that
+cannot be created or loaded; ``EvidenceError`` for unknown key ids and bad signatures.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import stat
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import nacl.exceptions
+import nacl.signing
+
+from bot.errors import ConfigError, EvidenceError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "keyring.json"
+_KEY_SUFFIX = ".key"
+CURRENT = "current"
+RETIRED = "retired"
+
+
+def key_id(public_key: bytes) -> str:
+    """The key id of a raw 32-byte Ed25519 public key."""
+    return "ed25519-" + hashlib.sha256(public_key).hexdigest()[:16]
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url (RFC 7515 §2), as JWK and JWS use."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Decode unpadded base64url. Raises ``ValueError`` (incl. ``binascii.Error``)."""
+    if not isinstance(text, str) or any(c in text for c in "=+/"):
+        raise ValueError("not unpadded base64url")
+    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+
+
+def note_key_hash(name: str, public_key: bytes) -> bytes:
+    """C2SP signed-note key hash of an Ed25519 key: SHA-256(name || 0x0A || 0x01 || key)[:4]."""
+    return hashlib.sha256(name.encode("utf-8") + b"\n\x01" + public_key).digest()[:4]
+
+
+def note_verifier_key(name: str, public_key: bytes) -> str:
+    """C2SP signed-note verifier key string ``name+hash+base64(0x01 || key)``."""
+    encoded = base64.b64encode(b"\x01" + public_key).decode("ascii")
+    return f"{name}+{note_key_hash(name, public_key).hex()}+{encoded}"
+
+
+class PublicKeys:
+    """Published Ed25519 public keys by key id: what an offline verifier needs.
+
+    Build one from a JWKS (``from_jwks``) or from raw keys. ``current`` names the key that
+    signs new evidence, if known.
+    """
+
+    def __init__(self, keys: Mapping[str, bytes], current: str | None = None) -> None:
+        self._keys: dict[str, bytes] = {}
+        self._verifiers: dict[str, nacl.signing.VerifyKey] = {}
+        for kid, public in keys.items():
+            self._add(kid, public)
+        if current is not None and current not in self._keys:
+            raise EvidenceError(f"current key {current} is not among the keys")
+        self._current = current
+
+    def _add(self, kid: str, public: bytes) -> None:
+        if len(public) != 32:
+            raise EvidenceError(f"key {kid} is not a 32-byte Ed25519 public key")
+        if kid != key_id(public):
+            raise EvidenceError(f"key id {kid} does not match its public key")
+        self._keys[kid] = bytes(public)
+        self._verifiers[kid] = nacl.signing.VerifyKey(bytes(public))
+
+    @classmethod
+    def from_jwks(cls, jwks: Mapping[str, Any]) -> PublicKeys:
+        """Keys from a JWKS such as ``GET /v1/keys`` serves. Non-Ed25519 keys are skipped.
+
+        Raises ``EvidenceError`` for a malformed JWKS or a ``kid`` that does not match its key.
+        """
+        entries = jwks.get("keys") if isinstance(jwks, Mapping) else None
+        if not isinstance(entries, list):
+            raise EvidenceError('key set is not a JWKS object with a "keys" list')
+        keys: dict[str, bytes] = {}
+        current = None
+        for entry in entries:
+            if not isinstance(entry, Mapping):
+                raise EvidenceError("key set entry is not an object")
+            if entry.get("kty") != "OKP" or entry.get("crv") != "Ed25519":
+                continue
+            kid, x = entry.get("kid"), entry.get("x")
+            if not isinstance(kid, str) or not isinstance(x, str):
+                raise EvidenceError("Ed25519 key set entry lacks a kid or x")
+            try:
+                keys[kid] = b64url_decode(x)
+            except ValueError as exc:
+                raise EvidenceError(f"key {kid} has a malformed x value") from exc
+            if entry.get("status") == CURRENT:
+                current = kid
+        return cls(keys, current)
+
+    @property
+    def kids(self) -> tuple[str, ...]:
+        """Key ids, oldest first."""
+        return tuple(self._keys)
+
+    @property
+    def current_kid(self) -> str | None:
+        return self._current
+
+    def __contains__(self, kid: object) -> bool:
+        return kid in self._keys
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def items(self) -> Iterator[tuple[str, bytes]]:
+        """(kid, raw public key) pairs, oldest first."""
+        return iter(self._keys.items())
+
+    def raw(self) -> dict[str, bytes]:
+        """A plain ``{kid: public key}`` copy (picklable, for worker processes)."""
+        return dict(self._keys)
+
+    def public_key(self, kid: str) -> bytes:
+        """Raw public key for ``kid``. Raises ``EvidenceError`` for an unknown kid."""
+        try:
+            return self._keys[kid]
+        except (KeyError, TypeError):
+            raise EvidenceError(f"unknown signing key {kid!r}") from None
+
+    def verify(self, kid: str, message: bytes, signature: bytes) -> None:
+        """Raises ``EvidenceError`` unless ``signature`` is ``kid``'s signature of ``message``."""
+        verifier = self._verifiers.get(kid) if isinstance(kid, str) else None
+        if verifier is None:
+            raise EvidenceError(f"unknown signing key {kid!r}")
+        if len(signature) != 64:
+            raise EvidenceError(f"signature by {kid} is not 64 bytes")
+        try:
+            verifier.verify(message, signature)
+        except nacl.exceptions.BadSignatureError:
+            raise EvidenceError(f"signature by {kid} does not verify") from None
+
+    def jwks(self) -> dict[str, Any]:
+        """RFC 7517 JWK Set (RFC 8037 OKP keys) with a ``status`` extension member."""
+        return {
+            "keys": [
+                {
+                    "kty": "OKP",
+                    "crv": "Ed25519",
+                    "x": b64url(public),
+                    "kid": kid,
+                    "use": "sig",
+                    "alg": "EdDSA",
+                    "status": CURRENT if kid == self._current else RETIRED,
+                }
+                for kid, public in self._keys.items()
+            ]
+        }
+
+    def note_verifier_key(self, name: str, kid: str | None = None) -> str:
+        """C2SP verifier key for ``kid`` (default: the current key) under note key ``name``."""
+        chosen = kid or self._current
+        if chosen is None:
+            raise EvidenceError("no current key")
+        return note_verifier_key(name, self.public_key(chosen))
+
+
+class KeyRing(PublicKeys):
+    """The server's key ring: every public key plus the current private key (a ``Signer``)."""
+
+    def __init__(
+        self, directory: Path, keys: Mapping[str, bytes], current: str, signing_key: bytes
+    ) -> None:
+        super().__init__(keys, current)
+        self.directory = directory
+        self._signing = nacl.signing.SigningKey(signing_key)
+        if key_id(bytes(self._signing.verify_key)) != current:
+            raise ConfigError(f"{directory}: key file for {current} holds a different key")
+        self._created: dict[str, str] = {}
+
+    # -- construction -----------------------------------------------------------------
+
+    @classmethod
+    def create(cls, directory: str | os.PathLike[str], *, now: datetime | None = None) -> KeyRing:
+        """Create ``directory`` (0700) with a first key. Never overwrites an existing ring.
+
+        Raises ``ConfigError`` when a key ring already exists there or it cannot be written.
+        """
+        path = Path(directory)
+        if (path / MANIFEST).exists():
+            raise ConfigError(f"{path}: a key ring already exists; use `signoff keys rotate`")
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(path, 0o700)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot create the key directory: {exc.strerror}") from exc
+        seed = nacl.signing.SigningKey.generate()
+        kid = _write_key(path, seed)
+        manifest = {"current": kid, "keys": [_manifest_entry(kid, seed, now)]}
+        _write_manifest(path, manifest)
+        log.info("created key ring in %s with key %s", path, kid)
+        return cls.load(path)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> KeyRing:
+        """Load the ring in ``directory``.
+
+        Raises ``ConfigError`` (one line) when the directory, manifest or current key file is
+        missing, unreadable or malformed. Logs a warning when the current private key file is
+        readable by group or others.
+        """
+        path = Path(directory)
+        manifest_path = path / MANIFEST
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(
+                f"{path}: no signing keys here (missing {MANIFEST}); run `signoff init`"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"{manifest_path}: cannot read: {exc.strerror}") from exc
+        except ValueError as exc:
+            raise ConfigError(f"{manifest_path}: not valid JSON: {exc}") from exc
+        try:
+            current = manifest["current"]
+            keys = {entry["kid"]: b64url_decode(entry["public"]) for entry in manifest["keys"]}
+            created = {entry["kid"]: entry.get("created_at", "") for entry in manifest["keys"]}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{manifest_path}: malformed key manifest") from exc
+        if not isinstance(current, str) or current not in keys:
+            raise ConfigError(f"{manifest_path}: current key {current!r} is not listed")
+        seed = _read_key(path / f"{current}{_KEY_SUFFIX}")
+        try:
+            ring = cls(path, keys, current, seed)
+        except EvidenceError as exc:
+            raise ConfigError(f"{manifest_path}: {exc.message}") from exc
+        ring._created = created
+        return ring
+
+    def rotate(self, *, now: datetime | None = None) -> str:
+        """Add a new key and make it current; returns its kid. The old keys stay published.
+
+        Raises ``ConfigError`` when the new key cannot be written.
+        """
+        seed = nacl.signing.SigningKey.generate()
+        kid = _write_key(self.directory, seed)
+        manifest = {
+            "current": kid,
+            "keys": [
+                {"kid": k, "public": b64url(pub), "created_at": self._created.get(k, "")}
+                for k, pub in self.items()
+            ]
+            + [_manifest_entry(kid, seed, now)],
+        }
+        _write_manifest(self.directory, manifest)
+        old = self._current
+        self._add(kid, bytes(seed.verify_key))
+        self._created[kid] = manifest["keys"][-1]["created_at"]
+        self._signing = seed
+        self._current = kid
+        log.info("rotated signing key %s -> %s", old, kid)
+        return kid
+
+    # -- Signer ---------------------------------------------------------------------
+
+    @property
+    def kid(self) -> str:
+        """Key id of the current signing key."""
+        if self._current is None:  # pragma: no cover -- __init__ always sets it
+            raise EvidenceError("no current key")
+        return self._current
+
+    def sign(self, message: bytes) -> bytes:
+        """64-byte Ed25519 signature of ``message`` with the current key."""
+        return self._signing.sign(message).signature
+
+    def current_public_key(self) -> bytes:
+        return bytes(self._signing.verify_key)
+
+    def public(self) -> PublicKeys:
+        """An immutable snapshot of the published keys (for verifiers and worker processes)."""
+        return PublicKeys(self.raw(), self._current)
+
+
+def _manifest_entry(
+    kid: str, key: nacl.signing.SigningKey, now: datetime | None
+) -> dict[str, str]:
+    at = (now or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return {"kid": kid, "public": b64url(bytes(key.verify_key)), "created_at": at}
+
+
+def _write_key(directory: Path, key: nacl.signing.SigningKey) -> str:
+    """Write the seed 0600 with O_EXCL (never overwrite); returns the kid."""
+    kid = key_id(bytes(key.verify_key))
+    target = directory / f"{kid}{_KEY_SUFFIX}"
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"{target}: cannot write the private key: {exc.strerror}") from exc
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(bytes(key).hex() + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return kid
+
+
+def _write_manifest(directory: Path, manifest: Mapping[str, Any]) -> None:
+    """Atomically replace the manifest (write a temp file, fsync, rename)."""
+    target = directory / MANIFEST
+    tmp = directory / f".{MANIFEST}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, indent=2)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise ConfigError(f"{target}: cannot write the key manifest: {exc.strerror}") from exc
+
+
+def _read_key(path: Path) -> bytes:
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: the current private key file is missing") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the private key: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: malformed private key file") from exc
+    if stat.S_IMODE(mode) & 0o077:
+        log.warning(
+            "private key %s is readable by group or others (mode %o); chmod 600 it",
+            path,
+            stat.S_IMODE(mode),
+        )
+    try:
+        seed = bytes.fromhex(text.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{path}: malformed private key file") from exc
+    if len(seed) != 32:
+        raise ConfigError(f"{path}: malformed private key file (not a 32-byte seed)")
+    return seed
+
+
+__all__ = [
+    "CURRENT",
+    "RETIRED",
+    "KeyRing",
+    "PublicKeys",
+    "b64url",
+    "b64url_decode",
+    "key_id",
+    "note_key_hash",
+    "note_verifier_key",
+]

@@ -1,0 +1,42 @@
+"""Prometheus metrics of one signoff process (exposed at ``GET /metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """Every metric lives in its own registry so several apps can live in one process."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "signoff_requests", "Tool-call requests evaluated", ["tier", "status"], registry=r
+        )
+        self.decisions = Counter(
+            "signoff_decisions", "Final decisions by status", ["status"], registry=r
+        )
+        self.votes = Counter("signoff_votes", "Human votes", ["platform", "verdict"], registry=r)
+        self.refusals = Counter(
+            "signoff_refusals", "Refused decision attempts", ["platform", "reason"], registry=r
+        )
+        self.channel_errors = Counter(
+            "signoff_channel_errors", "Failed channel deliveries", ["platform"], registry=r
+        )
+        self.pages = Counter("signoff_pages", "Pages sent", ["result"], registry=r)
+        self.rate_limited = Counter("signoff_rate_limited", "Requests over a rate limit", registry=r)
+        self.http = Histogram(
+            "signoff_http_request_seconds",
+            "HTTP request handling time",
+            ["route", "method"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 60),
+            registry=r,
+        )
+        self.pending = Gauge("signoff_waiters", "Long-polls currently waiting", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,155 @@
+"""CEL conditions of policy rules: compile once at load, evaluate on every call.
+
+Owns the one shared CEL environment (variables ``args``, ``agent``, ``context`` as
+``map(string, dyn)`` and ``now`` as ``timestamp``, plus the CEL strings extension) and the
+load-time caps on expression size and nesting (SPEC §5). Imports nothing from the rest of
+``bot`` but the error family.
+
+``compile_condition`` raises ``PolicyError`` for anything wrong with an expression;
+``Condition.evaluate`` raises ``ConditionError`` when the expression errors at run time
+(missing field, wrong type) or yields a non-bool: the evaluator turns that into "stricter".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from cel_expr_python import cel
+from cel_expr_python.ext import ext_strings
+
+from bot.errors import PolicyError
+
+#: longest accepted ``when`` expression, in characters
+MAX_EXPRESSION_CHARS = 2048
+#: deepest accepted nesting of ``()``, ``[]`` and ``{}`` (the CEL parser itself stops at 32)
+MAX_NESTING = 24
+
+_DYN_MAP = cel.Type.Map(cel.Type.STRING, cel.Type.DYN)
+_ENV = cel.NewEnv(
+    variables={"args": _DYN_MAP, "agent": _DYN_MAP, "context": _DYN_MAP, "now": cel.Type.TIMESTAMP},
+    extensions=[ext_strings.ExtStrings()],
+)
+_ERROR_LINE = re.compile(r"ERROR: <input>:(-?\d+):(-?\d+): (.*)")
+
+
+class InvalidCondition(PolicyError):
+    """A ``when`` expression rejected at load; ``problem`` says why (without the location)."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__("invalid condition", details=[f"{source}: {problem}"])
+        self.problem = problem
+
+
+class ConditionError(PolicyError):
+    """A condition could not be evaluated to a bool for this call (the message may quote
+    argument values: log it at DEBUG only)."""
+
+    slug = "policy-condition"
+
+
+def activation(
+    args: Mapping[str, Any], agent: Mapping[str, Any], context: Mapping[str, Any], now: datetime
+) -> Any:
+    """One CEL activation for all conditions of one evaluation (built once: cheaper than
+    passing the data to every ``eval``). Values CEL cannot represent surface as
+    ``ConditionError`` when a condition reads them, never here."""
+    return _ENV.Activation({"args": args, "agent": agent, "context": context, "now": now})
+
+
+class Condition:
+    """A compiled ``when`` expression."""
+
+    __slots__ = ("_expr", "source", "text")
+
+    def __init__(self, text: str, source: str, expr: Any) -> None:
+        self.text = text
+        self.source = source
+        self._expr = expr
+
+    def evaluate(self, act: Any) -> bool:
+        """True/False for this activation; raises ``ConditionError`` on a CEL error value
+        or a result that is not a bool."""
+        try:
+            value = self._expr.eval(act)
+            result = value.value()
+        except Exception as exc:  # the binding raises plain RuntimeError/TypeError
+            raise ConditionError(f"{self.source}: condition failed: {exc}") from exc
+        if result is True or result is False:
+            return result
+        if value.type() == cel.Type.ERROR:
+            raise ConditionError(f"{self.source}: condition error: {result}")
+        raise ConditionError(
+            f"{self.source}: condition returned {value.type().name()}, not a bool"
+        )
+
+    def __repr__(self) -> str:
+        return f"Condition({self.text!r})"
+
+
+def compile_condition(text: str, source: str) -> Condition:
+    """Compile and type-check ``text``; raises ``InvalidCondition`` (one detail naming
+    ``source``) when it is too long, nested too deeply, does not parse, references
+    anything but ``args``/``agent``/``context``/``now``, or cannot be a bool."""
+    problem = _precheck(text)
+    if problem is None:
+        try:
+            expr = _ENV.compile(text)
+        except Exception as exc:  # the binding raises RuntimeError with CEL's report
+            problem = _describe(str(exc))
+        else:
+            kind = expr.return_type()
+            if kind == cel.Type.BOOL or kind == cel.Type.DYN:
+                return Condition(text, source, expr)
+            problem = f"condition must be a bool, but it is {kind.name()}"
+    raise InvalidCondition(source, problem)
+
+
+def _precheck(text: str) -> str | None:
+    if not text.strip():
+        return "condition is empty"
+    if len(text) > MAX_EXPRESSION_CHARS:
+        return f"condition is {len(text)} characters long (the limit is {MAX_EXPRESSION_CHARS})"
+    depth = _nesting(text)
+    if depth > MAX_NESTING:
+        return f"condition nests {depth} levels deep (the limit is {MAX_NESTING})"
+    return None
+
+
+def _nesting(text: str) -> int:
+    """Deepest bracket nesting outside string literals (a cheap, conservative scan)."""
+    depth = deepest = 0
+    quote: str | None = None
+    escaped = False
+    for ch in text:
+        if quote is not None:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in ")]}":
+            depth -= 1
+    return deepest
+
+
+def _describe(report: str) -> str:
+    """The first CEL compiler message, with its position inside the expression."""
+    for line in report.splitlines():
+        found = _ERROR_LINE.search(line)
+        if found:
+            row, col, message = found.groups()
+            message = message.removesuffix(" [INVALID_ARGUMENT]")
+            if row.startswith("-"):
+                return f"CEL: {message}"
+            return f"CEL: {message} (expression line {row}, column {col})"
+    first = report.strip().splitlines()[0] if report.strip() else "unknown CEL error"
+    return f"CEL: {first.removeprefix('INVALID_ARGUMENT: ')}"

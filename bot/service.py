@@ -1,0 +1,531 @@
+"""Use cases of signoff: submit, decide, cancel, expire, record_execution, suspend.
+
+``Gate`` depends on ports only (store, clock, approval channels, pager) plus the pure policy
+and evidence packages. Every state change is a compare-and-set committed together with its
+attestation; every failure path ends in deny or "still pending", never in allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.domain import (
+    JSON,
+    Agent,
+    Approver,
+    Change,
+    Event,
+    Outcome,
+    PolicyRef,
+    Request,
+    Status,
+    Tier,
+    ToolCall,
+    Verdict,
+    Vote,
+)
+from bot.errors import (
+    Conflict,
+    EvidenceError,
+    Forbidden,
+    NotAuthorized,
+    NotFound,
+    RateLimited,
+    RequestError,
+)
+from bot.evidence.canonical import arguments_sha256, call_sha256
+from bot.evidence.grant import issue_grant, verify_grant
+from bot.evidence.keys import KeyRing
+from bot.evidence.statement import attest
+from bot.metrics import Metrics
+from bot.policy.evaluator import evaluate, rate_key, window_start
+from bot.policy.holder import PolicyHolder
+from bot.ports import ApprovalChannel, Clock, Notice, NoticeKind, Pager, Store
+from bot.waiters import Waiters
+
+log = logging.getLogger(__name__)
+
+FinalListener = Callable[[Request], Awaitable[None]]
+_CAS_RETRIES = 8
+
+
+def token_hash(token: str) -> str:
+    """SHA-256 hex of an agent bearer token (only the hash is ever stored)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token() -> str:
+    """A fresh 256-bit agent token."""
+    return "so_" + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What an agent asked for; identity comes from the token, never from the body."""
+
+    call: ToolCall
+    artifact_digest: str | None = None
+    callback_url: str | None = None
+    idempotency_key: str | None = None
+    body_sha256: str | None = None
+
+
+class Gate:
+    """The approval service. One instance per process, shared by the API and the adapters."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        policies: PolicyHolder,
+        keys: KeyRing,
+        clock: Clock,
+        channels: Sequence[ApprovalChannel] = (),
+        pager: Pager | None = None,
+        metrics: Metrics | None = None,
+        grant_ttl: timedelta = timedelta(minutes=10),
+        issuer: str = "signoff",
+    ) -> None:
+        self.store = store
+        self.policies = policies
+        self.keys = keys
+        self.clock = clock
+        self.channels: list[ApprovalChannel] = list(channels)
+        self.pager = pager
+        self.metrics = metrics or Metrics()
+        self.grant_ttl = grant_ttl
+        self.issuer = issuer
+        self.waiters = Waiters()
+        self.final_listeners: list[FinalListener] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ agents
+
+    async def register_agent(
+        self, agent_id: str, *, artifact_digest: str | None = None, labels: Mapping[str, str] = {}
+    ) -> tuple[Agent, str]:
+        """Create an agent and return it with its one-time token. Raises ``Conflict``."""
+        token = new_token()
+        agent = Agent(
+            id=agent_id,
+            token_hash=token_hash(token),
+            created_at=self.clock.now(),
+            artifact_digest=artifact_digest,
+            labels=dict(labels),
+        )
+        await self.store.add_agent(agent)
+        return agent, token
+
+    async def authenticate(self, token: str) -> Agent:
+        """The agent owning ``token``. Raises ``NotAuthorized`` (unknown) or ``Forbidden``."""
+        digest = token_hash(token)
+        agent = await self.store.agent_by_token_hash(digest)
+        if agent is None or not hmac.compare_digest(agent.token_hash, digest):
+            raise NotAuthorized("unknown agent token")
+        if agent.suspended:
+            raise Forbidden(f"agent {agent.id!r} is suspended")
+        return agent
+
+    async def suspend_agent(self, agent_id: str) -> list[Request]:
+        """Suspend an agent (kill switch) and deny its pending requests at once."""
+        await self.store.set_agent_suspended(agent_id, True)
+        denied = []
+        for request in await self.store.list_requests(
+            status=Status.PENDING, agent_id=agent_id, limit=None
+        ):
+            done = await self._finish(
+                request.id, Status.DENIED, Event.DENIED, f"agent {agent_id} was suspended"
+            )
+            if done is not None:
+                denied.append(done)
+        return denied
+
+    async def resume_agent(self, agent_id: str) -> Agent:
+        return await self.store.set_agent_suspended(agent_id, False)
+
+    # ------------------------------------------------------------------ submit
+
+    async def submit(self, agent: Agent, sub: Submission) -> tuple[Request, bool]:
+        """Evaluate and record a tool call. Returns (request, created); ``created`` is False
+        for an idempotent replay. Raises ``Conflict`` (key reused with another body),
+        ``RateLimited``, ``Forbidden`` (suspended)."""
+        if agent.suspended:
+            raise Forbidden(f"agent {agent.id!r} is suspended")
+        if sub.idempotency_key is not None:
+            replay = await self._replay(agent, sub)
+            if replay is not None:
+                return replay, False
+        now = self.clock.now()
+        policy = self.policies.current
+        artifact = sub.artifact_digest or agent.artifact_digest
+        view = replace(agent, artifact_digest=artifact)
+        ev = evaluate(policy, sub.call, view, now)
+        rule = ev.rule
+        if ev.tier in (Tier.AUTO, Tier.NOTIFY) and ev.rate_limit is not None and rule is not None:
+            start = window_start(now, ev.rate_limit.per)
+            key = rate_key(rule, agent.id, sub.call.tool)
+            if not await self.store.take_rate(key, start, ev.rate_limit.max):
+                self.metrics.rate_limited.inc()
+                retry = max(1, int((start + ev.rate_limit.per - now).total_seconds()) + 1)
+                raise RateLimited(
+                    f"rule {rule.name!r} allows {ev.rate_limit.max} calls per "
+                    f"{int(ev.rate_limit.per.total_seconds())}s; try again later",
+                    retry_after=retry,
+                )
+        request_id = str(uuid.uuid4())
+        request = Request(
+            id=request_id,
+            agent_id=agent.id,
+            call=sub.call,
+            tier=ev.tier,
+            status=Status.PENDING,
+            policy=PolicyRef(policy.digest, policy.version, rule.name if rule else None),
+            requirement=ev.requirement,
+            created_at=now,
+            arguments_sha256=arguments_sha256(sub.call.arguments),
+            call_sha256=call_sha256(request_id, agent.id, sub.call.tool, sub.call.arguments),
+            artifact_digest=artifact,
+            callback_url=sub.callback_url,
+            idempotency_key=sub.idempotency_key,
+            body_sha256=sub.body_sha256,
+        )
+        event: Event | None
+        if ev.tier is Tier.BLOCK:
+            event = Event.BLOCKED
+            request = replace(
+                request,
+                status=Status.DENIED,
+                decided_at=now,
+                reason=ev.reason or f"blocked by rule {request.policy.rule}",
+            )
+        elif ev.tier in (Tier.AUTO, Tier.NOTIFY):
+            event = Event.AUTO_ALLOWED if ev.tier is Tier.AUTO else Event.NOTIFIED
+            request = self._approve(replace(request, decided_at=now), now)
+        else:
+            event = None
+            deadline = now + ev.deadline_offset
+            request = replace(request, escalation=ev.escalation, deadline=deadline)
+        envelope = (
+            attest(request, event, self.keys, at=now, reason=request.reason, prev_index=None)
+            if event is not None
+            else None
+        )
+        try:
+            stored = await self.store.insert_request(request, envelope, event)
+        except Conflict:
+            if sub.idempotency_key is None:
+                raise
+            replay = await self._replay(agent, sub)
+            if replay is None:
+                raise
+            return replay, False
+        self.metrics.requests.labels(stored.tier.value, stored.status.value).inc()
+        if stored.tier in (Tier.CONFIRM, Tier.NOTIFY):
+            self._publish(Notice(NoticeKind.CREATED, stored, groups=stored.approver_groups))
+        if stored.status.final:
+            self._on_final(stored)
+        return stored, True
+
+    async def _replay(self, agent: Agent, sub: Submission) -> Request | None:
+        assert sub.idempotency_key is not None
+        existing = await self.store.request_by_idempotency_key(agent.id, sub.idempotency_key)
+        if existing is None:
+            return None
+        if existing.body_sha256 != sub.body_sha256:
+            raise Conflict("Idempotency-Key was already used with a different request body")
+        return existing
+
+    def _approve(self, request: Request, now: datetime) -> Request:
+        token, expires = issue_grant(
+            replace(request, status=Status.APPROVED),
+            self.keys,
+            issuer=self.issuer,
+            ttl=self.grant_ttl,
+            now=now,
+        )
+        return replace(request, status=Status.APPROVED, grant=token, grant_expires_at=expires)
+
+    # ------------------------------------------------------------------ read
+
+    async def get(self, request_id: str, agent: Agent | None = None) -> Request:
+        """The request; with ``agent``, only that agent's own. Raises ``NotFound``."""
+        request = await self.store.get_request(request_id)
+        if request is None or (agent is not None and request.agent_id != agent.id):
+            raise NotFound(f"no request {request_id!r}")
+        return request
+
+    async def wait(self, request_id: str, agent: Agent, timeout: float) -> Request:
+        """Return the request as soon as it is no longer pending, or after ``timeout`` s."""
+        request = await self.get(request_id, agent)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while request.status is Status.PENDING:
+            left = end - loop.time()
+            if left <= 0:
+                break
+            # Woken at once by an in-process decision; the 2 s slice re-reads the store so a
+            # decision made by another process sharing the database is seen too.
+            self.metrics.pending.inc()
+            try:
+                await self.waiters.wait(request_id, min(left, 2.0))
+            finally:
+                self.metrics.pending.dec()
+            request = await self.get(request_id, agent)
+        return request
+
+    # ------------------------------------------------------------------ decide
+
+    async def decide(
+        self,
+        request_id: str,
+        approver: Approver,
+        verdict: Verdict,
+        reason: str = "",
+        *,
+        memberships: Collection[str],
+    ) -> Request:
+        """Record one human's verdict. ``memberships`` are the groups the platform adapter
+        found the approver in. Raises ``NotFound``, ``NotAuthorized`` (not an approver of
+        the request's groups, or the requester), ``Conflict`` (already final, or this human
+        already voted), ``RequestError`` (deny without a reason)."""
+        reason = reason.strip()
+        if verdict is Verdict.DENY and not reason:
+            raise RequestError("a reason is required to deny")
+        for _ in range(_CAS_RETRIES):
+            request = await self.get(request_id)
+            if request.status.final:
+                raise Conflict(f"request is already {request.status.value}")
+            group = self._authorising_group(request, approver, memberships)
+            votes = await self.store.votes(request.id)
+            if any(v.approver.key == approver.key for v in votes):
+                raise Conflict("you have already voted on this request")
+            now = self.clock.now()
+            vote = Vote(request.id, approver, verdict, group, reason, now)
+            all_votes = (*votes, vote)
+            after = replace(request, version=request.version + 1)
+            event = Event.DENIED if verdict is Verdict.DENY else Event.APPROVED
+            if verdict is Verdict.DENY:
+                after = replace(after, status=Status.DENIED, decided_at=now, reason=reason)
+            elif quorum_met(request, all_votes):
+                after = self._approve(replace(after, decided_at=now, reason=reason or None), now)
+            envelope = attest(
+                after,
+                event,
+                self.keys,
+                at=now,
+                approver=approver,
+                group=group,
+                reason=reason or None,
+                votes=all_votes,
+                prev_index=request.last_log_index,
+            )
+            try:
+                stored = await self.store.commit(
+                    Change(request, after, vote=vote, attestation=envelope, event=event)
+                )
+            except Conflict:
+                continue  # lost a race: re-read and re-check (final? duplicate vote?)
+            self.metrics.votes.labels(approver.platform.value, verdict.value).inc()
+            if stored.status.final:
+                self._publish(Notice(NoticeKind.DECIDED, stored, all_votes, stored.approver_groups,
+                                     stored.last_log_index))
+                self._on_final(stored)
+            else:
+                self._publish(Notice(NoticeKind.VOTED, stored, all_votes, stored.approver_groups,
+                                     stored.last_log_index))
+            return stored
+        raise Conflict("request is changing too fast; try again")
+
+    def _authorising_group(
+        self, request: Request, approver: Approver, memberships: Collection[str]
+    ) -> str:
+        requested_by = request.call.context.get("requested_by")
+        if isinstance(requested_by, str) and _same_person(requested_by, approver):
+            self.metrics.refusals.labels(approver.platform.value, "self_approval").inc()
+            raise NotAuthorized("you requested this call, so someone else must decide it")
+        eligible = [g for g in request.approver_groups if g in memberships]
+        if not eligible:
+            self.metrics.refusals.labels(approver.platform.value, "not_approver").inc()
+            raise NotAuthorized("you are not an approver for this request")
+        # Prefer an all_of group: one approval from each is required.
+        for group in request.requirement.all_of:
+            if group in eligible:
+                return group
+        return eligible[0]
+
+    # ------------------------------------------------------------------ other changes
+
+    async def cancel(self, request_id: str, agent: Agent) -> Request:
+        """The agent withdraws its own pending request. Raises ``NotFound``/``Conflict``."""
+        await self.get(request_id, agent)
+        done = await self._finish(request_id, Status.CANCELLED, Event.CANCELLED, "cancelled by agent")
+        if done is None:
+            request = await self.get(request_id, agent)
+            raise Conflict(f"request is already {request.status.value}")
+        return done
+
+    async def expire(self, request_id: str, reason: str = "no decision before the deadline") -> (
+        Request | None
+    ):
+        """Deny a pending request whose time ran out (``expired``). None if already final."""
+        return await self._finish(request_id, Status.EXPIRED, Event.EXPIRED, reason)
+
+    async def _finish(
+        self, request_id: str, status: Status, event: Event, reason: str
+    ) -> Request | None:
+        for _ in range(_CAS_RETRIES):
+            request = await self.get(request_id)
+            if request.status.final:
+                return None
+            now = self.clock.now()
+            after = replace(
+                request, status=status, decided_at=now, reason=reason, version=request.version + 1
+            )
+            envelope = attest(after, event, self.keys, at=now, reason=reason,
+                              prev_index=request.last_log_index)
+            try:
+                stored = await self.store.commit(
+                    Change(request, after, attestation=envelope, event=event)
+                )
+            except Conflict:
+                continue
+            votes = tuple(await self.store.votes(stored.id))
+            self._publish(Notice(NoticeKind.DECIDED, stored, votes, stored.approver_groups,
+                                 stored.last_log_index))
+            self._on_final(stored)
+            return stored
+        raise Conflict("request is changing too fast; try again")
+
+    async def record_execution(
+        self,
+        request_id: str,
+        agent: Agent,
+        grant: str,
+        outcome: Outcome,
+        detail: Mapping[str, JSON] | None = None,
+        arguments: Mapping[str, JSON] | None = None,
+    ) -> Request:
+        """Consume the grant on ``started`` (409 on reuse) and attest outcomes.
+        Raises ``NotFound``, ``Conflict``, ``EvidenceError`` (grant does not bind)."""
+        for _ in range(_CAS_RETRIES):
+            request = await self.get(request_id, agent)
+            if request.status is not Status.APPROVED or request.grant is None:
+                raise Conflict(f"request is {request.status.value}, not approved")
+            now = self.clock.now()
+            used = request.grant_used_at is not None
+            if outcome is Outcome.STARTED and used:
+                raise Conflict("grant already consumed")
+            if outcome is not Outcome.STARTED and request.outcome in (
+                Outcome.SUCCEEDED, Outcome.FAILED
+            ):
+                raise Conflict(f"outcome already recorded ({request.outcome})")
+            if not hmac.compare_digest(grant, request.grant):
+                raise EvidenceError("grant does not belong to this request")
+            verify_grant(
+                grant,
+                self.keys,
+                now=now if not used else request.grant_used_at or now,
+                request_id=request.id,
+                agent_id=agent.id,
+                tool=request.call.tool,
+                arguments=arguments if arguments is not None else request.call.arguments,
+            )
+            event = {
+                Outcome.STARTED: Event.EXECUTION_STARTED,
+                Outcome.SUCCEEDED: Event.EXECUTED,
+                Outcome.FAILED: Event.EXECUTION_FAILED,
+            }[outcome]
+            after = replace(
+                request,
+                grant_used_at=request.grant_used_at or now,
+                outcome=outcome,
+                version=request.version + 1,
+            )
+            envelope = attest(after, event, self.keys, at=now, detail=dict(detail or {}),
+                              prev_index=request.last_log_index)
+            try:
+                return await self.store.commit(
+                    Change(request, after, attestation=envelope, event=event)
+                )
+            except Conflict:
+                continue
+        raise Conflict("request is changing too fast; try again")
+
+    # ------------------------------------------------------------------ fan-out
+
+    def _on_final(self, request: Request) -> None:
+        self.waiters.wake(request.id)
+        self.metrics.decisions.labels(request.status.value).inc()
+        for listener in self.final_listeners:
+            self._spawn(listener(request), f"final listener for {request.id}")
+        if self.pager is not None and request.tier is Tier.CONFIRM:
+            self._spawn(self.pager.resolve(request), f"pager resolve for {request.id}")
+
+    def _publish(self, notice: Notice) -> None:
+        for channel in self.channels:
+            self._spawn(self._deliver(channel, notice), f"{channel.platform} delivery")
+
+    async def _deliver(self, channel: ApprovalChannel, notice: Notice) -> None:
+        try:
+            await channel.deliver(notice)
+        except Exception:
+            # A channel failure never changes a decision; it is counted and logged, and the
+            # escalation ladder still runs (fail closed: nothing is allowed by a failure).
+            self.metrics.channel_errors.labels(channel.platform.value).inc()
+            log.exception("delivery to %s failed for request %s", channel.platform,
+                          notice.request.id)
+
+    def publish(self, notice: Notice) -> None:
+        """Send a notice to every channel in the background (used by the scheduler)."""
+        self._publish(notice)
+
+    def _spawn(self, coro: Awaitable[Any], what: str) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except Exception:
+                log.exception("background task failed: %s", what)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait for background deliveries (graceful shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+
+def quorum_met(request: Request, votes: Sequence[Vote]) -> bool:
+    """True when the approvals in ``votes`` satisfy the request's requirement: ``quorum``
+    distinct humans from the any-of groups (escalation groups count there too), and one
+    distinct human from each ``all_of`` group."""
+    approvals = [v for v in votes if v.verdict is Verdict.APPROVE]
+    req = request.requirement
+    any_of = set(req.groups) | set(request.extra_groups)
+    all_of_ok = all(any(v.group == g for v in approvals) for g in req.all_of)
+    if req.groups:
+        counted = {v.approver.key for v in approvals if v.group in any_of}
+        return all_of_ok and len(counted) >= req.quorum
+    if not req.all_of:
+        # No approvers named (cannot happen with a valid policy): an escalation group alone
+        # decides, otherwise nobody can approve.
+        return bool(request.extra_groups) and any(v.group in any_of for v in approvals)
+    return all_of_ok
+
+
+def _same_person(requested_by: str, approver: Approver) -> bool:
+    wanted = requested_by.strip().casefold()
+    if not wanted:
+        return False
+    candidates = [approver.user_id, approver.email or "", approver.key]
+    return any(wanted == c.casefold() for c in candidates if c)

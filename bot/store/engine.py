@@ -1,0 +1,105 @@
+"""SQLAlchemy engines for signoff's two databases, and database errors as signoff errors.
+
+SQLite: WAL journal, ``synchronous=NORMAL``, a busy timeout and foreign keys, set on every
+new connection; pysqlite's own transaction handling is switched off and SQLAlchemy emits
+``BEGIN IMMEDIATE`` for write transactions (connections with the ``signoff_write`` execution
+option) and a plain ``BEGIN`` for reads, so a write takes the database lock up front instead
+of failing with "database is locked" on its first write.
+
+PostgreSQL (``postgresql+psycopg://``): a small connection pool and a connect timeout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy.engine import URL, make_url
+
+from bot.errors import StoreError
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+PG_CONNECT_TIMEOUT_S = 10
+
+
+def parse_url(url: str) -> URL:
+    """Raises ``StoreError`` for URLs that are neither SQLite nor PostgreSQL."""
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError as error:
+        raise StoreError(f"database url is not valid: {safe_text(str(error), url)}") from error
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StoreError(
+            f"unsupported database {parsed.get_backend_name()!r}: "
+            "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+        )
+    return parsed
+
+
+def make_engine(url: URL, *, pool_size: int) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    engine = create_engine(url, pool_size=1, max_overflow=4)
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # hand transaction control to the "begin" hook below
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Connection) -> None:
+        if connection.get_execution_options().get("signoff_write"):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def safe_text(message: str, url: str | URL) -> str:
+    """``message`` on one line, with the URL's password (if any) blanked out."""
+    parsed = url if isinstance(url, URL) else _try_parse(url)
+    password = parsed.password if parsed is not None else None
+    line = " ".join(message.split())
+    if password:
+        line = line.replace(str(password), "***")
+    return line
+
+
+def _try_parse(url: str) -> URL | None:
+    try:
+        return make_url(url)
+    except exc.ArgumentError:
+        return None
+
+
+def store_error(error: exc.SQLAlchemyError, url: URL) -> StoreError:
+    """A one-line ``StoreError`` for a database failure, naming the database but not the
+    password."""
+    cause = error.orig if isinstance(error, exc.DBAPIError) and error.orig else error
+    first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    where = url.render_as_string(hide_password=True)
+    return StoreError(f"database {where} failed: {safe_text(first, url)}")

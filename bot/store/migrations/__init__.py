@@ -1,0 +1,1 @@
+"""Alembic migrations of the signoff schema (run by ``bot.store.migrate``, not by alembic.ini)."""

@@ -1,0 +1,205 @@
+"""The SQL schema of signoff as sqlmodel tables (and their Core ``Table`` objects).
+
+Rows are never handed out of ``bot.store``: ``bot.store.mapping`` translates them to and from
+domain values. The Alembic migrations under ``bot/store/migrations`` must create exactly this
+schema (``tests/integration/test_store.py`` compares them).
+
+Enums are stored as their string values (no database enum types, so new values need no
+migration). JSON columns use the generic ``JSON`` type, which PostgreSQL stores as ``json``
+(text kept verbatim: key order, big integers and float digits round-trip exactly).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+# SQLite only makes ``INTEGER PRIMARY KEY`` an alias of the rowid (no extra index).
+BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
+TIMESTAMP = DateTime(timezone=True)
+
+#: sentinel primary key of the single ``log_head`` row
+HEAD_ID = 1
+
+
+class Base(SQLModel, registry=registry()):
+    """Own registry and metadata, so tables defined elsewhere never join the migrations."""
+
+
+class AgentRow(Base, table=True):
+    __tablename__ = "agents"
+
+    id: str = Field(primary_key=True)
+    token_hash: str = Field(unique=True, index=True)
+    artifact_digest: str | None = Field(default=None, nullable=True)
+    labels: dict[str, str] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+    suspended: bool = Field(default=False, nullable=False)
+    created_at: datetime = Field(sa_type=TIMESTAMP, nullable=False)
+
+
+class RequestRow(Base, table=True):
+    __tablename__ = "requests"
+    __table_args__ = (
+        Index("ix_requests_status_created_at", "status", "created_at"),
+        Index("ix_requests_agent_id_created_at", "agent_id", "created_at"),
+        Index("ix_requests_created_at", "created_at"),
+        Index(
+            "uq_requests_agent_id_idempotency_key",
+            "agent_id",
+            "idempotency_key",
+            unique=True,
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
+    )
+
+    id: str = Field(primary_key=True)
+    agent_id: str = Field(nullable=False)
+    tool: str = Field(nullable=False)
+    arguments: Any = Field(sa_type=JSON, nullable=False)
+    justification: str = Field(nullable=False)
+    context: Any = Field(sa_type=JSON, nullable=False)
+    tier: str = Field(nullable=False)
+    status: str = Field(nullable=False)
+    policy: Any = Field(sa_type=JSON, nullable=False)
+    requirement: Any = Field(sa_type=JSON, nullable=False)
+    created_at: datetime = Field(sa_type=TIMESTAMP, nullable=False)
+    arguments_sha256: str = Field(nullable=False)
+    call_sha256: str = Field(nullable=False)
+    artifact_digest: str | None = Field(default=None, nullable=True)
+    escalation: Any = Field(sa_type=JSON, nullable=False)
+    deadline: datetime | None = Field(default=None, sa_type=TIMESTAMP, nullable=True)
+    decided_at: datetime | None = Field(default=None, sa_type=TIMESTAMP, nullable=True)
+    reason: str | None = Field(default=None, nullable=True)
+    callback_url: str | None = Field(default=None, nullable=True)
+    idempotency_key: str | None = Field(default=None, nullable=True)
+    body_sha256: str | None = Field(default=None, nullable=True)
+    extra_groups: Any = Field(sa_type=JSON, nullable=False)
+    steps_done: int = Field(default=0, nullable=False)
+    grant: str | None = Field(default=None, nullable=True)
+    grant_expires_at: datetime | None = Field(default=None, sa_type=TIMESTAMP, nullable=True)
+    grant_used_at: datetime | None = Field(default=None, sa_type=TIMESTAMP, nullable=True)
+    outcome: str | None = Field(default=None, nullable=True)
+    last_log_index: int | None = Field(default=None, sa_type=BigInteger, nullable=True)
+    version: int = Field(default=0, nullable=False)
+
+
+class VoteRow(Base, table=True):
+    __tablename__ = "votes"
+    __table_args__ = (
+        UniqueConstraint("request_id", "approver_key", name="uq_votes_request_id_approver_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(foreign_key="requests.id", nullable=False, ondelete="CASCADE")
+    approver_key: str = Field(nullable=False)
+    platform: str = Field(nullable=False)
+    tenant: str = Field(nullable=False)
+    user_id: str = Field(nullable=False)
+    display_name: str = Field(nullable=False)
+    email: str | None = Field(default=None, nullable=True)
+    via: str = Field(nullable=False)
+    verdict: str = Field(nullable=False)
+    group: str = Field(nullable=False)
+    reason: str = Field(nullable=False)
+    at: datetime = Field(sa_type=TIMESTAMP, nullable=False)
+
+
+class PostRow(Base, table=True):
+    __tablename__ = "posts"
+    __table_args__ = (
+        UniqueConstraint(
+            "request_id", "platform", "channel", "message_id", name="uq_posts_message"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(foreign_key="requests.id", nullable=False, ondelete="CASCADE")
+    platform: str = Field(nullable=False)
+    group: str = Field(nullable=False)
+    channel: str = Field(nullable=False)
+    message_id: str = Field(nullable=False)
+    thread_id: str | None = Field(default=None, nullable=True)
+    extra: dict[str, str] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+
+
+class RateCounterRow(Base, table=True):
+    __tablename__ = "rate_counters"
+
+    key: str = Field(primary_key=True)
+    window_start: datetime = Field(sa_type=TIMESTAMP, primary_key=True)
+    count: int = Field(nullable=False)
+
+
+class LogEntryRow(Base, table=True):
+    __tablename__ = "log_entries"
+
+    idx: int = Field(sa_type=BIG_ID, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    request_id: str | None = Field(default=None, nullable=True, index=True)
+    event: str = Field(nullable=False)
+    envelope: bytes = Field(sa_type=LargeBinary, nullable=False)
+    leaf_hash: bytes = Field(sa_type=LargeBinary, nullable=False)
+    created_at: datetime = Field(sa_type=TIMESTAMP, nullable=False)
+
+
+class LogNodeRow(Base, table=True):
+    """A perfect subtree of the RFC 6962 tree: ``2**level`` leaves from ``idx * 2**level``."""
+
+    __tablename__ = "log_nodes"
+
+    level: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    idx: int = Field(sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    hash: bytes = Field(sa_type=LargeBinary, nullable=False)
+
+
+class CheckpointRow(Base, table=True):
+    __tablename__ = "checkpoints"
+
+    id: int | None = Field(default=None, primary_key=True)
+    size: int = Field(sa_type=BigInteger, nullable=False, index=True)
+    root: bytes = Field(sa_type=LargeBinary, nullable=False)
+    note: str = Field(nullable=False)
+    created_at: datetime = Field(sa_type=TIMESTAMP, nullable=False)
+
+
+class LogHeadRow(Base, table=True):
+    """One row (``id = HEAD_ID``): the log size. Updating it is the append lock."""
+
+    __tablename__ = "log_head"
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    size: int = Field(sa_type=BigInteger, nullable=False)
+
+
+def _table(model: type[SQLModel]) -> Table:
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)  # noqa: S101 - sqlmodel always builds a Table
+    return table
+
+
+METADATA: MetaData = Base.metadata
+AGENTS = _table(AgentRow)
+REQUESTS = _table(RequestRow)
+VOTES = _table(VoteRow)
+POSTS = _table(PostRow)
+RATE_COUNTERS = _table(RateCounterRow)
+LOG_ENTRIES = _table(LogEntryRow)
+LOG_NODES = _table(LogNodeRow)
+CHECKPOINTS = _table(CheckpointRow)
+LOG_HEAD = _table(LogHeadRow)
