@@ -51,10 +51,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- agents
 
 
-def _gate(settings: Settings) -> Any:
+async def _gate(settings: Settings, *, adapters: bool = False) -> Any:
+    """The core service; with ``adapters`` the chat channels too (so cards get updated)."""
     from adapters.main import build
 
-    return build(settings).gate
+    return (await build(settings, adapters=adapters)).gate
 
 
 def cmd_agents_add(args: argparse.Namespace) -> int:
@@ -62,7 +63,7 @@ def cmd_agents_add(args: argparse.Namespace) -> int:
     labels = dict(_pair(item) for item in args.label or [])
 
     async def go() -> str:
-        gate = _gate(settings)
+        gate = await _gate(settings)
         try:
             _, token = await gate.register_agent(
                 args.name, artifact_digest=args.artifact_digest, labels=labels
@@ -91,7 +92,7 @@ def cmd_agents_list(args: argparse.Namespace) -> int:
     settings = settings_of(args)
 
     async def go() -> list[Any]:
-        gate = _gate(settings)
+        gate = await _gate(settings)
         try:
             return list(await gate.store.list_agents())
         finally:
@@ -116,9 +117,11 @@ def cmd_agents_suspend(args: argparse.Namespace) -> int:
     settings = settings_of(args)
 
     async def go() -> int:
-        gate = _gate(settings)
+        gate = await _gate(settings, adapters=True)
         try:
-            return len(await gate.suspend_agent(args.name))
+            denied = len(await gate.suspend_agent(args.name))
+            await gate.drain()
+            return denied
         finally:
             await gate.store.close()
 
@@ -131,7 +134,7 @@ def cmd_agents_resume(args: argparse.Namespace) -> int:
     settings = settings_of(args)
 
     async def go() -> None:
-        gate = _gate(settings)
+        gate = await _gate(settings)
         try:
             await gate.resume_agent(args.name)
         finally:
@@ -263,7 +266,7 @@ def _extensions() -> list[Callable[[Any, Any, argparse.ArgumentParser], None]]:
     """Command groups contributed by other adapters (audit, report, users, mcp-gateway)."""
     from adapters import commands
 
-    return commands.EXTENSIONS
+    return commands.extensions()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bot.errors import ConfigError
 from bot.evidence.keys import KeyRing
-from bot.settings import load_settings
+from bot.settings import Settings, load_settings
 
 DEMO_AGENT = "demo-agent"
 TOKEN_FILE = "demo-agent.token"
@@ -91,14 +91,13 @@ def init_home(home: Path) -> list[str]:
     return out
 
 
-async def _register_demo(settings: object) -> str | None:
+async def _register_demo(settings: Settings) -> str | None:
     from adapters.main import open_store
     from bot.clock import SystemClock
     from bot.domain import Agent
     from bot.service import new_token, token_hash
 
-    assert hasattr(settings, "database_url")
-    store = open_store(settings)  # type: ignore[arg-type]
+    store = await open_store(settings)
     try:
         if await store.get_agent(DEMO_AGENT) is not None:
             return None

@@ -43,8 +43,8 @@ class Runtime:
     background: list[Callable[[], Any]] = field(default_factory=list)
 
 
-def open_store(settings: Settings) -> SqlStore:
-    return SqlStore.open(settings.database_url)
+async def open_store(settings: Settings) -> SqlStore:
+    return await SqlStore.open(settings.database_url)
 
 
 def load_keys(settings: Settings) -> KeyRing:
@@ -55,13 +55,16 @@ def load_policies(settings: Settings) -> PolicyHolder:
     return PolicyHolder([settings.path(p) for p in settings.policy.paths])
 
 
-def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
-    """Wire the store, keys, policy, service, API and every configured adapter.
-    Raises ``ConfigError``/``PolicyError``/``StoreError`` with one clear line."""
+async def build(
+    settings: Settings, *, clock: Clock | None = None, adapters: bool = True
+) -> Runtime:
+    """Wire the store, keys, policy, service, API and every configured adapter (call inside
+    a running event loop). With ``adapters=False`` only the core is wired (CLI commands
+    that touch the store). Raises ``ConfigError``/``PolicyError``/``StoreError``."""
     clock = clock or SystemClock()
     keys = load_keys(settings)
     policies = load_policies(settings)
-    store = open_store(settings)
+    store = await open_store(settings)
     gate = Gate(
         store=store,
         policies=policies,
@@ -76,13 +79,38 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     )
     app = create_api(gate, settings, checkpoints)
     runtime = Runtime(settings, store, keys, policies, gate, checkpoints, app)
-    _mount_adapters(runtime)
+    if adapters:
+        _mount_adapters(runtime)
     return runtime
 
 
 def _mount_adapters(runtime: Runtime) -> None:
-    """Each adapter is on only when configured (SPEC §4)."""
-    del runtime  # adapters register here as they land (Slack, Teams, console, pager)
+    """Each adapter is on only when configured (SPEC §4). Each ``mount`` adds its routes to
+    ``runtime.app``, its channel to ``runtime.gate.channels`` and its background jobs to
+    ``runtime.background``."""
+    settings = runtime.settings
+    if settings.pagerduty.routing_key:
+        from adapters.pagerduty import mount as mount_pagerduty
+
+        mount_pagerduty(runtime)
+    if settings.slack_enabled:
+        from adapters.slack import mount as mount_slack
+
+        mount_slack(runtime)
+    if settings.teams_enabled:
+        from adapters.teams import mount as mount_teams
+
+        mount_teams(runtime)
+    if settings.console.enabled:
+        from adapters.console import mount as mount_console
+
+        mount_console(runtime)
+    from adapters.escalation import mount as mount_escalation
+
+    mount_escalation(runtime)
+    from adapters.callbacks import mount as mount_callbacks
+
+    mount_callbacks(runtime)
 
 
 async def _run(runtime: Runtime, ready: Callable[[str], None] | None = None) -> None:
@@ -126,8 +154,11 @@ async def _run(runtime: Runtime, ready: Callable[[str], None] | None = None) -> 
 
 def serve(settings: Settings, ready: Callable[[str], None] | None = None) -> None:
     """Run until SIGINT/SIGTERM, then drain and return."""
-    runtime = build(settings)
-    asyncio.run(_run(runtime, ready))
+
+    async def main() -> None:
+        await _run(await build(settings), ready)
+
+    asyncio.run(main())
 
 
 def configure_logging(settings: Settings) -> None:

@@ -48,7 +48,8 @@ class Outcome(enum.StrEnum):
 
 
 class Event(enum.StrEnum):
-    """What an attestation records (SPEC §7 ``decision``; ``execution_started`` is an extension)."""
+    """What an attestation records (SPEC §7 ``decision``; ``execution_started`` and
+    ``escalated`` are extensions)."""
 
     AUTO_ALLOWED = "auto_allowed"
     NOTIFIED = "notified"
@@ -60,6 +61,7 @@ class Event(enum.StrEnum):
     EXECUTION_STARTED = "execution_started"
     EXECUTED = "executed"
     EXECUTION_FAILED = "execution_failed"
+    ESCALATED = "escalated"  # an escalation step ran (remind / to a group / page)
 
 
 class Platform(enum.StrEnum):

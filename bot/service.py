@@ -212,7 +212,8 @@ class Gate:
             request = self._approve(replace(request, decided_at=now), now)
         else:
             event = None
-            deadline = now + ev.deadline_offset
+            offset = ev.deadline_offset or ev.sla or policy.default_sla
+            deadline = now + offset
             request = replace(request, escalation=ev.escalation, deadline=deadline)
         envelope = (
             attest(request, event, self.keys, at=now, reason=request.reason, prev_index=None)

@@ -31,20 +31,20 @@ _DUMPS = json.JSONEncoder(
 ).encode
 
 
-def _plain(value: Any) -> bool:
+def isis_plain(value: Any) -> bool:
     """True when the JSON fast path is guaranteed to equal RFC 8785 for ``value``."""
     kind = type(value)
     if kind is str or value is None or kind is bool:
         return True
     if kind is int:
-        return -_INT_MAX <= value <= _INT_MAX
+        return bool(-_INT_MAX <= value <= _INT_MAX)
     if kind is dict:
         for key, item in value.items():
-            if type(key) is not str or not key.isascii() or not _plain(item):
+            if type(key) is not str or not key.isascii() or not is_plain(item):
                 return False
         return True
     if kind is list or kind is tuple:
-        return all(_plain(item) for item in value)
+        return all(is_plain(item) for item in value)
     return False
 
 
@@ -64,19 +64,29 @@ def canonical(value: Any) -> bytes:
     integers beyond ±(2**53 - 1), non-string object keys, lone surrogates, or values that
     are not JSON at all.
     """
-    if _plain(value):
-        try:
-            return _DUMPS(value).encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise RequestError(
-                "value cannot be canonicalised (RFC 8785): a string contains a lone surrogate"
-            ) from exc
+    if is_plain(value):
+        return canonical_plain(value)
     try:
         return rfc8785.dumps(_to_json_tree(value))
     except rfc8785.CanonicalizationError as exc:
         raise RequestError(f"value cannot be canonicalised (RFC 8785): {exc}") from exc
     except RecursionError as exc:
         raise RequestError("value cannot be canonicalised (RFC 8785): nested too deeply") from exc
+
+
+def canonical_plain(value: Any) -> bytes:
+    """``canonical`` for a value the caller built from parts known to pass ``is_plain``
+    (ASCII literal keys, str/bool/None values, safe ints), skipping the per-node check.
+    Attestation statements use it: only their free-form ``detail`` needs checking.
+
+    Raises ``RequestError`` for a lone surrogate in a string.
+    """
+    try:
+        return _DUMPS(value).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RequestError(
+            "value cannot be canonicalised (RFC 8785): a string contains a lone surrogate"
+        ) from exc
 
 
 def sha256_hex(data: bytes) -> str:
@@ -109,4 +119,11 @@ def call_sha256(request_id: str, agent_id: str, tool: str, arguments: Mapping[st
     )
 
 
-__all__ = ["arguments_sha256", "call_sha256", "canonical", "sha256_hex"]
+__all__ = [
+    "arguments_sha256",
+    "call_sha256",
+    "canonical",
+    "canonical_plain",
+    "is_plain",
+    "sha256_hex",
+]

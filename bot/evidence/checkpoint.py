@@ -109,9 +109,7 @@ def parse_checkpoint(text: str) -> ParsedCheckpoint:
     )
 
 
-def verify_checkpoint(
-    text: str, keys: PublicKeys, origin: str | None = None
-) -> tuple[int, bytes]:
+def verify_checkpoint(text: str, keys: PublicKeys, origin: str | None = None) -> tuple[int, bytes]:
     """Verify a signed checkpoint and return ``(size, root)``.
 
     Needs one signature under key name = origin by a key in ``keys`` that verifies.
@@ -137,9 +135,7 @@ def verify_checkpoint(
         except EvidenceError:
             raise EvidenceError(f"checkpoint signature by {kid} does not verify") from None
         return parsed.size, parsed.root
-    raise EvidenceError(
-        f"checkpoint for {parsed.origin} is not signed by any published key"
-    )
+    raise EvidenceError(f"checkpoint for {parsed.origin} is not signed by any published key")
 
 
 __all__ = [

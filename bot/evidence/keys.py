@@ -272,18 +272,15 @@ class KeyRing(PublicKeys):
         """
         seed = nacl.signing.SigningKey.generate()
         kid = _write_key(self.directory, seed)
-        manifest = {
-            "current": kid,
-            "keys": [
-                {"kid": k, "public": b64url(pub), "created_at": self._created.get(k, "")}
-                for k, pub in self.items()
-            ]
-            + [_manifest_entry(kid, seed, now)],
-        }
-        _write_manifest(self.directory, manifest)
+        entry = _manifest_entry(kid, seed, now)
+        entries = [
+            {"kid": k, "public": b64url(pub), "created_at": self._created.get(k, "")}
+            for k, pub in self.items()
+        ]
+        _write_manifest(self.directory, {"current": kid, "keys": [*entries, entry]})
         old = self._current
         self._add(kid, bytes(seed.verify_key))
-        self._created[kid] = manifest["keys"][-1]["created_at"]
+        self._created[kid] = entry["created_at"]
         self._signing = seed
         self._current = kid
         log.info("rotated signing key %s -> %s", old, kid)
@@ -310,9 +307,7 @@ class KeyRing(PublicKeys):
         return PublicKeys(self.raw(), self._current)
 
 
-def _manifest_entry(
-    kid: str, key: nacl.signing.SigningKey, now: datetime | None
-) -> dict[str, str]:
+def _manifest_entry(kid: str, key: nacl.signing.SigningKey, now: datetime | None) -> dict[str, str]:
     at = (now or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
     return {"kid": kid, "public": b64url(bytes(key.verify_key)), "created_at": at}
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from bot.domain import Approver, Event, Request, Vote
 from bot.errors import EvidenceError
-from bot.evidence.canonical import canonical, sha256_hex
+from bot.evidence.canonical import canonical, canonical_plain, is_plain, sha256_hex
 from bot.evidence.dsse import PAYLOAD_TYPE, encode, sign_envelope
 from bot.ports import Signer
 
@@ -63,11 +63,9 @@ def rfc3339(moment: datetime | None) -> str | None:
     """RFC 3339 UTC with ``Z`` (naive values are taken as UTC)."""
     if moment is None:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    elif moment.utcoffset():
-        moment = moment.astimezone(UTC)
-    return moment.replace(tzinfo=None).isoformat() + "Z"
+    if moment.tzinfo is not UTC:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.isoformat()[:-6] + "Z"  # drop "+00:00"
 
 
 def _approver(approver: Approver, group: str | None) -> dict[str, Any]:
@@ -183,7 +181,13 @@ def attest(
         detail=detail,
         prev_index=prev_index,
     )
-    return encode(sign_envelope(canonical(statement), PAYLOAD_TYPE, signer))
+    # Every part of the statement but ``detail`` is built here from plain str/int/bool/None
+    # values under ASCII literal keys, so only ``detail`` needs the RFC 8785 fast-path check.
+    if detail is None or is_plain(statement["predicate"]["detail"]):
+        payload = canonical_plain(statement)
+    else:
+        payload = canonical(statement)
+    return encode(sign_envelope(payload, PAYLOAD_TYPE, signer))
 
 
 def parse_statement(payload: bytes) -> dict[str, Any]:

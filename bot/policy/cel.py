@@ -39,7 +39,7 @@ class InvalidCondition(PolicyError):
     """A ``when`` expression rejected at load; ``problem`` says why (without the location)."""
 
     def __init__(self, source: str, problem: str) -> None:
-        super().__init__("invalid condition", details=[f"{source}: {problem}"])
+        super().__init__(f"invalid condition: {problem}", details=[f"{source}: {problem}"])
         self.problem = problem
 
 
@@ -48,6 +48,10 @@ class ConditionError(PolicyError):
     argument values: log it at DEBUG only)."""
 
     slug = "policy-condition"
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"{source}: {problem}")
+        self.problem = problem
 
 
 def activation(
@@ -76,14 +80,12 @@ class Condition:
             value = self._expr.eval(act)
             result = value.value()
         except Exception as exc:  # the binding raises plain RuntimeError/TypeError
-            raise ConditionError(f"{self.source}: condition failed: {exc}") from exc
+            raise ConditionError(self.source, f"condition failed: {exc}") from exc
         if result is True or result is False:
             return result
         if value.type() == cel.Type.ERROR:
-            raise ConditionError(f"{self.source}: condition error: {result}")
-        raise ConditionError(
-            f"{self.source}: condition returned {value.type().name()}, not a bool"
-        )
+            raise ConditionError(self.source, f"condition error: {result}")
+        raise ConditionError(self.source, f"condition returned {value.type().name()}, not a bool")
 
     def __repr__(self) -> str:
         return f"Condition({self.text!r})"

@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import rfc8785
-from yaml.nodes import Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node, SequenceNode
 
 from bot.domain import EscalationStep, Requirement, Tier
 from bot.errors import PolicyError
 from bot.policy.model import ConsoleRoute, GroupSpec, Policy, Rule, SlackRoute, TeamsRoute
 from bot.policy.rules import read_approvers, read_escalation, read_rule, read_tier
-from bot.policy.source import Bad, Problems, Reader, compose, read_sources, scalar, to_plain
+from bot.policy.source import Bad, Problems, Reader, compose, read_sources, scalar_of, to_plain
 
 API_VERSION = "signoff/v1"
 KIND = "ToolPolicy"
@@ -82,8 +82,11 @@ class _Build:
     rule_nodes: list[tuple[Reader, Node]] = field(default_factory=list)
     versions: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
+    first_path: str = "<policy>"
 
     def run(self, sources: Sequence[tuple[str, str]]) -> Policy | None:
+        if sources:
+            self.first_path = sources[0][0]
         for path, text in sources:
             reader = Reader(path, self.problems)
             for node in compose(path, text, self.problems):
@@ -92,14 +95,15 @@ class _Build:
         rules: list[Rule] = []
         seen: dict[str, str] = {}
         for reader, node in self.rule_nodes:
+            name = _rule_name(node)
+            if name is not None and name in seen:
+                reader.fail(node, f"duplicate rule name {name!r} (first at {seen[name]})")
+                continue
+            if name is not None:
+                seen[name] = reader.at(node)
             rule = read_rule(reader, node, self.groups, sla)
-            if rule is None:
-                continue
-            if rule.name in seen:
-                reader.fail(node, f"duplicate rule name {rule.name!r} (first at {seen[rule.name]})")
-                continue
-            seen[rule.name] = rule.source
-            rules.append(rule)
+            if rule is not None:
+                rules.append(rule)
         if self.problems:
             return None
         return Policy(
@@ -147,7 +151,9 @@ class _Build:
             for key, (key_node, value) in values.items():
                 if key in self.defaults:
                     first = self.defaults[key]
-                    reader.fail(key_node, f"defaults.{key} is already set at {first[0].at(first[1])}")
+                    reader.fail(
+                        key_node, f"defaults.{key} is already set at {first[0].at(first[1])}"
+                    )
                 else:
                     self.defaults[key] = (reader, key_node, value)
         if "rules" in found:
@@ -165,8 +171,9 @@ class _Build:
                 if value is not None and value not in into:
                     into.append(value)
         if found and "labels" in found:
-            for key, (_, value) in (reader.fields(found["labels"][1], "labels", None) or {}).items():
-                reader.text(value, f"metadata.labels.{key}")
+            labels = reader.fields(found["labels"][1], "metadata.labels", None) or {}
+            for label, (_, label_value) in labels.items():
+                reader.text(label_value, f"metadata.labels.{label}")
         if found and "description" in found:
             reader.text(found["description"][1], "metadata.description")
 
@@ -176,7 +183,9 @@ class _Build:
             if reader.name(key_node, "group name") is None:
                 continue
             if name in self.groups:
-                reader.fail(key_node, f"group {name!r} is already defined at {self.groups[name].source}")
+                reader.fail(
+                    key_node, f"group {name!r} is already defined at {self.groups[name].source}"
+                )
                 continue
             group = _read_group(reader, name, key_node, value)
             if group is not None:
@@ -188,7 +197,9 @@ class _Build:
         ladder: tuple[EscalationStep, ...] = ()
         if (entry := self.defaults.get("unknown_tool")) is not None:
             allowed = (Tier.CONFIRM, Tier.BLOCK)
-            unknown_tool = read_tier(entry[0], entry[2], "defaults.unknown_tool", allowed) or Tier.CONFIRM
+            unknown_tool = (
+                read_tier(entry[0], entry[2], "defaults.unknown_tool", allowed) or Tier.CONFIRM
+            )
         if (entry := self.defaults.get("sla")) is not None:
             sla = entry[0].duration(entry[2], "defaults.sla") or sla
         if (entry := self.defaults.get("approvers")) is not None:
@@ -197,11 +208,10 @@ class _Build:
             ladder = read_escalation(entry[0], entry[2], self.groups, sla) or ()
         else:
             ladder = (EscalationStep(after=sla, deny=True),)
-        if unknown_tool is Tier.CONFIRM and not approvers.all_groups:
+        if unknown_tool is Tier.CONFIRM and not approvers.all_groups and not self.problems:
             where = self.defaults.get("unknown_tool")
-            path = where[0].path if where else "<policy>"
             self.problems.add(
-                path,
+                where[0].path if where else self.first_path,
                 where[1] if where else 1,
                 "unknown tools need approval but no approver groups are defined "
                 "(define groups, set defaults.approvers, or set defaults.unknown_tool: block)",
@@ -209,8 +219,12 @@ class _Build:
         return unknown_tool, sla, approvers, ladder
 
 
-def scalar_of(node: Node) -> Any:
-    return scalar(node) if isinstance(node, ScalarNode) else None
+def _rule_name(node: Node) -> str | None:
+    if isinstance(node, MappingNode):
+        for key, value in node.value:
+            if scalar_of(key) == "name" and isinstance(name := scalar_of(value), str):
+                return name
+    return None
 
 
 def _read_group(reader: Reader, name: str, key_node: Node, node: Node) -> GroupSpec | None:
@@ -229,7 +243,9 @@ def _read_group(reader: Reader, name: str, key_node: Node, node: Node) -> GroupS
             console = ConsoleRoute(users=users)
         elif got and "users" in got and len(reader.problems) == before:
             reader.fail(got["users"][1], f"group {name!r} console needs at least one user")
-    description = reader.text(found["description"][1], "description") if "description" in found else None
+    description = (
+        reader.text(found["description"][1], "description") if "description" in found else None
+    )
     if not (slack or teams or console) and len(reader.problems) == before:
         reader.fail(node, f"group {name!r} has no slack, teams or console route")
     if len(reader.problems) > before:
@@ -243,7 +259,9 @@ def _slack(reader: Reader, group: str, node: Node) -> SlackRoute | None:
     if found is None or "channel" not in found:
         return None
     channel = reader.string(found["channel"][1], f"{what} channel")
-    usergroup = reader.string(found["usergroup"][1], f"{what} usergroup") if "usergroup" in found else None
+    usergroup = (
+        reader.string(found["usergroup"][1], f"{what} usergroup") if "usergroup" in found else None
+    )
     users = reader.names(found["users"][1], f"{what} users") if "users" in found else ()
     if users is not None and not users and usergroup is None:
         reader.fail(node, f"{what} needs users or a usergroup (who may approve)")
@@ -257,11 +275,15 @@ def _teams(reader: Reader, group: str, node: Node) -> TeamsRoute | None:
     what = f"group {group!r} teams"
     keys = ("service_url", "conversation_id", "tenant_id", "users")
     found = reader.fields(node, what, keys, ("service_url", "conversation_id", "users"))
-    if found is None or any(key not in found for key in ("service_url", "conversation_id", "users")):
+    if found is None or any(
+        key not in found for key in ("service_url", "conversation_id", "users")
+    ):
         return None
     url = reader.string(found["service_url"][1], f"{what} service_url")
     conversation = reader.string(found["conversation_id"][1], f"{what} conversation_id")
-    tenant = reader.string(found["tenant_id"][1], f"{what} tenant_id") if "tenant_id" in found else None
+    tenant = (
+        reader.string(found["tenant_id"][1], f"{what} tenant_id") if "tenant_id" in found else None
+    )
     users = reader.names(found["users"][1], f"{what} users")
     if url is not None and not url.startswith(("https://", "http://")):
         reader.fail(found["service_url"][1], f"{what} service_url must be an http(s) URL")

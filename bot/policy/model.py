@@ -20,6 +20,8 @@ from bot.policy.cel import Condition
 RateKey = Literal["agent", "tool", "agent_tool", "global"]
 RATE_KEYS: tuple[RateKey, ...] = ("agent", "tool", "agent_tool", "global")
 
+NO_APPROVERS = Requirement()
+
 #: how many distinct tool names the candidate cache remembers before starting over
 _CACHE_LIMIT = 4096
 
@@ -86,7 +88,7 @@ class Rule:
     tool: str
     when: str | None
     tier: Tier
-    requirement: Requirement = Requirement()
+    requirement: Requirement = NO_APPROVERS
     sla: timedelta | None = None
     escalation: tuple[EscalationStep, ...] = ()
     rate_limit: RateLimit | None = None
@@ -122,7 +124,7 @@ class Policy:
     version: str | None = None
     name: str | None = None
     files: tuple[str, ...] = ()
-    default_approvers: Requirement = Requirement()
+    default_approvers: Requirement = NO_APPROVERS
     default_escalation: tuple[EscalationStep, ...] = ()
     _candidates: dict[str, tuple[Rule, ...]] = field(
         default_factory=dict, compare=False, repr=False

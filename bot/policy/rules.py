@@ -20,7 +20,7 @@ from yaml.nodes import Node, SequenceNode
 from bot.domain import EscalationStep, Requirement, Tier
 from bot.policy.cel import InvalidCondition, compile_condition
 from bot.policy.model import RATE_KEYS, RateLimit, Rule
-from bot.policy.source import Reader, scalar, show
+from bot.policy.source import Reader, scalar_of, show
 
 RULE_KEYS = (
     "name", "description", "tool", "when", "tier", "approvers", "sla", "escalation",
@@ -30,7 +30,7 @@ _STEP_KEYS = ("after", "remind", "to", "page", "action")
 
 
 def read_tier(reader: Reader, node: Node, what: str, allowed: Collection[Tier]) -> Tier | None:
-    value = scalar(node) if not isinstance(node, SequenceNode) else None
+    value = scalar_of(node)
     choices = " | ".join(tier.value for tier in allowed)
     if not isinstance(value, str) or value not in {tier.value for tier in allowed}:
         reader.fail(node, f"{what} must be one of {choices}, not {value!r}")
@@ -82,6 +82,7 @@ def read_escalation(
         reader.fail(node, "escalation must be a list of steps")
         return None
     steps: list[EscalationStep] = []
+    items: list[Node] = []
     ok = True
     for item in node.value:
         step = _read_step(reader, item, groups)
@@ -99,24 +100,19 @@ def read_escalation(
             )
             ok = False
         steps.append(step)
+        items.append(item)
     if not ok:
         return None
-    return close_ladder(reader, node, tuple(steps), sla)
-
-
-def close_ladder(
-    reader: Reader, where: Node | None, steps: tuple[EscalationStep, ...], sla: timedelta
-) -> tuple[EscalationStep, ...] | None:
     if steps and steps[-1].deny:
-        return steps
-    late = [step for step in steps if step.after >= sla]
-    if late and where is not None:
-        reader.fail(
-            where,
-            f"escalation step at {show(late[0].after)} would never run: the request is denied "
-            f"at the SLA ({show(sla)}); add a final `action: deny` step after it",
-        )
-        return None
+        return tuple(steps)
+    for step, item in zip(steps, items, strict=True):
+        if step.after >= sla:
+            reader.fail(
+                item,
+                f"escalation step at {show(step.after)} would never run: without a deny step "
+                f"the request is denied at the SLA ({show(sla)}); end with `action: deny`",
+            )
+            return None
     return (*steps, EscalationStep(after=sla, deny=True))
 
 
@@ -141,7 +137,7 @@ def _read_step(reader: Reader, node: Node, groups: Collection[str]) -> Escalatio
             to = None
         ok = to is not None and ok
     if "action" in found:
-        action = scalar(found["action"][1]) if not isinstance(found["action"][1], SequenceNode) else None
+        action = scalar_of(found["action"][1])
         if action != "deny":
             reader.fail(
                 found["action"][1],
@@ -166,7 +162,7 @@ def read_rate_limit(reader: Reader, node: Node) -> RateLimit | None:
     per = reader.duration(found["per"][1], "rate_limit.per")
     key = "agent"
     if "key" in found:
-        value = scalar(found["key"][1]) if not isinstance(found["key"][1], SequenceNode) else None
+        value = scalar_of(found["key"][1])
         if value not in RATE_KEYS:
             reader.fail(found["key"][1], f"rate_limit.key must be one of {' | '.join(RATE_KEYS)}")
             return None

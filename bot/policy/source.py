@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-_CONSTRUCTOR = yaml.SafeConstructor()
+_CONSTRUCTOR = SafeConstructor()
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 #: cap on values produced from one document (YAML aliases can expand exponentially)
 _MAX_VALUES = 200_000
@@ -125,6 +126,11 @@ def scalar(node: ScalarNode) -> Any:
     if isinstance(value, bytes):
         raise Bad(node, "binary values are not allowed")
     return value
+
+
+def scalar_of(node: Node) -> Any:
+    """The value of a scalar node; None for mappings and lists."""
+    return scalar(node) if isinstance(node, ScalarNode) else None
 
 
 def to_plain(node: Node) -> Any:

@@ -48,7 +48,6 @@ def make_engine(url: URL, *, pool_size: int) -> Engine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         connect_args=connect_args,
     )
 
@@ -102,4 +101,4 @@ def store_error(error: exc.SQLAlchemyError, url: URL) -> StoreError:
     cause = error.orig if isinstance(error, exc.DBAPIError) and error.orig else error
     first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
     where = url.render_as_string(hide_password=True)
-    return StoreError(f"database {where} failed: {safe_text(first, url)}")
+    return StoreError(f"database {where} is unavailable: {safe_text(first, url)}")

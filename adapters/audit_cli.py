@@ -1,0 +1,153 @@
+"""``signoff audit verify|prove|export``: the compliance side of the Merkle log (SPEC §3)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from bot.domain import LogEntry, utc
+from bot.errors import ConfigError, SignoffError
+from bot.evidence import dsse
+from bot.evidence.audit import prove_bundle, verify_log
+from bot.settings import load_settings, config_path
+
+BATCH = 10_000
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from adapters.main import build
+
+    return build(load_settings(config_path(args.config)), adapters=False)
+
+
+def _entries(runtime: Any, loop: asyncio.AbstractEventLoop, size: int) -> Iterator[LogEntry]:
+    """Stream entries 0..size-1 from the store (running on ``loop``) into a worker thread."""
+    for start in range(0, size, BATCH):
+        future = asyncio.run_coroutine_threadsafe(
+            runtime.store.log_entries(start, min(start + BATCH, size)), loop
+        )
+        yield from future.result()
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    older = None
+    if args.checkpoint:
+        try:
+            older = Path(args.checkpoint).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{args.checkpoint}: cannot read ({exc.strerror})") from exc
+
+    async def go() -> tuple[int, str]:
+        runtime = await _open(args)
+        try:
+            cp = await runtime.checkpoints.current()
+            loop = asyncio.get_running_loop()
+            bar = tqdm(total=cp.size, unit="entry", disable=None, file=sys.stderr, leave=False)
+            progress: Callable[[int], None] = lambda n: bar.update(n - bar.n)  # noqa: E731
+            try:
+                report = await asyncio.to_thread(
+                    verify_log,
+                    _entries(runtime, loop, cp.size),
+                    runtime.keys.public(),
+                    checkpoint=cp.note,
+                    older_checkpoint=older,
+                    origin=runtime.settings.log.origin,
+                    progress=progress,
+                )
+            finally:
+                bar.close()
+            return report.entries, cp.note.splitlines()[2]
+        finally:
+            await runtime.store.close()
+
+    count, root = asyncio.run(go())
+    extra = " and consistent with the given checkpoint" if older else ""
+    print(f"log intact: {count} entries, every signature valid, root {root}{extra}")
+    return 0
+
+
+def cmd_prove(args: argparse.Namespace) -> int:
+    async def go() -> dict[str, Any]:
+        runtime = await _open(args)
+        try:
+            if await runtime.store.get_request(args.request_id) is None:
+                raise SignoffError(f"no request {args.request_id!r}")
+            cp = await runtime.checkpoints.current()
+            pairs = []
+            for entry in await runtime.store.log_entries_for(args.request_id):
+                if entry.index < cp.size:
+                    pairs.append((entry, await runtime.store.inclusion_proof(entry.index, cp.size)))
+            return prove_bundle(args.request_id, pairs, cp.note, runtime.keys.public())
+        finally:
+            await runtime.store.close()
+
+    print(json.dumps(asyncio.run(go()), indent=2))
+    return 0
+
+
+def _time(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError as exc:
+        raise SignoffError(f"{text!r} is not an ISO 8601 time (e.g. 2026-11-21T10:00:00Z)") from exc
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    since, until = _time(args.since), _time(args.until)
+
+    async def go() -> int:
+        runtime = await _open(args)
+        count = 0
+        try:
+            cp = await runtime.checkpoints.current()
+            for start in range(0, cp.size, BATCH):
+                for entry in await runtime.store.log_entries(start, min(start + BATCH, cp.size)):
+                    if (since and entry.created_at < since) or (until and entry.created_at >= until):
+                        continue
+                    proof = await runtime.store.inclusion_proof(entry.index, cp.size)
+                    record = {
+                        "index": entry.index,
+                        "request_id": entry.request_id,
+                        "event": entry.event.value,
+                        "created_at": entry.created_at.isoformat().replace("+00:00", "Z"),
+                        "envelope": dsse.decode(entry.envelope),
+                        "receipt": {
+                            "tree_size": cp.size,
+                            "inclusion_proof": [dsse.b64encode(h) for h in proof],
+                            "checkpoint": cp.note,
+                        },
+                    }
+                    sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
+                    count += 1
+        finally:
+            await runtime.store.close()
+        return count
+
+    count = asyncio.run(go())
+    print(f"exported {count} attestation(s)", file=sys.stderr)
+    return 0
+
+
+def register(sub: Any, add: Any, common: argparse.ArgumentParser) -> None:
+    audit = sub.add_parser("audit", help="verify, prove and export the audit log", parents=[common])
+    asub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    sp = add("verify", cmd_verify, "recompute the whole log and check every signature", asub)
+    sp.add_argument("--checkpoint", help="an older checkpoint file to prove consistency with")
+    sp = add("prove", cmd_prove, "print a request's attestations with inclusion proofs", asub)
+    sp.add_argument("request_id")
+    sp = add("export", cmd_export, "JSON Lines of attestations with receipts", asub)
+    sp.add_argument("--since", help="ISO 8601 time (inclusive)")
+    sp.add_argument("--until", help="ISO 8601 time (exclusive)")
+
+
+__all__ = ["register"]

@@ -1,0 +1,428 @@
+"""``SqlStore``: the ``bot.ports.Store`` on SQLite or PostgreSQL (SQLAlchemy Core over the
+sqlmodel tables of ``bot.store.tables``).
+
+Every method is ``async`` and runs its SQL on the store's own threads, so the event loop never
+blocks: one thread for SQLite (writes are serialised anyway; no "database is locked"), a small
+pool for PostgreSQL. A state change, its vote and its attestation commit in one transaction;
+``commit`` is compare-and-set on ``requests.version``. Database failures raise ``StoreError``
+(one line, no password); lost races and duplicates raise ``Conflict``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import Connection, Engine, bindparam, delete, exc, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+
+from bot.domain import Agent, Change, Checkpoint, Event, LogEntry, Platform, Post, Request
+from bot.domain import Status, Vote, utc
+from bot.errors import Conflict, NotFound, StoreError
+from bot.ports import Clock
+from bot.store import log, mapping, migrate
+from bot.store.engine import make_engine, parse_url, store_error
+from bot.store.tables import AGENTS, CHECKPOINTS, LOG_ENTRIES, POSTS, RATE_COUNTERS, REQUESTS
+from bot.store.tables import VOTES
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+PG_WORKERS = 4
+Hook = Callable[[], None] | None
+
+_INSERT_REQUEST = insert(REQUESTS)
+_INSERT_VOTE = insert(VOTES)
+_INSERT_AGENT = insert(AGENTS)
+# compare-and-set: SET every column given in the parameters, only at the expected version
+_CAS_REQUEST = update(REQUESTS).where(
+    REQUESTS.c.id == bindparam("cas_id"), REQUESTS.c.version == bindparam("cas_version")
+)
+
+
+class _SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class SqlStore:
+    """The store. Build with ``await SqlStore.open(url)``; ``await close()`` when done."""
+
+    def __init__(self, engine: Engine, url: URL, clock: Clock, workers: int) -> None:
+        self._engine = engine
+        self._url = url
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="signoff-store")
+        self._frontier = log.Frontier()
+        self._closed = False
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    @classmethod
+    async def open(cls, url: str, *, clock: Clock | None = None) -> SqlStore:
+        """Connect to ``url`` (``sqlite:///PATH`` or ``postgresql+psycopg://…``) and create or
+        migrate the schema to the newest revision. Raises ``StoreError``."""
+        parsed = parse_url(url)
+        workers = 1 if parsed.get_backend_name() == "sqlite" else PG_WORKERS
+        engine = make_engine(parsed, pool_size=workers)
+        store = cls(engine, parsed, clock or _SystemClock(), workers)
+        try:
+            await store._run(migrate.upgrade, engine)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for migrations and tools inside ``bot.store``)."""
+        return self._engine
+
+    # running SQL off the event loop
+
+    async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        except RuntimeError as error:  # the executor is shut down
+            raise StoreError("the store is closed") from error
+        try:
+            return await future
+        except exc.SQLAlchemyError as error:
+            raise store_error(error, self._url) from error
+
+    def _in_read(self, fn: Callable[[Connection], T]) -> T:
+        with self._engine.connect() as conn, conn.begin():
+            return fn(conn)
+
+    def _in_write(self, fn: Callable[[Connection], tuple[T, Hook]]) -> T:
+        """Run ``fn`` in a write transaction; its hook runs only once the commit succeeded."""
+        with self._engine.connect().execution_options(signoff_write=True) as conn:
+            with conn.begin():
+                result, hook = fn(conn)
+            if hook is not None:
+                hook()
+            return result
+
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        return await self._run(self._in_read, fn)
+
+    async def _write(self, fn: Callable[[Connection], tuple[T, Hook]]) -> T:
+        return await self._run(self._in_write, fn)
+
+    async def _execute(self, statement: Any, params: Any = None) -> None:
+        await self._write(lambda conn: (conn.execute(statement, params), None))
+
+    async def ping(self) -> None:
+        await self._read(lambda conn: conn.exec_driver_sql("SELECT 1").scalar_one())
+
+    async def close(self) -> None:
+        """Release every connection; later calls raise ``StoreError``. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._pool, self._engine.dispose)
+        self._pool.shutdown(wait=True)
+
+    # agents
+
+    async def add_agent(self, agent: Agent) -> None:
+        """Raises ``Conflict`` when the id (or the token hash) exists."""
+        values = mapping.from_agent(agent)
+
+        def add(conn: Connection) -> tuple[None, Hook]:
+            try:
+                conn.execute(_INSERT_AGENT, values)
+            except exc.IntegrityError as error:
+                raise Conflict(f"agent {agent.id!r} (or its token) already exists") from error
+            return None, None
+
+        await self._write(add)
+
+    async def get_agent(self, agent_id: str) -> Agent | None:
+        return await self._agent_where(AGENTS.c.id == agent_id)
+
+    async def agent_by_token_hash(self, token_hash: str) -> Agent | None:
+        return await self._agent_where(AGENTS.c.token_hash == token_hash)
+
+    async def _agent_where(self, condition: Any) -> Agent | None:
+        query = select(AGENTS).where(condition)
+        row = await self._read(lambda conn: conn.execute(query).first())
+        return None if row is None else mapping.to_agent(row)
+
+    async def list_agents(self) -> list[Agent]:
+        query = select(AGENTS).order_by(AGENTS.c.created_at, AGENTS.c.id)
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        return [mapping.to_agent(row) for row in rows]
+
+    async def set_agent_suspended(self, agent_id: str, suspended: bool) -> Agent:
+        """Raises ``NotFound``."""
+        statement = (
+            update(AGENTS)
+            .where(AGENTS.c.id == agent_id)
+            .values(suspended=suspended)
+            .returning(*AGENTS.c)
+        )
+        row = await self._write(lambda conn: (conn.execute(statement).first(), None))
+        if row is None:
+            raise NotFound(f"no agent {agent_id!r}")
+        return mapping.to_agent(row)
+
+    # requests
+
+    async def insert_request(
+        self, request: Request, attestation: bytes | None = None, event: Event | None = None
+    ) -> Request:
+        """Insert ``request`` and append ``attestation`` (needs ``event``) in one transaction.
+        Returns it with ``last_log_index`` set. Raises ``Conflict`` when the id or the
+        (agent, idempotency key) exists, ``ValueError`` for an attestation without event."""
+        values = mapping.from_request(request)
+
+        def insert_(conn: Connection) -> tuple[int | None, Hook]:
+            index, hook = self._append(conn, attestation, event, request.id)
+            if index is not None:
+                values["last_log_index"] = index
+            try:
+                conn.execute(_INSERT_REQUEST, values)
+            except exc.IntegrityError as error:
+                raise Conflict(
+                    f"request {request.id!r} or idempotency key "
+                    f"{request.idempotency_key!r} of agent {request.agent_id!r} already exists"
+                ) from error
+            return index, hook
+
+        index = await self._write(insert_)
+        if index is None:
+            return request
+        return dataclasses.replace(request, last_log_index=index)
+
+    def _append(
+        self, conn: Connection, attestation: bytes | None, event: Event | None, request_id: str
+    ) -> tuple[int | None, Hook]:
+        if attestation is None:
+            return None, None
+        if event is None:
+            raise ValueError("an attestation needs the event it records")
+        return log.append(conn, self._frontier, attestation, event, request_id, self._clock.now())
+
+    async def get_request(self, request_id: str) -> Request | None:
+        return await self._request_where(REQUESTS.c.id == request_id)
+
+    async def request_by_idempotency_key(self, agent_id: str, key: str) -> Request | None:
+        return await self._request_where(
+            REQUESTS.c.agent_id == agent_id, REQUESTS.c.idempotency_key == key
+        )
+
+    async def _request_where(self, *conditions: Any) -> Request | None:
+        query = select(REQUESTS).where(*conditions)
+        row = await self._read(lambda conn: conn.execute(query).first())
+        return None if row is None else mapping.to_request(row)
+
+    async def list_requests(
+        self,
+        *,
+        status: Status | None = None,
+        agent_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+    ) -> list[Request]:
+        """Newest first (by ``created_at``, then id); ``since`` inclusive, ``until``
+        exclusive; ``limit=None`` for all."""
+        query = select(REQUESTS)
+        if status is not None:
+            query = query.where(REQUESTS.c.status == status.value)
+        if agent_id is not None:
+            query = query.where(REQUESTS.c.agent_id == agent_id)
+        if since is not None:
+            query = query.where(REQUESTS.c.created_at >= utc(since))
+        if until is not None:
+            query = query.where(REQUESTS.c.created_at < utc(until))
+        query = query.order_by(REQUESTS.c.created_at.desc(), REQUESTS.c.id.desc())
+        query = query.limit(limit).offset(offset or None)
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        return [mapping.to_request(row) for row in rows]
+
+    async def commit(self, change: Change) -> Request:
+        """Compare-and-set ``change.before`` → ``change.after`` with its vote and attestation
+        in one transaction; returns ``after`` with ``last_log_index`` set. Raises ``Conflict``
+        when stale, malformed (other id, version not ``before + 1``) or when the vote's
+        approver already voted; ``ValueError`` for an attestation without event."""
+        before, after, vote = change.before, change.after, change.vote
+        if after.id != before.id or (vote is not None and vote.request_id != before.id):
+            raise Conflict(f"change of request {before.id!r} names another request")
+        if after.version != before.version + 1:
+            raise Conflict(
+                f"request {before.id!r}: version must step from {before.version} "
+                f"to {before.version + 1}, not {after.version}"
+            )
+        values = mapping.from_request(after)
+        del values["id"]
+        values["cas_id"], values["cas_version"] = before.id, before.version
+
+        def commit_(conn: Connection) -> tuple[int | None, Hook]:
+            index, hook = self._append(conn, change.attestation, change.event, before.id)
+            if index is not None:
+                values["last_log_index"] = index
+            if conn.execute(_CAS_REQUEST, values).rowcount != 1:
+                raise Conflict(f"request {before.id!r} changed concurrently")
+            if vote is not None:
+                try:
+                    conn.execute(_INSERT_VOTE, mapping.from_vote(vote))
+                except exc.IntegrityError as error:
+                    raise Conflict(
+                        f"{vote.approver.key} already voted on request {before.id!r}"
+                    ) from error
+            return index, hook
+
+        index = await self._write(commit_)
+        if index is None:
+            return after
+        return dataclasses.replace(after, last_log_index=index)
+
+    async def votes(self, request_id: str) -> list[Vote]:
+        query = select(VOTES).where(VOTES.c.request_id == request_id)
+        query = query.order_by(VOTES.c.at, VOTES.c.id)
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        return [mapping.to_vote(row) for row in rows]
+
+    # rate limits
+
+    async def take_rate(self, key: str, window_start: datetime, limit: int) -> bool:
+        """Count one hit for ``key`` in the window starting at ``window_start`` unless it
+        already has ``limit``; atomic across processes. The first hit of a window prunes the
+        key's older windows."""
+        if limit <= 0:
+            return False
+        start = utc(window_start)
+        table = RATE_COUNTERS
+        statement = (
+            self._insert(table)
+            .values(key=key, window_start=start, count=1)
+            .on_conflict_do_update(
+                index_elements=[table.c.key, table.c.window_start],
+                set_={"count": table.c.count + 1},
+                where=table.c.count < limit,
+            )
+            .returning(table.c.count)
+        )
+        prune = delete(table).where(table.c.key == key, table.c.window_start < start)
+
+        def take(conn: Connection) -> tuple[bool, Hook]:
+            count = conn.execute(statement).scalar()
+            if count == 1:
+                conn.execute(prune)
+            return count is not None, None
+
+        return await self._write(take)
+
+    # where cards went
+
+    async def add_post(self, post: Post) -> None:
+        """Record (or update, for the same message) where a card was posted. Raises
+        ``NotFound`` when the request does not exist."""
+        values = mapping.from_post(post)
+        statement = (
+            self._insert(POSTS)
+            .values(values)
+            .on_conflict_do_update(
+                index_elements=[POSTS.c.request_id, POSTS.c.platform, POSTS.c.channel,
+                                POSTS.c.message_id],
+                set_={"group": values["group"], "thread_id": values["thread_id"],
+                      "extra": values["extra"]},
+            )
+        )
+
+        def add(conn: Connection) -> tuple[None, Hook]:
+            try:
+                conn.execute(statement)
+            except exc.IntegrityError as error:
+                raise NotFound(f"no request {post.request_id!r}") from error
+            return None, None
+
+        await self._write(add)
+
+    async def posts(self, request_id: str, platform: Platform | None = None) -> list[Post]:
+        query = select(POSTS).where(POSTS.c.request_id == request_id).order_by(POSTS.c.id)
+        if platform is not None:
+            query = query.where(POSTS.c.platform == platform.value)
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        return [mapping.to_post(row) for row in rows]
+
+    # the Merkle log
+
+    async def log_size(self) -> int:
+        return await self._read(log.size)
+
+    async def log_entries(self, start: int, stop: int) -> list[LogEntry]:
+        """Entries with ``start <= index < stop``, in index order."""
+        query = (
+            select(LOG_ENTRIES)
+            .where(LOG_ENTRIES.c.idx >= start, LOG_ENTRIES.c.idx < stop)
+            .order_by(LOG_ENTRIES.c.idx)
+        )
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        return [mapping.to_log_entry(row) for row in rows]
+
+    async def log_entries_for(self, request_id: str) -> list[LogEntry]:
+        query = (
+            select(LOG_ENTRIES)
+            .where(LOG_ENTRIES.c.request_id == request_id)
+            .order_by(LOG_ENTRIES.c.idx)
+        )
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        return [mapping.to_log_entry(row) for row in rows]
+
+    async def iter_log_entries(
+        self, batch: int = 10_000, start: int = 0
+    ) -> AsyncIterator[LogEntry]:
+        """Every entry from ``start`` in index order, read ``batch`` at a time (for
+        ``audit verify`` over millions of entries without holding them all)."""
+        query = (
+            select(LOG_ENTRIES)
+            .where(LOG_ENTRIES.c.idx >= bindparam("start"))
+            .order_by(LOG_ENTRIES.c.idx)
+            .limit(batch)
+        )
+        while True:
+            at = start
+            rows = await self._read(lambda conn: conn.execute(query, {"start": at}).all())
+            for row in rows:
+                yield mapping.to_log_entry(row)
+            if len(rows) < batch:
+                return
+            start = rows[-1].idx + 1
+
+    async def log_root(self, size: int) -> bytes:
+        """Raises ``EvidenceError`` for a size beyond the log."""
+        return await self._read(lambda conn: log.root(conn, size))
+
+    async def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """Raises ``EvidenceError`` for an index or size outside the log."""
+        return await self._read(lambda conn: log.inclusion_proof(conn, index, size))
+
+    async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """Raises ``EvidenceError`` for sizes out of order or beyond the log."""
+        return await self._read(lambda conn: log.consistency_proof(conn, old_size, new_size))
+
+    async def latest_checkpoint(self) -> Checkpoint | None:
+        query = (
+            select(CHECKPOINTS)
+            .order_by(CHECKPOINTS.c.size.desc(), CHECKPOINTS.c.id.desc())
+            .limit(1)
+        )
+        row = await self._read(lambda conn: conn.execute(query).first())
+        return None if row is None else mapping.to_checkpoint(row)
+
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        await self._execute(insert(CHECKPOINTS), mapping.from_checkpoint(checkpoint))

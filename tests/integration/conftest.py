@@ -1,0 +1,96 @@
+"""Integration fixtures: a real store on a fresh SQLite file and on a real PostgreSQL server.
+
+``store_url`` / ``store`` are parametrized over ``["sqlite", "postgres"]``. PostgreSQL comes
+from ``SIGNOFF_TEST_PG_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``):
+each session creates its own uniquely named database (dropped at the end) and each test gets
+a fresh schema in it, so tests never see each other's rows. When PostgreSQL is unreachable
+the postgres tests fail, they are not skipped (CI starts PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+import pytest
+import pytest_asyncio
+from psycopg import sql
+
+from bot.store import SqlStore
+
+PG_URL = os.environ.get(
+    "SIGNOFF_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def libpq_url(url: str) -> str:
+    """The SQLAlchemy URL as a libpq URI (no ``+driver``), for psycopg."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(scheme=parts.scheme.split("+", 1)[0]))
+
+
+def with_database(url: str, database: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
+
+
+def with_search_path(url: str, schema: str) -> str:
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query["options"] = f"{query.get('options', '')} -csearch_path={schema}".strip()
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _admin(url: str) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=5)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """SQLAlchemy URL of a fresh PostgreSQL database for this test session."""
+    name = f"signoff_test_{os.getpid()}_{secrets.token_hex(4)}"
+    with _admin(PG_URL) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield with_database(PG_URL, name)
+    finally:
+        with _admin(PG_URL) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """SQLAlchemy URL whose connections work in a fresh, empty schema."""
+    schema = f"t_{secrets.token_hex(6)}"
+    with _admin(pg_database) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    return with_search_path(pg_database, schema)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'signoff.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """URL of an empty database, once per backend."""
+    name = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    url = request.getfixturevalue(name)
+    assert isinstance(url, str)
+    return url
+
+
+@pytest_asyncio.fixture
+async def store(store_url: str) -> AsyncIterator[SqlStore]:
+    """A migrated ``SqlStore`` on an empty database, once per backend."""
+    opened = await SqlStore.open(store_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
