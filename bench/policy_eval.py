@@ -24,7 +24,18 @@ from bot.policy.evaluator import evaluate  # noqa: E402
 from bot.policy.loader import load_sources  # noqa: E402
 from bot.policy.model import Policy  # noqa: E402
 
-SERVICES = ["payments", "db", "email", "repos", "crm", "files", "tickets", "calendar", "hr", "infra"]
+SERVICES = [
+    "payments",
+    "db",
+    "email",
+    "repos",
+    "crm",
+    "files",
+    "tickets",
+    "calendar",
+    "hr",
+    "infra",
+]
 CONDITIONS = [
     "args.amount >= 10000",
     'args.env in ["production", "prod-eu"]',

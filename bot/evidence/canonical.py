@@ -31,7 +31,7 @@ _DUMPS = json.JSONEncoder(
 ).encode
 
 
-def isis_plain(value: Any) -> bool:
+def is_plain(value: Any) -> bool:
     """True when the JSON fast path is guaranteed to equal RFC 8785 for ``value``."""
     kind = type(value)
     if kind is str or value is None or kind is bool:
@@ -87,6 +87,8 @@ def canonical_plain(value: Any) -> bytes:
         raise RequestError(
             "value cannot be canonicalised (RFC 8785): a string contains a lone surrogate"
         ) from exc
+    except (TypeError, ValueError) as exc:
+        raise RequestError(f"value cannot be canonicalised (RFC 8785): {exc}") from exc
 
 
 def sha256_hex(data: bytes) -> str:

@@ -143,6 +143,9 @@ class _Build:
             return
         if "metadata" in found:
             self._metadata(reader, found["metadata"][1])
+        for key in ("groups", "rules"):  # an empty `rules:` or `groups:` means none
+            if key in found and _is_null(found[key][1]):
+                del found[key]
         if "groups" in found:
             self._groups(reader, found["groups"][1])
         if "defaults" in found and (
@@ -217,6 +220,10 @@ class _Build:
                 "(define groups, set defaults.approvers, or set defaults.unknown_tool: block)",
             )
         return unknown_tool, sla, approvers, ladder
+
+
+def _is_null(node: Node) -> bool:
+    return bool(node.tag == "tag:yaml.org,2002:null")
 
 
 def _rule_name(node: Node) -> str | None:

@@ -5,5 +5,6 @@ SQLAlchemy and Alembic are imported only inside this package.
 """
 
 from bot.store.sql import SqlStore
+from bot.store.users import UserStore  # its tables join METADATA (migration 0002)
 
-__all__ = ["SqlStore"]
+__all__ = ["SqlStore", "UserStore"]

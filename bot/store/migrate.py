@@ -56,14 +56,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     Raises SQLAlchemy errors; ``SqlStore.open`` translates them to ``StoreError``.
     """
-    with engine.connect().execution_options(signoff_write=True) as connection:
-        with connection.begin():
-            _lock(connection)
-            before = current_revision(connection)
-            if before == head_revision() and revision == "head":
-                return
-            command.upgrade(alembic_config(connection), revision)
-            log.info("store schema migrated from %s to %s", before, revision)
+    connect = engine.connect().execution_options(signoff_write=True)
+    with connect as connection, connection.begin():
+        _lock(connection)
+        before = current_revision(connection)
+        if before == head_revision() and revision == "head":
+            return
+        command.upgrade(alembic_config(connection), revision)
+        log.info("store schema migrated from %s to %s", before, revision)
 
 
 def differences(engine: Engine) -> list[Any]:

@@ -23,14 +23,32 @@ from sqlalchemy import Connection, Engine, bindparam, delete, exc, insert, selec
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
-from bot.domain import Agent, Change, Checkpoint, Event, LogEntry, Platform, Post, Request
-from bot.domain import Status, Vote, utc
+from bot.domain import (
+    Agent,
+    Change,
+    Checkpoint,
+    Event,
+    LogEntry,
+    Platform,
+    Post,
+    Request,
+    Status,
+    Vote,
+    utc,
+)
 from bot.errors import Conflict, NotFound, StoreError
 from bot.ports import Clock
 from bot.store import log, mapping, migrate
 from bot.store.engine import make_engine, parse_url, store_error
-from bot.store.tables import AGENTS, CHECKPOINTS, LOG_ENTRIES, POSTS, RATE_COUNTERS, REQUESTS
-from bot.store.tables import VOTES
+from bot.store.tables import (
+    AGENTS,
+    CHECKPOINTS,
+    LOG_ENTRIES,
+    POSTS,
+    RATE_COUNTERS,
+    REQUESTS,
+    VOTES,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +65,10 @@ _INSERT_AGENT = insert(AGENTS)
 _CAS_REQUEST = update(REQUESTS).where(
     REQUESTS.c.id == bindparam("cas_id"), REQUESTS.c.version == bindparam("cas_version")
 )
+
+
+def _all(conn: Connection, *, query: Any, params: dict[str, Any]) -> list[Any]:
+    return list(conn.execute(query, params).all())
 
 
 class _SystemClock:
@@ -336,10 +358,17 @@ class SqlStore:
             self._insert(POSTS)
             .values(values)
             .on_conflict_do_update(
-                index_elements=[POSTS.c.request_id, POSTS.c.platform, POSTS.c.channel,
-                                POSTS.c.message_id],
-                set_={"group": values["group"], "thread_id": values["thread_id"],
-                      "extra": values["extra"]},
+                index_elements=[
+                    POSTS.c.request_id,
+                    POSTS.c.platform,
+                    POSTS.c.channel,
+                    POSTS.c.message_id,
+                ],
+                set_={
+                    "group": values["group"],
+                    "thread_id": values["thread_id"],
+                    "extra": values["extra"],
+                },
             )
         )
 
@@ -395,8 +424,7 @@ class SqlStore:
             .limit(batch)
         )
         while True:
-            at = start
-            rows = await self._read(lambda conn: conn.execute(query, {"start": at}).all())
+            rows = await self._read(functools.partial(_all, query=query, params={"start": start}))
             for row in rows:
                 yield mapping.to_log_entry(row)
             if len(rows) < batch:

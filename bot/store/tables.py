@@ -18,7 +18,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
-    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -164,7 +163,9 @@ class LogNodeRow(Base, table=True):
     __tablename__ = "log_nodes"
 
     level: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
-    idx: int = Field(sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    idx: int = Field(
+        sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
     hash: bytes = Field(sa_type=LargeBinary, nullable=False)
 
 

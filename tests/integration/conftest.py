@@ -22,9 +22,7 @@ from psycopg import sql
 
 from bot.store import SqlStore
 
-PG_URL = os.environ.get(
-    "SIGNOFF_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+PG_URL = os.environ.get("SIGNOFF_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def libpq_url(url: str) -> str:

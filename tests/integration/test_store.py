@@ -35,7 +35,6 @@ from bot.errors import Conflict, EvidenceError, NotFound, StoreError
 from bot.evidence import merkle
 from bot.store import SqlStore
 from bot.store.migrate import differences, head_revision
-from tests.integration.conftest import libpq_url
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 ALICE = Approver(Platform.SLACK, "T1", "U1", "Alice Ä", "alice@example.com")
@@ -470,9 +469,7 @@ async def test_list_requests_filters_newest_first(store: SqlStore) -> None:
 
 async def test_rate_limit_is_exact_under_concurrency(store: SqlStore, second: SqlStore) -> None:
     window = T0.replace(second=0, microsecond=0)
-    hits = [
-        (store if i % 2 else second).take_rate("agent-1", window, 25) for i in range(60)
-    ]
+    hits = [(store if i % 2 else second).take_rate("agent-1", window, 25) for i in range(60)]
     results = await asyncio.gather(*hits)
     assert results.count(True) == 25
     assert not await store.take_rate("agent-1", window, 25)
@@ -521,7 +518,7 @@ async def test_lost_connections_raise_store_error_then_recover(pg_url: str) -> N
     opened = await SqlStore.open(pg_url)
     try:
         await opened.ping()
-        with psycopg.connect(libpq_url(pg_url), autocommit=True) as conn:
+        with psycopg.connect(pg_url.replace("+psycopg", "", 1), autocommit=True) as conn:
             conn.execute(  # kill every other session of this database, as a restart would
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"

@@ -1,0 +1,222 @@
+"""Console users, their server-side sessions and the login throttle, in the signoff database.
+
+``UserStore`` shares the ``SqlStore``'s engine and worker threads (and so its transactions,
+error translation and SQLite write lock). Its tables join ``bot.store.tables.METADATA`` so the
+schema check sees them; migration ``0002_console_users`` creates them.
+
+Only password *hashes* (Argon2id, made by the console adapter) and session-id *hashes*
+(SHA-256 of a random 256-bit cookie value) are stored: a copy of the database neither reveals
+passwords nor lets anyone take over a live session.
+
+Errors: database failures raise ``StoreError``; ``add_user`` raises ``Conflict`` for an
+existing name; ``set_user_disabled`` raises ``NotFound``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, exc, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Field
+
+from bot.domain import utc
+from bot.errors import Conflict, NotFound
+from bot.store.sql import SqlStore
+from bot.store.tables import TIMESTAMP, Base, _table
+
+
+class ConsoleUserRow(Base, table=True):
+    __tablename__ = "console_users"
+
+    name: str = Field(primary_key=True)
+    password_hash: str = Field(nullable=False)
+    disabled: bool = Field(default=False, nullable=False)
+    created_at: datetime = Field(sa_type=TIMESTAMP, nullable=False)
+
+
+class ConsoleSessionRow(Base, table=True):
+    __tablename__ = "console_sessions"
+
+    id_hash: str = Field(primary_key=True)
+    user_name: str = Field(
+        foreign_key="console_users.name", nullable=False, ondelete="CASCADE", index=True
+    )
+    csrf_token: str = Field(nullable=False)
+    created_at: datetime = Field(sa_type=TIMESTAMP, nullable=False)
+    expires_at: datetime = Field(sa_type=TIMESTAMP, nullable=False, index=True)
+
+
+class LoginThrottleRow(Base, table=True):
+    __tablename__ = "login_throttle"
+
+    key: str = Field(primary_key=True)
+    failures: int = Field(nullable=False)
+    last_failure_at: datetime = Field(sa_type=TIMESTAMP, nullable=False)
+    locked_until: datetime | None = Field(default=None, sa_type=TIMESTAMP, nullable=True)
+
+
+CONSOLE_USERS = _table(ConsoleUserRow)
+CONSOLE_SESSIONS = _table(ConsoleSessionRow)
+LOGIN_THROTTLE = _table(LoginThrottleRow)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleUser:
+    name: str
+    password_hash: str
+    created_at: datetime
+    disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSession:
+    """A logged-in browser: ``id_hash`` is the SHA-256 hex of the cookie value."""
+
+    id_hash: str
+    user: str
+    csrf_token: str
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    """Failed logins counted under ``key`` (``user:NAME`` or ``ip:ADDRESS``)."""
+
+    key: str
+    failures: int
+    last_failure_at: datetime
+    locked_until: datetime | None = None
+
+
+def _to_user(row: Any) -> ConsoleUser:
+    return ConsoleUser(row.name, row.password_hash, utc(row.created_at), bool(row.disabled))
+
+
+def _to_session(row: Any) -> ConsoleSession:
+    return ConsoleSession(
+        row.id_hash, row.user_name, row.csrf_token, utc(row.created_at), utc(row.expires_at)
+    )
+
+
+def _to_throttle(row: Any) -> Throttle:
+    locked = utc(row.locked_until) if row.locked_until is not None else None
+    return Throttle(row.key, int(row.failures), utc(row.last_failure_at), locked)
+
+
+class UserStore:
+    """Console users, sessions and login throttles on a ``SqlStore``'s database."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+        dialect = store.engine.dialect.name
+        self._upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+    # users
+
+    async def add_user(self, user: ConsoleUser) -> None:
+        """Raises ``Conflict`` when the name exists."""
+        values = {
+            "name": user.name,
+            "password_hash": user.password_hash,
+            "disabled": user.disabled,
+            "created_at": utc(user.created_at),
+        }
+
+        def add(conn: Connection) -> tuple[None, None]:
+            try:
+                conn.execute(insert(CONSOLE_USERS), values)
+            except exc.IntegrityError as error:
+                raise Conflict(f"console user {user.name!r} already exists") from error
+            return None, None
+
+        await self._store._write(add)
+
+    async def get_user(self, name: str) -> ConsoleUser | None:
+        query = select(CONSOLE_USERS).where(CONSOLE_USERS.c.name == name)
+        row = await self._store._read(lambda conn: conn.execute(query).first())
+        return None if row is None else _to_user(row)
+
+    async def list_users(self) -> list[ConsoleUser]:
+        query = select(CONSOLE_USERS).order_by(CONSOLE_USERS.c.name)
+        rows = await self._store._read(lambda conn: conn.execute(query).all())
+        return [_to_user(row) for row in rows]
+
+    async def set_user_disabled(self, name: str, disabled: bool) -> ConsoleUser:
+        """Disable (ending every session of the user) or enable. Raises ``NotFound``."""
+        statement = (
+            update(CONSOLE_USERS)
+            .where(CONSOLE_USERS.c.name == name)
+            .values(disabled=disabled)
+            .returning(*CONSOLE_USERS.c)
+        )
+        end_sessions = delete(CONSOLE_SESSIONS).where(CONSOLE_SESSIONS.c.user_name == name)
+
+        def change(conn: Connection) -> tuple[Any, None]:
+            row = conn.execute(statement).first()
+            if row is not None and disabled:
+                conn.execute(end_sessions)
+            return row, None
+
+        row = await self._store._write(change)
+        if row is None:
+            raise NotFound(f"no console user {name!r}")
+        return _to_user(row)
+
+    # sessions
+
+    async def add_session(self, session: ConsoleSession) -> None:
+        values = {
+            "id_hash": session.id_hash,
+            "user_name": session.user,
+            "csrf_token": session.csrf_token,
+            "created_at": utc(session.created_at),
+            "expires_at": utc(session.expires_at),
+        }
+        await self._store._execute(insert(CONSOLE_SESSIONS), values)
+
+    async def get_session(self, id_hash: str) -> ConsoleSession | None:
+        query = select(CONSOLE_SESSIONS).where(CONSOLE_SESSIONS.c.id_hash == id_hash)
+        row = await self._store._read(lambda conn: conn.execute(query).first())
+        return None if row is None else _to_session(row)
+
+    async def delete_session(self, id_hash: str) -> None:
+        await self._store._execute(
+            delete(CONSOLE_SESSIONS).where(CONSOLE_SESSIONS.c.id_hash == id_hash)
+        )
+
+    async def purge_sessions(self, now: datetime) -> int:
+        """Delete sessions that expired before ``now``; returns how many."""
+        statement = delete(CONSOLE_SESSIONS).where(CONSOLE_SESSIONS.c.expires_at < utc(now))
+        return await self._store._write(lambda conn: (conn.execute(statement).rowcount, None))
+
+    # login throttle
+
+    async def throttles(self, keys: Collection[str]) -> dict[str, Throttle]:
+        query = select(LOGIN_THROTTLE).where(LOGIN_THROTTLE.c.key.in_(list(keys)))
+        rows = await self._store._read(lambda conn: conn.execute(query).all())
+        return {row.key: _to_throttle(row) for row in rows}
+
+    async def save_throttle(self, throttle: Throttle) -> None:
+        values = {
+            "key": throttle.key,
+            "failures": throttle.failures,
+            "last_failure_at": utc(throttle.last_failure_at),
+            "locked_until": utc(throttle.locked_until) if throttle.locked_until else None,
+        }
+        statement = self._upsert(LOGIN_THROTTLE).values(values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[LOGIN_THROTTLE.c.key],
+            set_={k: v for k, v in values.items() if k != "key"},
+        )
+        await self._store._execute(statement)
+
+    async def clear_throttle(self, key: str) -> None:
+        await self._store._execute(delete(LOGIN_THROTTLE).where(LOGIN_THROTTLE.c.key == key))
+
+
+__all__ = ["ConsoleSession", "ConsoleUser", "Throttle", "UserStore"]

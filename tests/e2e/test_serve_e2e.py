@@ -1,0 +1,133 @@
+"""The real ``signoff serve`` process, started as a user would, driven over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SIGNOFF = str(Path(sys.executable).with_name("signoff"))
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback only
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    out = subprocess.run([SIGNOFF, "init", str(home)], capture_output=True, text=True, check=True)
+    assert "signoff.yaml" in out.stdout
+    port = free_port()
+    config = home / "signoff.yaml"
+    text = config.read_text().replace("port: 8080", f"port: {port}").replace(
+        "http://127.0.0.1:8080", f"http://127.0.0.1:{port}"
+    )
+    config.write_text(text)
+    return home
+
+
+@pytest.fixture
+def server(home: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    config = home / "signoff.yaml"
+    port = int(config.read_text().split("port: ")[1].split()[0])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TEAMS_", "PAGERDUTY_"))}
+    proc = subprocess.Popen(
+        [SIGNOFF, "--config", str(config), "serve"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"signoff serve exited early:\n{proc.stdout.read() if proc.stdout else ''}")
+        try:
+            if http("GET", base + "/healthz")[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("signoff serve did not become healthy")
+    try:
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_init_agents_and_requests_through_a_real_server(
+    home: Path, server: tuple[str, subprocess.Popen[str]]
+) -> None:
+    base, proc = server
+    config = str(home / "signoff.yaml")
+    token = subprocess.run(
+        [SIGNOFF, "--config", config, "agents", "add", "e2e-agent", "--quiet"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert token.startswith("so_") and "\n" not in token
+    listed = subprocess.run([SIGNOFF, "--config", config, "agents", "list"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "e2e-agent" in listed and "demo-agent" in listed
+
+    status, auto = http("POST", base + "/v1/requests",
+                        {"tool": "crm.read", "arguments": {"id": 1}}, token)
+    assert status == 201 and auto["status"] == "approved" and auto["grant"]
+
+    status, blocked = http("POST", base + "/v1/requests",
+                           {"tool": "repos.force_push", "arguments": {"branch": "main"}}, token)
+    assert status == 201 and blocked["status"] == "denied" and blocked["reason"]
+
+    status, pending = http("POST", base + "/v1/requests",
+                           {"tool": "payments.transfer",
+                            "arguments": {"amount": 25000, "currency": "USD", "to": "acct-123"},
+                            "justification": "Refund for order 8812"}, token)
+    assert status == 201 and pending["status"] == "pending"
+    started = time.monotonic()
+    status, polled = http("GET", f"{base}/v1/requests/{pending['id']}?wait=1", token=token)
+    assert status == 200 and polled["status"] == "pending"
+    assert 0.9 <= time.monotonic() - started < 5
+
+    status, problem = http("POST", base + "/v1/requests", {"tool": "x"}, "so_wrong")
+    assert status == 401 and problem["status"] == 401
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+
+
+def test_serve_refuses_a_bad_policy_with_one_line(home: Path) -> None:
+    (home / "policies" / "broken.yaml").write_text("apiVersion: signoff/v1\nkind: ToolPolicy\nrules: [")
+    out = subprocess.run([SIGNOFF, "--config", str(home / "signoff.yaml"), "serve"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "broken.yaml" in lines[0] and "Traceback" not in out.stderr

@@ -1,0 +1,140 @@
+"""The shipped example policy, table cases (`signoff policy test`) and `policy explain`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.domain import Requirement, Tier
+from bot.errors import PolicyError
+from bot.policy.cases import explain, run_cases, to_agent
+from bot.policy.loader import check_policy, load_policy
+from bot.policy.model import Policy
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "policies" / "example.yaml"
+CASES = Path(__file__).with_name("policy_cases.yaml")
+
+
+@pytest.fixture(scope="module")
+def example() -> Policy:
+    return load_policy([EXAMPLE])
+
+
+def test_the_example_policy_is_clean(example: Policy) -> None:
+    assert check_policy([ROOT / "policies"]) == []
+    assert example.version == "2026-11-21"
+    assert example.unknown_tool is Tier.CONFIRM
+    assert {"finance", "finance-leads", "dba", "exec-ops", "security"} <= set(example.groups)
+    finance = example.groups["finance"]
+    assert finance.console is not None and finance.console.users == ("alice",)
+    assert finance.slack is not None and finance.slack.channel == "C0FINANCE"
+    assert example.groups["dba"].console.users == ("bob",)  # type: ignore[union-attr]
+    assert example.groups["finance-leads"].console.users == ("carol",)  # type: ignore[union-attr]
+
+
+def test_large_transfer_escalation_ladder(example: Policy) -> None:
+    rule = next(rule for rule in example.rules if rule.name == "large-transfer")
+    ladder = [(step.after.total_seconds() / 60, step.remind, step.to, step.page, step.deny) for step in rule.escalation]
+    assert ladder == [
+        (10, True, None, False, False),
+        (15, False, "finance-leads", True, False),
+        (30, False, None, False, True),
+    ]
+    assert rule.requirement == Requirement(groups=("finance",), quorum=1)
+
+
+def test_shipped_cases_all_pass(example: Policy) -> None:
+    report = run_cases(example, CASES)
+    assert report.failures == ()
+    assert report.ok and report.total == report.passed >= 20
+
+
+def test_mismatches_are_reported_with_the_case_line(example: Policy, tmp_path: Path) -> None:
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(
+        "- tool: payments.transfer\n"
+        "  arguments: {amount: 5}\n"
+        "  expect: {tier: auto, rule: small-transfer}\n"
+        "- name: wrong on purpose\n"
+        "  tool: payments.transfer\n"
+        "  arguments: {amount: 50000}\n"
+        "  expect: {tier: auto}\n"
+        "- name: wrong rule\n"
+        "  tool: zz.top\n"
+        "  arguments: {}\n"
+        "  rule: nothing\n"
+    )
+    report = run_cases(example, cases)
+    assert (report.total, report.passed) == (3, 1)
+    assert not report.ok
+    assert report.failures[0].startswith(f"{cases}:4: case 'wrong on purpose': expected tier auto, got confirm")
+    assert report.failures[1].startswith(f"{cases}:8: case 'wrong rule': expected rule 'nothing', got None")
+
+
+def test_json_cases_are_accepted(example: Policy, tmp_path: Path) -> None:
+    cases = tmp_path / "cases.json"
+    cases.write_text(
+        json.dumps(
+            {
+                "cases": [
+                    {
+                        "tool": "email.send",
+                        "arguments": {"from": "cfo@example.com"},
+                        "agent": {"id": "a", "labels": {"team": "x"}},
+                        "expect": {"tier": "confirm", "rule": "executive-mail"},
+                    }
+                ]
+            }
+        )
+    )
+    assert run_cases(example, cases).ok
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("- arguments: {}\n  tier: auto\n", ":1: case is missing 'tool'"),
+        ("- tool: t\n  tier: sometimes\n", ":1: case expects unknown tier 'sometimes'"),
+        ("- tool: t\n", ":1: case expects nothing"),
+        ("- tool: t\n  tier: auto\n  arguments: [1]\n", ":3: case arguments must be a mapping"),
+        ("- tool: t\n  tier: auto\n  color: red\n", ":3: unknown key 'color' in case"),
+        ("- tool: t\n  tier: auto\n  agent: [1]\n", ":3: case agent must be an id"),
+        ("tool: t\n", ":1: unknown key 'tool' in cases file"),
+    ],
+)
+def test_malformed_cases_raise_with_lines(
+    example: Policy, tmp_path: Path, body: str, expected: str
+) -> None:
+    cases = tmp_path / "c.yaml"
+    cases.write_text(body)
+    with pytest.raises(PolicyError) as caught:
+        run_cases(example, cases)
+    assert any(expected in detail for detail in caught.value.details), caught.value.details
+
+
+def test_explain_says_what_a_call_requires(example: Policy) -> None:
+    text = explain(example, "payments.transfer", {"amount": 25000}, "billing-agent")
+    assert f"policy:   {example.digest} (version 2026-11-21)" in text
+    assert "rule:     large-transfer (" in text
+    assert "tier:     confirm" in text
+    assert "when `args.amount >= 10000` is true → MATCH" in text
+    assert "approvers: 1 distinct human(s) from any of finance" in text
+    assert "after 15m: escalate to finance-leads, page" in text
+    assert "after 30m: deny" in text
+    small = explain(example, "payments.transfer", {"amount": 5})
+    assert "rate limit: 20 per 1h per agent" in small and "tier:     auto" in small
+    blocked = explain(example, "repos.force_push", {"branch": "main"})
+    assert "reason:    force-push to protected branches is never allowed" in blocked
+    unknown = explain(example, "infra.reboot", {})
+    assert "rule:     (none matched)" in unknown and "any of security" in unknown
+    errored = explain(example, "payments.transfer", {})
+    assert "note:      decided by a condition error" in errored
+
+
+def test_to_agent_accepts_ids_and_mappings() -> None:
+    assert to_agent("a").id == "a"
+    agent = to_agent({"id": "b", "artifact_digest": "sha256:x", "labels": {"team": 1}})
+    assert (agent.id, agent.artifact_digest, dict(agent.labels)) == ("b", "sha256:x", {"team": "1"})
