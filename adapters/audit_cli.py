@@ -17,7 +17,7 @@ from bot.domain import LogEntry, utc
 from bot.errors import ConfigError, SignoffError
 from bot.evidence import dsse
 from bot.evidence.audit import prove_bundle, verify_log
-from bot.settings import load_settings, config_path
+from bot.settings import config_path, load_settings
 
 BATCH = 10_000
 
@@ -64,7 +64,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 )
             finally:
                 bar.close()
-            return report.entries, cp.note.splitlines()[2]
+            return report.size, cp.note.splitlines()[2]
         finally:
             await runtime.store.close()
 
@@ -112,7 +112,9 @@ def cmd_export(args: argparse.Namespace) -> int:
             cp = await runtime.checkpoints.current()
             for start in range(0, cp.size, BATCH):
                 for entry in await runtime.store.log_entries(start, min(start + BATCH, cp.size)):
-                    if (since and entry.created_at < since) or (until and entry.created_at >= until):
+                    if (since and entry.created_at < since) or (
+                        until and entry.created_at >= until
+                    ):
                         continue
                     proof = await runtime.store.inclusion_proof(entry.index, cp.size)
                     record = {

@@ -78,7 +78,8 @@ class CallbackSender:
 
     async def deliver(self, request: Request) -> bool:
         """POST the final state with retries; True once the receiver accepted it."""
-        assert request.callback_url is not None
+        if not request.callback_url:
+            return False
         event = webhook_id(request)
         if event in self._delivered or event in self._inflight:
             return True  # deduplicated: this event is delivered or being delivered
@@ -91,19 +92,27 @@ class CallbackSender:
                     return True
                 if attempt < len(self.delays):
                     await self.sleep(self.delays[attempt])
-            log.warning("callback for request %s not delivered after %d attempts",
-                        request.id, len(self.delays) + 1)
+            log.warning(
+                "callback for request %s not delivered after %d attempts",
+                request.id,
+                len(self.delays) + 1,
+            )
             return False
         finally:
             self._inflight.discard(event)
 
     async def _attempt(self, url: str, event: str, body: bytes, request_id: str) -> bool:
         timestamp = int(self.gate.clock.now().timestamp())
-        headers = {"Content-Type": "application/json",
-                   **sign(self.gate.keys, event, timestamp, body)}
+        headers = {
+            "Content-Type": "application/json",
+            **sign(self.gate.keys, event, timestamp, body),
+        }
         try:
             async with self._http().post(
-                url, data=body, headers=headers, allow_redirects=False,
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
             ) as resp:
                 if 200 <= resp.status < 300 or resp.status == 410:

@@ -100,16 +100,27 @@ def cmd_agents_list(args: argparse.Namespace) -> int:
 
     agents = run_async(go())
     if args.json:
-        print(json.dumps([
-            {"id": a.id, "artifact_digest": a.artifact_digest, "labels": dict(a.labels),
-             "suspended": a.suspended, "created_at": a.created_at.isoformat()}
-            for a in agents
-        ]))
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": a.id,
+                        "artifact_digest": a.artifact_digest,
+                        "labels": dict(a.labels),
+                        "suspended": a.suspended,
+                        "created_at": a.created_at.isoformat(),
+                    }
+                    for a in agents
+                ]
+            )
+        )
         return 0
     print(f"{'AGENT':<24} {'STATE':<10} {'CREATED':<20} ARTIFACT")
     for a in agents:
         state = "suspended" if a.suspended else "active"
-        print(f"{a.id:<24} {state:<10} {a.created_at:%Y-%m-%d %H:%M:%S}  {a.artifact_digest or '-'}")
+        print(
+            f"{a.id:<24} {state:<10} {a.created_at:%Y-%m-%d %H:%M:%S}  {a.artifact_digest or '-'}"
+        )
     return 0
 
 
@@ -207,14 +218,15 @@ def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--config",
-        default=None,
+        # SUPPRESS: a subcommand's own --config must not reset one given before it
+        default=argparse.SUPPRESS,
         help="configuration file (default $SIGNOFF_CONFIG or ./signoff.yaml)",
     )
     p = argparse.ArgumentParser(
         prog="signoff",
         description="Human-in-the-loop gate for AI-agent tool calls.",
-        parents=[common],
     )
+    p.add_argument("--config", default=None, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, fn: Command, help: str, parent: Any = sub) -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from bot.evidence.keys import KeyRing
 from bot.settings import Settings, load_settings
 
 DEMO_AGENT = "demo-agent"
-TOKEN_FILE = "demo-agent.token"
+TOKEN_FILE = "demo-agent.token"  # noqa: S105 - a file name, not a secret
 
 CONFIG_TEMPLATE = """\
 # signoff configuration (SPEC §4). ${VAR} reads the environment; unset means "off".

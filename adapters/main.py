@@ -74,9 +74,7 @@ async def build(
         issuer=settings.grants.issuer or settings.server.public_url,
     )
     publish = settings.path(settings.log.publish_file) if settings.log.publish_file else None
-    checkpoints = Checkpointer(
-        store, keys, clock, origin=settings.log.origin, publish_file=publish
-    )
+    checkpoints = Checkpointer(store, keys, clock, origin=settings.log.origin, publish_file=publish)
     app = create_api(gate, settings, checkpoints)
     runtime = Runtime(settings, store, keys, policies, gate, checkpoints, app)
     if adapters:
@@ -126,9 +124,7 @@ async def _run(runtime: Runtime, ready: Callable[[str], None] | None = None) -> 
     site = web.TCPSite(runner, settings.server.host, settings.server.port)
     await site.start()
     tasks = [
-        loop.create_task(
-            runtime.checkpoints.run(settings.log.checkpoint_interval.total_seconds())
-        )
+        loop.create_task(runtime.checkpoints.run(settings.log.checkpoint_interval.total_seconds()))
     ]
     if settings.policy.watch:
         tasks.append(loop.create_task(runtime.policies.watch()))

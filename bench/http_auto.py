@@ -84,12 +84,18 @@ async def main() -> None:
         subprocess.run([SIGNOFF, "init", str(home)], check=True, capture_output=True)
         port = free_port()
         cfg = home / "signoff.yaml"
-        cfg.write_text(cfg.read_text().replace("port: 8080", f"port: {port}")
-                       + "logging: {level: WARNING}\n")
+        cfg.write_text(
+            cfg.read_text().replace("port: 8080", f"port: {port}") + "logging: {level: WARNING}\n"
+        )
         token = (home / "demo-agent.token").read_text().strip()
-        proc = subprocess.Popen([SIGNOFF, "--config", str(cfg), "serve"],
-                                env={k: v for k, v in os.environ.items()
-                                     if not k.startswith(("SLACK_", "TEAMS_", "PAGERDUTY_"))})
+        proc = subprocess.Popen(
+            [SIGNOFF, "--config", str(cfg), "serve"],
+            env={
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("SLACK_", "TEAMS_", "PAGERDUTY_"))
+            },
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             connector = aiohttp.TCPConnector(limit=max(CONCURRENCY, 64))
@@ -104,17 +110,22 @@ async def main() -> None:
                 headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
                 url = base + "/v1/requests"
                 for _ in range(200):  # warm-up
-                    async with session.post(url, data='{"tool":"a.read","arguments":{}}',
-                                            headers=headers) as r:
+                    async with session.post(
+                        url, data='{"tool":"a.read","arguments":{}}', headers=headers
+                    ) as r:
                         await r.read()
                 lat = await paced(session, url, headers)
                 ms = [x * 1000 for x in lat]
-                print(f"auto-tier at {RATE} req/s for {SECONDS:.0f}s: n={len(ms)} "
-                      f"p50={statistics.median(ms):.2f} ms p99={pct(ms, 0.99):.2f} ms "
-                      f"(targets p50<=1 ms, p99<=5 ms)")
+                print(
+                    f"auto-tier at {RATE} req/s for {SECONDS:.0f}s: n={len(ms)} "
+                    f"p50={statistics.median(ms):.2f} ms p99={pct(ms, 0.99):.2f} ms "
+                    f"(targets p50<=1 ms, p99<=5 ms)"
+                )
                 rps = await saturate(session, url, headers)
-                print(f"auto-tier saturation with {CONCURRENCY} concurrent clients: "
-                      f"{rps:,.0f} req/s (target >= 3,000; client shares the 2 cores)")
+                print(
+                    f"auto-tier saturation with {CONCURRENCY} concurrent clients: "
+                    f"{rps:,.0f} req/s (target >= 3,000; client shares the 2 cores)"
+                )
         finally:
             proc.terminate()
             proc.wait(timeout=20)

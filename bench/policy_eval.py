@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.domain import Agent, ToolCall  # noqa: E402
-from bot.policy.evaluator import evaluate  # noqa: E402
-from bot.policy.loader import load_sources  # noqa: E402
-from bot.policy.model import Policy  # noqa: E402
+from bot.domain import Agent, ToolCall
+from bot.policy.evaluator import evaluate
+from bot.policy.loader import load_sources
+from bot.policy.model import Policy
 
 SERVICES = [
     "payments",

@@ -143,9 +143,7 @@ async def _claim(
     extra = request.extra_groups
     if step.to is not None and step.to not in request.approver_groups:
         extra = (*extra, step.to)
-    after = replace(
-        request, steps_done=index + 1, extra_groups=extra, version=request.version + 1
-    )
+    after = replace(request, steps_done=index + 1, extra_groups=extra, version=request.version + 1)
     detail: dict[str, Any] = {
         "step": index,
         "after_seconds": step.after.total_seconds(),

@@ -28,7 +28,9 @@ class Metrics:
             "signoff_channel_errors", "Failed channel deliveries", ["platform"], registry=r
         )
         self.pages = Counter("signoff_pages", "Pages sent", ["result"], registry=r)
-        self.rate_limited = Counter("signoff_rate_limited", "Requests over a rate limit", registry=r)
+        self.rate_limited = Counter(
+            "signoff_rate_limited", "Requests over a rate limit", registry=r
+        )
         self.http = Histogram(
             "signoff_http_request_seconds",
             "HTTP request handling time",

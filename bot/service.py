@@ -237,7 +237,8 @@ class Gate:
         return stored, True
 
     async def _replay(self, agent: Agent, sub: Submission) -> Request | None:
-        assert sub.idempotency_key is not None
+        if sub.idempotency_key is None:
+            return None
         existing = await self.store.request_by_idempotency_key(agent.id, sub.idempotency_key)
         if existing is None:
             return None
@@ -264,11 +265,11 @@ class Gate:
             raise NotFound(f"no request {request_id!r}")
         return request
 
-    async def wait(self, request_id: str, agent: Agent, timeout: float) -> Request:
-        """Return the request as soon as it is no longer pending, or after ``timeout`` s."""
+    async def wait(self, request_id: str, agent: Agent, seconds: float) -> Request:
+        """Return the request as soon as it is no longer pending, or after ``seconds``."""
         request = await self.get(request_id, agent)
         loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
+        end = loop.time() + seconds
         while request.status is Status.PENDING:
             left = end - loop.time()
             if left <= 0:
@@ -337,12 +338,26 @@ class Gate:
                 continue  # lost a race: re-read and re-check (final? duplicate vote?)
             self.metrics.votes.labels(approver.platform.value, verdict.value).inc()
             if stored.status.final:
-                self._publish(Notice(NoticeKind.DECIDED, stored, all_votes, stored.approver_groups,
-                                     stored.last_log_index))
+                self._publish(
+                    Notice(
+                        NoticeKind.DECIDED,
+                        stored,
+                        all_votes,
+                        stored.approver_groups,
+                        stored.last_log_index,
+                    )
+                )
                 self._on_final(stored)
             else:
-                self._publish(Notice(NoticeKind.VOTED, stored, all_votes, stored.approver_groups,
-                                     stored.last_log_index))
+                self._publish(
+                    Notice(
+                        NoticeKind.VOTED,
+                        stored,
+                        all_votes,
+                        stored.approver_groups,
+                        stored.last_log_index,
+                    )
+                )
             return stored
         raise Conflict("request is changing too fast; try again")
 
@@ -368,15 +383,17 @@ class Gate:
     async def cancel(self, request_id: str, agent: Agent) -> Request:
         """The agent withdraws its own pending request. Raises ``NotFound``/``Conflict``."""
         await self.get(request_id, agent)
-        done = await self._finish(request_id, Status.CANCELLED, Event.CANCELLED, "cancelled by agent")
+        done = await self._finish(
+            request_id, Status.CANCELLED, Event.CANCELLED, "cancelled by agent"
+        )
         if done is None:
             request = await self.get(request_id, agent)
             raise Conflict(f"request is already {request.status.value}")
         return done
 
-    async def expire(self, request_id: str, reason: str = "no decision before the deadline") -> (
-        Request | None
-    ):
+    async def expire(
+        self, request_id: str, reason: str = "no decision before the deadline"
+    ) -> Request | None:
         """Deny a pending request whose time ran out (``expired``). None if already final."""
         return await self._finish(request_id, Status.EXPIRED, Event.EXPIRED, reason)
 
@@ -391,8 +408,9 @@ class Gate:
             after = replace(
                 request, status=status, decided_at=now, reason=reason, version=request.version + 1
             )
-            envelope = attest(after, event, self.keys, at=now, reason=reason,
-                              prev_index=request.last_log_index)
+            envelope = attest(
+                after, event, self.keys, at=now, reason=reason, prev_index=request.last_log_index
+            )
             try:
                 stored = await self.store.commit(
                     Change(request, after, attestation=envelope, event=event)
@@ -400,8 +418,11 @@ class Gate:
             except Conflict:
                 continue
             votes = tuple(await self.store.votes(stored.id))
-            self._publish(Notice(NoticeKind.DECIDED, stored, votes, stored.approver_groups,
-                                 stored.last_log_index))
+            self._publish(
+                Notice(
+                    NoticeKind.DECIDED, stored, votes, stored.approver_groups, stored.last_log_index
+                )
+            )
             self._on_final(stored)
             return stored
         raise Conflict("request is changing too fast; try again")
@@ -426,7 +447,8 @@ class Gate:
             if outcome is Outcome.STARTED and used:
                 raise Conflict("grant already consumed")
             if outcome is not Outcome.STARTED and request.outcome in (
-                Outcome.SUCCEEDED, Outcome.FAILED
+                Outcome.SUCCEEDED,
+                Outcome.FAILED,
             ):
                 raise Conflict(f"outcome already recorded ({request.outcome})")
             if not hmac.compare_digest(grant, request.grant):
@@ -451,8 +473,14 @@ class Gate:
                 outcome=outcome,
                 version=request.version + 1,
             )
-            envelope = attest(after, event, self.keys, at=now, detail=dict(detail or {}),
-                              prev_index=request.last_log_index)
+            envelope = attest(
+                after,
+                event,
+                self.keys,
+                at=now,
+                detail=dict(detail or {}),
+                prev_index=request.last_log_index,
+            )
             try:
                 return await self.store.commit(
                     Change(request, after, attestation=envelope, event=event)
@@ -482,8 +510,9 @@ class Gate:
             # A channel failure never changes a decision; it is counted and logged, and the
             # escalation ladder still runs (fail closed: nothing is allowed by a failure).
             self.metrics.channel_errors.labels(channel.platform.value).inc()
-            log.exception("delivery to %s failed for request %s", channel.platform,
-                          notice.request.id)
+            log.exception(
+                "delivery to %s failed for request %s", channel.platform, notice.request.id
+            )
 
     def publish(self, notice: Notice) -> None:
         """Send a notice to every channel in the background (used by the scheduler)."""
@@ -500,10 +529,10 @@ class Gate:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def drain(self, timeout: float = 10.0) -> None:
+    async def drain(self, grace: float = 10.0) -> None:
         """Wait for background deliveries (graceful shutdown)."""
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+            await asyncio.wait(set(self._tasks), timeout=grace)
 
 
 def quorum_met(request: Request, votes: Sequence[Vote]) -> bool:

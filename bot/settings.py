@@ -122,6 +122,15 @@ class TeamsSettings:
     app_password: Secret | None = None
     tenant_id: str | None = None
     insecure_dev_disable_auth: bool = False
+    #: where signing keys of inbound tokens come from (JWKS URL); default: Microsoft's,
+    #: chosen by the token's issuer. Overridden by tests and private clouds only.
+    jwks_url: str | None = None
+    #: OAuth 2.0 token endpoint for outbound calls; default:
+    #: https://login.microsoftonline.com/<tenant_id or botframework.com>/oauth2/v2.0/token
+    token_url: str | None = None
+    #: where escalation pages go (both set), like slack.escalation_channel
+    escalation_service_url: str | None = None
+    escalation_conversation_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,14 @@ class Waiters:
         self._events: dict[str, asyncio.Event] = {}
         self._counts: defaultdict[str, int] = defaultdict(int)
 
-    async def wait(self, request_id: str, timeout: float) -> bool:
-        """Wait until ``wake(request_id)`` or ``timeout`` seconds; True when woken."""
+    async def wait(self, request_id: str, seconds: float) -> bool:
+        """Wait until ``wake(request_id)`` or ``seconds`` pass; True when woken."""
         event = self._events.get(request_id)
         if event is None:
             event = self._events[request_id] = asyncio.Event()
         self._counts[request_id] += 1
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 await event.wait()
             return True
         except TimeoutError:

@@ -63,6 +63,12 @@ def _error_detail(exc: BaseException) -> dict[str, Any]:
     return {"error": type(exc).__name__}
 
 
+def _grant(state: RequestState, tool: str) -> str:
+    if state.grant is None:
+        raise GrantRefused(tool, "the request carries no grant", request_id=state.id)
+    return state.grant
+
+
 def _started_refusal(exc: ApiError, tool: str, request_id: str) -> GrantRefused:
     if exc.status == 409:
         return GrantRefused(tool, "the grant was already used", request_id=request_id)
@@ -94,8 +100,12 @@ class AsyncApprovals:
     ) -> RequestState:
         """Submit and wait for approval; returns the approved state or raises the refusal."""
         return await self.client.request(
-            tool, arguments, justification=justification, context=context,
-            timeout=self.timeout, idempotency_key=idempotency_key,
+            tool,
+            arguments,
+            justification=justification,
+            context=context,
+            timeout=self.timeout,
+            idempotency_key=idempotency_key,
         )
 
     async def run(
@@ -110,9 +120,8 @@ class AsyncApprovals:
         """Verify ``state``'s grant for ``tool(arguments)``, consume it, run ``call`` and
         report the outcome. Raises ``GrantRefused`` (nothing ran) or what ``call`` raises."""
         await self.verifier.verify(state, tool, json_arguments(arguments))
-        assert state.grant is not None  # verify() refuses a state without a grant
         try:
-            await self.client.report(state.id, state.grant, "started")
+            await self.client.report(state.id, _grant(state, tool), "started")
         except ApiError as exc:
             raise _started_refusal(exc, tool, state.id) from exc
         try:
@@ -134,15 +143,15 @@ class AsyncApprovals:
         detail: Detail | None = None,
     ) -> T:
         """``approve`` then ``run``."""
-        state = await self.approve(tool, json_arguments(arguments),
-                                   justification=justification, context=context)
+        state = await self.approve(
+            tool, json_arguments(arguments), justification=justification, context=context
+        )
         return await self.run(state, tool, arguments, call, detail=detail)
 
     async def _report(self, state: RequestState, outcome: str, detail: Mapping[str, Any]) -> None:
-        assert state.grant is not None
         try:
-            await self.client.report(state.id, state.grant, outcome, detail)
-        except (ApiError, Unavailable) as exc:
+            await self.client.report(state.id, _grant(state, state.tool), outcome, detail)
+        except (ApiError, Unavailable, GrantRefused) as exc:
             # The function already ran; losing the outcome record must not hide its result.
             log.warning("could not report %s for request %s: %s", outcome, state.id, exc)
 
@@ -171,8 +180,12 @@ class Approvals:
         idempotency_key: str | None = None,
     ) -> RequestState:
         return self.client.request(
-            tool, arguments, justification=justification, context=context,
-            timeout=self.timeout, idempotency_key=idempotency_key,
+            tool,
+            arguments,
+            justification=justification,
+            context=context,
+            timeout=self.timeout,
+            idempotency_key=idempotency_key,
         )
 
     def run(
@@ -185,9 +198,8 @@ class Approvals:
         detail: Detail | None = None,
     ) -> T:
         self.verifier.verify(state, tool, json_arguments(arguments))
-        assert state.grant is not None
         try:
-            self.client.report(state.id, state.grant, "started")
+            self.client.report(state.id, _grant(state, tool), "started")
         except ApiError as exc:
             raise _started_refusal(exc, tool, state.id) from exc
         try:
@@ -208,15 +220,15 @@ class Approvals:
         context: Mapping[str, Any] | None = None,
         detail: Detail | None = None,
     ) -> T:
-        state = self.approve(tool, json_arguments(arguments), justification=justification,
-                             context=context)
+        state = self.approve(
+            tool, json_arguments(arguments), justification=justification, context=context
+        )
         return self.run(state, tool, arguments, call, detail=detail)
 
     def _report(self, state: RequestState, outcome: str, detail: Mapping[str, Any]) -> None:
-        assert state.grant is not None
         try:
-            self.client.report(state.id, state.grant, outcome, detail)
-        except (ApiError, Unavailable) as exc:
+            self.client.report(state.id, _grant(state, state.tool), outcome, detail)
+        except (ApiError, Unavailable, GrantRefused) as exc:
             log.warning("could not report %s for request %s: %s", outcome, state.id, exc)
 
 
@@ -250,9 +262,9 @@ def require_approval(
         name = tool or func.__name__
         signature = inspect.signature(func)
 
-        def prepare(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
-            inspect.BoundArguments, str, dict[str, Any]
-        ]:
+        def prepare(
+            args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> tuple[inspect.BoundArguments, str, dict[str, Any]]:
             reason = kwargs.pop("signoff_justification", None)
             extra = kwargs.pop("signoff_context", None) or {}
             bound = bound_arguments(signature, args, kwargs)
@@ -276,8 +288,9 @@ def require_approval(
                         *bound.args, **bound.kwargs
                     )
 
-                return await approvals_a.call(name, bound.arguments, invoke,
-                                              justification=why, context=ctx, detail=detail)
+                return await approvals_a.call(
+                    name, bound.arguments, invoke, justification=why, context=ctx, detail=detail
+                )
 
             return cast(Callable[P, T], run_async)
 
@@ -291,9 +304,14 @@ def require_approval(
         @functools.wraps(func)
         def run_sync(*args: Any, **kwargs: Any) -> Any:
             bound, why, ctx = prepare(args, kwargs)
-            return approvals_s.call(name, bound.arguments,
-                                    lambda: func(*bound.args, **bound.kwargs),
-                                    justification=why, context=ctx, detail=detail)
+            return approvals_s.call(
+                name,
+                bound.arguments,
+                lambda: func(*bound.args, **bound.kwargs),
+                justification=why,
+                context=ctx,
+                detail=detail,
+            )
 
         return cast(Callable[P, T], run_sync)
 

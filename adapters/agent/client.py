@@ -133,7 +133,7 @@ class AsyncSignoff:
         path: str,
         body: Any = None,
         *,
-        timeout: float = HTTP_TIMEOUT,
+        timeout: float = HTTP_TIMEOUT,  # noqa: ASYNC109 -- per HTTP call, passed to aiohttp
         headers: Mapping[str, str] | None = None,
     ) -> Any:
         all_headers = {**self._headers, **(headers or {})}
@@ -165,12 +165,17 @@ class AsyncSignoff:
     ) -> RequestState:
         """Ask signoff about one tool call; auto/notify come back approved with a grant."""
         body = submission(
-            tool, arguments, justification, context, callback_url,
+            tool,
+            arguments,
+            justification,
+            context,
+            callback_url,
             artifact_digest or self.artifact_digest,
         )
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        return RequestState.from_json(await self._call("POST", "/v1/requests", body,
-                                                        headers=headers))
+        return RequestState.from_json(
+            await self._call("POST", "/v1/requests", body, headers=headers)
+        )
 
     async def get(self, request_id: str, *, wait: float = 0.0) -> RequestState:
         """The request now, or (with ``wait`` ≤ 60) as soon as it is final."""
@@ -179,7 +184,14 @@ class AsyncSignoff:
             path += f"?wait={wait:g}"
         return RequestState.from_json(await self._call("GET", path, timeout=wait + HTTP_TIMEOUT))
 
-    async def wait(self, request_id: str, *, timeout: float = 600.0) -> RequestState:
+    async def wait(
+        self,
+        request_id: str,
+        *,
+        # A budget over many long-polls that returns the pending state when spent, which
+        # asyncio.timeout (cancel) cannot express.
+        timeout: float = 600.0,  # noqa: ASYNC109
+    ) -> RequestState:
         """Long-poll until the request is final or ``timeout`` seconds pass; returns the last
         state (still ``pending`` on time-out). Failed polls are retried with back-off until
         the time is up, then ``Unavailable`` is raised."""
@@ -210,13 +222,18 @@ class AsyncSignoff:
         *,
         justification: str = "",
         context: Mapping[str, Any] | None = None,
-        timeout: float = 600.0,
+        timeout: float = 600.0,  # noqa: ASYNC109 -- raises Pending (not a cancel) when spent
         idempotency_key: str | None = None,
     ) -> RequestState:
         """Submit and wait; returns the approved state (with its grant). Raises the typed
         refusal, or ``Pending`` when no decision came within ``timeout``."""
-        state = await self.submit(tool, arguments, justification=justification,
-                                  context=context, idempotency_key=idempotency_key)
+        state = await self.submit(
+            tool,
+            arguments,
+            justification=justification,
+            context=context,
+            idempotency_key=idempotency_key,
+        )
         if not state.final:
             state = await self.wait(state.id, timeout=timeout)
         if not state.final:
@@ -280,10 +297,11 @@ class Signoff:
         all_headers = {**self._headers, **(headers or {}), "Accept": "application/json"}
         if data is not None:
             all_headers["Content-Type"] = "application/json"
-        req = urllib.request.Request(self.url + path, data=data, headers=all_headers,
-                                     method=method)
+        # The URL's scheme is checked to be http(s) in __init__ (_base).
+        req = urllib.request.Request(  # noqa: S310
+            self.url + path, data=data, headers=all_headers, method=method
+        )
         try:
-            # The URL's scheme is checked to be http(s) in __init__ (_base).
             with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
@@ -303,7 +321,11 @@ class Signoff:
         artifact_digest: str | None = None,
     ) -> RequestState:
         body = submission(
-            tool, arguments, justification, context, callback_url,
+            tool,
+            arguments,
+            justification,
+            context,
+            callback_url,
             artifact_digest or self.artifact_digest,
         )
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
@@ -344,8 +366,13 @@ class Signoff:
         timeout: float = 600.0,
         idempotency_key: str | None = None,
     ) -> RequestState:
-        state = self.submit(tool, arguments, justification=justification, context=context,
-                            idempotency_key=idempotency_key)
+        state = self.submit(
+            tool,
+            arguments,
+            justification=justification,
+            context=context,
+            idempotency_key=idempotency_key,
+        )
         if not state.final:
             state = self.wait(state.id, timeout=timeout)
         if not state.final:

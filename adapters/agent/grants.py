@@ -159,8 +159,9 @@ class GrantVerifier:
         self, state: RequestState, tool: str, arguments: Mapping[str, Any]
     ) -> dict[str, Any]:
         kid = grant_kid(state.grant) if state.grant else None
-        return check_grant(state, tool, arguments, self.keys(kid), now=self._now(),
-                           issuer=self.issuer)
+        return check_grant(
+            state, tool, arguments, self.keys(kid), now=self._now(), issuer=self.issuer
+        )
 
 
 __all__ = ["AsyncGrantVerifier", "GrantVerifier", "check_grant", "grant_kid"]

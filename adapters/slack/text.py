@@ -4,8 +4,10 @@ Slack parses ``<…>`` control sequences (``<!channel>``, ``<@U…>``, ``<http:/
 message text; escaping ``&``, ``<`` and ``>`` as entities makes them plain characters
 (https://api.slack.com/reference/surfaces/formatting#escaping). Agent text is further shown
 inside code blocks, where mrkdwn formatting is not applied; backticks inside are neutralised
-so a value can never close the block early. Bidirectional control characters are shown as
-visible ``U+XXXX`` markers so right-to-left overrides cannot disguise what an approver reads.
+so a value can never close the block early. Invisible format characters (bidi overrides, zero
+width spaces, tag characters) are made visible so they cannot disguise what an approver reads:
+as ``\\uXXXX`` escapes inside JSON (which keeps the JSON exact) and as ``[U+XXXX]`` markers in
+free text.
 
 Lengths are counted in UTF-16 code units (what Slack's limits are measured in at worst), so a
 cut never overshoots a limit because of emoji. Nothing here raises.
@@ -15,14 +17,14 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from typing import Any
 
 ELLIPSIS = "…"
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _SPECIAL = re.compile(r"[&<>]")
-_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-#: a zero-width joiner between backticks keeps ``` from ever forming inside a code block
-_ZWJ_TICK = "`\u2060"
+#: a word joiner after each backtick keeps ``` from ever forming inside a free-text code block
+_TICK = "`\u2060"
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
 _GROUP_ID = re.compile(r"^S[A-Z0-9]{2,20}$")
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,20}$")
@@ -36,12 +38,17 @@ def units(text: str) -> int:
 def escape(text: str) -> str:
     """Escape ``&``, ``<``, ``>`` and mark bidi controls, so Slack shows ``text`` literally
     and never turns it into a mention, a channel ping or a link."""
-    text = _BIDI.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
+    if not text.isascii():
+        text = "".join(f"[U+{ord(ch):04X}]" if _invisible(ch) else ch for ch in text)
     return _SPECIAL.sub(lambda m: _ENTITIES[m.group()], text)
 
 
+def _invisible(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Cf", "Co", "Cs", "Cn")
+
+
 def _code_safe(text: str) -> str:
-    return escape(text).replace("`", _ZWJ_TICK)
+    return escape(text).replace("`", _TICK)
 
 
 def cut(escaped_units: list[str], limit: int) -> tuple[str, bool]:
@@ -88,8 +95,22 @@ def inline_code(text: str, limit: int = 200) -> str:
 
 def pretty_json(value: Any) -> str:
     """The exact value as indented JSON: parsing it back yields the same value, so an approver
-    can recompute ``arguments_sha256`` from what the card shows."""
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, allow_nan=False)
+    can recompute ``arguments_sha256`` from what the card shows. Backticks and invisible
+    characters (which can only occur inside JSON strings) are written as ``\\uXXXX``."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)
+    if "`" in text or not text.isascii():
+        text = "".join(_json_escape(ch) for ch in text)
+    return text
+
+
+def _json_escape(ch: str) -> str:
+    if ch == "`" or _invisible(ch):
+        code = ord(ch)
+        if code > 0xFFFF:
+            code -= 0x10000
+            return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+        return f"\\u{code:04x}"
+    return ch
 
 
 def chunks(text: str, size: int) -> list[str]:

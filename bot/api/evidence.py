@@ -46,7 +46,9 @@ async def inclusion(request: web.Request) -> web.Response:
     if not index < size <= current:
         raise RequestError(f"need index < size <= {current} (the log size)")
     proof = await store.inclusion_proof(index, size)
-    return web.json_response({"index": index, "tree_size": size, "hashes": [_b64(h) for h in proof]})
+    return web.json_response(
+        {"index": index, "tree_size": size, "hashes": [_b64(h) for h in proof]}
+    )
 
 
 async def consistency(request: web.Request) -> web.Response:

@@ -39,9 +39,7 @@ DOCUMENT: dict[str, Any] = {
             "Problem": {
                 "description": "RFC 9457 problem details",
                 "content": {
-                    "application/problem+json": {
-                        "schema": {"$ref": "#/components/schemas/Problem"}
-                    }
+                    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
                 },
             }
         },
@@ -79,9 +77,7 @@ DOCUMENT: dict[str, Any] = {
                 "required": ["id", "status", "tier", "tool", "arguments_sha256", "call_sha256"],
                 "properties": {
                     "id": {"type": "string"},
-                    "status": {
-                        "enum": ["pending", "approved", "denied", "expired", "cancelled"]
-                    },
+                    "status": {"enum": ["pending", "approved", "denied", "expired", "cancelled"]},
                     "tier": {"enum": ["auto", "notify", "confirm", "block"]},
                     "tool": {"type": "string"},
                     "arguments_sha256": {"type": "string"},
@@ -143,7 +139,14 @@ DOCUMENT: dict[str, Any] = {
             "post": _op(
                 "Submit a tool call for a decision",
                 {"201": _json("Request", "created"), "200": _json("Request", "idempotent replay")},
-                400, 401, 403, 409, 413, 415, 429, 503,
+                400,
+                401,
+                403,
+                409,
+                413,
+                415,
+                429,
+                503,
                 parameters=[
                     {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}
                 ],
@@ -159,7 +162,11 @@ DOCUMENT: dict[str, Any] = {
             "get": _op(
                 "Read a request; with wait=N hold up to N seconds until it is decided",
                 {"200": _json("Request", "the request")},
-                400, 401, 403, 404, 503,
+                400,
+                401,
+                403,
+                404,
+                503,
                 parameters=[
                     _ID,
                     {
@@ -171,14 +178,27 @@ DOCUMENT: dict[str, Any] = {
             )
         },
         "/v1/requests/{id}/cancel": {
-            "post": _op("Withdraw a pending request", {"200": _json("Request", "cancelled")},
-                        401, 403, 404, 409, parameters=[_ID])
+            "post": _op(
+                "Withdraw a pending request",
+                {"200": _json("Request", "cancelled")},
+                401,
+                403,
+                404,
+                409,
+                parameters=[_ID],
+            )
         },
         "/v1/requests/{id}/execution": {
             "post": _op(
                 "Report execution; the first `started` consumes the grant",
                 {"200": _json("Request", "recorded")},
-                400, 401, 403, 404, 409, 413, 415,
+                400,
+                401,
+                403,
+                404,
+                409,
+                413,
+                415,
                 parameters=[_ID],
                 requestBody={
                     "required": True,
@@ -189,39 +209,72 @@ DOCUMENT: dict[str, Any] = {
             )
         },
         "/v1/requests/{id}/attestations": {
-            "get": _op("This request's attestations with inclusion proofs",
-                       {"200": {"description": "entries"}}, 401, 403, 404, parameters=[_ID])
+            "get": _op(
+                "This request's attestations with inclusion proofs",
+                {"200": {"description": "entries"}},
+                401,
+                403,
+                404,
+                parameters=[_ID],
+            )
         },
-        "/v1/keys": {"get": _op("Public keys (JWKS)", {"200": {"description": "JWKS"}},
-                                security=[])},
+        "/v1/keys": {
+            "get": _op("Public keys (JWKS)", {"200": {"description": "JWKS"}}, security=[])
+        },
         "/v1/log/checkpoint": {
-            "get": _op("Latest signed checkpoint (C2SP signed note)",
-                       {"200": {"description": "text/plain note"}}, security=[])
+            "get": _op(
+                "Latest signed checkpoint (C2SP signed note)",
+                {"200": {"description": "text/plain note"}},
+                security=[],
+            )
         },
         "/v1/log/proof/inclusion": {
-            "get": _op("RFC 6962 inclusion proof", {"200": _json("Proof", "proof")}, 400,
-                       security=[],
-                       parameters=[
-                           {"name": "index", "in": "query", "required": True,
-                            "schema": {"type": "integer"}},
-                           {"name": "size", "in": "query", "required": True,
-                            "schema": {"type": "integer"}},
-                       ])
+            "get": _op(
+                "RFC 6962 inclusion proof",
+                {"200": _json("Proof", "proof")},
+                400,
+                security=[],
+                parameters=[
+                    {
+                        "name": "index",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "integer"},
+                    },
+                    {
+                        "name": "size",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "integer"},
+                    },
+                ],
+            )
         },
         "/v1/log/proof/consistency": {
-            "get": _op("RFC 6962 consistency proof", {"200": _json("Proof", "proof")}, 400,
-                       security=[],
-                       parameters=[
-                           {"name": "from", "in": "query", "required": True,
-                            "schema": {"type": "integer"}},
-                           {"name": "to", "in": "query", "required": True,
-                            "schema": {"type": "integer"}},
-                       ])
+            "get": _op(
+                "RFC 6962 consistency proof",
+                {"200": _json("Proof", "proof")},
+                400,
+                security=[],
+                parameters=[
+                    {
+                        "name": "from",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "integer"},
+                    },
+                    {"name": "to", "in": "query", "required": True, "schema": {"type": "integer"}},
+                ],
+            )
         },
         "/healthz": {"get": _op("Liveness", {"200": {"description": "ok"}}, security=[])},
-        "/readyz": {"get": _op("Readiness (store reachable)", {"200": {"description": "ok"}},
-                               503, security=[])},
-        "/metrics": {"get": _op("Prometheus metrics", {"200": {"description": "text"}},
-                                security=[])},
+        "/readyz": {
+            "get": _op(
+                "Readiness (store reachable)", {"200": {"description": "ok"}}, 503, security=[]
+            )
+        },
+        "/metrics": {
+            "get": _op("Prometheus metrics", {"200": {"description": "text"}}, security=[])
+        },
     },
 }

@@ -77,16 +77,16 @@ def parse_submission(body: Any) -> tuple[ToolCall, str | None, str | None]:
         errors.append(f"justification: longer than {MAX_JUSTIFICATION} characters")
     context = _check_object("context", body.get("context") or {}, errors)
     artifact = body.get("artifact_digest")
-    if artifact is not None and (not isinstance(artifact, str) or not DIGEST_PATTERN.match(artifact)):
+    if artifact is not None and (
+        not isinstance(artifact, str) or not DIGEST_PATTERN.match(artifact)
+    ):
         errors.append("artifact_digest: must look like sha256:<hex>")
     callback = body.get("callback_url")
     if callback is not None:
         errors.extend(_check_url("callback_url", callback))
     if errors:
         raise RequestError("request body is not valid", details=errors)
-    assert isinstance(tool, str)
-    assert isinstance(justification, str)
-    return ToolCall(tool, arguments, justification, context), artifact, callback
+    return ToolCall(str(tool), arguments, str(justification), context), artifact, callback
 
 
 def _check_url(name: str, value: Any) -> list[str]:
@@ -111,7 +111,7 @@ def parse_execution(body: Any) -> tuple[str, Outcome, dict[str, JSON], Mapping[s
     outcome_raw = body.get("outcome")
     outcome: Outcome | None = None
     try:
-        outcome = Outcome(outcome_raw)
+        outcome = Outcome(str(outcome_raw))
     except ValueError:
         errors.append("outcome: must be one of started, succeeded, failed")
     detail = _check_object("detail", body.get("detail") or {}, errors)
@@ -120,5 +120,6 @@ def parse_execution(body: Any) -> tuple[str, Outcome, dict[str, JSON], Mapping[s
         arguments = _check_object("arguments", arguments, errors)
     if errors:
         raise RequestError("request body is not valid", details=errors)
-    assert isinstance(grant, str) and outcome is not None
+    if not isinstance(grant, str) or outcome is None:  # unreachable: errors were raised
+        raise RequestError("request body is not valid")
     return grant, outcome, detail, arguments

@@ -257,6 +257,11 @@ def verify_log(
             f"({marks[0].size}): the log was truncated"
         )
     auditor = _Auditor(marks)
+    for mark in marks:
+        if mark.name == "checkpoint":
+            auditor.report.checkpoint_size = mark.size
+        else:
+            auditor.report.older_checkpoint_size = mark.size
     raw = keys.raw()
     if workers is None:
         workers = min(os.cpu_count() or 1, 4)

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot.errors import EvidenceError, RequestError
-from bot.evidence.canonical import canonical
+from bot.evidence.canonical import canonical, canonical_plain
 from bot.evidence.keys import PublicKeys
 from bot.ports import Signer
 
@@ -63,6 +63,31 @@ def sign_envelope(payload: bytes, payload_type: str, signer: Signer) -> dict[str
         "payloadType": payload_type,
         "signatures": [{"keyid": signer.kid, "sig": b64encode(signature)}],
     }
+
+
+def sign_encoded(payload: bytes, payload_type: str, signer: Signer) -> bytes:
+    """``encode(sign_envelope(payload, payload_type, signer))`` without building the object:
+    the envelope's keys are fixed, so its canonical form is assembled directly (the hot path
+    of every attestation). Raises ``EvidenceError`` for a type or key id with a lone surrogate.
+    """
+    signature = signer.sign(pae(payload_type, payload))
+    try:
+        type_json, kid_json = canonical_plain(payload_type), canonical_plain(signer.kid)
+    except RequestError as exc:
+        raise EvidenceError(f"envelope cannot be canonicalised: {exc.message}") from exc
+    return b"".join(
+        (
+            b'{"payload":"',
+            base64.b64encode(payload),
+            b'","payloadType":',
+            type_json,
+            b',"signatures":[{"keyid":',
+            kid_json,
+            b',"sig":"',
+            base64.b64encode(signature),
+            b'"}]}',
+        )
+    )
 
 
 def encode(envelope: Mapping[str, Any]) -> bytes:
@@ -155,6 +180,7 @@ __all__ = [
     "decode",
     "encode",
     "pae",
+    "sign_encoded",
     "sign_envelope",
     "verify_envelope",
 ]

@@ -39,7 +39,7 @@ from typing import Any
 from bot.domain import Approver, Event, Request, Vote
 from bot.errors import EvidenceError
 from bot.evidence.canonical import canonical, canonical_plain, is_plain, sha256_hex
-from bot.evidence.dsse import PAYLOAD_TYPE, encode, sign_envelope
+from bot.evidence.dsse import PAYLOAD_TYPE, sign_encoded
 from bot.ports import Signer
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -187,7 +187,7 @@ def attest(
         payload = canonical_plain(statement)
     else:
         payload = canonical(statement)
-    return encode(sign_envelope(payload, PAYLOAD_TYPE, signer))
+    return sign_encoded(payload, PAYLOAD_TYPE, signer)
 
 
 def parse_statement(payload: bytes) -> dict[str, Any]:

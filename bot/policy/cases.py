@@ -56,6 +56,12 @@ class CaseReport:
     def ok(self) -> bool:
         return not self.failures
 
+    def render(self) -> str:
+        """The report as text: one line per failure, then a summary line."""
+        verdict = "ok" if self.ok else "FAILED"
+        summary = f"{verdict}: {self.passed}/{self.total} case(s) passed"
+        return "\n".join((*self.failures, summary))
+
 
 def run_cases(policy: Policy, cases_path: Path | str, *, now: datetime | None = None) -> CaseReport:
     """Evaluate every case in ``cases_path`` against ``policy``; raises ``PolicyError`` when

@@ -20,10 +20,9 @@ from typing import Any
 
 from bot.domain import Agent, EscalationStep, PolicyRef, Requirement, Tier, ToolCall
 from bot.policy.cel import ConditionError, activation
-from bot.policy.model import Policy, RateLimit, Rule
+from bot.policy.model import Decision, Policy, RateLimit, Rule
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_NO_REQUIREMENT = Requirement(groups=(), quorum=1, all_of=())
 
 # outcomes of trying one rule (compact so the hot path builds no strings)
 MATCHED = "matched"
@@ -34,24 +33,53 @@ ERROR_SKIPPED = "error-skipped"
 
 @dataclass(frozen=True, slots=True)
 class Evaluation:
-    """What the policy says about one call. ``rule`` is None when no rule matched.
+    """What the policy says about one call: the ``Decision`` of the rule that matched (or of
+    ``defaults.unknown_tool``: then ``rule`` is None) and how it was reached.
 
     ``sla``/``escalation``/``deadline_offset`` are set for confirm; ``requirement`` names the
     approvers (confirm) or the groups to inform (notify); ``reason`` is set for block.
     ``steps`` holds ``(rule, outcome, error)`` for each rule whose glob matched the tool.
     """
 
-    tier: Tier
-    rule: Rule | None
-    requirement: Requirement
-    sla: timedelta | None
-    escalation: tuple[EscalationStep, ...]
-    rate_limit: RateLimit | None
-    reason: str | None
-    deadline_offset: timedelta | None
-    policy: PolicyRef
+    decision: Decision
     tool: str
     steps: tuple[tuple[Rule, str, str | None], ...] = ()
+
+    @property
+    def tier(self) -> Tier:
+        return self.decision.tier
+
+    @property
+    def rule(self) -> Rule | None:
+        return self.decision.rule
+
+    @property
+    def requirement(self) -> Requirement:
+        return self.decision.requirement
+
+    @property
+    def sla(self) -> timedelta | None:
+        return self.decision.sla
+
+    @property
+    def escalation(self) -> tuple[EscalationStep, ...]:
+        return self.decision.escalation
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        return self.decision.rate_limit
+
+    @property
+    def reason(self) -> str | None:
+        return self.decision.reason
+
+    @property
+    def deadline_offset(self) -> timedelta | None:
+        return self.decision.deadline_offset
+
+    @property
+    def policy(self) -> PolicyRef:
+        return self.decision.policy
 
     @property
     def error(self) -> str | None:
@@ -101,7 +129,7 @@ def evaluate(policy: Policy, call: ToolCall, agent: Agent, now: datetime) -> Eva
         condition = rule.condition
         if condition is None:
             steps.append((rule, MATCHED, None))
-            return _from_rule(policy, rule, tool, steps)
+            return Evaluation(policy.decision(rule), tool, tuple(steps))
         if act is None:
             act = activation(_plain(call.arguments), agent_view(agent), _plain(call.context), now)
         try:
@@ -109,14 +137,14 @@ def evaluate(policy: Policy, call: ToolCall, agent: Agent, now: datetime) -> Eva
         except ConditionError as exc:
             if rule.strict:
                 steps.append((rule, ERROR_MATCHED, exc.problem))
-                return _from_rule(policy, rule, tool, steps)
+                return Evaluation(policy.decision(rule), tool, tuple(steps))
             steps.append((rule, ERROR_SKIPPED, exc.problem))
             continue
         if matched:
             steps.append((rule, MATCHED, None))
-            return _from_rule(policy, rule, tool, steps)
+            return Evaluation(policy.decision(rule), tool, tuple(steps))
         steps.append((rule, NOT_MATCHED, None))
-    return _unknown(policy, tool, steps)
+    return Evaluation(policy.unknown(tool), tool, tuple(steps))
 
 
 def agent_view(agent: Agent) -> dict[str, Any]:
@@ -131,44 +159,6 @@ def agent_view(agent: Agent) -> dict[str, Any]:
 def _plain(value: Mapping[str, Any]) -> Mapping[str, Any]:
     # CEL accepts dicts only; arguments arrive as dicts from json.loads, so this rarely copies
     return value if type(value) is dict else dict(value)
-
-
-def _from_rule(
-    policy: Policy, rule: Rule, tool: str, steps: list[tuple[Rule, str, str | None]]
-) -> Evaluation:
-    return Evaluation(
-        tier=rule.tier,
-        rule=rule,
-        requirement=rule.requirement,
-        sla=rule.sla,
-        escalation=rule.escalation,
-        rate_limit=rule.rate_limit,
-        reason=rule.reason,
-        deadline_offset=rule.deadline_offset,
-        policy=PolicyRef(policy.digest, policy.version, rule.name),
-        tool=tool,
-        steps=tuple(steps),
-    )
-
-
-def _unknown(policy: Policy, tool: str, steps: list[tuple[Rule, str, str | None]]) -> Evaluation:
-    confirm = policy.unknown_tool is Tier.CONFIRM
-    ladder = policy.default_escalation
-    return Evaluation(
-        tier=policy.unknown_tool,
-        rule=None,
-        requirement=policy.default_approvers if confirm else _NO_REQUIREMENT,
-        sla=policy.default_sla if confirm else None,
-        escalation=ladder if confirm else (),
-        rate_limit=None,
-        reason=None
-        if confirm
-        else f"no policy rule matches tool {tool!r} (unknown tools are blocked)",
-        deadline_offset=ladder[-1].after if confirm and ladder else None,
-        policy=PolicyRef(policy.digest, policy.version, None),
-        tool=tool,
-        steps=tuple(steps),
-    )
 
 
 def rate_key(rule: Rule, agent_id: str, tool: str) -> str:

@@ -104,6 +104,14 @@ class _Build:
             rule = read_rule(reader, node, self.groups, sla)
             if rule is not None:
                 rules.append(rule)
+        if unknown_tool is Tier.CONFIRM and not approvers.all_groups and not self.problems:
+            where = self.defaults.get("unknown_tool")
+            self.problems.add(
+                where[0].path if where else self.first_path,
+                where[1] if where else 1,
+                "unknown tools need approval but no approver groups are defined "
+                "(define groups, set defaults.approvers, or set defaults.unknown_tool: block)",
+            )
         if self.problems:
             return None
         return Policy(
@@ -211,14 +219,6 @@ class _Build:
             ladder = read_escalation(entry[0], entry[2], self.groups, sla) or ()
         else:
             ladder = (EscalationStep(after=sla, deny=True),)
-        if unknown_tool is Tier.CONFIRM and not approvers.all_groups and not self.problems:
-            where = self.defaults.get("unknown_tool")
-            self.problems.add(
-                where[0].path if where else self.first_path,
-                where[1] if where else 1,
-                "unknown tools need approval but no approver groups are defined "
-                "(define groups, set defaults.approvers, or set defaults.unknown_tool: block)",
-            )
         return unknown_tool, sla, approvers, ladder
 
 

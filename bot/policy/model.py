@@ -113,6 +113,22 @@ class Rule:
 
 
 @dataclass(frozen=True, slots=True)
+class Decision:
+    """What one rule (or ``defaults.unknown_tool``) decides, whatever the call: built once
+    per policy so the evaluator only pairs it with the call's trace."""
+
+    tier: Tier
+    rule: Rule | None
+    requirement: Requirement
+    sla: timedelta | None
+    escalation: tuple[EscalationStep, ...]
+    rate_limit: RateLimit | None
+    reason: str | None
+    deadline_offset: timedelta | None
+    policy: PolicyRef
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """All policy files together. ``digest`` is ``sha256:<hex>`` of the canonical content."""
 
@@ -129,9 +145,55 @@ class Policy:
     _candidates: dict[str, tuple[Rule, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    _decisions: dict[str, Decision] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        decisions = {rule.name: self._decide(rule) for rule in self.rules}
+        object.__setattr__(self, "_decisions", decisions)
 
     def ref(self, rule: str | None) -> PolicyRef:
         return PolicyRef(digest=self.digest, version=self.version, rule=rule)
+
+    def decision(self, rule: Rule) -> Decision:
+        """What ``rule`` decides (precomputed)."""
+        return self._decisions.get(rule.name) or self._decide(rule)
+
+    def unknown(self, tool: str) -> Decision:
+        """What ``defaults.unknown_tool`` decides for ``tool``."""
+        if self.unknown_tool is not Tier.CONFIRM:
+            reason = f"no policy rule matches tool {tool!r} (unknown tools are blocked)"
+            return Decision(
+                self.unknown_tool, None, NO_APPROVERS, None, (), None, reason, None, self.ref(None)
+            )
+        found = self._decisions.get("")
+        if found is None:
+            ladder = self.default_escalation
+            found = Decision(
+                tier=Tier.CONFIRM,
+                rule=None,
+                requirement=self.default_approvers,
+                sla=self.default_sla,
+                escalation=ladder,
+                rate_limit=None,
+                reason=None,
+                deadline_offset=ladder[-1].after if ladder else self.default_sla,
+                policy=self.ref(None),
+            )
+            self._decisions[""] = found
+        return found
+
+    def _decide(self, rule: Rule) -> Decision:
+        return Decision(
+            tier=rule.tier,
+            rule=rule,
+            requirement=rule.requirement,
+            sla=rule.sla,
+            escalation=rule.escalation,
+            rate_limit=rule.rate_limit,
+            reason=rule.reason,
+            deadline_offset=rule.deadline_offset,
+            policy=self.ref(rule.name),
+        )
 
     def candidates(self, tool: str) -> tuple[Rule, ...]:
         """Rules whose tool glob matches ``tool``, in policy order (cached per tool name)."""

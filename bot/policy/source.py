@@ -158,10 +158,10 @@ def to_plain(node: Node) -> Any:
     return walk(node, 0)
 
 
-def entries(node: MappingNode) -> Iterator[tuple[ScalarNode, Node, str]]:
+def entries(node: MappingNode) -> Iterator[tuple[Node, Node, str]]:
     """``(key node, value node, key)`` of a mapping whose keys ``to_plain`` accepted."""
     for key, value in node.value:
-        yield key, value, str(scalar(key))
+        yield key, value, str(scalar(key)) if isinstance(key, ScalarNode) else "<complex key>"
 
 
 def duration(text: str) -> timedelta | None:

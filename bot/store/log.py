@@ -1,9 +1,9 @@
 """The Merkle log in SQL: appending attestations and reading roots and proofs.
 
-Each append bumps the single ``log_head`` row first (``UPDATE … RETURNING``): the row lock
-(PostgreSQL) or the write lock already taken by ``BEGIN IMMEDIATE`` (SQLite) serialises appends
-across processes until the transaction ends, so indices are contiguous and a rolled-back
-transaction leaves no gap. The new leaf and the perfect subtrees it completes go to
+A transaction that appends first locks the single ``log_head`` row (``SELECT … FOR UPDATE``
+on PostgreSQL; under SQLite ``BEGIN IMMEDIATE`` already holds the write lock), which
+serialises appends across processes until it ends: indices are contiguous and a rolled-back
+transaction leaves no gap. The new leaves and the perfect subtrees they complete go to
 ``log_nodes`` (``bot.evidence.merkle.completed_nodes``), so any root or proof costs one
 query for its O(log n) nodes.
 
@@ -16,9 +16,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, bindparam, insert, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
 from bot.domain import Event
 from bot.errors import EvidenceError, StoreError
@@ -28,16 +28,9 @@ from bot.store.tables import HEAD_ID, LOG_ENTRIES, LOG_HEAD, LOG_NODES
 T = TypeVar("T")
 Key = tuple[int, int]
 
-_BUMP = (
-    update(LOG_HEAD)
-    .where(LOG_HEAD.c.id == HEAD_ID)
-    .values(size=LOG_HEAD.c.size + 1)
-    .returning(LOG_HEAD.c.size)
-)
 _SIZE = select(LOG_HEAD.c.size).where(LOG_HEAD.c.id == HEAD_ID)
-_NODES = select(LOG_NODES.c.level, LOG_NODES.c.idx, LOG_NODES.c.hash).where(
-    tuple_(LOG_NODES.c.level, LOG_NODES.c.idx).in_(bindparam("keys", expanding=True))
-)
+_LOCK = _SIZE.with_for_update()
+_SET_SIZE = update(LOG_HEAD).where(LOG_HEAD.c.id == HEAD_ID).values(size=bindparam("size"))
 
 
 def frontier_keys(size: int) -> list[Key]:
@@ -67,39 +60,65 @@ class Frontier:
             self._size, self._nodes = size, nodes
 
 
-def append(
-    conn: Connection,
-    frontier: Frontier,
-    envelope: bytes,
-    event: Event,
-    request_id: str | None,
-    created_at: datetime,
-) -> tuple[int, Callable[[], None]]:
-    """Append ``envelope`` as the next leaf. Returns its index and a callback that updates
-    ``frontier``; call it only after the transaction commits."""
-    index = int(conn.execute(_BUMP).scalar_one()) - 1
-    known = frontier.nodes(index)
-    if known is None:
-        known = _read(conn, frontier_keys(index))
-    leaf = merkle.leaf_hash(envelope)
-    completed = merkle.completed_nodes(index, leaf, lambda level, idx: known[(level, idx)])
-    conn.execute(
-        insert(LOG_ENTRIES),
-        {
-            "idx": index,
-            "request_id": request_id,
-            "event": event.value,
-            "envelope": envelope,
-            "leaf_hash": leaf,
-            "created_at": created_at,
-        },
-    )
-    conn.execute(
-        insert(LOG_NODES), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in completed]
-    )
-    everything = {**known, **{(lv, ix): h for lv, ix, h in completed}}
-    new = {key: everything[key] for key in frontier_keys(index + 1)}
-    return index, lambda: frontier.remember(index + 1, new)
+class Pending:
+    """The attestations appended by one transaction, written out by ``flush``.
+
+    The first ``add`` takes the append lock (``SELECT … FOR UPDATE`` on ``log_head``; under
+    SQLite the write lock of ``BEGIN IMMEDIATE`` is already held) and reads the size, so
+    callers know each index before they write the rows that refer to it. ``mark`` and
+    ``truncate`` undo the adds of an operation rolled back to a savepoint.
+    """
+
+    def __init__(self, conn: Connection, frontier: Frontier, clock: Callable[[], datetime]):
+        self._conn = conn
+        self._frontier = frontier
+        self._clock = clock
+        self._start: int | None = None
+        self._rows: list[dict[str, Any]] = []
+
+    def add(self, envelope: bytes, event: Event, request_id: str | None) -> int:
+        """Queue ``envelope`` as the next leaf; returns its index."""
+        if self._start is None:
+            self._start = int(self._conn.execute(_LOCK).scalar_one())
+        index = self._start + len(self._rows)
+        self._rows.append(
+            {
+                "idx": index,
+                "request_id": request_id,
+                "event": event.value,
+                "envelope": envelope,
+                "leaf_hash": merkle.leaf_hash(envelope),
+                "created_at": self._clock(),
+            }
+        )
+        return index
+
+    def mark(self) -> int:
+        return len(self._rows)
+
+    def truncate(self, mark: int) -> None:
+        del self._rows[mark:]
+
+    def flush(self) -> Callable[[], None] | None:
+        """Write the queued entries, the tree nodes they complete and the new size. Returns a
+        callback that updates the frontier cache; call it only after the commit."""
+        if self._start is None or not self._rows:
+            return None
+        start, end = self._start, self._start + len(self._rows)
+        known = self._frontier.nodes(start)
+        nodes = dict(known) if known is not None else _read(self._conn, frontier_keys(start))
+        completed: list[dict[str, Any]] = []
+        for row in self._rows:
+            for level, idx, h in merkle.completed_nodes(
+                row["idx"], row["leaf_hash"], lambda lv, ix: nodes[(lv, ix)]
+            ):
+                nodes[(level, idx)] = h
+                completed.append({"level": level, "idx": idx, "hash": h})
+        self._conn.execute(insert(LOG_ENTRIES), self._rows)
+        self._conn.execute(insert(LOG_NODES), completed)
+        self._conn.execute(_SET_SIZE, {"size": end})
+        edge = {key: nodes[key] for key in frontier_keys(end)}
+        return lambda: self._frontier.remember(end, edge)
 
 
 def size(conn: Connection) -> int:
@@ -109,7 +128,9 @@ def size(conn: Connection) -> int:
 def _read(conn: Connection, keys: list[Key]) -> dict[Key, bytes]:
     if not keys:
         return {}
-    rows = conn.execute(_NODES, {"keys": keys}).all()
+    # OR of equalities: SQLite answers a row-value IN list with a full scan
+    wanted = or_(*(and_(LOG_NODES.c.level == lv, LOG_NODES.c.idx == ix) for lv, ix in keys))
+    rows = conn.execute(select(LOG_NODES).where(wanted)).all()
     found = {(row.level, row.idx): bytes(row.hash) for row in rows}
     missing = [key for key in keys if key not in found]
     if missing:

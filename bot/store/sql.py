@@ -1,27 +1,22 @@
 """``SqlStore``: the ``bot.ports.Store`` on SQLite or PostgreSQL (SQLAlchemy Core over the
-sqlmodel tables of ``bot.store.tables``).
+sqlmodel tables of ``bot.store.tables``, run off the event loop by ``Database``).
 
-Every method is ``async`` and runs its SQL on the store's own threads, so the event loop never
-blocks: one thread for SQLite (writes are serialised anyway; no "database is locked"), a small
-pool for PostgreSQL. A state change, its vote and its attestation commit in one transaction;
-``commit`` is compare-and-set on ``requests.version``. Database failures raise ``StoreError``
-(one line, no password); lost races and duplicates raise ``Conflict``.
+A state change, its vote and its attestation commit in one transaction; ``commit`` is
+compare-and-set on ``requests.version``. Database failures raise ``StoreError`` (one line, no
+password); lost races and duplicates raise ``Conflict``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, exc, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, exc, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL
 
 from bot.domain import (
     Agent,
@@ -36,10 +31,9 @@ from bot.domain import (
     Vote,
     utc,
 )
-from bot.errors import Conflict, NotFound, StoreError
-from bot.ports import Clock
-from bot.store import log, mapping, migrate
-from bot.store.engine import make_engine, parse_url, store_error
+from bot.errors import Conflict, NotFound
+from bot.store import log, mapping
+from bot.store.database import Database
 from bot.store.tables import (
     AGENTS,
     CHECKPOINTS,
@@ -51,12 +45,6 @@ from bot.store.tables import (
 )
 
 logger = logging.getLogger(__name__)
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-PG_WORKERS = 4
-Hook = Callable[[], None] | None
 
 _INSERT_REQUEST = insert(REQUESTS)
 _INSERT_VOTE = insert(VOTES)
@@ -71,89 +59,24 @@ def _all(conn: Connection, *, query: Any, params: dict[str, Any]) -> list[Any]:
     return list(conn.execute(query, params).all())
 
 
-class _SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
+def _append(
+    pending: log.Pending, attestation: bytes | None, event: Event | None, request_id: str
+) -> int | None:
+    if attestation is None:
+        return None
+    if event is None:
+        raise ValueError("an attestation needs the event it records")
+    return pending.add(attestation, event, request_id)
 
 
-class SqlStore:
+class SqlStore(Database):
     """The store. Build with ``await SqlStore.open(url)``; ``await close()`` when done."""
 
-    def __init__(self, engine: Engine, url: URL, clock: Clock, workers: int) -> None:
-        self._engine = engine
-        self._url = url
-        self._clock = clock
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="signoff-store")
-        self._frontier = log.Frontier()
-        self._closed = False
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-
-    @classmethod
-    async def open(cls, url: str, *, clock: Clock | None = None) -> SqlStore:
-        """Connect to ``url`` (``sqlite:///PATH`` or ``postgresql+psycopg://…``) and create or
-        migrate the schema to the newest revision. Raises ``StoreError``."""
-        parsed = parse_url(url)
-        workers = 1 if parsed.get_backend_name() == "sqlite" else PG_WORKERS
-        engine = make_engine(parsed, pool_size=workers)
-        store = cls(engine, parsed, clock or _SystemClock(), workers)
-        try:
-            await store._run(migrate.upgrade, engine)
-        except BaseException:
-            await store.close()
-            raise
-        return store
-
-    @property
-    def engine(self) -> Engine:
-        """The SQLAlchemy engine (for migrations and tools inside ``bot.store``)."""
-        return self._engine
-
-    # running SQL off the event loop
-
-    async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        loop = asyncio.get_running_loop()
-        try:
-            future = loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
-        except RuntimeError as error:  # the executor is shut down
-            raise StoreError("the store is closed") from error
-        try:
-            return await future
-        except exc.SQLAlchemyError as error:
-            raise store_error(error, self._url) from error
-
-    def _in_read(self, fn: Callable[[Connection], T]) -> T:
-        with self._engine.connect() as conn, conn.begin():
-            return fn(conn)
-
-    def _in_write(self, fn: Callable[[Connection], tuple[T, Hook]]) -> T:
-        """Run ``fn`` in a write transaction; its hook runs only once the commit succeeded."""
-        with self._engine.connect().execution_options(signoff_write=True) as conn:
-            with conn.begin():
-                result, hook = fn(conn)
-            if hook is not None:
-                hook()
-            return result
-
-    async def _read(self, fn: Callable[[Connection], T]) -> T:
-        return await self._run(self._in_read, fn)
-
-    async def _write(self, fn: Callable[[Connection], tuple[T, Hook]]) -> T:
-        return await self._run(self._in_write, fn)
-
-    async def _execute(self, statement: Any, params: Any = None) -> None:
-        await self._write(lambda conn: (conn.execute(statement, params), None))
-
-    async def ping(self) -> None:
-        await self._read(lambda conn: conn.exec_driver_sql("SELECT 1").scalar_one())
-
-    async def close(self) -> None:
-        """Release every connection; later calls raise ``StoreError``. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._pool, self._engine.dispose)
-        self._pool.shutdown(wait=True)
+    def _upsert(self, table: Any) -> Any:
+        """``INSERT`` with ``ON CONFLICT`` support for this dialect."""
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
 
     # agents
 
@@ -161,14 +84,13 @@ class SqlStore:
         """Raises ``Conflict`` when the id (or the token hash) exists."""
         values = mapping.from_agent(agent)
 
-        def add(conn: Connection) -> tuple[None, Hook]:
+        def add(conn: Connection, _: log.Pending) -> None:
             try:
                 conn.execute(_INSERT_AGENT, values)
             except exc.IntegrityError as error:
                 raise Conflict(f"agent {agent.id!r} (or its token) already exists") from error
-            return None, None
 
-        await self._write(add)
+        await self.transact(add)
 
     async def get_agent(self, agent_id: str) -> Agent | None:
         return await self._agent_where(AGENTS.c.id == agent_id)
@@ -178,12 +100,12 @@ class SqlStore:
 
     async def _agent_where(self, condition: Any) -> Agent | None:
         query = select(AGENTS).where(condition)
-        row = await self._read(lambda conn: conn.execute(query).first())
+        row = await self.read(lambda conn: conn.execute(query).first())
         return None if row is None else mapping.to_agent(row)
 
     async def list_agents(self) -> list[Agent]:
         query = select(AGENTS).order_by(AGENTS.c.created_at, AGENTS.c.id)
-        rows = await self._read(lambda conn: conn.execute(query).all())
+        rows = await self.read(lambda conn: conn.execute(query).all())
         return [mapping.to_agent(row) for row in rows]
 
     async def set_agent_suspended(self, agent_id: str, suspended: bool) -> Agent:
@@ -194,7 +116,7 @@ class SqlStore:
             .values(suspended=suspended)
             .returning(*AGENTS.c)
         )
-        row = await self._write(lambda conn: (conn.execute(statement).first(), None))
+        row = await self.transact(lambda conn, _: conn.execute(statement).first())
         if row is None:
             raise NotFound(f"no agent {agent_id!r}")
         return mapping.to_agent(row)
@@ -209,8 +131,8 @@ class SqlStore:
         (agent, idempotency key) exists, ``ValueError`` for an attestation without event."""
         values = mapping.from_request(request)
 
-        def insert_(conn: Connection) -> tuple[int | None, Hook]:
-            index, hook = self._append(conn, attestation, event, request.id)
+        def insert_(conn: Connection, pending: log.Pending) -> int | None:
+            index = _append(pending, attestation, event, request.id)
             if index is not None:
                 values["last_log_index"] = index
             try:
@@ -220,21 +142,12 @@ class SqlStore:
                     f"request {request.id!r} or idempotency key "
                     f"{request.idempotency_key!r} of agent {request.agent_id!r} already exists"
                 ) from error
-            return index, hook
+            return index
 
-        index = await self._write(insert_)
+        index = await self.transact(insert_)
         if index is None:
             return request
         return dataclasses.replace(request, last_log_index=index)
-
-    def _append(
-        self, conn: Connection, attestation: bytes | None, event: Event | None, request_id: str
-    ) -> tuple[int | None, Hook]:
-        if attestation is None:
-            return None, None
-        if event is None:
-            raise ValueError("an attestation needs the event it records")
-        return log.append(conn, self._frontier, attestation, event, request_id, self._clock.now())
 
     async def get_request(self, request_id: str) -> Request | None:
         return await self._request_where(REQUESTS.c.id == request_id)
@@ -246,7 +159,7 @@ class SqlStore:
 
     async def _request_where(self, *conditions: Any) -> Request | None:
         query = select(REQUESTS).where(*conditions)
-        row = await self._read(lambda conn: conn.execute(query).first())
+        row = await self.read(lambda conn: conn.execute(query).first())
         return None if row is None else mapping.to_request(row)
 
     async def list_requests(
@@ -272,7 +185,7 @@ class SqlStore:
             query = query.where(REQUESTS.c.created_at < utc(until))
         query = query.order_by(REQUESTS.c.created_at.desc(), REQUESTS.c.id.desc())
         query = query.limit(limit).offset(offset or None)
-        rows = await self._read(lambda conn: conn.execute(query).all())
+        rows = await self.read(lambda conn: conn.execute(query).all())
         return [mapping.to_request(row) for row in rows]
 
     async def commit(self, change: Change) -> Request:
@@ -292,8 +205,8 @@ class SqlStore:
         del values["id"]
         values["cas_id"], values["cas_version"] = before.id, before.version
 
-        def commit_(conn: Connection) -> tuple[int | None, Hook]:
-            index, hook = self._append(conn, change.attestation, change.event, before.id)
+        def commit_(conn: Connection, pending: log.Pending) -> int | None:
+            index = _append(pending, change.attestation, change.event, before.id)
             if index is not None:
                 values["last_log_index"] = index
             if conn.execute(_CAS_REQUEST, values).rowcount != 1:
@@ -305,9 +218,9 @@ class SqlStore:
                     raise Conflict(
                         f"{vote.approver.key} already voted on request {before.id!r}"
                     ) from error
-            return index, hook
+            return index
 
-        index = await self._write(commit_)
+        index = await self.transact(commit_)
         if index is None:
             return after
         return dataclasses.replace(after, last_log_index=index)
@@ -315,7 +228,7 @@ class SqlStore:
     async def votes(self, request_id: str) -> list[Vote]:
         query = select(VOTES).where(VOTES.c.request_id == request_id)
         query = query.order_by(VOTES.c.at, VOTES.c.id)
-        rows = await self._read(lambda conn: conn.execute(query).all())
+        rows = await self.read(lambda conn: conn.execute(query).all())
         return [mapping.to_vote(row) for row in rows]
 
     # rate limits
@@ -329,7 +242,7 @@ class SqlStore:
         start = utc(window_start)
         table = RATE_COUNTERS
         statement = (
-            self._insert(table)
+            self._upsert(table)
             .values(key=key, window_start=start, count=1)
             .on_conflict_do_update(
                 index_elements=[table.c.key, table.c.window_start],
@@ -340,13 +253,13 @@ class SqlStore:
         )
         prune = delete(table).where(table.c.key == key, table.c.window_start < start)
 
-        def take(conn: Connection) -> tuple[bool, Hook]:
+        def take(conn: Connection, _: log.Pending) -> bool:
             count = conn.execute(statement).scalar()
             if count == 1:
                 conn.execute(prune)
-            return count is not None, None
+            return count is not None
 
-        return await self._write(take)
+        return await self.transact(take)
 
     # where cards went
 
@@ -355,7 +268,7 @@ class SqlStore:
         ``NotFound`` when the request does not exist."""
         values = mapping.from_post(post)
         statement = (
-            self._insert(POSTS)
+            self._upsert(POSTS)
             .values(values)
             .on_conflict_do_update(
                 index_elements=[
@@ -372,26 +285,25 @@ class SqlStore:
             )
         )
 
-        def add(conn: Connection) -> tuple[None, Hook]:
+        def add(conn: Connection, _: log.Pending) -> None:
             try:
                 conn.execute(statement)
             except exc.IntegrityError as error:
                 raise NotFound(f"no request {post.request_id!r}") from error
-            return None, None
 
-        await self._write(add)
+        await self.transact(add)
 
     async def posts(self, request_id: str, platform: Platform | None = None) -> list[Post]:
         query = select(POSTS).where(POSTS.c.request_id == request_id).order_by(POSTS.c.id)
         if platform is not None:
             query = query.where(POSTS.c.platform == platform.value)
-        rows = await self._read(lambda conn: conn.execute(query).all())
+        rows = await self.read(lambda conn: conn.execute(query).all())
         return [mapping.to_post(row) for row in rows]
 
     # the Merkle log
 
     async def log_size(self) -> int:
-        return await self._read(log.size)
+        return await self.read(log.size)
 
     async def log_entries(self, start: int, stop: int) -> list[LogEntry]:
         """Entries with ``start <= index < stop``, in index order."""
@@ -400,7 +312,7 @@ class SqlStore:
             .where(LOG_ENTRIES.c.idx >= start, LOG_ENTRIES.c.idx < stop)
             .order_by(LOG_ENTRIES.c.idx)
         )
-        rows = await self._read(lambda conn: conn.execute(query).all())
+        rows = await self.read(lambda conn: conn.execute(query).all())
         return [mapping.to_log_entry(row) for row in rows]
 
     async def log_entries_for(self, request_id: str) -> list[LogEntry]:
@@ -409,7 +321,7 @@ class SqlStore:
             .where(LOG_ENTRIES.c.request_id == request_id)
             .order_by(LOG_ENTRIES.c.idx)
         )
-        rows = await self._read(lambda conn: conn.execute(query).all())
+        rows = await self.read(lambda conn: conn.execute(query).all())
         return [mapping.to_log_entry(row) for row in rows]
 
     async def iter_log_entries(
@@ -424,7 +336,7 @@ class SqlStore:
             .limit(batch)
         )
         while True:
-            rows = await self._read(functools.partial(_all, query=query, params={"start": start}))
+            rows = await self.read(functools.partial(_all, query=query, params={"start": start}))
             for row in rows:
                 yield mapping.to_log_entry(row)
             if len(rows) < batch:
@@ -433,15 +345,15 @@ class SqlStore:
 
     async def log_root(self, size: int) -> bytes:
         """Raises ``EvidenceError`` for a size beyond the log."""
-        return await self._read(lambda conn: log.root(conn, size))
+        return await self.read(lambda conn: log.root(conn, size))
 
     async def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """Raises ``EvidenceError`` for an index or size outside the log."""
-        return await self._read(lambda conn: log.inclusion_proof(conn, index, size))
+        return await self.read(lambda conn: log.inclusion_proof(conn, index, size))
 
     async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         """Raises ``EvidenceError`` for sizes out of order or beyond the log."""
-        return await self._read(lambda conn: log.consistency_proof(conn, old_size, new_size))
+        return await self.read(lambda conn: log.consistency_proof(conn, old_size, new_size))
 
     async def latest_checkpoint(self) -> Checkpoint | None:
         query = (
@@ -449,8 +361,8 @@ class SqlStore:
             .order_by(CHECKPOINTS.c.size.desc(), CHECKPOINTS.c.id.desc())
             .limit(1)
         )
-        row = await self._read(lambda conn: conn.execute(query).first())
+        row = await self.read(lambda conn: conn.execute(query).first())
         return None if row is None else mapping.to_checkpoint(row)
 
     async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
-        await self._execute(insert(CHECKPOINTS), mapping.from_checkpoint(checkpoint))
+        await self.execute(insert(CHECKPOINTS), mapping.from_checkpoint(checkpoint))

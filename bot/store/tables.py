@@ -161,6 +161,8 @@ class LogNodeRow(Base, table=True):
     """A perfect subtree of the RFC 6962 tree: ``2**level`` leaves from ``idx * 2**level``."""
 
     __tablename__ = "log_nodes"
+    # SQLite: the primary key is the table (no rowid), halving the size of the tree
+    __table_args__ = {"sqlite_with_rowid": False}
 
     level: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     idx: int = Field(

@@ -48,8 +48,10 @@ def home(tmp_path: Path) -> Path:
     assert "signoff.yaml" in out.stdout
     port = free_port()
     config = home / "signoff.yaml"
-    text = config.read_text().replace("port: 8080", f"port: {port}").replace(
-        "http://127.0.0.1:8080", f"http://127.0.0.1:{port}"
+    text = (
+        config.read_text()
+        .replace("port: 8080", f"port: {port}")
+        .replace("http://127.0.0.1:8080", f"http://127.0.0.1:{port}")
     )
     config.write_text(text)
     return home
@@ -59,10 +61,15 @@ def home(tmp_path: Path) -> Path:
 def server(home: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     config = home / "signoff.yaml"
     port = int(config.read_text().split("port: ")[1].split()[0])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TEAMS_", "PAGERDUTY_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TEAMS_", "PAGERDUTY_"))
+    }
     proc = subprocess.Popen(
         [SIGNOFF, "--config", str(config), "serve"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -92,25 +99,39 @@ def test_init_agents_and_requests_through_a_real_server(
     config = str(home / "signoff.yaml")
     token = subprocess.run(
         [SIGNOFF, "--config", config, "agents", "add", "e2e-agent", "--quiet"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert token.startswith("so_") and "\n" not in token
-    listed = subprocess.run([SIGNOFF, "--config", config, "agents", "list"],
-                            capture_output=True, text=True, check=True).stdout
+    listed = subprocess.run(
+        [SIGNOFF, "--config", config, "agents", "list"], capture_output=True, text=True, check=True
+    ).stdout
     assert "e2e-agent" in listed and "demo-agent" in listed
 
-    status, auto = http("POST", base + "/v1/requests",
-                        {"tool": "crm.read", "arguments": {"id": 1}}, token)
+    status, auto = http(
+        "POST", base + "/v1/requests", {"tool": "crm.read", "arguments": {"id": 1}}, token
+    )
     assert status == 201 and auto["status"] == "approved" and auto["grant"]
 
-    status, blocked = http("POST", base + "/v1/requests",
-                           {"tool": "repos.force_push", "arguments": {"branch": "main"}}, token)
+    status, blocked = http(
+        "POST",
+        base + "/v1/requests",
+        {"tool": "repos.force_push", "arguments": {"branch": "main"}},
+        token,
+    )
     assert status == 201 and blocked["status"] == "denied" and blocked["reason"]
 
-    status, pending = http("POST", base + "/v1/requests",
-                           {"tool": "payments.transfer",
-                            "arguments": {"amount": 25000, "currency": "USD", "to": "acct-123"},
-                            "justification": "Refund for order 8812"}, token)
+    status, pending = http(
+        "POST",
+        base + "/v1/requests",
+        {
+            "tool": "payments.transfer",
+            "arguments": {"amount": 25000, "currency": "USD", "to": "acct-123"},
+            "justification": "Refund for order 8812",
+        },
+        token,
+    )
     assert status == 201 and pending["status"] == "pending"
     started = time.monotonic()
     status, polled = http("GET", f"{base}/v1/requests/{pending['id']}?wait=1", token=token)
@@ -125,9 +146,15 @@ def test_init_agents_and_requests_through_a_real_server(
 
 
 def test_serve_refuses_a_bad_policy_with_one_line(home: Path) -> None:
-    (home / "policies" / "broken.yaml").write_text("apiVersion: signoff/v1\nkind: ToolPolicy\nrules: [")
-    out = subprocess.run([SIGNOFF, "--config", str(home / "signoff.yaml"), "serve"],
-                         capture_output=True, text=True, timeout=30)
+    (home / "policies" / "broken.yaml").write_text(
+        "apiVersion: signoff/v1\nkind: ToolPolicy\nrules: ["
+    )
+    out = subprocess.run(
+        [SIGNOFF, "--config", str(home / "signoff.yaml"), "serve"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode != 0
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "broken.yaml" in lines[0] and "Traceback" not in out.stderr

@@ -71,7 +71,7 @@ class FakeSlack:
     def __init__(
         self,
         *,
-        token: str = "xoxb-signoff-test",
+        token: str = "xoxb-signoff-test",  # noqa: S107 - a fake workspace's token
         team_id: str = "T0TEAM",
         bot_user_id: str = "U0BOT",
     ) -> None:
@@ -242,7 +242,8 @@ class FakeSlack:
         thread = args.get("thread_ts")
         message = Message(str(channel), ts, str(args.get("text") or ""), blocks, thread)
         self.messages[(message.channel, ts)] = message
-        return {"ok": True, "channel": channel, "ts": ts, "message": {"ts": ts, "text": message.text}}
+        answer = {"ts": ts, "text": message.text}
+        return {"ok": True, "channel": channel, "ts": ts, "message": answer}
 
     def _m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         channel, ts = args.get("channel"), args.get("ts")
@@ -275,8 +276,11 @@ class FakeSlack:
             view = json.loads(view)
         problems = view_problems(view)
         if problems:
-            return {"ok": False, "error": "invalid_arguments", "response_metadata": {
-                "messages": problems}}
+            return {
+                "ok": False,
+                "error": "invalid_arguments",
+                "response_metadata": {"messages": problems},
+            }
         return {"ok": True, "view": {**view, "id": f"V{next(self._ts):08d}"}}
 
     def _m_usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -335,8 +339,9 @@ def _text_problems(obj: Any, where: str, limit: int, kinds: tuple[str, ...]) -> 
 def _element_problems(element: dict[str, Any], where: str) -> list[str]:
     problems: list[str] = []
     if element.get("type") == "button":
-        problems += _text_problems(element.get("text"), f"{where}.text", BUTTON_TEXT,
-                                   ("plain_text",))
+        problems += _text_problems(
+            element.get("text"), f"{where}.text", BUTTON_TEXT, ("plain_text",)
+        )
         value = element.get("value")
         if value is not None and len(str(value)) > BUTTON_VALUE:
             problems.append(f"{where}.value: must be less than {BUTTON_VALUE + 1} characters")
@@ -358,18 +363,21 @@ def block_problems(blocks: list[dict[str, Any]], limit: int) -> list[str]:
         if len(str(block.get("block_id", ""))) > 255:
             problems.append(f"{where}.block_id: too long")
         if kind == "header":
-            problems += _text_problems(block.get("text"), f"{where}.text", HEADER_TEXT,
-                                       ("plain_text",))
+            problems += _text_problems(
+                block.get("text"), f"{where}.text", HEADER_TEXT, ("plain_text",)
+            )
         elif kind == "section":
             if "text" in block:
-                problems += _text_problems(block["text"], f"{where}.text", SECTION_TEXT,
-                                           ("plain_text", "mrkdwn"))
+                problems += _text_problems(
+                    block["text"], f"{where}.text", SECTION_TEXT, ("plain_text", "mrkdwn")
+                )
             fields = block.get("fields") or []
             if len(fields) > 10:
                 problems.append(f"{where}.fields: at most 10 fields")
             for j, f in enumerate(fields):
-                problems += _text_problems(f, f"{where}.fields[{j}]", FIELD_TEXT,
-                                           ("plain_text", "mrkdwn"))
+                problems += _text_problems(
+                    f, f"{where}.fields[{j}]", FIELD_TEXT, ("plain_text", "mrkdwn")
+                )
             if "text" not in block and not fields:
                 problems.append(f"{where}: needs text or fields")
             if "accessory" in block:
@@ -379,8 +387,9 @@ def block_problems(blocks: list[dict[str, Any]], limit: int) -> list[str]:
             if not elements or len(elements) > 10:
                 problems.append(f"{where}.elements: 1 to 10 elements")
             for j, e in enumerate(elements):
-                problems += _text_problems(e, f"{where}.elements[{j}]", SECTION_TEXT,
-                                           ("plain_text", "mrkdwn"))
+                problems += _text_problems(
+                    e, f"{where}.elements[{j}]", SECTION_TEXT, ("plain_text", "mrkdwn")
+                )
         elif kind == "actions":
             elements = block.get("elements") or []
             if not elements or len(elements) > 25:
@@ -388,8 +397,7 @@ def block_problems(blocks: list[dict[str, Any]], limit: int) -> list[str]:
             for j, e in enumerate(elements):
                 problems += _element_problems(e, f"{where}.elements[{j}]")
         elif kind == "input":
-            problems += _text_problems(block.get("label"), f"{where}.label", 2000,
-                                       ("plain_text",))
+            problems += _text_problems(block.get("label"), f"{where}.label", 2000, ("plain_text",))
             if not isinstance(block.get("element"), dict):
                 problems.append(f"{where}.element: required")
         elif kind != "divider":

@@ -57,7 +57,9 @@ async def submit(client: TestClient, tok: str, body: Any, **headers: str) -> Any
 
 
 async def test_auto_request_is_approved_with_a_grant_bound_to_the_call(
-    client: TestClient, token: str, runtime: Runtime  # type: ignore[type-arg]
+    client: TestClient,
+    token: str,
+    runtime: Runtime,  # type: ignore[type-arg]
 ) -> None:
     args = {"id": 42, "note": "héllo \u202e\u0000 ✓"}
     resp = await submit(client, token, {"tool": "crm.read", "arguments": args})
@@ -69,16 +71,24 @@ async def test_auto_request_is_approved_with_a_grant_bound_to_the_call(
     assert body["arguments_sha256"] == arguments_sha256(args)
     assert body["call_sha256"] == call_sha256(body["id"], "billing-agent", "crm.read", args)
     claims = verify_grant(
-        body["grant"], runtime.keys, now=runtime.gate.clock.now(), request_id=body["id"],
-        agent_id="billing-agent", tool="crm.read", arguments=args,
+        body["grant"],
+        runtime.keys,
+        now=runtime.gate.clock.now(),
+        request_id=body["id"],
+        agent_id="billing-agent",
+        tool="crm.read",
+        arguments=args,
     )
     assert claims["sub"] == "billing-agent"
 
 
 async def test_block_request_is_denied_with_the_rule_reason(
-    client: TestClient, token: str  # type: ignore[type-arg]
+    client: TestClient,
+    token: str,  # type: ignore[type-arg]
 ) -> None:
-    resp = await submit(client, token, {"tool": "repos.force_push", "arguments": {"branch": "main"}})
+    resp = await submit(
+        client, token, {"tool": "repos.force_push", "arguments": {"branch": "main"}}
+    )
     body = await resp.json()
     assert resp.status == 201
     assert body["status"] == "denied" and body["tier"] == "block"
@@ -87,7 +97,9 @@ async def test_block_request_is_denied_with_the_rule_reason(
 
 
 async def test_long_poll_returns_as_soon_as_the_decision_lands(
-    client: TestClient, token: str, runtime: Runtime  # type: ignore[type-arg]
+    client: TestClient,
+    token: str,
+    runtime: Runtime,  # type: ignore[type-arg]
 ) -> None:
     resp = await submit(
         client, token, {"tool": "payments.transfer", "arguments": {"amount": 25000}}
@@ -96,7 +108,9 @@ async def test_long_poll_returns_as_soon_as_the_decision_lands(
     assert created["status"] == "pending" and created["approvals"] == {"required": 1, "received": 0}
     assert created["deadline"] is not None and created["grant"] is None
 
-    poll = asyncio.create_task(client.get(f"/v1/requests/{created['id']}?wait=30", headers=auth(token)))
+    poll = asyncio.create_task(
+        client.get(f"/v1/requests/{created['id']}?wait=30", headers=auth(token))
+    )
     await asyncio.sleep(0.2)
     assert not poll.done()
     started = time.perf_counter()
@@ -110,18 +124,25 @@ async def test_long_poll_returns_as_soon_as_the_decision_lands(
 
 
 async def test_long_poll_times_out_cleanly_while_pending(
-    client: TestClient, token: str  # type: ignore[type-arg]
+    client: TestClient,
+    token: str,  # type: ignore[type-arg]
 ) -> None:
-    created = await (await submit(client, token, {"tool": "payments.transfer", "arguments": {"amount": 50000}})).json()
+    created = await (
+        await submit(client, token, {"tool": "payments.transfer", "arguments": {"amount": 50000}})
+    ).json()
     resp = await client.get(f"/v1/requests/{created['id']}?wait=0.3", headers=auth(token))
     assert resp.status == 200
     assert (await resp.json())["status"] == "pending"
 
 
 async def test_quorum_of_two_distinct_humans(
-    client: TestClient, token: str, runtime: Runtime  # type: ignore[type-arg]
+    client: TestClient,
+    token: str,
+    runtime: Runtime,  # type: ignore[type-arg]
 ) -> None:
-    created = await (await submit(client, token, {"tool": "payments.wire", "arguments": {"amount": 1}})).json()
+    created = await (
+        await submit(client, token, {"tool": "payments.wire", "arguments": {"amount": 1}})
+    ).json()
     rid = created["id"]
     first = await runtime.gate.decide(rid, ALICE, Verdict.APPROVE, memberships={"finance"})
     assert first.status.value == "pending"
@@ -134,10 +155,15 @@ async def test_quorum_of_two_distinct_humans(
 
 
 async def test_non_member_and_requester_cannot_decide(
-    client: TestClient, token: str, runtime: Runtime  # type: ignore[type-arg]
+    client: TestClient,
+    token: str,
+    runtime: Runtime,  # type: ignore[type-arg]
 ) -> None:
-    body = {"tool": "payments.transfer", "arguments": {"amount": 20000},
-            "context": {"requested_by": "alice"}}
+    body = {
+        "tool": "payments.transfer",
+        "arguments": {"amount": 20000},
+        "context": {"requested_by": "alice"},
+    }
     rid = (await (await submit(client, token, body)).json())["id"]
     with pytest.raises(Exception, match="not an approver"):
         await runtime.gate.decide(rid, ERIN, Verdict.APPROVE, memberships={"leads"})
@@ -147,9 +173,17 @@ async def test_non_member_and_requester_cannot_decide(
 
 
 async def test_simultaneous_decisions_yield_exactly_one_final_state(
-    client: TestClient, token: str, runtime: Runtime  # type: ignore[type-arg]
+    client: TestClient,
+    token: str,
+    runtime: Runtime,  # type: ignore[type-arg]
 ) -> None:
-    rid = (await (await submit(client, token, {"tool": "payments.transfer", "arguments": {"amount": 20000}})).json())["id"]
+    rid = (
+        await (
+            await submit(
+                client, token, {"tool": "payments.transfer", "arguments": {"amount": 20000}}
+            )
+        ).json()
+    )["id"]
     results = await asyncio.gather(
         runtime.gate.decide(rid, ALICE, Verdict.APPROVE, memberships={"finance"}),
         runtime.gate.decide(rid, ERIN, Verdict.DENY, "no", memberships={"finance"}),
@@ -164,21 +198,32 @@ async def test_simultaneous_decisions_yield_exactly_one_final_state(
 
 
 async def test_idempotent_replay_and_conflicting_reuse(
-    client: TestClient, token: str  # type: ignore[type-arg]
+    client: TestClient,
+    token: str,  # type: ignore[type-arg]
 ) -> None:
     body = {"tool": "payments.transfer", "arguments": {"amount": 30000}}
     first = await submit(client, token, body, **{"Idempotency-Key": "k-1"})
     again = await submit(client, token, body, **{"Idempotency-Key": "k-1"})
     assert first.status == 201 and again.status == 200
     assert (await first.json())["id"] == (await again.json())["id"]
-    other = await submit(client, token, {**body, "arguments": {"amount": 1}}, **{"Idempotency-Key": "k-1"})
+    other = await submit(
+        client, token, {**body, "arguments": {"amount": 1}}, **{"Idempotency-Key": "k-1"}
+    )
     assert other.status == 409 and other.content_type == PROBLEM
 
 
 async def test_cancel_and_other_agents_requests_are_invisible(
-    client: TestClient, token: str, runtime: Runtime  # type: ignore[type-arg]
+    client: TestClient,
+    token: str,
+    runtime: Runtime,  # type: ignore[type-arg]
 ) -> None:
-    rid = (await (await submit(client, token, {"tool": "payments.transfer", "arguments": {"amount": 20000}})).json())["id"]
+    rid = (
+        await (
+            await submit(
+                client, token, {"tool": "payments.transfer", "arguments": {"amount": 20000}}
+            )
+        ).json()
+    )["id"]
     _, other = await runtime.gate.register_agent("other-agent")
     assert (await client.get(f"/v1/requests/{rid}", headers=auth(other))).status == 404
     assert (await client.post(f"/v1/requests/{rid}/cancel", headers=auth(other))).status == 404
@@ -202,7 +247,10 @@ async def test_cancel_and_other_agents_requests_are_invisible(
     ],
 )
 async def test_bad_bodies_get_problem_details_listing_the_errors(
-    client: TestClient, token: str, body: Any, expected: str | None  # type: ignore[type-arg]
+    client: TestClient,
+    token: str,
+    body: Any,
+    expected: str | None,  # type: ignore[type-arg]
 ) -> None:
     resp = await submit(client, token, body)
     assert resp.status == 400 and resp.content_type == PROBLEM
@@ -213,14 +261,17 @@ async def test_bad_bodies_get_problem_details_listing_the_errors(
 
 
 async def test_transport_level_bad_input(
-    client: TestClient, token: str  # type: ignore[type-arg]
+    client: TestClient,
+    token: str,  # type: ignore[type-arg]
 ) -> None:
     h = {**auth(token), "Content-Type": "application/json"}
     bad_json = await client.post("/v1/requests", data=b"{not json", headers=h)
     assert bad_json.status == 400 and bad_json.content_type == PROBLEM
     nan = await client.post("/v1/requests", data=b'{"tool":"a.b","arguments":{"x":NaN}}', headers=h)
     assert nan.status == 400
-    wrong_type = await client.post("/v1/requests", data=b"{}", headers={**auth(token), "Content-Type": "text/plain"})
+    wrong_type = await client.post(
+        "/v1/requests", data=b"{}", headers={**auth(token), "Content-Type": "text/plain"}
+    )
     assert wrong_type.status == 415 and wrong_type.content_type == PROBLEM
     huge = json.dumps({"tool": "a.b", "arguments": {"x": "y" * (300 * 1024)}}).encode()
     too_big = await client.post("/v1/requests", data=huge, headers=h)
@@ -245,9 +296,17 @@ async def test_authentication_errors(client: TestClient, token: str, runtime: Ru
 
 
 async def test_suspending_denies_pending_requests_at_once(
-    client: TestClient, token: str, runtime: Runtime  # type: ignore[type-arg]
+    client: TestClient,
+    token: str,
+    runtime: Runtime,  # type: ignore[type-arg]
 ) -> None:
-    rid = (await (await submit(client, token, {"tool": "payments.transfer", "arguments": {"amount": 20000}})).json())["id"]
+    rid = (
+        await (
+            await submit(
+                client, token, {"tool": "payments.transfer", "arguments": {"amount": 20000}}
+            )
+        ).json()
+    )["id"]
     denied = await runtime.gate.suspend_agent("billing-agent")
     assert [r.id for r in denied] == [rid]
     assert (await runtime.gate.get(rid)).status.value == "denied"
@@ -260,26 +319,39 @@ async def test_wait_out_of_range_and_rate_limit(client: TestClient, token: str) 
         assert resp.status == 400, bad
     statuses = []
     for i in range(4):
-        resp = await submit(client, token, {"tool": "payments.transfer", "arguments": {"amount": i}})
+        resp = await submit(
+            client, token, {"tool": "payments.transfer", "arguments": {"amount": i}}
+        )
         statuses.append(resp.status)
     assert statuses == [201, 201, 201, 429]
     assert int(resp.headers["Retry-After"]) > 0
 
 
 async def test_execution_consumes_the_grant_once(
-    client: TestClient, token: str  # type: ignore[type-arg]
+    client: TestClient,
+    token: str,  # type: ignore[type-arg]
 ) -> None:
     body = await (await submit(client, token, {"tool": "crm.read", "arguments": {"id": 1}})).json()
     url = f"/v1/requests/{body['id']}/execution"
-    tampered = await client.post(url, json={"grant": body["grant"], "outcome": "started",
-                                            "arguments": {"id": 2}}, headers=auth(token))
+    tampered = await client.post(
+        url,
+        json={"grant": body["grant"], "outcome": "started", "arguments": {"id": 2}},
+        headers=auth(token),
+    )
     assert tampered.status == 403
-    ok = await client.post(url, json={"grant": body["grant"], "outcome": "started"}, headers=auth(token))
+    ok = await client.post(
+        url, json={"grant": body["grant"], "outcome": "started"}, headers=auth(token)
+    )
     assert ok.status == 200 and (await ok.json())["outcome"] == "started"
-    reused = await client.post(url, json={"grant": body["grant"], "outcome": "started"}, headers=auth(token))
+    reused = await client.post(
+        url, json={"grant": body["grant"], "outcome": "started"}, headers=auth(token)
+    )
     assert reused.status == 409
-    done = await client.post(url, json={"grant": body["grant"], "outcome": "succeeded",
-                                        "detail": {"rows": 1}}, headers=auth(token))
+    done = await client.post(
+        url,
+        json={"grant": body["grant"], "outcome": "succeeded", "detail": {"rows": 1}},
+        headers=auth(token),
+    )
     assert done.status == 200 and (await done.json())["outcome"] == "succeeded"
 
 
@@ -301,15 +373,21 @@ async def test_unreachable_store_answers_503_and_allows_nothing(
         _, tok = await rt.gate.register_agent("a1")
         client = await aiohttp_client(rt.app)
         name = pg_database.rsplit("/", 1)[1]
-        with psycopg.connect(libpq_url(pg_database.rsplit("/", 1)[0] + "/test"), autocommit=True) as conn:
+        with psycopg.connect(
+            libpq_url(pg_database.rsplit("/", 1)[0] + "/test"), autocommit=True
+        ) as conn:
             conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
         try:
             resp = await submit(client, tok, {"tool": "crm.read", "arguments": {}})
             assert resp.status == 503 and resp.content_type == PROBLEM
             assert (await client.get("/readyz")).status == 503
         finally:
-            with psycopg.connect(libpq_url(pg_database.rsplit("/", 1)[0] + "/test"), autocommit=True) as conn:
+            with psycopg.connect(
+                libpq_url(pg_database.rsplit("/", 1)[0] + "/test"), autocommit=True
+            ) as conn:
                 conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     finally:
         await rt.store.close()

@@ -550,3 +550,35 @@ async def test_upgrade_keeps_data_and_models_match_migrations(store_url: str) ->
         assert differences(reopened.engine) == []
     finally:
         await reopened.close()
+
+
+async def test_concurrent_writes_on_one_store_isolate_a_refusal(store: SqlStore) -> None:
+    """Writes issued together (grouped into one transaction on SQLite) succeed or fail one by
+    one: a reused idempotency key and a lost compare-and-set refuse only themselves."""
+    base = await store.insert_request(make_request(100), envelope(100), Event.NOTIFIED)
+    inserts = [
+        store.insert_request(
+            make_request(n, idempotency_key=f"k{n % 8}"), envelope(n), Event.NOTIFIED
+        )
+        for n in range(10)  # 8 and 9 reuse the keys of 0 and 1
+    ]
+    approve = dataclasses.replace(advance(base), attestation=b"a", event=Event.APPROVED)
+    deny = dataclasses.replace(advance(base), attestation=b"d", event=Event.DENIED)
+    results = await asyncio.gather(
+        *inserts, store.commit(approve), store.commit(deny), return_exceptions=True
+    )
+    conflicts = [r for r in results if isinstance(r, Conflict)]
+    stored = [r for r in results if isinstance(r, Request)]
+    assert len(conflicts) == 3 and len(stored) == 9, results
+    assert all(not isinstance(r, BaseException) for r in results[:8])
+
+    size = await store.log_size()
+    assert size == 1 + 9
+    entries = await store.log_entries(0, size)
+    assert [e.index for e in entries] == list(range(size))
+    for request in stored:
+        assert request.last_log_index is not None
+        assert entries[request.last_log_index].request_id == request.id
+        assert await store.get_request(request.id) == request
+    leaves = [e.leaf_hash for e in entries]
+    assert await store.log_root(size) == naive_root(leaves)

@@ -31,7 +31,12 @@ json_values = st.recursive(
 
 def test_rfc8785_key_order_and_number_forms() -> None:
     # RFC 8785 §3.2.3 sorts by UTF-16 code units: U+FF01 sorts after U+1F600 (0xD83D...).
-    value = {"b": [1, 1.0, 1e21, 1e-7, -0.0], "a": "x\u2028\n", "\uff01": 1, "\U0001f600": 2}
+    value: dict[str, Any] = {
+        "b": [1, 1.0, 1e21, 1e-7, -0.0],
+        "a": "x\u2028\n",
+        "\uff01": 1,
+        "\U0001f600": 2,
+    }
     out = canonical(value)
     assert out == rfc8785.dumps(value)
     assert out.startswith(b'{"a":"x\xe2\x80\xa8\\n","b":[1,1,1e+21,1e-7,0]')

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import VerificationError
-from securesystemslib.signer import CryptoSigner, SSlibKey
+from securesystemslib.signer import CryptoSigner, SSlibKey  # type: ignore[attr-defined]
 
 from bot.errors import EvidenceError
 from bot.evidence import dsse
@@ -50,9 +50,7 @@ def test_envelope_verifies_with_ours_and_securesystemslib(ring: KeyRing) -> None
     assert envelope["signatures"][0]["keyid"] == ring.kid
     assert dsse.verify_envelope(envelope, ring) == PAYLOAD
     assert sslib_verify(envelope, sslib_key(ring)) == PAYLOAD
-    assert Envelope.from_dict(copy.deepcopy(envelope)).pae() == dsse.pae(
-        dsse.PAYLOAD_TYPE, PAYLOAD
-    )
+    assert Envelope.from_dict(copy.deepcopy(envelope)).pae() == dsse.pae(dsse.PAYLOAD_TYPE, PAYLOAD)
 
 
 def test_envelope_signed_by_securesystemslib_verifies_with_ours(
@@ -143,3 +141,10 @@ def test_bad_base64_is_named(ring: KeyRing) -> None:
     envelope["payload"] = "***"
     with pytest.raises(EvidenceError, match="payload is not valid base64"):
         dsse.verify_envelope(envelope, ring)
+
+
+@pytest.mark.parametrize("payload_type", [dsse.PAYLOAD_TYPE, 'odd "type"\n\u00e9'])
+def test_sign_encoded_equals_encode_of_sign_envelope(ring: KeyRing, payload_type: str) -> None:
+    assert dsse.sign_encoded(PAYLOAD, payload_type, ring) == dsse.encode(
+        dsse.sign_envelope(PAYLOAD, payload_type, ring)
+    )

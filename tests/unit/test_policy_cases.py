@@ -37,7 +37,10 @@ def test_the_example_policy_is_clean(example: Policy) -> None:
 
 def test_large_transfer_escalation_ladder(example: Policy) -> None:
     rule = next(rule for rule in example.rules if rule.name == "large-transfer")
-    ladder = [(step.after.total_seconds() / 60, step.remind, step.to, step.page, step.deny) for step in rule.escalation]
+    ladder = [
+        (step.after.total_seconds() / 60, step.remind, step.to, step.page, step.deny)
+        for step in rule.escalation
+    ]
     assert ladder == [
         (10, True, None, False, False),
         (15, False, "finance-leads", True, False),
@@ -70,8 +73,12 @@ def test_mismatches_are_reported_with_the_case_line(example: Policy, tmp_path: P
     report = run_cases(example, cases)
     assert (report.total, report.passed) == (3, 1)
     assert not report.ok
-    assert report.failures[0].startswith(f"{cases}:4: case 'wrong on purpose': expected tier auto, got confirm")
-    assert report.failures[1].startswith(f"{cases}:8: case 'wrong rule': expected rule 'nothing', got None")
+    assert report.failures[0].startswith(
+        f"{cases}:4: case 'wrong on purpose': expected tier auto, got confirm"
+    )
+    assert report.failures[1].startswith(
+        f"{cases}:8: case 'wrong rule': expected rule 'nothing', got None"
+    )
 
 
 def test_json_cases_are_accepted(example: Policy, tmp_path: Path) -> None:
@@ -138,3 +145,14 @@ def test_to_agent_accepts_ids_and_mappings() -> None:
     assert to_agent("a").id == "a"
     agent = to_agent({"id": "b", "artifact_digest": "sha256:x", "labels": {"team": 1}})
     assert (agent.id, agent.artifact_digest, dict(agent.labels)) == ("b", "sha256:x", {"team": "1"})
+
+
+def test_report_renders_failures_then_a_summary() -> None:
+    from bot.policy.cases import CaseReport
+
+    assert CaseReport(2, 2, ()).render() == "ok: 2/2 case(s) passed"
+    failed = CaseReport(2, 1, ("c.yaml:3: case 'x': expected tier auto, got block",))
+    assert failed.render().splitlines() == [
+        "c.yaml:3: case 'x': expected tier auto, got block",
+        "FAILED: 1/2 case(s) passed",
+    ]

@@ -25,7 +25,10 @@ groups:
 defaults: {unknown_tool: confirm, sla: 10m}
 rules:
 """
-EXTRA = {"confirm": "    approvers: {groups: [finance]}\n", "notify": "    approvers: {groups: [finance]}\n"}
+EXTRA = {
+    "confirm": "    approvers: {groups: [finance]}\n",
+    "notify": "    approvers: {groups: [finance]}\n",
+}
 
 
 def policy_of(*rules: tuple[str, str, str, str | None], unknown: str = "confirm") -> Policy:
@@ -186,7 +189,7 @@ def oracle(condition: str | None, args: dict[str, Any]) -> bool | None:
         return None if s is None else s == "x"
     if not isinstance(n, int) or d is None or d == 0:
         return None
-    return n // d > 1
+    return bool(n // d > 1)
 
 
 rule_st = st.tuples(

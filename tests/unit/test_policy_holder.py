@@ -31,7 +31,7 @@ def write(path: Path, text: str, tick: int) -> None:
 
 
 def test_start_refuses_a_broken_policy(tmp_path: Path) -> None:
-    write(tmp_path / "p.yaml", "apiVersion: nope\n", 1)
+    write(tmp_path / "p.yaml", "apiVersion: nope\nkind: ToolPolicy\n", 1)
     with pytest.raises(PolicyError) as caught:
         PolicyHolder([tmp_path])
     assert caught.value.details[0].startswith(f"{tmp_path / 'p.yaml'}:1: apiVersion")
@@ -70,7 +70,7 @@ def test_poll_notices_changed_added_and_removed_files(tmp_path: Path) -> None:
     assert holder.poll() is True and holder.current.version == "2"
     extra = tmp_path / "more.yml"
     write(extra, "apiVersion: signoff/v1\nkind: ToolPolicy\nmetadata: {version: x}\n", 3)
-    assert holder.poll() is True and holder.current.version == "2+x"
+    assert holder.poll() is True and holder.current.version == "x+2"  # sorted: more.yml first
     extra.unlink()
     assert holder.poll() is True and holder.current.version == "2"
     (tmp_path / "notes.txt").write_text("not a policy")

@@ -21,6 +21,10 @@ groups:
 """
 
 
+RULE = "rules:\n  - name: r\n    tool: t\n"
+FIN = "    approvers: {groups: [finance]}\n"
+
+
 def write(tmp_path: Path, name: str, body: str) -> Path:
     path = tmp_path / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,47 +80,72 @@ rules:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("rules:\n  - name: r\n    tool: t\n    tier: auto\n    colour: red\n", ":10: unknown key 'colour'"),
-        ("rules:\n  - name: r\n    tool: t\n    tier: maybe\n", ":9: tier must be one of"),
-        ("rules:\n  - name: r\n    tool: t\n    tier: auto\n    when: 'args.x +'\n", ":10: CEL: Syntax"),
-        ("rules:\n  - name: r\n    tool: t\n    tier: auto\n    when: 'foo == 1'\n", ":10: CEL: undeclared"),
-        ("rules:\n  - name: r\n    tool: t\n    tier: auto\n    when: 'args.x + 1'\n", ":10: condition must be a bool"),
-        ("rules:\n  - name: r\n    tool: t\n    tier: confirm\n", ":7: rule 'r' is confirm and must name approvers"),
-        ("rules:\n  - name: r\n    tool: t\n    tier: block\n", ":7: rule 'r' is block and must give a reason"),
+        (
+            RULE + "    tier: auto\n    colour: red\n",
+            ":10: unknown key 'colour'",
+        ),
+        (RULE + "    tier: maybe\n", ":9: tier must be one of"),
+        (
+            RULE + "    tier: auto\n    when: 'args.x +'\n",
+            ":10: CEL: Syntax",
+        ),
+        (
+            RULE + "    tier: auto\n    when: 'foo == 1'\n",
+            ":10: CEL: undeclared",
+        ),
+        (
+            RULE + "    tier: auto\n    when: 'args.x + 1'\n",
+            ":10: condition must be a bool",
+        ),
+        (
+            RULE + "    tier: confirm\n",
+            ":7: rule 'r' is confirm and must name approvers",
+        ),
+        (
+            RULE + "    tier: block\n",
+            ":7: rule 'r' is block and must give a reason",
+        ),
         ("rules:\n  - name: r\n    tier: auto\n", ":7: rule is missing 'tool'"),
         (
-            "rules:\n  - name: r\n    tool: t\n    tier: confirm\n    approvers: {groups: [nobody]}\n",
+            RULE + "    tier: confirm\n    approvers: {groups: [nobody]}\n",
             ":10: approvers.groups names unknown group 'nobody'",
         ),
         (
-            "rules:\n  - name: r\n    tool: t\n    tier: confirm\n    approvers: {all_of: [x]}\n",
+            RULE + "    tier: confirm\n    approvers: {all_of: [x]}\n",
             ":10: approvers.all_of names unknown group 'x'",
         ),
         (
-            "rules:\n  - name: r\n    tool: t\n    tier: confirm\n    approvers: {groups: [finance], quorum: 0}\n",
+            RULE + "    tier: confirm\n    approvers: {groups: [finance], quorum: 0}\n",
             ":10: approvers.quorum must be at least 1",
         ),
         (
-            "rules:\n  - name: r\n    tool: t\n    tier: confirm\n    approvers: {groups: [finance]}\n"
-            "    sla: 15\n",
+            RULE + "    tier: confirm\n" + FIN + "    sla: 15\n",
             ":11: sla must be a duration",
         ),
         (
-            "rules:\n  - name: r\n    tool: t\n    tier: confirm\n    approvers: {groups: [finance]}\n"
-            "    sla: 0s\n",
+            RULE + "    tier: confirm\n" + FIN + "    sla: 0s\n",
             ":11: sla must be longer than zero",
         ),
         (
-            "rules:\n  - name: r\n    tool: t\n    tier: block\n    reason: never\n    rate_limit: {max: 1, per: 1h}\n",
+            RULE + "    tier: block\n    reason: never\n    rate_limit: {max: 1, per: 1h}\n",
             ":11: rule 'r': `rate_limit` only applies to auto/notify rules, not block",
         ),
         (
-            "rules:\n  - name: r\n    tool: t\n    tier: auto\n    rate_limit: {max: 1, per: 1h, key: ip}\n",
+            RULE + "    tier: auto\n    rate_limit: {max: 1, per: 1h, key: ip}\n",
             ":10: rate_limit.key must be one of",
         ),
-        ("defaults: {unknown_tool: auto}\n", ":6: defaults.unknown_tool must be one of confirm | block"),
-        ("defaults: {unknown_tool: notify}\n", ":6: defaults.unknown_tool must be one of confirm | block"),
-        ("rules:\n  - name: r\n    tool: t\n    tier: auto\n    tier: block\n", ":10: duplicate key 'tier'"),
+        (
+            "defaults: {unknown_tool: auto}\n",
+            ":6: defaults.unknown_tool must be one of confirm | block",
+        ),
+        (
+            "defaults: {unknown_tool: notify}\n",
+            ":6: defaults.unknown_tool must be one of confirm | block",
+        ),
+        (
+            RULE + "    tier: auto\n    tier: block\n",
+            ":10: duplicate key 'tier'",
+        ),
         ("rules: {a: 1}\n", ":6: rules must be a list"),
         ("  x: {console: {users: [a]}, email: {to: b}}\n", ":6: unknown key 'email' in group 'x'"),
         ("  x: {slack: {channel: C1}}\n", ":6: group 'x' slack needs users or a usergroup"),
@@ -162,7 +191,9 @@ def test_all_problems_are_collected_in_line_order(tmp_path: Path) -> None:
 
 
 def test_yaml_syntax_errors_name_their_line(tmp_path: Path) -> None:
-    problem = only(problems_of(tmp_path, "apiVersion: signoff/v1\nkind: ToolPolicy\nrules: [\n  {a: 1\n"))
+    problem = only(
+        problems_of(tmp_path, "apiVersion: signoff/v1\nkind: ToolPolicy\nrules: [\n  {a: 1\n")
+    )
     assert ":5: YAML syntax error" in problem
 
 
@@ -173,13 +204,20 @@ def test_wrong_api_version_and_kind(tmp_path: Path) -> None:
 
 
 def test_escalation_rules(tmp_path: Path) -> None:
-    rule = "rules:\n  - name: r\n    tool: t\n    tier: confirm\n    approvers: {groups: [finance]}\n"
-    allow = only(problems_of(tmp_path, HEAD + rule + "    escalation:\n      - {after: 30m, action: allow}\n"))
+    rule = RULE + "    tier: confirm\n    approvers: {groups: [finance]}\n"
+    allow = only(
+        problems_of(
+            tmp_path, HEAD + rule + "    escalation:\n      - {after: 30m, action: allow}\n"
+        )
+    )
     assert ":12: escalation action 'allow' is not allowed" in allow
     order = only(
         problems_of(
             tmp_path,
-            HEAD + rule + "    escalation:\n      - {after: 10m, remind: true}\n      - {after: 5m, page: true}\n",
+            HEAD
+            + rule
+            + "    escalation:\n"
+            + "      - {after: 10m, remind: true}\n      - {after: 5m, page: true}\n",
         )
     )
     assert ":13: escalation steps must be ordered by `after`" in order
@@ -188,15 +226,21 @@ def test_escalation_rules(tmp_path: Path) -> None:
             tmp_path,
             HEAD
             + rule
-            + "    escalation:\n      - {after: 10m, action: deny}\n      - {after: 20m, page: true}\n",
+            + "    escalation:\n"
+            + "      - {after: 10m, action: deny}\n      - {after: 20m, page: true}\n",
         )
     )
     assert ":13: the deny step must be the last" in after_deny
     late = only(
-        problems_of(tmp_path, HEAD + rule + "    sla: 15m\n    escalation:\n      - {after: 20m, page: true}\n")
+        problems_of(
+            tmp_path,
+            HEAD + rule + "    sla: 15m\n    escalation:\n      - {after: 20m, page: true}\n",
+        )
     )
     assert ":13: escalation step at 20m would never run" in late
-    unknown = only(problems_of(tmp_path, HEAD + rule + "    escalation:\n      - {after: 5m, to: ghosts}\n"))
+    unknown = only(
+        problems_of(tmp_path, HEAD + rule + "    escalation:\n      - {after: 5m, to: ghosts}\n")
+    )
     assert ":12: escalation `to` names unknown group 'ghosts'" in unknown
     idle = only(problems_of(tmp_path, HEAD + rule + "    escalation:\n      - {after: 5m}\n"))
     assert ":12: escalation step does nothing" in idle
@@ -224,9 +268,15 @@ def test_explicit_deny_step_sets_the_deadline(tmp_path: Path) -> None:
 
 def test_duplicate_groups_across_files_name_both_places(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", HEAD)
-    write(tmp_path, "sub/b.yaml", "apiVersion: signoff/v1\nkind: ToolPolicy\ngroups:\n  finance: {console: {users: [x]}}\n")
+    write(
+        tmp_path,
+        "sub/b.yaml",
+        "apiVersion: signoff/v1\nkind: ToolPolicy\ngroups:\n  finance: {console: {users: [x]}}\n",
+    )
     problem = only(check_policy([tmp_path]))
-    assert problem.startswith(f"{tmp_path / 'sub' / 'b.yaml'}:4: group 'finance' is already defined at ")
+    assert problem.startswith(
+        f"{tmp_path / 'sub' / 'b.yaml'}:4: group 'finance' is already defined at "
+    )
     assert problem.endswith(f"{tmp_path / 'a.yaml'}:4")
 
 
@@ -241,14 +291,18 @@ def test_defaults_may_be_set_once_and_groups_are_shared(tmp_path: Path) -> None:
     )
     problem = only(check_policy([tmp_path]))
     assert f"b.yml:3: defaults.sla is already set at {tmp_path / 'a.yaml'}:6" in problem
-    (tmp_path / "b.yml").write_text((tmp_path / "b.yml").read_text().replace("defaults: {sla: 6m}\n", ""))
+    (tmp_path / "b.yml").write_text(
+        (tmp_path / "b.yml").read_text().replace("defaults: {sla: 6m}\n", "")
+    )
     policy = load_policy([tmp_path])
     assert policy.rules[0].requirement.groups == ("leads",)
     assert policy.default_sla == timedelta(minutes=5)
 
 
 def test_missing_paths_and_empty_folders(tmp_path: Path) -> None:
-    assert check_policy([tmp_path / "nope.yaml"]) == [f"{tmp_path / 'nope.yaml'}:1: no such file or folder"]
+    assert check_policy([tmp_path / "nope.yaml"]) == [
+        f"{tmp_path / 'nope.yaml'}:1: no such file or folder"
+    ]
     (tmp_path / "empty").mkdir()
     assert "holds no *.yaml" in only(check_policy([tmp_path / "empty"]))
 
@@ -256,7 +310,18 @@ def test_missing_paths_and_empty_folders(tmp_path: Path) -> None:
 def test_unknown_tool_confirm_needs_somebody_to_approve(tmp_path: Path) -> None:
     problem = only(problems_of(tmp_path, "apiVersion: signoff/v1\nkind: ToolPolicy\n"))
     assert "no approver groups are defined" in problem
-    assert check_policy([write(tmp_path, "q.yaml", "apiVersion: signoff/v1\nkind: ToolPolicy\ndefaults: {unknown_tool: block}\n")]) == []
+    assert (
+        check_policy(
+            [
+                write(
+                    tmp_path,
+                    "q.yaml",
+                    "apiVersion: signoff/v1\nkind: ToolPolicy\ndefaults: {unknown_tool: block}\n",
+                )
+            ]
+        )
+        == []
+    )
 
 
 def test_unknown_tool_defaults_to_all_groups_or_default_approvers() -> None:
@@ -268,7 +333,10 @@ def test_unknown_tool_defaults_to_all_groups_or_default_approvers() -> None:
 def test_version_and_name_are_joined_across_documents() -> None:
     doc = "apiVersion: signoff/v1\nkind: ToolPolicy\nmetadata: {{name: {n}, version: {v}}}\n"
     policy = load_sources(
-        [("a", HEAD + "metadata: {name: one, version: '1'}\n"), ("b", doc.format(n="two", v="2026-11-21"))]
+        [
+            ("a", HEAD + "metadata: {name: one, version: '1'}\n"),
+            ("b", doc.format(n="two", v="2026-11-21")),
+        ]
     )
     assert policy.version == "1+2026-11-21"  # the unquoted date is taken as written
     assert policy.name == "one+two"
@@ -277,8 +345,13 @@ def test_version_and_name_are_joined_across_documents() -> None:
 def test_digest_ignores_comments_whitespace_and_key_order() -> None:
     rule = "rules:\n  - {name: r, tool: t, tier: auto, when: 'args.a == 1'}\n"
     base = load_sources([("a", HEAD + rule)]).digest
-    reordered = HEAD.replace("apiVersion: signoff/v1\nkind: ToolPolicy\n", "kind: ToolPolicy\napiVersion: signoff/v1\n")
-    block_style = "rules:\n  # a comment\n  - tier: auto\n    when: \"args.a == 1\"\n    tool: t\n    name: r\n\n"
+    reordered = HEAD.replace(
+        "apiVersion: signoff/v1\nkind: ToolPolicy\n", "kind: ToolPolicy\napiVersion: signoff/v1\n"
+    )
+    block_style = (
+        "rules:\n  # a comment\n  - tier: auto\n"
+        '    when: "args.a == 1"\n    tool: t\n    name: r\n\n'
+    )
     assert load_sources([("a", reordered + rule)]).digest == base
     assert load_sources([("elsewhere.yaml", HEAD + block_style)]).digest == base
     changed = load_sources([("a", HEAD + rule.replace("args.a == 1", "args.a == 2"))]).digest
@@ -287,7 +360,10 @@ def test_digest_ignores_comments_whitespace_and_key_order() -> None:
 
 def test_digest_depends_on_file_order() -> None:
     a = ("a", HEAD)
-    b = ("b", "apiVersion: signoff/v1\nkind: ToolPolicy\nrules:\n  - {name: r, tool: t, tier: auto}\n")
+    b = (
+        "b",
+        "apiVersion: signoff/v1\nkind: ToolPolicy\nrules:\n  - {name: r, tool: t, tier: auto}\n",
+    )
     assert load_sources([a, b]).digest != load_sources([b, a]).digest
 
 

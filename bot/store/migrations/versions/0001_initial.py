@@ -69,6 +69,7 @@ def upgrade() -> None:
         sa.Column("idx", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("hash", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("level", "idx"),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "rate_counters",

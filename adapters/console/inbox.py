@@ -1,0 +1,159 @@
+"""The approver inbox, the request detail page and the Approve/Deny form.
+
+Authorisation is the chat adapters': the user's groups are the policy groups whose
+``console.users`` name them, and ``Gate.decide`` enforces group membership, no
+self-approval and one vote per human. A user sees a request only when they may decide it or
+already voted on it; anyone else gets the same 404 as for an unknown id.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from adapters.console.entries import EntryView, describe
+from adapters.console.app import Viewer, console_of, render, require_csrf, require_viewer
+from bot.domain import Approver, Platform, Request, Status, Verdict, Vote
+from bot.errors import Conflict, NotAuthorized, NotFound, RequestError
+
+log = logging.getLogger(__name__)
+
+INBOX_SCAN = 500
+"""Newest pending requests looked at for one inbox page."""
+
+CHANGE_WAIT = 25.0
+
+DONE = {
+    "approve": "You approved this request.",
+    "deny": "You denied this request.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    received: int
+    required: int
+
+
+def progress(request: Request, votes: list[Vote]) -> Progress:
+    approvals = {v.approver.key for v in votes if v.verdict is Verdict.APPROVE}
+    return Progress(len(approvals), request.requirement.required)
+
+
+async def inbox(request: web.Request) -> web.StreamResponse:
+    who = await require_viewer(request)
+    gate = console_of(request).gate
+    pending = await gate.store.list_requests(status=Status.PENDING, limit=INBOX_SCAN)
+    rows = []
+    for r in pending:
+        if not who.may_decide(r):
+            continue
+        votes = await gate.store.votes(r.id)
+        if who.voted(votes):
+            continue
+        rows.append((r, progress(r, votes)))
+    return render(
+        request, "inbox.html", viewer=who, rows=rows, now=gate.clock.now(),
+        version=console_of(request).channel.version,
+    )
+
+
+async def changes(request: web.Request) -> web.StreamResponse:
+    """Long-poll for the inbox script: answers when anything changed (or after 25 s)."""
+    await require_viewer(request)
+    try:
+        seen = int(request.query.get("since", "-1"))
+    except ValueError:
+        seen = -1
+    version = await console_of(request).channel.wait_change(seen, CHANGE_WAIT)
+    return web.json_response({"version": version})
+
+
+async def _visible(request: web.Request, who: Viewer) -> tuple[Request, list[Vote]]:
+    gate = console_of(request).gate
+    try:
+        found = await gate.get(request.match_info["id"])
+    except NotFound:
+        raise web.HTTPNotFound() from None
+    votes = await gate.store.votes(found.id)
+    if not (who.may_decide(found) or who.voted(votes)):
+        raise web.HTTPNotFound()
+    return found, votes
+
+
+async def _detail_page(
+    request: web.Request,
+    who: Viewer,
+    found: Request,
+    votes: list[Vote],
+    *,
+    flash: str = "",
+    error: str = "",
+    status: int = 200,
+) -> web.Response:
+    gate = console_of(request).gate
+    entries: list[EntryView] = [describe(e) for e in await gate.store.log_entries_for(found.id)]
+    agent = await gate.store.get_agent(found.agent_id)
+    can_decide = (
+        found.status is Status.PENDING and who.may_decide(found) and not who.voted(votes)
+    )
+    return render(
+        request, "detail.html", status=status, viewer=who, r=found, votes=votes,
+        entries=entries, agent=agent, progress=progress(found, votes), can_decide=can_decide,
+        flash=flash, error=error, now=gate.clock.now(),
+        my_groups=sorted(who.groups.intersection(found.approver_groups)),
+    )
+
+
+async def detail(request: web.Request) -> web.StreamResponse:
+    who = await require_viewer(request)
+    found, votes = await _visible(request, who)
+    return await _detail_page(request, who, found, votes, flash=DONE.get(
+        request.query.get("done", ""), ""))
+
+
+async def decide(request: web.Request) -> web.StreamResponse:
+    who = await require_viewer(request)
+    form = await require_csrf(request, who)
+    found, votes = await _visible(request, who)
+    verdict_text = form.get("verdict", "")
+    reason = form.get("reason", "").strip()
+    if verdict_text not in ("approve", "deny"):
+        return await _detail_page(request, who, found, votes, error="Choose Approve or Deny.",
+                                  status=400)
+    if not reason:
+        return await _detail_page(request, who, found, votes,
+                                  error="A reason is required to approve or deny.", status=400)
+    gate = console_of(request).gate
+    approver = Approver(
+        platform=Platform.CONSOLE,
+        tenant="console",
+        user_id=who.name,
+        display_name=who.name,
+        via="console_login",
+    )
+    try:
+        await gate.decide(found.id, approver, Verdict(verdict_text), reason,
+                          memberships=who.groups)
+    except NotAuthorized as exc:
+        status, message = 403, exc.diagnostics()
+    except Conflict as exc:
+        status, message = 409, _conflict_text(exc)
+    except RequestError as exc:
+        status, message = 400, exc.diagnostics()
+    else:
+        log.info("console: %s voted %s on %s", who.name, verdict_text, found.id)
+        raise web.HTTPSeeOther(f"/console/requests/{found.id}?done={verdict_text}")
+    found = await gate.get(found.id)
+    votes = await gate.store.votes(found.id)
+    return await _detail_page(request, who, found, votes, error=message, status=status)
+
+
+def _conflict_text(exc: Conflict) -> str:
+    if "voted" in exc.message:
+        return "You have already voted on this request."
+    if "already" in exc.message:
+        return f"This request was already decided ({exc.message.removeprefix('request is ')})."
+    return exc.diagnostics()

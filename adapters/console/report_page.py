@@ -1,0 +1,37 @@
+"""The console's report page: the same figures as ``signoff report``, with charts."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from aiohttp import web
+
+from adapters.console.reporting import iso, pct, secs, charts, load_report, to_json
+from adapters.console.times import parse_time
+from adapters.console.app import console_of, render, require_viewer
+from bot.errors import RequestError
+
+DEFAULT_WINDOW = timedelta(days=30)
+
+
+async def report_page(request: web.Request) -> web.StreamResponse:
+    who = await require_viewer(request)
+    console = console_of(request)
+    now = console.gate.clock.now()
+    error = ""
+    bounds: dict[str, datetime | None] = {"since": now - DEFAULT_WINDOW, "until": None}
+    for name in ("since", "until"):
+        text = request.query.get(name, "").strip()
+        if text:
+            try:
+                bounds[name] = parse_time(text, now)
+            except RequestError as exc:
+                error = exc.message
+    report = await load_report(console.gate.store, console.settings, now=now, **bounds)
+    if request.query.get("format") == "json":
+        return web.json_response(to_json(report))
+    return render(
+        request, "report.html", viewer=who, report=report, charts=charts(report), error=error,
+        pct=pct, secs=secs, iso=iso, since=request.query.get("since", ""),
+        until=request.query.get("until", ""),
+    )

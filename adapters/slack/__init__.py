@@ -1,0 +1,110 @@
+"""The Slack adapter (SPEC §8): approval cards, authorised clicks, cards kept up to date.
+
+``mount(runtime)`` is called by the composition root when ``slack.bot_token`` is set. It wires
+slack_sdk's ``AsyncWebClient`` (with retries) at ``slack.api_base_url``, the ``SlackChannel``
+(appended to ``gate.channels``), the slack-bolt app behind ``POST /slack/events`` (when
+``slack.signing_secret`` is set) and, when ``slack.app_token`` is set, a Socket Mode
+connection as a background job. This package may import ``bot`` and the Slack SDKs; ``bot``
+never imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from slack_sdk.http_retry.interval_calculator import RetryIntervalCalculator
+
+from adapters.slack.channel import SlackChannel, Undeliverable
+from adapters.slack.client import PooledSession, make_client
+from adapters.slack.directory import Directory
+from adapters.slack.events import PATH, SlackEvents
+from adapters.slack.interactions import Interactions
+from bot.errors import ConfigError
+from bot.settings import SlackSettings
+
+if TYPE_CHECKING:
+    from adapters.main import Runtime
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PATH", "SLACK_ADAPTER", "SlackAdapter", "SlackChannel", "Undeliverable", "mount"]
+
+
+@dataclass
+class SlackAdapter:
+    """Everything the Slack adapter runs, for tests and for other adapters' hooks."""
+
+    channel: SlackChannel
+    interactions: Interactions
+    events: SlackEvents | None
+    session: PooledSession
+
+    async def drain(self) -> None:
+        await self.interactions.drain()
+
+
+SLACK_ADAPTER: web.AppKey[SlackAdapter] = web.AppKey("signoff.slack", SlackAdapter)
+
+
+def mount(
+    runtime: Runtime, *, retry_interval: RetryIntervalCalculator | None = None
+) -> SlackAdapter:
+    """Wire Slack into ``runtime``. Raises ``ConfigError`` when the settings cannot work."""
+    settings: SlackSettings = runtime.settings.slack
+    if not settings.bot_token:
+        raise ConfigError("slack.bot_token is not set, so the Slack adapter cannot start")
+    if not settings.signing_secret and not settings.app_token:
+        raise ConfigError(
+            "slack.signing_secret is required to verify Slack's requests "
+            "(or set slack.app_token to use Socket Mode)"
+        )
+    gate = runtime.gate
+    client = make_client(
+        settings.bot_token.reveal(), settings.api_base_url, interval=retry_interval
+    )
+    session = PooledSession(client)
+    runtime.app.on_startup.append(session.open)
+    runtime.app.on_cleanup.append(session.close)
+
+    directory = Directory(client, ttl=settings.usergroup_ttl.total_seconds())
+    channel = SlackChannel(gate, client, escalation_channel=settings.escalation_channel)
+    gate.channels.append(channel)
+
+    secret = settings.signing_secret.reveal() if settings.signing_secret else ""
+    interactions = Interactions(gate, client, directory, signing_secret=secret)
+    events = None
+    if settings.signing_secret:
+        events = SlackEvents(interactions.app, secret)
+        runtime.app.add_routes(events.routes())
+    if settings.app_token:
+        runtime.background.append(_socket_mode(interactions, settings.app_token.reveal()))
+    adapter = SlackAdapter(channel, interactions, events, session)
+    runtime.app[SLACK_ADAPTER] = adapter
+    log.info("Slack adapter on (%s)", "Socket Mode" if settings.app_token else f"HTTP at {PATH}")
+    return adapter
+
+
+def _socket_mode(
+    interactions: Interactions, app_token: str
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """A background job holding a Socket Mode connection (payloads arrive over the socket,
+    authenticated by the app-level token, instead of over ``/slack/events``)."""
+
+    async def run() -> None:
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        handler = AsyncSocketModeHandler(interactions.app, app_token)
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        try:
+            await asyncio.Event().wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await handler.close_async()  # type: ignore[no-untyped-call]
+
+    return run

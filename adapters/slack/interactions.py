@@ -1,0 +1,311 @@
+"""Clicks on Slack cards turned into decisions: the slack-bolt ``AsyncApp`` and its listeners.
+
+Every listener acks at once (Slack wants an answer within 3 s) and does its work afterwards in
+a tracked task. The clicker is identified by workspace (team) id + user id, authorised at click
+time against the request's groups (``Directory``), and the decision goes through
+``Gate.decide``, whose compare-and-set makes simultaneous clicks produce exactly one final
+decision. Refusals (not an approver, the requester, a second vote, already decided) answer the
+clicker alone with ``chat.postEphemeral`` and change nothing. Replayed payloads (same trigger
+and action) are ignored. Approve carries a confirm dialog on the button; Deny opens a modal
+whose reason is required.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.cards import ACTION_APPROVE, ACTION_DENY, ACTION_VIEW_ARGS
+from adapters.slack.channel import call_slack
+from adapters.slack.directory import Directory
+from adapters.slack.modals import (
+    REASON_ACTION,
+    REASON_BLOCK,
+    VIEW_DENY,
+    DenyOrigin,
+    arguments_modal,
+    deny_modal,
+)
+from adapters.slack.replies import refusal_text, vote_recorded_text
+from adapters.slack.seen import SeenSet
+from bot.domain import Approver, Platform, Request, Verdict
+from bot.errors import ChannelError, Conflict, NotAuthorized, SignoffError
+from bot.service import Gate
+
+log = logging.getLogger(__name__)
+
+#: longer than Slack's 5-minute signature window, so a replay is caught while it still verifies
+REPLAY_TTL = 15 * 60.0
+
+
+def interaction_key(body: dict[str, Any]) -> str:
+    """What makes one interaction unique: its trigger plus the action (or the view) acted on."""
+    kind = str(body.get("type"))
+    trigger = str(body.get("trigger_id", ""))
+    user = str((body.get("user") or {}).get("id", ""))
+    if kind == "view_submission":
+        view = body.get("view") or {}
+        return f"{kind}:{user}:{trigger}:{view.get('id')}:{view.get('hash')}"
+    actions = body.get("actions") or [{}]
+    action = actions[0]
+    return f"{kind}:{user}:{trigger}:{action.get('action_id')}:{action.get('action_ts')}"
+
+
+def _team(body: dict[str, Any]) -> str:
+    team = body.get("team") or {}
+    user = body.get("user") or {}
+    return str(team.get("id") or user.get("team_id") or "")
+
+
+def _channel(body: dict[str, Any]) -> str | None:
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+        "channel_id"
+    )
+    return str(channel) if channel else None
+
+
+class Interactions:
+    """The bolt app for signoff's cards (HTTP mode at ``/slack/events`` or Socket Mode)."""
+
+    def __init__(
+        self,
+        gate: Gate,
+        client: AsyncWebClient,
+        directory: Directory,
+        *,
+        signing_secret: str,
+    ) -> None:
+        self.gate = gate
+        self.client = client
+        self.directory = directory
+        self.seen = SeenSet(REPLAY_TTL)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.app = AsyncApp(
+            name="signoff",
+            signing_secret=signing_secret,
+            client=client,
+            process_before_response=False,
+            logger=logging.getLogger("slack_bolt.signoff"),
+        )
+        self.app.action(ACTION_APPROVE)(self.on_approve)
+        self.app.action(ACTION_DENY)(self.on_deny)
+        self.app.action(ACTION_VIEW_ARGS)(self.on_view_arguments)
+        self.app.view(VIEW_DENY)(self.on_deny_reason)
+
+    # ------------------------------------------------------------------ listeners (ack first)
+
+    async def on_approve(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        if self._fresh(body):
+            request_id = str(body["actions"][0].get("value", ""))
+            self._spawn(self.decide(body, request_id, Verdict.APPROVE, "", _channel(body)))
+
+    async def on_deny(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        if self._fresh(body):
+            self._spawn(self._open_deny(body))
+
+    async def on_view_arguments(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        if self._fresh(body):
+            self._spawn(self._open_arguments(body))
+
+    async def on_deny_reason(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        view = body.get("view") or {}
+        values = (view.get("state") or {}).get("values") or {}
+        reason = str(
+            ((values.get(REASON_BLOCK) or {}).get(REASON_ACTION) or {}).get("value") or ""
+        ).strip()
+        if not reason:
+            await ack(
+                response_action="errors", errors={REASON_BLOCK: "Say why this call must not run."}
+            )
+            return
+        await ack()
+        if not self._fresh(body):
+            return
+        try:
+            origin = DenyOrigin.from_metadata(str(view.get("private_metadata") or ""))
+        except ValueError:
+            log.warning("ignored a deny submission without signoff metadata")
+            return
+        self._spawn(self.decide(body, origin.request_id, Verdict.DENY, reason, origin.channel))
+
+    # ------------------------------------------------------------------ work after the ack
+
+    async def decide(
+        self,
+        body: dict[str, Any],
+        request_id: str,
+        verdict: Verdict,
+        reason: str,
+        channel: str | None,
+    ) -> None:
+        """Authorise the clicker and record their verdict; refuse with an ephemeral line."""
+        user_id = str((body.get("user") or {}).get("id", ""))
+        try:
+            request = await self._pending(request_id)
+            approver = await self._identify(body, request)
+            memberships = await self.directory.memberships(
+                user_id, request.approver_groups, self.gate.policies.current
+            )
+            stored = await self.gate.decide(
+                request_id, approver, verdict, reason, memberships=memberships
+            )
+        except SignoffError as exc:
+            self._log_refusal(body, request_id, verdict, exc)
+            await self._ephemeral(channel, user_id, refusal_text(exc))
+            return
+        log.info(
+            "Slack %s by %s:%s recorded on request %s",
+            verdict.value,
+            _team(body),
+            user_id,
+            request_id,
+        )
+        if not stored.status.final:
+            votes = await self.gate.store.votes(request_id)
+            await self._ephemeral(channel, user_id, vote_recorded_text(stored, votes))
+
+    async def _pending(self, request_id: str) -> Request:
+        request = await self.gate.get(request_id)
+        if request.status.final:
+            raise Conflict(f"request is already {request.status.value}")
+        return request
+
+    async def _identify(self, body: dict[str, Any], request: Request) -> Approver:
+        """The clicker as an ``Approver`` (team id + user id, name and e-mail from
+        ``users.info``). Raises ``NotAuthorized`` when they may not decide at all."""
+        user_id = str((body.get("user") or {}).get("id", ""))
+        team = _team(body)
+        if not user_id or not team:
+            raise NotAuthorized("Slack did not say who you are")
+        requested_by = request.call.context.get("requested_by")
+        requester = requested_by.strip() if isinstance(requested_by, str) else ""
+        try:
+            user = await self.directory.user(user_id)
+        except ChannelError as exc:
+            if requester:
+                # Without the profile we cannot rule out self-approval: fail closed.
+                self._count("identity_unverified")
+                raise NotAuthorized(
+                    "signoff could not read your Slack profile to check you did not request "
+                    "this call; try again"
+                ) from exc
+            name = str((body.get("user") or {}).get("name") or user_id)
+            return Approver(Platform.SLACK, team, user_id, name, None, via="chat_click")
+        if user.deleted or user.is_bot:
+            self._count("not_a_person")
+            raise NotAuthorized("deactivated accounts and bots cannot decide")
+        if requester and "@" in requester and user.email is None:
+            # The profile hides the e-mail: ask Slack who owns the requester's address.
+            owner = await self.directory.user_by_email(requester)
+            if owner is not None and owner.id == user_id:
+                self._count("self_approval")
+                raise NotAuthorized("you requested this call, so someone else must decide it")
+        return Approver(Platform.SLACK, team, user_id, user.name, user.email, via="chat_click")
+
+    async def _open_deny(self, body: dict[str, Any]) -> None:
+        request_id = str(body["actions"][0].get("value", ""))
+        channel = _channel(body)
+        user_id = str((body.get("user") or {}).get("id", ""))
+        try:
+            request = await self._pending(request_id)
+            # Check before asking for a reason, so a non-approver is told at once; the
+            # authoritative check runs again when the reason is submitted.
+            groups = await self.directory.memberships(
+                user_id, request.approver_groups, self.gate.policies.current
+            )
+            if not groups:
+                self._count("not_approver")
+                raise NotAuthorized("you are not an approver for this request")
+            await call_slack(
+                self.client.views_open(
+                    trigger_id=body.get("trigger_id"), view=deny_modal(request, channel)
+                ),
+                "views.open",
+            )
+        except SignoffError as exc:
+            self._log_refusal(body, request_id, Verdict.DENY, exc)
+            await self._ephemeral(channel, user_id, refusal_text(exc))
+
+    async def _open_arguments(self, body: dict[str, Any]) -> None:
+        request_id = str(body["actions"][0].get("value", ""))
+        try:
+            request = await self.gate.get(request_id)
+            await call_slack(
+                self.client.views_open(
+                    trigger_id=body.get("trigger_id"), view=arguments_modal(request)
+                ),
+                "views.open",
+            )
+        except SignoffError as exc:
+            user_id = str((body.get("user") or {}).get("id", ""))
+            log.info("cannot show the arguments of request %s: %s", request_id, exc.message)
+            await self._ephemeral(_channel(body), user_id, refusal_text(exc))
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _fresh(self, body: dict[str, Any]) -> bool:
+        """False for a payload already handled (a replay): it must change nothing."""
+        if self.seen.add(interaction_key(body)):
+            return True
+        log.info(
+            "ignored a replayed Slack interaction from %s:%s",
+            _team(body),
+            (body.get("user") or {}).get("id"),
+        )
+        return False
+
+    def _count(self, reason: str) -> None:
+        self.gate.metrics.refusals.labels(Platform.SLACK.value, reason).inc()
+
+    def _log_refusal(
+        self, body: dict[str, Any], request_id: str, verdict: Verdict, exc: SignoffError
+    ) -> None:
+        user = (body.get("user") or {}).get("id")
+        level = logging.INFO if isinstance(exc, (NotAuthorized, Conflict)) else logging.WARNING
+        # Never the arguments: the audit record is the attestation, not the log.
+        log.log(
+            level,
+            "Slack %s by %s:%s on request %s refused: %s",
+            verdict.value,
+            _team(body),
+            user,
+            request_id,
+            exc.diagnostics(),
+        )
+
+    async def _ephemeral(self, channel: str | None, user_id: str, text: str) -> None:
+        if not channel or not user_id:
+            log.info("no channel to tell %s: %s", user_id or "the clicker", text)
+            return
+        try:
+            await call_slack(
+                self.client.chat_postEphemeral(channel=channel, user=user_id, text=text),
+                "chat.postEphemeral",
+            )
+        except ChannelError as exc:
+            log.warning("cannot answer %s in %s: %s", user_id, channel, exc.message)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("Slack interaction failed")
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for work started by clicks (tests, graceful shutdown; callers bound the wait)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))

@@ -1,0 +1,134 @@
+"""Slack modals: the full arguments of a request, and the deny dialog asking for a reason.
+
+Both are ``slack_sdk.models.views.View`` values opened with ``views.open``. The full
+arguments are split across section blocks within the limits (3000 characters per section,
+100 blocks per modal). The deny modal carries the request id (and the channel the click came
+from, for refusals) in ``private_metadata``; its reason input is required. Pure functions;
+``from_metadata`` raises ``ValueError`` on metadata signoff did not write.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from slack_sdk.models.blocks import (
+    Block,
+    ContextBlock,
+    InputBlock,
+    MarkdownTextObject,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
+
+from adapters.slack.text import chunks, escape, inline_code, pretty_json
+from bot.domain import Request
+
+VIEW_DENY = "signoff_deny_reason"
+VIEW_ARGUMENTS = "signoff_arguments"
+REASON_BLOCK = "reason"
+REASON_ACTION = "reason"
+REASON_MAX = 2000
+MODAL_BLOCKS = 100
+_CHUNK = 2990  # one section: ``` fences + newlines + chunk <= 3000
+
+
+@dataclass(frozen=True, slots=True)
+class DenyOrigin:
+    """What the deny modal remembers: the request and where the click happened."""
+
+    request_id: str
+    channel: str | None = None
+
+    def to_metadata(self) -> str:
+        return json.dumps({"request": self.request_id, "channel": self.channel})
+
+    @classmethod
+    def from_metadata(cls, text: str) -> DenyOrigin:
+        """Raises ``ValueError`` when ``text`` is not metadata written by ``to_metadata``."""
+        data = json.loads(text)
+        if not isinstance(data, dict) or not isinstance(data.get("request"), str):
+            raise ValueError("private_metadata does not name a request")
+        channel = data.get("channel")
+        return cls(data["request"], channel if isinstance(channel, str) else None)
+
+
+def _code_sections(title: str, text: str, room: int) -> list[Block]:
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=f"*{title}*"))]
+    for piece in chunks(text, _CHUNK - 8):
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=f"```\n{piece}\n```")))
+    if len(blocks) > room:
+        blocks = blocks[: room - 1]
+        blocks.append(
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text="_Too long to show here; the full value is in the request's "
+                    "attestation (`signoff audit prove`)._"
+                )
+            )
+        )
+    return blocks
+
+
+def arguments_modal(request: Request) -> View:
+    """Every argument (and the whole context) of ``request``, exact and escaped."""
+    blocks: list[Block] = [
+        ContextBlock(
+            elements=[
+                MarkdownTextObject(
+                    text=f"{inline_code(request.call.tool)} from agent "
+                    f"{inline_code(request.agent_id)} · arguments SHA-256 "
+                    f"`{request.arguments_sha256}` · request `{escape(request.id)}`"
+                )
+            ]
+        )
+    ]
+    room = MODAL_BLOCKS - len(blocks)
+    args = _code_sections("Arguments", pretty_json(request.call.arguments), room)
+    blocks += args
+    room = MODAL_BLOCKS - len(blocks)
+    if request.call.context and room >= 2:
+        blocks += _code_sections("Context", pretty_json(request.call.context), room)
+    return View(
+        type="modal",
+        callback_id=VIEW_ARGUMENTS,
+        title=PlainTextObject(text="Tool call arguments"),
+        close=PlainTextObject(text="Close"),
+        blocks=blocks,
+    )
+
+
+def deny_modal(request: Request, channel: str | None) -> View:
+    """The dialog asking why ``request`` is denied; the reason input is required."""
+    return View(
+        type="modal",
+        callback_id=VIEW_DENY,
+        private_metadata=DenyOrigin(request.id, channel).to_metadata(),
+        title=PlainTextObject(text="Deny tool call"),
+        submit=PlainTextObject(text="Deny"),
+        close=PlainTextObject(text="Cancel"),
+        blocks=[
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=f"You are denying {inline_code(request.call.tool)} from agent "
+                    f"{inline_code(request.agent_id)} (arguments SHA-256 "
+                    f"`{request.arguments_sha256[:16]}…`). The agent receives your reason "
+                    "and it is recorded in the signed audit log."
+                )
+            ),
+            InputBlock(
+                block_id=REASON_BLOCK,
+                label=PlainTextObject(text="Reason"),
+                element=PlainTextInputElement(
+                    action_id=REASON_ACTION,
+                    multiline=True,
+                    min_length=1,
+                    max_length=REASON_MAX,
+                    placeholder=PlainTextObject(text="Why must this call not run?"),
+                ),
+                optional=False,
+            ),
+        ],
+    )

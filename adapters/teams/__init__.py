@@ -1,0 +1,86 @@
+"""Microsoft Teams adapter (SPEC §4 ``teams:``, §5 group ``teams:``, §8): Adaptive Card
+approvals through the Microsoft 365 Agents SDK.
+
+``mount(runtime)`` wires it when ``teams.app_id`` is set: ``POST /api/messages`` (inbound
+tokens verified by the SDK unless ``teams.insecure_dev_disable_auth``), the ``TeamsChannel``
+in ``gate.channels``, and outbound calls through the SDK's connector client authenticated
+with the app's client credentials. This package may import ``bot`` and
+``microsoft_agents``; ``bot`` never imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from microsoft_agents.hosting.aiohttp import CloudAdapter
+from microsoft_agents.hosting.core import RestChannelServiceClientFactory
+from microsoft_agents.hosting.core.authorization import AnonymousTokenProvider
+
+from adapters.teams.auth import InboundAuth
+from adapters.teams.bot import ApprovalBot
+from adapters.teams.channel import Target, TeamsChannel
+from adapters.teams.connector import Connector
+from adapters.teams.endpoint import PATH, MessagesEndpoint
+from adapters.teams.tokens import ClientCredentials, SingleConnection
+from bot.errors import ConfigError
+from bot.settings import TeamsSettings
+
+if TYPE_CHECKING:
+    from adapters.main import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def mount(runtime: Runtime) -> TeamsChannel:
+    """Add ``POST /api/messages`` and the Teams channel to ``runtime``; returns the channel.
+    Raises ``ConfigError`` when ``teams.app_id`` is missing."""
+    settings: TeamsSettings = runtime.settings.teams
+    if not settings.app_id:
+        raise ConfigError("teams.app_id is required to run the Teams adapter")
+    secure = not settings.insecure_dev_disable_auth
+    if not secure:
+        log.warning(
+            "!!! teams.insecure_dev_disable_auth is set: POST %s accepts activities WITHOUT "
+            "verifying who sent them. Anyone who can reach this server can approve requests "
+            "as any Teams user. Never use this outside local development. !!!",
+            PATH,
+        )
+    password = settings.app_password.reveal() if settings.app_password else ""
+    provider = (
+        ClientCredentials(
+            settings.app_id, password, tenant_id=settings.tenant_id, token_url=settings.token_url
+        )
+        if password
+        else AnonymousTokenProvider()
+    )
+    if not password:
+        log.warning(
+            "teams.app_password is not set: outbound calls to Teams go unauthenticated and "
+            "only work against a local emulator"
+        )
+    factory = RestChannelServiceClientFactory(SingleConnection(provider))
+    adapter = CloudAdapter(channel_service_client_factory=factory)
+    connector = Connector(factory, settings.app_id, anonymous=not password)
+    escalation = (
+        Target(settings.escalation_service_url, settings.escalation_conversation_id)
+        if settings.escalation_service_url and settings.escalation_conversation_id
+        else None
+    )
+    channel = TeamsChannel(runtime.gate, connector, escalation=escalation)
+    bot = ApprovalBot(
+        runtime.gate, channel, default_tenant=settings.tenant_id, learn_references=secure
+    )
+    auth = InboundAuth(
+        settings.app_id,
+        tenant_id=settings.tenant_id,
+        jwks_url=settings.jwks_url,
+        enabled=secure,
+    )
+    runtime.app.router.add_post(PATH, MessagesEndpoint(adapter, bot, auth))
+    runtime.gate.channels.append(channel)
+    log.info("Teams adapter on: %s (app %s)", PATH, settings.app_id)
+    return channel
+
+
+__all__ = ["TeamsChannel", "mount"]

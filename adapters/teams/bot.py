@@ -1,0 +1,169 @@
+"""``ApprovalBot``: what signoff does with activities Teams sends (an Agents SDK
+``ActivityHandler``).
+
+``adaptiveCard/action`` invokes carry the card's ``Action.Execute``: ``approve`` and ``deny``
+become ``gate.decide`` for the clicker (``from.aadObjectId`` in the conversation's tenant,
+checked against the groups' Entra ids by ``approvers.memberships``); ``refresh`` returns the
+current card. The invoke answers with the refreshed card, shown to the clicker only; a
+refusal (not an approver, self-approval, a second vote, a replay, a final request, deny
+without reason) answers with the unchanged card and a note saying why, and changes nothing.
+Every other copy is updated by ``TeamsChannel`` when the gate publishes the change.
+Messages get a short help reply; installations and messages teach the channel the
+conversation's service URL (only when inbound authentication is on).
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from microsoft_agents.activity import (
+    Activity,
+    AdaptiveCardInvokeResponse,
+    AdaptiveCardInvokeValue,
+)
+from microsoft_agents.hosting.core import ActivityHandler, TurnContext
+
+from adapters.teams.approvers import memberships, tenant_of
+from adapters.teams.cards import (
+    APPROVE_VERB,
+    CARD_CONTENT_TYPE,
+    DENY_VERB,
+    ERROR_CONTENT_TYPE,
+    REASON_INPUT,
+    REFRESH_VERB,
+)
+from adapters.teams.channel import TeamsChannel, base_conversation
+from adapters.teams.text import escape_markdown
+from bot.domain import Approver, Platform, Verdict
+from bot.errors import Conflict, NotAuthorized, NotFound, RequestError
+from bot.service import Gate
+
+log = logging.getLogger(__name__)
+
+_NAMES_LIMIT = 10_000
+_VERDICTS = {APPROVE_VERB: Verdict.APPROVE, DENY_VERB: Verdict.DENY}
+
+
+def _error(status: HTTPStatus, code: str, message: str) -> AdaptiveCardInvokeResponse:
+    return AdaptiveCardInvokeResponse(
+        status_code=int(status), type=ERROR_CONTENT_TYPE, value={"code": code, "message": message}
+    )
+
+
+def _card(card: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+    return AdaptiveCardInvokeResponse(status_code=200, type=CARD_CONTENT_TYPE, value=card)
+
+
+class ApprovalBot(ActivityHandler):
+    """Turns Teams activities into gate decisions and card views."""
+
+    def __init__(
+        self,
+        gate: Gate,
+        channel: TeamsChannel,
+        *,
+        default_tenant: str | None = None,
+        learn_references: bool = True,
+    ) -> None:
+        self.gate = gate
+        self.channel = channel
+        self.default_tenant = default_tenant
+        self.learn_references = learn_references
+
+    async def on_turn(self, turn_context: TurnContext) -> None:  # type: ignore[override]
+        self._learn(turn_context.activity)
+        await super().on_turn(turn_context)
+
+    def _learn(self, activity: Activity) -> None:
+        sender = activity.from_property
+        if (
+            sender is not None
+            and sender.aad_object_id
+            and sender.name
+            and len(self.channel.names) < _NAMES_LIMIT
+        ):
+            self.channel.names[sender.aad_object_id] = sender.name
+        if self.learn_references and activity.conversation is not None and activity.service_url:
+            self.channel.remember(activity.conversation.id, activity.service_url)
+
+    async def on_message_activity(self, turn_context: TurnContext) -> None:  # type: ignore[override]
+        conversation = turn_context.activity.conversation
+        where = base_conversation(conversation.id) if conversation is not None else "?"
+        await turn_context.send_activity(
+            "signoff posts approval cards here and records decisions made with their buttons. "
+            f"To route a policy group here, use conversation_id {escape_markdown(where)} and "
+            f"service_url {escape_markdown(turn_context.activity.service_url or '?')}."
+        )
+
+    async def on_installation_update_add(self, turn_context: TurnContext) -> None:  # type: ignore[override]
+        conversation = turn_context.activity.conversation
+        log.info(
+            "Teams: app installed in conversation %s (service URL %s)",
+            conversation.id if conversation is not None else "?",
+            turn_context.activity.service_url,
+        )
+
+    async def on_adaptive_card_invoke(  # type: ignore[override]
+        self, turn_context: TurnContext, invoke_value: AdaptiveCardInvokeValue
+    ) -> AdaptiveCardInvokeResponse:
+        action = invoke_value.action
+        data = action.data or {}
+        request_id = data.get("request_id")
+        if not isinstance(request_id, str) or not request_id:
+            return _error(HTTPStatus.BAD_REQUEST, "BadRequest", "the card names no request")
+        verb = action.verb or ""
+        if verb != REFRESH_VERB and verb not in _VERDICTS:
+            return _error(HTTPStatus.BAD_REQUEST, "NotSupported", f"unknown action {verb!r}")
+        try:
+            request = await self.gate.get(request_id)
+        except NotFound:
+            return _error(HTTPStatus.NOT_FOUND, "NotFound", "this request no longer exists")
+        if verb == REFRESH_VERB:
+            votes = await self.gate.store.votes(request_id)
+            return _card(self.channel.card(request, votes))
+
+        activity = turn_context.activity
+        sender = activity.from_property
+        aad = (sender.aad_object_id if sender is not None else None) or ""
+        name = (sender.name if sender is not None else None) or ""
+        tenant = tenant_of(activity.conversation, activity.channel_data) or ""
+        groups = memberships(
+            self.gate.policies.current.groups,
+            request.approver_groups,
+            aad,
+            tenant,
+            default_tenant=self.default_tenant,
+        )
+        approver = Approver(Platform.TEAMS, tenant, aad, name, via="chat_click")
+        reason = data.get(REASON_INPUT)
+        try:
+            decided = await self.gate.decide(
+                request_id,
+                approver,
+                _VERDICTS[verb],
+                reason if isinstance(reason, str) else "",
+                memberships=groups,
+            )
+        except (NotAuthorized, Conflict, RequestError) as exc:
+            # NotFound is a RequestError too, but the request was just read: a refusal.
+            log.warning(
+                "Teams: %s on request %s by %s (tenant %s) refused: %s",
+                verb,
+                request_id,
+                aad or "unknown user",
+                tenant or "unknown",
+                exc.message,
+            )
+            current = await self.gate.get(request_id)
+            votes = await self.gate.store.votes(request_id)
+            return _card(
+                self.channel.card(current, votes, note=f"Nothing was recorded: {exc.message}.")
+            )
+        votes = await self.gate.store.votes(request_id)
+        log.info("Teams: %s recorded on request %s by %s", verb, request_id, aad)
+        return _card(self.channel.card(decided, votes))
+
+
+__all__ = ["ApprovalBot"]

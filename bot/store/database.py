@@ -1,0 +1,141 @@
+"""``Database``: a migrated SQLite or PostgreSQL database, used from asyncio.
+
+All SQL runs on the database's own threads so the event loop never blocks: one thread for
+SQLite (one writer at a time anyway, so no "database is locked"; writes are grouped into
+shared commits by ``bot.store.writer.GroupCommit``), a small pool for PostgreSQL. Database
+failures come out as ``StoreError`` (one line, no password); a closed database raises
+``StoreError`` too.
+
+``SqlStore`` builds on it; other stores inside ``bot.store`` (``UserStore``) use the public
+``read``/``write``/``execute`` so they share the threads, transactions and error handling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, Self, TypeVar
+
+from sqlalchemy import Connection, Engine, exc
+from sqlalchemy.engine import URL
+
+from bot.errors import StoreError
+from bot.ports import Clock
+from bot.store import log, migrate
+from bot.store.engine import make_engine, parse_url, store_error
+from bot.store.writer import GroupCommit, Op, run_transaction
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+PG_WORKERS = 4
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class Database:
+    """Build with ``await open(url)``; ``await close()`` when done."""
+
+    def __init__(self, engine: Engine, url: URL, clock: Clock, workers: int) -> None:
+        self._engine = engine
+        self._url = url
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="signoff-store")
+        self._frontier = log.Frontier()
+        self._closed = False
+        self._group = (
+            GroupCommit(engine, url, self._pool, self._frontier, clock.now)
+            if engine.dialect.name == "sqlite"
+            else None
+        )
+
+    @classmethod
+    async def open(cls, url: str, *, clock: Clock | None = None) -> Self:
+        """Connect to ``url`` (``sqlite:///PATH`` or ``postgresql+psycopg://…``) and create or
+        migrate the schema to the newest revision. Raises ``StoreError``."""
+        parsed = parse_url(url)
+        workers = 1 if parsed.get_backend_name() == "sqlite" else PG_WORKERS
+        engine = make_engine(parsed, pool_size=workers)
+        database = cls(engine, parsed, clock or SystemClock(), workers)
+        try:
+            await database._run(migrate.upgrade, engine)
+        except BaseException:
+            await database.close()
+            raise
+        return database
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for migrations and tools inside ``bot.store``)."""
+        return self._engine
+
+    async def ping(self) -> None:
+        """Raises ``StoreError`` when the database cannot be reached."""
+        await self.read(lambda conn: conn.exec_driver_sql("SELECT 1").scalar_one())
+
+    async def close(self) -> None:
+        """Release every connection; later calls raise ``StoreError``. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._pool, self._engine.dispose)
+        self._pool.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        except RuntimeError as error:  # the executor is shut down
+            raise StoreError("the store is closed") from error
+        try:
+            return await future
+        except exc.SQLAlchemyError as error:
+            raise store_error(error, self._url) from error
+
+    def _in_read(self, fn: Callable[[Connection], T]) -> T:
+        with self._engine.connect() as conn, conn.begin():
+            return fn(conn)
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn(conn)`` in a read transaction on a store thread."""
+        return await self._run(self._in_read, fn)
+
+    async def transact(self, op: Op[T]) -> T:
+        """Run ``op(conn, pending)`` in a write transaction (on SQLite, grouped with other
+        writes, inside its own savepoint); attestations queued on ``pending`` are appended
+        to the log in the same transaction. Raises what ``op`` raises, or ``StoreError``."""
+        if self._group is not None:
+            try:
+                return await self._group.submit(op)
+            except RuntimeError as error:  # the executor is shut down
+                raise StoreError("the store is closed") from error
+        outcomes = await self._run(
+            run_transaction, self._engine, self._frontier, self._clock.now, [op]
+        )
+        return outcomes[0][1]  # type: ignore[no-any-return]
+
+    async def write(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn(conn)`` in a write transaction (see ``transact``)."""
+        return await self.transact(lambda conn, _: fn(conn))
+
+    async def execute(self, statement: Any, params: Any = None) -> None:
+        """Execute one write statement in its own transaction."""
+        await self.transact(lambda conn, _: conn.execute(statement, params))
+
+    # Earlier private names, still used by ``bot.store.users``; prefer read/write/execute.
+
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        return await self.read(fn)
+
+    async def _write(self, fn: Callable[[Connection], tuple[T, None]]) -> T:
+        return await self.write(lambda conn: fn(conn)[0])
+
+    async def _execute(self, statement: Any, params: Any = None) -> None:
+        await self.execute(statement, params)

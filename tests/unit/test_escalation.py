@@ -1,0 +1,414 @@
+"""The escalation step machine (``bot.escalation``) driven by a fake clock, without timers.
+
+The store is a real ``SqlStore`` on a SQLite file in ``tmp_path`` (no sockets), so the
+compare-and-set claims are the production ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from bot import escalation
+from bot.domain import Agent, Approver, Change, Event, Platform, Request, Status, ToolCall, Verdict
+from bot.errors import ChannelError, Conflict
+from bot.escalation import ladder, next_due, run_due_steps, settle_pages
+from bot.evidence.keys import KeyRing
+from bot.evidence.statement import parse_statement
+from bot.policy.holder import PolicyHolder
+from bot.ports import Notice, NoticeKind
+from bot.service import Gate, Submission
+from bot.store import SqlStore
+from tests.fakes.clock import FakeClock
+
+POLICY = """\
+apiVersion: signoff/v1
+kind: ToolPolicy
+metadata: {name: escalation, version: "e1"}
+groups:
+  finance: {console: {users: [alice]}}
+  leads: {console: {users: [carol]}}
+defaults:
+  unknown_tool: confirm
+  sla: 15m
+  approvers: {groups: [finance]}
+rules:
+  - name: large-transfer
+    tool: payments.transfer
+    tier: confirm
+    approvers: {groups: [finance]}
+    sla: 6s
+    escalation:
+      - {after: 2s, remind: true}
+      - {after: 4s, to: leads, page: true}
+      - {after: 6s, action: deny}
+  - name: quiet-delete
+    tool: db.delete
+    tier: confirm
+    approvers: {groups: [finance]}
+    sla: 3s
+"""
+
+ALICE = Approver(Platform.CONSOLE, "console", "alice", "Alice", via="console_login")
+
+
+@dataclass
+class RecordingChannel:
+    """An ``ApprovalChannel`` that remembers every notice."""
+
+    platform: Platform = Platform.CONSOLE
+    notices: list[Notice] = field(default_factory=list)
+
+    async def deliver(self, notice: Notice) -> None:
+        self.notices.append(notice)
+
+    def kinds(self) -> list[NoticeKind]:
+        return [n.kind for n in self.notices if n.kind is not NoticeKind.CREATED]
+
+
+@dataclass
+class FakePager:
+    """A ``Pager`` that records triggers and resolves, or fails like an exhausted retry."""
+
+    fail: bool = False
+    triggered: list[tuple[str, str]] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
+
+    async def trigger(self, request: Request, summary: str) -> None:
+        if self.fail:
+            raise ChannelError("PagerDuty trigger failed: HTTP 503")
+        self.triggered.append((request.id, summary))
+
+    async def resolve(self, request: Request) -> None:
+        self.resolved.append(request.id)
+
+
+@dataclass
+class World:
+    gate: Gate
+    clock: FakeClock
+    channel: RecordingChannel
+    pager: FakePager
+    agent: Agent
+
+    async def submit(self, tool: str = "payments.transfer") -> Request:
+        call = ToolCall(tool, {"amount": 25000, "secret_note": "do-not-page"}, "refund 8812")
+        request, _ = await self.gate.submit(self.agent, Submission(call))
+        assert request.status is Status.PENDING
+        return request
+
+    async def events(self, request_id: str) -> list[dict[str, Any]]:
+        """The predicates of the request's attestations, oldest first."""
+        out = []
+        for entry in await self.gate.store.log_entries_for(request_id):
+            envelope = json.loads(entry.envelope)
+            out.append(parse_statement(base64.b64decode(envelope["payload"]))["predicate"])
+        return out
+
+    async def settle(self) -> None:
+        await asyncio.sleep(0)  # let the gate's background deliveries start
+        await self.gate.drain()
+        await settle_pages()
+
+
+async def make_gate(tmp_path: Path, clock: FakeClock, store: SqlStore | None = None) -> Gate:
+    policy = tmp_path / "policy.yaml"
+    if not policy.exists():
+        policy.write_text(POLICY, encoding="utf-8")
+    keys_dir = tmp_path / "keys"
+    keys = KeyRing.load(keys_dir) if keys_dir.exists() else KeyRing.create(keys_dir)
+    store = store or await SqlStore.open(f"sqlite:///{tmp_path / 'signoff.db'}", clock=clock)
+    return Gate(store=store, policies=PolicyHolder([policy]), keys=keys, clock=clock)
+
+
+@pytest_asyncio.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    clock = FakeClock()
+    gate = await make_gate(tmp_path, clock)
+    channel, pager = RecordingChannel(), FakePager()
+    gate.channels.append(channel)
+    gate.pager = pager
+    agent, _ = await gate.register_agent("billing-agent")
+    try:
+        yield World(gate, clock, channel, pager, agent)
+    finally:
+        await gate.drain()
+        await gate.store.close()
+
+
+async def test_steps_run_in_order_each_at_its_offset(world: World) -> None:
+    request = await world.submit()
+    created = request.created_at
+    assert [s.after for s in request.escalation] == [timedelta(seconds=s) for s in (2, 4, 6)]
+    assert request.deadline == created + timedelta(seconds=6)
+
+    world.clock.advance(1.9)
+    progress = await run_due_steps(world.gate, request.id)
+    assert progress.ran == () and progress.next_due == created + timedelta(seconds=2)
+
+    world.clock.advance(0.1)
+    progress = await run_due_steps(world.gate, request.id)
+    await world.settle()
+    assert [r.index for r in progress.ran] == [0]
+    assert progress.next_due == created + timedelta(seconds=4)
+    assert world.channel.kinds() == [NoticeKind.REMINDER]
+    reminded = world.channel.notices[-1]
+    assert reminded.groups == ("finance",) and reminded.request.steps_done == 1
+    assert world.pager.triggered == []
+
+    world.clock.advance(2)
+    progress = await run_due_steps(world.gate, request.id)
+    await world.settle()
+    assert [r.index for r in progress.ran] == [1]
+    current = await world.gate.get(request.id)
+    assert current.extra_groups == ("leads",) and current.approver_groups == ("finance", "leads")
+    assert world.channel.kinds() == [NoticeKind.REMINDER, NoticeKind.ESCALATED, NoticeKind.PAGE]
+    escalated = world.channel.notices[-2]
+    assert escalated.groups == ("leads",)
+    assert [rid for rid, _ in world.pager.triggered] == [request.id]
+    summary = world.pager.triggered[0][1]
+    assert "payments.transfer" in summary and "do-not-page" not in summary
+    assert world.gate.metrics.pages.labels("sent")._value.get() == 1
+
+    world.clock.advance(1.999)
+    assert (await run_due_steps(world.gate, request.id)).ran == ()
+    world.clock.advance(0.001)
+    progress = await run_due_steps(world.gate, request.id)
+    await world.settle()
+    assert [(r.index, r.deny) for r in progress.ran] == [(2, True)]
+    assert progress.next_due is None
+    final = await world.gate.get(request.id)
+    assert final.status is Status.EXPIRED
+    assert final.decided_at == created + timedelta(seconds=6)
+    assert world.channel.kinds()[-1] is NoticeKind.DECIDED
+    assert world.pager.resolved == [request.id]
+
+    events = await world.events(request.id)
+    assert [e["decision"] for e in events] == ["escalated", "escalated", "expired"]
+    assert [e["detail"]["step"] for e in events[:2]] == [0, 1]
+    assert events[1]["detail"] == {
+        "step": 1, "after_seconds": 4.0, "remind": False, "to": "leads", "page": True
+    }
+    assert events[2]["final"] is True and events[2]["status"] == "expired"
+
+
+async def test_steps_due_during_downtime_all_run_at_once_in_order(world: World) -> None:
+    request = await world.submit()
+    world.clock.advance(60)  # signoff was down for a minute
+    progress = await run_due_steps(world.gate, request.id)
+    await world.settle()
+    created = request.created_at
+    assert [r.index for r in progress.ran] == [0, 1, 2]
+    assert [r.due - created for r in progress.ran] == [timedelta(seconds=s) for s in (2, 4, 6)]
+    assert world.channel.kinds() == [
+        NoticeKind.REMINDER, NoticeKind.ESCALATED, NoticeKind.PAGE, NoticeKind.DECIDED
+    ]
+    events = await world.events(request.id)
+    assert [e["decision"] for e in events] == ["escalated", "escalated", "expired"]
+    # each attestation chains to the previous one of the request
+    entries = await world.gate.store.log_entries_for(request.id)
+    assert [e["previous_log_index"] for e in events] == [None, entries[0].index, entries[1].index]
+
+
+async def test_a_rule_without_steps_denies_at_its_sla(world: World) -> None:
+    request = await world.submit("db.delete")
+    assert len(ladder(request)) == 1 and ladder(request)[0].deny
+    assert next_due(request) == request.created_at + timedelta(seconds=3)
+    world.clock.advance(2.5)
+    assert (await run_due_steps(world.gate, request.id)).ran == ()
+    world.clock.advance(0.5)
+    await run_due_steps(world.gate, request.id)
+    assert (await world.gate.get(request.id)).status is Status.EXPIRED
+    assert [e["decision"] for e in await world.events(request.id)] == ["expired"]
+
+
+async def test_concurrent_runners_never_run_a_step_twice(world: World) -> None:
+    request = await world.submit()
+    world.clock.advance(4)
+    results = await asyncio.gather(*(run_due_steps(world.gate, request.id) for _ in range(6)))
+    await world.settle()
+    ran = sorted(r.index for p in results for r in p.ran)
+    assert ran == [0, 1]
+    assert world.channel.kinds().count(NoticeKind.REMINDER) == 1
+    assert world.channel.kinds().count(NoticeKind.ESCALATED) == 1
+    assert len(world.pager.triggered) == 1
+    world.clock.advance(2)
+    results = await asyncio.gather(*(run_due_steps(world.gate, request.id) for _ in range(6)))
+    assert sum(len(p.ran) for p in results) == 1
+    decisions = [e["decision"] for e in await world.events(request.id)]
+    assert decisions == ["escalated", "escalated", "expired"]
+
+
+async def test_two_gates_on_one_database_run_each_step_once(world: World, tmp_path: Path) -> None:
+    other = await make_gate(tmp_path, world.clock)  # a second process on the same database
+    other_channel = RecordingChannel()
+    other.channels.append(other_channel)
+    try:
+        request = await world.submit()
+        world.clock.advance(10)
+        results = await asyncio.gather(
+            run_due_steps(world.gate, request.id), run_due_steps(other, request.id)
+        )
+        await world.settle()
+        await other.drain()
+        assert sorted(r.index for p in results for r in p.ran) == [0, 1, 2]
+        kinds = world.channel.kinds() + other_channel.kinds()
+        assert sorted(kinds) == sorted(
+            [NoticeKind.REMINDER, NoticeKind.ESCALATED, NoticeKind.PAGE, NoticeKind.DECIDED]
+        )
+        decisions = [e["decision"] for e in await world.events(request.id)]
+        assert decisions == ["escalated", "escalated", "expired"]
+    finally:
+        await other.store.close()
+
+
+class RacingStore:
+    """Wraps a store so that, just before the first ``escalated`` commit, ``before`` runs
+    (a decision landing between the step's read and its claim)."""
+
+    def __init__(self, inner: SqlStore, before: Callable[[], Any]) -> None:
+        self.inner = inner
+        self.before = before
+        self.raced = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def commit(self, change: Change) -> Request:
+        if change.event is Event.ESCALATED and not self.raced:
+            self.raced = True
+            await self.before()
+        return await self.inner.commit(change)
+
+
+async def test_a_decision_racing_a_step_wins_and_the_step_never_acts(world: World) -> None:
+    request = await world.submit()
+    inner = world.gate.store
+    assert isinstance(inner, SqlStore)
+
+    async def approve() -> None:
+        world.gate.store = inner
+        await world.gate.decide(request.id, ALICE, Verdict.APPROVE, memberships={"finance"})
+
+    racing = RacingStore(inner, approve)
+    world.gate.store = racing  # type: ignore[assignment]
+    world.clock.advance(5)
+    progress = await run_due_steps(world.gate, request.id)
+    world.gate.store = inner
+    await world.settle()
+    assert racing.raced
+    assert progress.ran == () and progress.next_due is None
+    assert (await world.gate.get(request.id)).status is Status.APPROVED
+    assert NoticeKind.REMINDER not in world.channel.kinds()
+    assert world.pager.triggered == []
+    assert [e["decision"] for e in await world.events(request.id)] == ["approved"]
+
+
+async def test_a_step_that_wins_the_race_leaves_the_decision_to_retry(world: World) -> None:
+    request = await world.submit()
+    world.clock.advance(2)
+    step = asyncio.create_task(run_due_steps(world.gate, request.id))
+    decided = await world.gate.decide(
+        request.id, ALICE, Verdict.DENY, "not today", memberships={"finance"}
+    )
+    progress = await step
+    assert decided.status is Status.DENIED
+    assert len(progress.ran) <= 1
+    decisions = [e["decision"] for e in await world.events(request.id)]
+    assert decisions in (["denied"], ["escalated", "denied"])
+    world.clock.advance(10)
+    assert (await run_due_steps(world.gate, request.id)).ran == ()
+    assert (await world.gate.get(request.id)).status is Status.DENIED
+
+
+async def test_a_failed_page_still_escalates_and_denies_on_time(world: World) -> None:
+    world.pager.fail = True
+    request = await world.submit()
+    world.clock.advance(4)
+    await run_due_steps(world.gate, request.id)
+    await world.settle()
+    assert world.gate.metrics.pages.labels("failed")._value.get() == 1
+    assert world.channel.kinds() == [NoticeKind.REMINDER, NoticeKind.ESCALATED, NoticeKind.PAGE]
+    assert (await world.gate.get(request.id)).extra_groups == ("leads",)
+    world.clock.advance(2)
+    await run_due_steps(world.gate, request.id)
+    final = await world.gate.get(request.id)
+    assert final.status is Status.EXPIRED
+    assert final.decided_at == request.created_at + timedelta(seconds=6)
+
+
+async def test_a_slow_pager_does_not_hold_up_the_ladder(world: World) -> None:
+    release = asyncio.Event()
+
+    class SlowPager(FakePager):
+        async def trigger(self, request: Request, summary: str) -> None:
+            await release.wait()
+
+    world.gate.pager = SlowPager()
+    request = await world.submit()
+    world.clock.advance(6)
+    progress = await asyncio.wait_for(run_due_steps(world.gate, request.id), timeout=5)
+    assert [r.index for r in progress.ran] == [0, 1, 2]
+    assert (await world.gate.get(request.id)).status is Status.EXPIRED
+    release.set()
+    await settle_pages()
+    assert not escalation._paging
+
+
+async def test_final_and_unknown_requests_run_nothing(world: World) -> None:
+    request = await world.submit()
+    await world.gate.decide(request.id, ALICE, Verdict.APPROVE, memberships={"finance"})
+    world.clock.advance(60)
+    progress = await run_due_steps(world.gate, request.id)
+    assert progress.ran == () and progress.next_due is None
+    assert (await run_due_steps(world.gate, "no-such-request")).ran == ()
+    assert next_due(await world.gate.get(request.id)) is None
+
+
+async def test_a_request_denied_by_suspension_runs_no_more_steps(world: World) -> None:
+    request = await world.submit()
+    world.clock.advance(2)
+    await run_due_steps(world.gate, request.id)
+    await world.gate.suspend_agent(world.agent.id)
+    world.clock.advance(10)
+    assert (await run_due_steps(world.gate, request.id)).ran == ()
+    decisions = [e["decision"] for e in await world.events(request.id)]
+    assert decisions == ["escalated", "denied"]
+
+
+@pytest.mark.parametrize("steps_done", [0, 1, 2])
+async def test_next_due_follows_steps_done(world: World, steps_done: int) -> None:
+    from dataclasses import replace
+
+    request = replace(await world.submit(), steps_done=steps_done)
+    assert next_due(request) == request.created_at + timedelta(seconds=2 * (steps_done + 1))
+
+
+async def test_a_conflict_storm_raises_instead_of_spinning(world: World) -> None:
+    request = await world.submit()
+    inner = world.gate.store
+    assert isinstance(inner, SqlStore)
+
+    class AlwaysStale:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(inner, name)
+
+        async def commit(self, change: Change) -> Request:
+            raise Conflict("changed concurrently")
+
+    world.gate.store = AlwaysStale()  # type: ignore[assignment]
+    world.clock.advance(2)
+    try:
+        with pytest.raises(Conflict):
+            await run_due_steps(world.gate, request.id)
+    finally:
+        world.gate.store = inner
