@@ -37,5 +37,13 @@ test: lint services
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+teams-package:
+	@test -n "$(TEAMS_APP_ID)" -a -n "$(SIGNOFF_PUBLIC_URL)" || { echo "usage: make teams-package TEAMS_APP_ID=<Entra app (client) id> SIGNOFF_PUBLIC_URL=https://<host>"; exit 1; }
+	@rm -rf build/teams && mkdir -p build/teams
+	sed -e 's|{{TEAMS_APP_ID}}|$(TEAMS_APP_ID)|g' -e 's|{{SIGNOFF_PUBLIC_URL}}|$(SIGNOFF_PUBLIC_URL)|g' manifests/teams/manifest.json > build/teams/manifest.json
+	cp manifests/teams/color.png manifests/teams/outline.png build/teams/
+	cd build/teams && python3 -m zipfile -c $(CURDIR)/manifests/teams/signoff-teams.zip manifest.json color.png outline.png
+	@echo "wrote manifests/teams/signoff-teams.zip; upload it in Teams: Apps > Manage your apps > Upload an app"
+
 clean:
 	rm -rf $(VENV) $(DEMO) .mypy_cache .ruff_cache .pytest_cache

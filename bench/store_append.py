@@ -48,7 +48,11 @@ def request(n: int) -> Request:
 
 def envelope(n: int) -> bytes:
     # about the size of a real DSSE envelope with an in-toto statement
-    return b'{"payload":"' + b"A" * 900 + f'{n}","payloadType":"application/vnd.in-toto+json"}}'.encode()
+    return (
+        b'{"payload":"'
+        + b"A" * 900
+        + f'{n}","payloadType":"application/vnd.in-toto+json"}}'.encode()
+    )
 
 
 async def bench_inserts(store: SqlStore, count: int, start: int, callers: int) -> float:
@@ -61,16 +65,20 @@ async def bench_inserts(store: SqlStore, count: int, start: int, callers: int) -
     return count / (time.perf_counter() - began)
 
 
-async def bench_commits(store: SqlStore, count: int, start: int) -> float:
+async def bench_commits(store: SqlStore, count: int, start: int, callers: int) -> float:
     pending = [
         await store.insert_request(dataclasses.replace(request(n), status=Status.PENDING))
         for n in range(start, start + count)
     ]
+
+    async def caller(k: int) -> None:
+        for before in pending[k::callers]:
+            after = dataclasses.replace(before, status=Status.APPROVED, version=before.version + 1)
+            change = Change(before, after, attestation=envelope(0), event=Event.APPROVED)
+            await store.commit(change)
+
     began = time.perf_counter()
-    for before in pending:
-        after = dataclasses.replace(before, status=Status.APPROVED, version=before.version + 1)
-        change = Change(before, after, attestation=envelope(0), event=Event.APPROVED)
-        await store.commit(change)
+    await asyncio.gather(*(caller(k) for k in range(callers)))
     return count / (time.perf_counter() - began)
 
 
@@ -131,14 +139,17 @@ async def main() -> None:
         try:
             n = args.decisions
             await bench_inserts(store, 500, 10_000_000, 1)  # warm up
-            seq = await bench_inserts(store, n, 0, 1)
-            conc = await bench_inserts(store, n, n, 8)
-            commits = await bench_commits(store, n // 2, 2 * n)
+            rows = []
+            for callers in (1, 8, 64):
+                rate = await bench_inserts(store, n, callers * 10 * n, callers)
+                rows.append(("insert_request + attestation", callers, rate))
+            for callers in (1, 8, 64):
+                rate = await bench_commits(store, n // 2, callers * 10 * n + n, callers)
+                rows.append(("commit + attestation", callers, rate))
         finally:
             await store.close()
-        print(f"insert_request + attestation, 1 caller:  {seq:10,.0f} decisions/s")
-        print(f"insert_request + attestation, 8 callers: {conc:10,.0f} decisions/s")
-        print(f"commit + attestation, 1 caller:          {commits:10,.0f} decisions/s")
+        for what, callers, rate in rows:
+            print(f"{what:30s} {callers:3d} callers: {rate:10,.0f} decisions/s")
 
         path = Path(tmp) / "proofs.db"
         store = await SqlStore.open(f"sqlite:///{path}")

@@ -42,10 +42,13 @@ HISTOGRAM_EDGES: tuple[float, ...] = (5, 30, 60, 300, 900, 3600, 14400)
 """Upper edges (seconds) of the time-to-decision bins; the last bin is open-ended."""
 
 
+DEFAULT_MIN_REQUESTS = 10
+
+
 @dataclass(frozen=True, slots=True)
 class Thresholds:
     fast_decision_floor: timedelta = timedelta(seconds=5)
-    min_requests: int = 10
+    min_requests: int = DEFAULT_MIN_REQUESTS
     backlog_min: int = 3
 
 
@@ -169,9 +172,9 @@ def approver_label(vote: Vote) -> str:
     return f"{name} ({a.platform.value}:{a.user_id})" if name != a.user_id else a.key
 
 
-def _breakdown(key: str, requests: Sequence[Request], votes: Mapping[str, Sequence[Vote]]) -> (
-    Breakdown
-):
+def _breakdown(
+    key: str, requests: Sequence[Request], votes: Mapping[str, Sequence[Vote]]
+) -> Breakdown:
     approved = denied = expired = pending = 0
     times: list[float] = []
     for r in requests:
@@ -187,7 +190,13 @@ def _breakdown(key: str, requests: Sequence[Request], votes: Mapping[str, Sequen
             else:
                 denied += 1
     return Breakdown(
-        key, len(requests), approved, denied, expired, pending, _rate(approved, denied),
+        key,
+        len(requests),
+        approved,
+        denied,
+        expired,
+        pending,
+        _rate(approved, denied),
         summarize(times),
     )
 
@@ -209,8 +218,9 @@ def _approvers(
         no = len(items) - yes
         fast = sum(1 for _, t in items if t < floor.total_seconds())
         out.append(
-            Breakdown(key, len(items), yes, no, 0, 0, _rate(yes, no),
-                      summarize(t for _, t in items), fast)
+            Breakdown(
+                key, len(items), yes, no, 0, 0, _rate(yes, no), summarize(t for _, t in items), fast
+            )
         )
     return _sorted(out)
 
@@ -251,30 +261,34 @@ def _volume(
     return tuple(out)
 
 
-def _histogram(times: Sequence[float]) -> tuple[HistogramBin, ...]:
-    def label(seconds: float) -> str:
-        if seconds < 60:
-            return f"{seconds:g}s"
-        if seconds < 3600:
-            return f"{seconds / 60:g}m"
-        return f"{seconds / 3600:g}h"
+def _duration_label(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:g}s"
+    if seconds < 3600:
+        return f"{seconds / 60:g}m"
+    return f"{seconds / 3600:g}h"
 
+
+def _histogram(times: Sequence[float]) -> tuple[HistogramBin, ...]:
     bins = []
     lower = 0.0
-    for upper in (*HISTOGRAM_EDGES, None):
-        n = sum(1 for t in times if t >= lower and (upper is None or t < upper))
-        name = f"< {label(upper)}" if lower == 0 else (
-            f"{label(lower)}–{label(upper)}" if upper is not None else f"≥ {label(lower)}"
+    for upper in HISTOGRAM_EDGES:
+        n = sum(1 for t in times if lower <= t < upper)
+        name = (
+            f"< {_duration_label(upper)}"
+            if lower == 0
+            else f"{_duration_label(lower)}-{_duration_label(upper)}"
         )
-        bins.append(HistogramBin(name, lower, upper, n))
-        lower = float(upper) if upper is not None else lower
+        bins.append(HistogramBin(name, lower, float(upper), n))
+        lower = float(upper)
+    n = sum(1 for t in times if t >= lower)
+    bins.append(HistogramBin(f">= {_duration_label(lower)}", lower, None, n))
     return tuple(bins)
 
 
 def _backlog(requests: Sequence[Request], at: datetime) -> int:
     return sum(
-        1 for r in requests
-        if r.created_at <= at and (r.decided_at is None or r.decided_at > at)
+        1 for r in requests if r.created_at <= at and (r.decided_at is None or r.decided_at > at)
     )
 
 
@@ -291,35 +305,51 @@ def _signals(
     for a in approvers:
         if a.fast:
             median = a.time_to_decision.median
-            out.append(Signal(
-                "fast_approver", a.key,
-                f"{a.fast} of {a.requests} decisions within {floor:g}s of the card being shown "
-                f"(median {median:.1f}s)" if median is not None else f"{a.fast} fast decisions",
-                "review these decisions; consider quorum 2 or a second group for these tools",
-            ))
+            out.append(
+                Signal(
+                    "fast_approver",
+                    a.key,
+                    f"{a.fast} of {a.requests} decisions within {floor:g}s of the card being shown "
+                    f"(median {median:.1f}s)"
+                    if median is not None
+                    else f"{a.fast} fast decisions",
+                    "review these decisions; consider quorum 2 or a second group for these tools",
+                )
+            )
     for t in tools:
         decided = t.approved + t.denied
         if decided >= th.min_requests and t.denied == 0:
-            out.append(Signal(
-                "always_approved", t.key, f"approved {t.approved} of {decided} decisions",
-                "consider the auto tier with a rate limit (or notify) for this tool",
-            ))
+            out.append(
+                Signal(
+                    "always_approved",
+                    t.key,
+                    f"approved {t.approved} of {decided} decisions",
+                    "consider the auto tier with a rate limit (or notify) for this tool",
+                )
+            )
         elif decided >= th.min_requests and t.approved == 0:
-            out.append(Signal(
-                "always_denied", t.key, f"denied {t.denied} of {decided} decisions",
-                "consider a block rule for this tool",
-            ))
+            out.append(
+                Signal(
+                    "always_denied",
+                    t.key,
+                    f"denied {t.denied} of {decided} decisions",
+                    "consider a block rule for this tool",
+                )
+            )
     span = until - since
     points = (since + span / 3, since + 2 * span / 3, until)
     for group, requests in sorted(by_group.items()):
         b1, b2, b3 = (_backlog(requests, p) for p in points)
         if b1 < b2 < b3 and b3 >= th.backlog_min:
-            out.append(Signal(
-                "growing_backlog", group,
-                f"pending requests rose {b1} → {b2} → {b3} across the window",
-                "add approvers to the group, shorten escalation, or move routine calls "
-                "to a cheaper tier",
-            ))
+            out.append(
+                Signal(
+                    "growing_backlog",
+                    group,
+                    f"pending requests rose {b1} → {b2} → {b3} across the window",
+                    "add approvers to the group, shorten escalation, or move routine calls "
+                    "to a cheaper tier",
+                )
+            )
     return tuple(out)
 
 
@@ -363,7 +393,7 @@ def build_report(
     ]
     reasons: Counter[str] = Counter()
     first_spelling: dict[str, str] = {}
-    for r in requests:
+    for r in sorted(requests, key=lambda r: (r.created_at, r.id)):  # first spelling wins
         if r.status is Status.DENIED:
             text = (r.reason or "(no reason given)").strip()
             key = " ".join(text.casefold().split())
@@ -406,6 +436,7 @@ def build_report(
 
 
 __all__ = [
+    "DEFAULT_MIN_REQUESTS",
     "Breakdown",
     "Bucket",
     "Durations",

@@ -218,6 +218,8 @@ class Scheduler:
             self._running.discard(request_id)
         if progress.next_due is not None:
             self.schedule(request_id, progress.next_due)
+        else:
+            self.forget(request_id)
         if self.observer is not None:
             for run in progress.ran:
                 self.observer(request_id, run)

@@ -141,10 +141,15 @@ class AsyncApprovals:
         justification: str = "",
         context: Mapping[str, Any] | None = None,
         detail: Detail | None = None,
+        idempotency_key: str | None = None,
     ) -> T:
         """``approve`` then ``run``."""
         state = await self.approve(
-            tool, json_arguments(arguments), justification=justification, context=context
+            tool,
+            json_arguments(arguments),
+            justification=justification,
+            context=context,
+            idempotency_key=idempotency_key,
         )
         return await self.run(state, tool, arguments, call, detail=detail)
 
@@ -219,9 +224,14 @@ class Approvals:
         justification: str = "",
         context: Mapping[str, Any] | None = None,
         detail: Detail | None = None,
+        idempotency_key: str | None = None,
     ) -> T:
         state = self.approve(
-            tool, json_arguments(arguments), justification=justification, context=context
+            tool,
+            json_arguments(arguments),
+            justification=justification,
+            context=context,
+            idempotency_key=idempotency_key,
         )
         return self.run(state, tool, arguments, call, detail=detail)
 

@@ -61,7 +61,7 @@ async def run_gateway(args: argparse.Namespace) -> None:
     token = _token(args)
     upstream = _upstream(args)
     async with AsyncSignoff(args.url, token) as signoff, Client(upstream) as client:
-        gateway = Gateway(signoff, client, hold=args.hold)
+        gateway = Gateway(signoff, client, hold=args.hold, prefix=args.tool_prefix)
         server = gateway.server()
         if args.listen == "stdio":
             async with stdio_server() as (read, write):
@@ -98,6 +98,11 @@ def register(subparsers: Any, add: Any, common: argparse.ArgumentParser) -> None
         type=float,
         default=50.0,
         help="seconds to hold a confirm-tier call before answering 'pending' (50)",
+    )
+    sp.add_argument(
+        "--tool-prefix",
+        default="",
+        help="prefix of the signoff tool names, e.g. 'github.' (default: none)",
     )
     sp.add_argument(
         "--upstream-url", default=None, help="streamable HTTP URL of the upstream MCP server"

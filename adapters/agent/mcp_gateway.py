@@ -77,6 +77,7 @@ class Gateway:
         justification: str = "tool call through the signoff MCP gateway",
         context: Mapping[str, Any] | None = None,
         name: str = "signoff-gateway",
+        prefix: str = "",
     ) -> None:
         self.signoff = signoff
         self.approvals = AsyncApprovals(signoff, timeout=hold)
@@ -86,6 +87,8 @@ class Gateway:
         self.justification = justification
         self.context = dict(context or {"via": "mcp-gateway"})
         self.name = name
+        #: prepended to MCP tool names to form the signoff tool name (e.g. ``github.``)
+        self.prefix = prefix
         self._held: dict[tuple[str, str], _Held] = {}
         self._lock = asyncio.Lock()
 
@@ -145,7 +148,10 @@ class Gateway:
             held = self._held.get(key)
             if held is None:
                 state = await self.signoff.submit(
-                    tool, arguments, justification=self.justification, context=self.context
+                    self.prefix + tool,
+                    arguments,
+                    justification=self.justification,
+                    context=self.context,
                 )
                 if not state.final:
                     self._held[key] = _Held(state.id)
@@ -165,7 +171,7 @@ class Gateway:
             return result
 
         try:
-            return await self.approvals.run(state, tool, arguments, call)
+            return await self.approvals.run(state, self.prefix + tool, arguments, call)
         except _UpstreamToolError as exc:
             return exc.result
         except AgentError:

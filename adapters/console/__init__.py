@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from adapters.console import audit, inbox, login, report_page
+from adapters.console.app import APP_CONSOLE, Console, make_templates, page_middleware
 from adapters.console.channel import ConsoleChannel
 from adapters.console.sessions import Sessions
 from adapters.console.throttle import LoginThrottle
-from adapters.console.app import APP_CONSOLE, Console, make_templates, page_middleware
 from bot.store.users import UserStore
 
 if TYPE_CHECKING:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from http import HTTPStatus
-from urllib.parse import urlencode
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
@@ -120,7 +120,8 @@ def memberships(gate: Gate, user: str) -> frozenset[str]:
     """Policy groups whose ``console.users`` list ``user``."""
     groups = gate.policies.current.groups
     return frozenset(
-        name for name, spec in groups.items()
+        name
+        for name, spec in groups.items()
         if spec.console is not None and user in spec.console.users
     )
 
@@ -171,14 +172,22 @@ async def page_middleware(request: web.Request, handler: Handler) -> web.StreamR
             log.debug("no viewer for the error page", exc_info=True)
         phrase = HTTPStatus(exc.status).phrase
         response = render(
-            request, "error.html", status=exc.status, viewer=who, title=phrase,
+            request,
+            "error.html",
+            status=exc.status,
+            viewer=who,
+            title=phrase,
             message=exc.reason if exc.reason != phrase else "",
         )
     except SignoffError as exc:
         log.warning("console %s %s: %s", request.method, request.path, exc.diagnostics())
         response = render(
-            request, "error.html", status=exc.status, viewer=None,
-            title=HTTPStatus(exc.status).phrase, message=exc.diagnostics(),
+            request,
+            "error.html",
+            status=exc.status,
+            viewer=None,
+            title=HTTPStatus(exc.status).phrase,
+            message=exc.diagnostics(),
         )
     _secure_headers(response)
     return response

@@ -18,9 +18,9 @@ from datetime import datetime
 
 from aiohttp import web
 
+from adapters.console.app import Viewer, console_of, render, require_csrf, require_viewer
 from adapters.console.entries import EntryView, describe, envelope_text
 from adapters.console.times import parse_time
-from adapters.console.app import Viewer, console_of, render, require_csrf, require_viewer
 from bot.domain import Event, LogEntry
 from bot.errors import EvidenceError, RequestError
 from bot.evidence import merkle
@@ -59,8 +59,10 @@ class Filters:
         if self.agent and self.agent.casefold() != view.agent.casefold():
             return False
         wanted = self.approver.casefold()
-        return not wanted or wanted in view.approver.casefold() or wanted in (
-            view.approver_id.casefold()
+        return (
+            not wanted
+            or wanted in view.approver.casefold()
+            or wanted in (view.approver_id.casefold())
         )
 
 
@@ -77,8 +79,13 @@ def _filters(request: web.Request, now: datetime) -> tuple[Filters, str]:
     decision = q.get("decision", "")
     if decision and decision not in {e.value for e in Event}:
         decision, error = "", f"unknown decision {decision!r}"
-    return Filters(q.get("tool", "").strip(), q.get("agent", "").strip(), decision,
-                   q.get("approver", "").strip(), **bounds), error
+    return Filters(
+        q.get("tool", "").strip(),
+        q.get("agent", "").strip(),
+        decision,
+        q.get("approver", "").strip(),
+        **bounds,
+    ), error
 
 
 class _Visibility:
@@ -121,8 +128,16 @@ async def audit(request: web.Request) -> web.StreamResponse:
         if filters.match(view, shown):
             rows.append((view, shown))
     return render(
-        request, "audit.html", viewer=who, rows=rows, filters=filters, error=error,
-        checkpoint=checkpoint, start=start, stop=stop, events=[e.value for e in Event],
+        request,
+        "audit.html",
+        viewer=who,
+        rows=rows,
+        filters=filters,
+        error=error,
+        checkpoint=checkpoint,
+        start=start,
+        stop=stop,
+        events=[e.value for e in Event],
         query={k: v for k, v in request.query.items() if k != "before"},
     )
 
@@ -145,15 +160,21 @@ async def entry(request: web.Request) -> web.StreamResponse:
     shown = await _Visibility(request, who)(view.request_id)
     proof = await store.inclusion_proof(index, checkpoint.size)
     try:
-        merkle.verify_inclusion(found[0].leaf_hash, index, checkpoint.size, proof,
-                                checkpoint.root)
+        merkle.verify_inclusion(found[0].leaf_hash, index, checkpoint.size, proof, checkpoint.root)
         proof_ok, proof_problem = True, ""
     except EvidenceError as exc:
         proof_ok, proof_problem = False, exc.message
     return render(
-        request, "entry.html", viewer=who, view=view, shown=shown,
-        text=envelope_text(view) if shown else "", checkpoint=checkpoint,
-        proof=[h.hex() for h in proof], proof_ok=proof_ok, proof_problem=proof_problem,
+        request,
+        "entry.html",
+        viewer=who,
+        view=view,
+        shown=shown,
+        text=envelope_text(view) if shown else "",
+        checkpoint=checkpoint,
+        proof=[h.hex() for h in proof],
+        proof_ok=proof_ok,
+        proof_problem=proof_problem,
     )
 
 
@@ -166,7 +187,6 @@ class VerifyResult:
     index: int | None = None
     root: str = ""
     decisions: tuple[tuple[str, int], ...] = ()
-
 
 
 async def run_verification(request: web.Request) -> VerifyResult:
@@ -187,16 +207,24 @@ async def run_verification(request: web.Request) -> VerifyResult:
     began = time.perf_counter()
     try:
         report = await asyncio.to_thread(
-            verify_log, entries(), console.gate.keys.public(), checkpoint=checkpoint.note,
-            origin=console.settings.log.origin, workers=1,
+            verify_log,
+            entries(),
+            console.gate.keys.public(),
+            checkpoint=checkpoint.note,
+            origin=console.settings.log.origin,
+            workers=1,
         )
     except EvidenceError as exc:
-        return VerifyResult(False, size, time.perf_counter() - began, exc.message,
-                            index=getattr(exc, "index", None))
+        return VerifyResult(
+            False, size, time.perf_counter() - began, exc.message, index=getattr(exc, "index", None)
+        )
     return VerifyResult(
-        True, report.size, time.perf_counter() - began,
+        True,
+        report.size,
+        time.perf_counter() - began,
         f"all {report.size} entries verify; the checkpoint's root matches",
-        root=report.root.hex(), decisions=tuple(sorted(report.decisions.items())),
+        root=report.root.hex(),
+        decisions=tuple(sorted(report.decisions.items())),
     )
 
 
@@ -207,5 +235,11 @@ async def verify(request: web.Request) -> web.StreamResponse:
         result = await run_verification(request)
     log.info("console: %s ran verify now: %s", who.name, "ok" if result.ok else result.message)
     checkpoint = await console_of(request).checkpoints.current()
-    return render(request, "verify.html", viewer=who, result=result, checkpoint=checkpoint,
-                  status=200 if result.ok else 409)
+    return render(
+        request,
+        "verify.html",
+        viewer=who,
+        result=result,
+        checkpoint=checkpoint,
+        status=200 if result.ok else 409,
+    )

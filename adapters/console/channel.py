@@ -13,6 +13,7 @@ at most) or on the next load.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from bot.domain import Platform
 from bot.ports import Notice, NoticeKind
@@ -32,13 +33,10 @@ class ConsoleChannel:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    async def wait_change(self, seen: int, timeout: float) -> int:
-        """Return the change counter once it differs from ``seen`` (or after ``timeout``)."""
+    async def wait_change(self, seen: int, limit: float) -> int:
+        """Return the change counter once it differs from ``seen`` (or after ``limit`` s)."""
         if self.version != seen:
             return self.version
-        event = self._changed
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), limit)
         return self.version

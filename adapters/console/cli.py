@@ -17,11 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from adapters.console.app import make_templates
 from adapters.console.passwords import hash_password
 from adapters.console.reporting import load_report, to_html, to_json, to_table
 from adapters.console.times import parse_time
-from adapters.console.app import make_templates
 from bot.errors import ConfigError, RequestError
+from bot.report import DEFAULT_MIN_REQUESTS
 from bot.settings import Settings, config_path, load_settings
 from bot.store import SqlStore
 from bot.store.users import ConsoleUser, UserStore
@@ -75,10 +76,14 @@ def cmd_users_list(args: argparse.Namespace) -> int:
     settings = _settings(args)
     users = _with_store(settings, lambda store: UserStore(store).list_users())
     if args.json:
-        print(json.dumps([
-            {"name": u.name, "disabled": u.disabled, "created_at": u.created_at.isoformat()}
-            for u in users
-        ]))
+        print(
+            json.dumps(
+                [
+                    {"name": u.name, "disabled": u.disabled, "created_at": u.created_at.isoformat()}
+                    for u in users
+                ]
+            )
+        )
         return 0
     print(f"{'USER':<24} {'STATE':<9} CREATED")
     for u in users:
@@ -110,7 +115,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     if since and until and since >= until:
         raise RequestError("--since must be before --until")
     report = _with_store(
-        settings, lambda store: load_report(store, settings, now=now, since=since, until=until)
+        settings,
+        lambda store: load_report(
+            store, settings, now=now, since=since, until=until, min_requests=args.min_requests
+        ),
     )
     if args.format == "json":
         text = json.dumps(to_json(report), indent=2, ensure_ascii=False) + "\n"
@@ -135,8 +143,11 @@ def register(subparsers: Any, add: Any, common: argparse.ArgumentParser) -> None
     usub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
     sp = add("add", cmd_users_add, "add a console user (password from stdin or a prompt)", usub)
     sp.add_argument("name")
-    sp.add_argument("--password-stdin", action="store_true",
-                    help="read the password from the first line of stdin")
+    sp.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin",
+    )
     sp = add("list", cmd_users_list, "list console users", usub)
     sp.add_argument("--json", action="store_true")
     sp = add("disable", cmd_users_disable, "disable a console user and end their sessions", usub)
@@ -149,6 +160,13 @@ def register(subparsers: Any, add: Any, common: argparse.ArgumentParser) -> None
     sp.add_argument("--until", help="end of the window (default now)")
     sp.add_argument("--format", choices=("table", "json", "html"), default="table")
     sp.add_argument("--output", help="write to FILE instead of stdout")
+    sp.add_argument(
+        "--min-requests",
+        type=int,
+        default=DEFAULT_MIN_REQUESTS,
+        metavar="N",
+        help="human decisions a tool needs before always-approved/denied signals",
+    )
 
 
 __all__ = ["register"]

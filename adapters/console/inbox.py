@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from adapters.console.entries import EntryView, describe
 from adapters.console.app import Viewer, console_of, render, require_csrf, require_viewer
+from adapters.console.entries import EntryView, describe
 from bot.domain import Approver, Platform, Request, Status, Verdict, Vote
 from bot.errors import Conflict, NotAuthorized, NotFound, RequestError
 
@@ -55,7 +55,11 @@ async def inbox(request: web.Request) -> web.StreamResponse:
             continue
         rows.append((r, progress(r, votes)))
     return render(
-        request, "inbox.html", viewer=who, rows=rows, now=gate.clock.now(),
+        request,
+        "inbox.html",
+        viewer=who,
+        rows=rows,
+        now=gate.clock.now(),
         version=console_of(request).channel.version,
     )
 
@@ -96,13 +100,21 @@ async def _detail_page(
     gate = console_of(request).gate
     entries: list[EntryView] = [describe(e) for e in await gate.store.log_entries_for(found.id)]
     agent = await gate.store.get_agent(found.agent_id)
-    can_decide = (
-        found.status is Status.PENDING and who.may_decide(found) and not who.voted(votes)
-    )
+    can_decide = found.status is Status.PENDING and who.may_decide(found) and not who.voted(votes)
     return render(
-        request, "detail.html", status=status, viewer=who, r=found, votes=votes,
-        entries=entries, agent=agent, progress=progress(found, votes), can_decide=can_decide,
-        flash=flash, error=error, now=gate.clock.now(),
+        request,
+        "detail.html",
+        status=status,
+        viewer=who,
+        r=found,
+        votes=votes,
+        entries=entries,
+        agent=agent,
+        progress=progress(found, votes),
+        can_decide=can_decide,
+        flash=flash,
+        error=error,
+        now=gate.clock.now(),
         my_groups=sorted(who.groups.intersection(found.approver_groups)),
     )
 
@@ -110,8 +122,9 @@ async def _detail_page(
 async def detail(request: web.Request) -> web.StreamResponse:
     who = await require_viewer(request)
     found, votes = await _visible(request, who)
-    return await _detail_page(request, who, found, votes, flash=DONE.get(
-        request.query.get("done", ""), ""))
+    return await _detail_page(
+        request, who, found, votes, flash=DONE.get(request.query.get("done", ""), "")
+    )
 
 
 async def decide(request: web.Request) -> web.StreamResponse:
@@ -121,11 +134,13 @@ async def decide(request: web.Request) -> web.StreamResponse:
     verdict_text = form.get("verdict", "")
     reason = form.get("reason", "").strip()
     if verdict_text not in ("approve", "deny"):
-        return await _detail_page(request, who, found, votes, error="Choose Approve or Deny.",
-                                  status=400)
+        return await _detail_page(
+            request, who, found, votes, error="Choose Approve or Deny.", status=400
+        )
     if not reason:
-        return await _detail_page(request, who, found, votes,
-                                  error="A reason is required to approve or deny.", status=400)
+        return await _detail_page(
+            request, who, found, votes, error="A reason is required to approve or deny.", status=400
+        )
     gate = console_of(request).gate
     approver = Approver(
         platform=Platform.CONSOLE,
@@ -135,8 +150,7 @@ async def decide(request: web.Request) -> web.StreamResponse:
         via="console_login",
     )
     try:
-        await gate.decide(found.id, approver, Verdict(verdict_text), reason,
-                          memberships=who.groups)
+        await gate.decide(found.id, approver, Verdict(verdict_text), reason, memberships=who.groups)
     except NotAuthorized as exc:
         status, message = 403, exc.diagnostics()
     except Conflict as exc:

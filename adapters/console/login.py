@@ -12,9 +12,9 @@ import re
 
 from aiohttp import web
 
+from adapters.console.app import console_of, render, require_csrf, require_viewer, viewer
 from adapters.console.passwords import verify_password_async
 from adapters.console.throttle import address_key, user_key
-from adapters.console.app import console_of, render, require_csrf, require_viewer, viewer
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,14 @@ def _login_page(
     sessions = console_of(request).sessions
     token, fresh = sessions.login_token(request)
     response = render(
-        request, "login.html", status=status, viewer=None, error=error, name=name,
-        token=token, next=safe_next(request.query.get("next")),
+        request,
+        "login.html",
+        status=status,
+        viewer=None,
+        error=error,
+        name=name,
+        token=token,
+        next=safe_next(request.query.get("next")),
     )
     if fresh:
         sessions.remember_login_token(request, response, token)

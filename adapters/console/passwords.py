@@ -46,9 +46,7 @@ def verify_password(password_hash: str, password: str) -> bool:
     if len(password) > MAX_LENGTH:
         return False
     try:
-        return bool(
-            nacl.pwhash.verify(password_hash.encode("ascii"), password.encode("utf-8"))
-        )
+        return bool(nacl.pwhash.verify(password_hash.encode("ascii"), password.encode("utf-8")))
     except (nacl.exceptions.InvalidkeyError, nacl.exceptions.CryptoError, ValueError):
         return False
 

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 
 from aiohttp import web
 
-from adapters.console.reporting import iso, pct, secs, charts, load_report, to_json
-from adapters.console.times import parse_time
 from adapters.console.app import console_of, render, require_viewer
+from adapters.console.reporting import charts, iso, load_report, pct, secs, to_json
+from adapters.console.times import parse_time
 from bot.errors import RequestError
 
 DEFAULT_WINDOW = timedelta(days=30)
@@ -27,11 +27,21 @@ async def report_page(request: web.Request) -> web.StreamResponse:
                 bounds[name] = parse_time(text, now)
             except RequestError as exc:
                 error = exc.message
-    report = await load_report(console.gate.store, console.settings, now=now, **bounds)
+    report = await load_report(
+        console.gate.store, console.settings, now=now, since=bounds["since"], until=bounds["until"]
+    )
     if request.query.get("format") == "json":
         return web.json_response(to_json(report))
     return render(
-        request, "report.html", viewer=who, report=report, charts=charts(report), error=error,
-        pct=pct, secs=secs, iso=iso, since=request.query.get("since", ""),
+        request,
+        "report.html",
+        viewer=who,
+        report=report,
+        charts=charts(report),
+        error=error,
+        pct=pct,
+        secs=secs,
+        iso=iso,
+        since=request.query.get("since", ""),
         until=request.query.get("until", ""),
     )

@@ -14,7 +14,7 @@ import jinja2
 
 from bot.domain import Tier, Vote
 from bot.ports import Store
-from bot.report import Breakdown, Durations, Report, Thresholds, build_report
+from bot.report import DEFAULT_MIN_REQUESTS, Breakdown, Durations, Report, Thresholds, build_report
 from bot.settings import Settings
 
 
@@ -25,16 +25,20 @@ async def load_report(
     now: datetime,
     since: datetime | None = None,
     until: datetime | None = None,
+    min_requests: int = DEFAULT_MIN_REQUESTS,
 ) -> Report:
-    """The report over requests created in ``[since, until)``. Raises ``StoreError``."""
+    """The report over requests created in ``[since, until)``; tools need
+    ``min_requests`` human decisions for an always-approved/denied signal. Raises
+    ``StoreError``."""
     requests = await store.list_requests(since=since, until=until, limit=None)
     votes: dict[str, list[Vote]] = {}
     for r in requests:
         if r.tier is Tier.CONFIRM:
             votes[r.id] = await store.votes(r.id)
-    thresholds = Thresholds(fast_decision_floor=settings.console.fast_decision_floor)
-    return build_report(requests, votes, now=now, since=since, until=until,
-                        thresholds=thresholds)
+    thresholds = Thresholds(
+        fast_decision_floor=settings.console.fast_decision_floor, min_requests=min_requests
+    )
+    return build_report(requests, votes, now=now, since=since, until=until, thresholds=thresholds)
 
 
 # ---------------------------------------------------------------- JSON
@@ -46,9 +50,15 @@ def _durations(d: Durations) -> dict[str, Any]:
 
 def _breakdown(b: Breakdown) -> dict[str, Any]:
     return {
-        "key": b.key, "requests": b.requests, "approved": b.approved, "denied": b.denied,
-        "expired": b.expired, "pending": b.pending, "approval_rate": b.approval_rate,
-        "time_to_decision": _durations(b.time_to_decision), "fast_decisions": b.fast,
+        "key": b.key,
+        "requests": b.requests,
+        "approved": b.approved,
+        "denied": b.denied,
+        "expired": b.expired,
+        "pending": b.pending,
+        "approval_rate": b.approval_rate,
+        "time_to_decision": _durations(b.time_to_decision),
+        "fast_decisions": b.fast,
     }
 
 
@@ -87,8 +97,7 @@ def to_json(report: Report) -> dict[str, Any]:
             for s in report.signals
         ],
         "histogram": [
-            {"label": b.label, "lower_seconds": b.lower, "upper_seconds": b.upper,
-             "count": b.count}
+            {"label": b.label, "lower_seconds": b.lower, "upper_seconds": b.upper, "count": b.count}
             for b in report.histogram
         ],
         "volume": {
@@ -119,13 +128,18 @@ def _table(title: str, rows: tuple[Breakdown, ...], label: str) -> list[str]:
     if not rows:
         return [f"{title}: none", ""]
     width = max(len(label), *(len(b.key) for b in rows))
-    out = [title, f"  {label:<{width}}  {'REQ':>5} {'APPR':>5} {'DENY':>5} {'EXP':>4} "
-           f"{'RATE':>5} {'MEDIAN':>7} {'P90':>7}"]
+    out = [
+        title,
+        f"  {label:<{width}}  {'REQ':>5} {'APPR':>5} {'DENY':>5} {'EXP':>4} "
+        f"{'RATE':>5} {'MEDIAN':>7} {'P90':>7}",
+    ]
     for b in rows:
         t = b.time_to_decision
-        out.append(f"  {b.key:<{width}}  {b.requests:>5} {b.approved:>5} {b.denied:>5} "
-                   f"{b.expired:>4} {pct(b.approval_rate):>5} {secs(t.median):>7} "
-                   f"{secs(t.p90):>7}")
+        out.append(
+            f"  {b.key:<{width}}  {b.requests:>5} {b.approved:>5} {b.denied:>5} "
+            f"{b.expired:>4} {pct(b.approval_rate):>5} {secs(t.median):>7} "
+            f"{secs(t.p90):>7}"
+        )
     return [*out, ""]
 
 
@@ -187,13 +201,14 @@ def bar_chart(points: list[tuple[str, int]], *, width: int = 640, height: int = 
     bars = []
     for i, (label, value) in enumerate(points):
         h = plot_h * value / peak if peak else 0.0
-        bars.append(Bar(left + i * slot + slot * 0.1, top + plot_h - h, slot * 0.8, h, label,
-                        value))
+        bars.append(
+            Bar(left + i * slot + slot * 0.1, top + plot_h - h, slot * 0.8, h, label, value)
+        )
     return Chart(width, height, tuple(bars), peak, top + plot_h)
 
 
 def charts(report: Report) -> dict[str, Chart]:
-    fmt = {"hour": "%m-%d %H:00", "day": "%Y-%m-%d", "week": "%Y-%m-%d"}[report.bucket]
+    fmt = {"hour": "%d %H:00", "day": "%m-%d", "week": "%m-%d"}[report.bucket]
     volume = [(b.start.strftime(fmt), b.total) for b in report.volume[-48:]]
     return {
         "histogram": bar_chart([(b.label, b.count) for b in report.histogram]),
@@ -205,5 +220,10 @@ def to_html(report: Report, templates: jinja2.Environment) -> str:
     """A standalone HTML page (inline CSS, inline SVG), for ``--format html``."""
     css = (resources.files("adapters.console") / "static" / "console.css").read_text("utf-8")
     return templates.get_template("report_file.html").render(
-        report=report, charts=charts(report), css=css, pct=pct, secs=secs, iso=iso,
+        report=report,
+        charts=charts(report),
+        css=css,
+        pct=pct,
+        secs=secs,
+        iso=iso,
     )

@@ -61,7 +61,11 @@ class Sessions:
         self.ttl: timedelta = settings.console.session_ttl
 
     def _set_cookie(
-        self, request: web.Request, response: web.StreamResponse, name: str, value: str,
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        name: str,
+        value: str,
         max_age: int,
     ) -> None:
         response.set_cookie(

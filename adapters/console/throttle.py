@@ -77,8 +77,11 @@ class LoginThrottle:
             policy = self.policies[key.split(":", 1)[0]]
             updated = policy.after_failure(key, found.get(key), now)
             if updated.locked_until is not None:
-                log.warning("console login locked for %s after %d failures", key.split(":")[0],
-                            updated.failures)
+                log.warning(
+                    "console login locked for %s after %d failures",
+                    key.split(":")[0],
+                    updated.failures,
+                )
             await self.users.save_throttle(updated)
 
     async def succeeded(self, user: str) -> None:

@@ -70,7 +70,6 @@ def mount(
     )
     session = PooledSession(client)
     runtime.app.on_startup.append(session.open)
-    runtime.app.on_cleanup.append(session.close)
 
     directory = Directory(client, ttl=settings.usergroup_ttl.total_seconds())
     channel = SlackChannel(gate, client, escalation_channel=settings.escalation_channel)
@@ -85,6 +84,16 @@ def mount(
     if settings.app_token:
         runtime.background.append(_socket_mode(interactions, settings.app_token.reveal()))
     adapter = SlackAdapter(channel, interactions, events, session)
+
+    async def close(_: web.Application) -> None:
+        # Finish clicks and card updates still in flight before the pool goes away.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await interactions.drain()
+        await gate.drain()
+        await session.close()
+
+    runtime.app.on_cleanup.append(close)
     runtime.app[SLACK_ADAPTER] = adapter
     log.info("Slack adapter on (%s)", "Socket Mode" if settings.app_token else f"HTTP at {PATH}")
     return adapter

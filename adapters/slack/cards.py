@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -62,17 +62,21 @@ _HEADER = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass
 class Card:
     """A message: fallback ``text`` (notifications, screen readers) and ``blocks``."""
 
     text: str
     blocks: list[Block]
     truncated: bool
+    _dicts: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     def block_dicts(self) -> list[dict[str, Any]]:
-        """The blocks as JSON (also runs slack_sdk's own Block Kit validation)."""
-        return [block.to_dict() for block in self.blocks]
+        """The blocks as JSON, computed once per card (slack_sdk's serialisation runs its
+        Block Kit validation, which is too slow to repeat for every copy of a card)."""
+        if self._dicts is None:
+            self._dicts = [block.to_dict() for block in self.blocks]
+        return self._dicts
 
 
 def slack_date(at: datetime) -> str:

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: longer than Slack's 5-minute signature window, so a replay is caught while it still verifies
 REPLAY_TTL = 15 * 60.0
+#: clicks worked on at the same time (the rest wait their turn, already acknowledged)
+WORKERS = 4
 
 
 def interaction_key(body: dict[str, Any]) -> str:
@@ -86,11 +88,14 @@ class Interactions:
         self.directory = directory
         self.seen = SeenSet(REPLAY_TTL)
         self._tasks: set[asyncio.Task[None]] = set()
+        # Work after the ack runs a few at a time: a burst of clicks then queues its work
+        # behind the acks instead of starving them (Slack wants every ack inside 3 s).
+        self._working = asyncio.Semaphore(WORKERS)
         self.app = AsyncApp(
             name="signoff",
             signing_secret=signing_secret,
             client=client,
-            process_before_response=False,
+            process_before_response=True,
             logger=logging.getLogger("slack_bolt.signoff"),
         )
         self.app.action(ACTION_APPROVE)(self.on_approve)
@@ -297,7 +302,8 @@ class Interactions:
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         async def run() -> None:
             try:
-                await work
+                async with self._working:
+                    await work
             except Exception:
                 log.exception("Slack interaction failed")
 

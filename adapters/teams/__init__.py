@@ -77,7 +77,7 @@ def mount(runtime: Runtime) -> TeamsChannel:
         jwks_url=settings.jwks_url,
         enabled=secure,
     )
-    runtime.app.router.add_post(PATH, MessagesEndpoint(adapter, bot, auth))
+    runtime.app.router.add_post(PATH, MessagesEndpoint(adapter, bot, auth).handle)
     runtime.gate.channels.append(channel)
     log.info("Teams adapter on: %s (app %s)", PATH, settings.app_id)
     return channel

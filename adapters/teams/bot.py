@@ -85,16 +85,21 @@ class ApprovalBot(ActivityHandler):
             and len(self.channel.names) < _NAMES_LIMIT
         ):
             self.channel.names[sender.aad_object_id] = sender.name
-        if self.learn_references and activity.conversation is not None and activity.service_url:
-            self.channel.remember(activity.conversation.id, activity.service_url)
+        conversation = activity.conversation
+        if not (self.learn_references and conversation is not None and activity.service_url):
+            return
+        tenant = tenant_of(conversation, activity.channel_data)
+        if self.default_tenant and (tenant or "").casefold() != self.default_tenant.casefold():
+            return  # only our own tenant's conversations may say where cards go
+        self.channel.remember(conversation.id, activity.service_url)
 
     async def on_message_activity(self, turn_context: TurnContext) -> None:  # type: ignore[override]
         conversation = turn_context.activity.conversation
         where = base_conversation(conversation.id) if conversation is not None else "?"
         await turn_context.send_activity(
             "signoff posts approval cards here and records decisions made with their buttons. "
-            f"To route a policy group here, use conversation_id {escape_markdown(where)} and "
-            f"service_url {escape_markdown(turn_context.activity.service_url or '?')}."
+            f"To route a policy group here, use conversation\\_id {escape_markdown(where)} and "
+            f"service\\_url {escape_markdown(turn_context.activity.service_url or '?')}."
         )
 
     async def on_installation_update_add(self, turn_context: TurnContext) -> None:  # type: ignore[override]

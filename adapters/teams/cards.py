@@ -36,6 +36,9 @@ CONTEXT_LIMIT = 2500
 JUSTIFICATION_LIMIT = 2000
 FIELD_LIMIT = 300
 REASON_LIMIT = 1000
+VOTE_REASON_LIMIT = 300
+NAME_LIMIT = 100
+NOTE_LIMIT = 500
 #: Teams refreshes automatically for at most 60 listed users
 REFRESH_USERS_LIMIT = 60
 
@@ -112,14 +115,14 @@ def _vote_line(vote: Vote) -> dict[str, Any]:
     who = vote.approver.display_name or vote.approver.user_id
     inlines = [
         _run(f"{verb} by ", weight="Bolder"),
-        _run(cut(visible(who), FIELD_LIMIT)[0], weight="Bolder"),
+        _run(cut(visible(who), NAME_LIMIT)[0], weight="Bolder"),
         _run(f" ({vote.approver.platform.value}, group "),
-        _run(cut(visible(vote.group), FIELD_LIMIT)[0]),
+        _run(cut(visible(vote.group), NAME_LIMIT)[0]),
         _run(f") at {when(vote.at)}"),
     ]
     if vote.reason:
         inlines.append(_run(": "))
-        inlines.append(_run(cut(visible(vote.reason), REASON_LIMIT)[0], italic=True))
+        inlines.append(_run(cut(visible(vote.reason), VOTE_REASON_LIMIT)[0], italic=True))
     return _rich(*inlines, spacing="Small")
 
 
@@ -256,7 +259,7 @@ def approval_card(
     if note:
         body.append(
             _rich(
-                _run(cut(visible(note), REASON_LIMIT)[0], color="Attention", weight="Bolder"),
+                _run(cut(visible(note), NOTE_LIMIT)[0], color="Attention", weight="Bolder"),
                 spacing="Medium",
             )
         )

@@ -2,19 +2,22 @@
 
 Order matters: authenticate the bearer token before reading the body (401, nothing else
 happens), then parse, check the token's ``serviceurl`` claim against the activity, and hand
-the request to the Agents SDK's ``CloudAdapter``, which runs ``ApprovalBot`` and writes the
-response (an invoke response for card actions, 202 otherwise).
+the request to the Agents SDK's ``CloudAdapter.process_request``, which runs ``ApprovalBot``
+and answers (an invoke response for card actions, 202 otherwise).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from traceback import format_exception_only
+from typing import Any
 
 import pydantic
 from aiohttp import web
 from microsoft_agents.hosting.aiohttp import CloudAdapter
 from microsoft_agents.hosting.core import TurnContext
+from microsoft_agents.hosting.core.authorization import ClaimsIdentity
 
 from adapters.teams.auth import InboundAuth
 from adapters.teams.bot import ApprovalBot
@@ -40,6 +43,33 @@ async def _on_turn_error(context: TurnContext, error: Exception) -> None:
     )
 
 
+class _Verified:
+    """The SDK's view of an HTTP request (``HttpRequestProtocol``) whose body we already
+    parsed and whose token we already verified (what its JWT middleware would attach)."""
+
+    def __init__(self, request: web.Request, body: dict[str, Any], claims: ClaimsIdentity) -> None:
+        self._request = request
+        self._body = body
+        self._claims = claims
+
+    @property
+    def method(self) -> str:
+        return self._request.method
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._request.headers
+
+    async def json(self) -> dict[str, Any]:
+        return self._body
+
+    def get_claims_identity(self) -> ClaimsIdentity:
+        return self._claims
+
+    def get_path_param(self, name: str) -> str:
+        return self._request.match_info[name]
+
+
 class MessagesEndpoint:
     """The aiohttp handler; ``adapter`` and ``bot`` are the SDK pieces it drives."""
 
@@ -49,7 +79,7 @@ class MessagesEndpoint:
         self.auth = auth
         adapter.on_turn_error = _on_turn_error
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         try:
             claims = await self.auth.identify(request.headers.get("Authorization"))
         except NotAuthorized:
@@ -66,12 +96,11 @@ class MessagesEndpoint:
             self.auth.check_service_url(claims, body.get("serviceUrl"))
         except NotAuthorized:
             return _problem(401, "Invalid token or authentication failed.")
-        request["claims_identity"] = claims
         try:
-            response = await self.adapter.process(request, self.bot)
+            result = await self.adapter.process_request(_Verified(request, body, claims), self.bot)
         except pydantic.ValidationError:
             return _problem(400, "not a valid activity")
-        return response if response is not None else web.Response(status=202)
+        return CloudAdapter._to_aiohttp_response(result)
 
 
 __all__ = ["PATH", "MessagesEndpoint"]

@@ -6,15 +6,19 @@ new connection; pysqlite's own transaction handling is switched off and SQLAlche
 option) and a plain ``BEGIN`` for reads, so a write takes the database lock up front instead
 of failing with "database is locked" on its first write.
 
+``sqlite://`` (no path) is a private in-memory database, handy for tests.
+
 PostgreSQL (``postgresql+psycopg://``): a small connection pool and a connect timeout.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import StaticPool
 
 from bot.errors import StoreError
 
@@ -53,7 +57,11 @@ def make_engine(url: URL, *, pool_size: int) -> Engine:
 
 
 def _sqlite_engine(url: URL) -> Engine:
-    engine = create_engine(url, pool_size=1, max_overflow=4)
+    if url.database in (None, "", ":memory:"):
+        # one private in-memory database: every use must share its single connection
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        engine = create_engine(url, pool_size=1, max_overflow=4)
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -84,7 +92,8 @@ def safe_text(message: str, url: str | URL) -> str:
     password = parsed.password if parsed is not None else None
     line = " ".join(message.split())
     if password:
-        line = line.replace(str(password), "***")
+        for form in {str(password), quote_plus(str(password)), quote(str(password), safe="")}:
+            line = line.replace(form, "***")
     return line
 
 
@@ -101,4 +110,7 @@ def store_error(error: exc.SQLAlchemyError, url: URL) -> StoreError:
     cause = error.orig if isinstance(error, exc.DBAPIError) and error.orig else error
     first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
     where = url.render_as_string(hide_password=True)
-    return StoreError(f"database {where} is unavailable: {safe_text(first, url)}")
+    hint = ""
+    if url.get_backend_name() == "sqlite" and "unable to open" in first:
+        hint = " (does its directory exist, and may signoff write there?)"
+    return StoreError(f"database {where} is unavailable: {safe_text(first, url)}{hint}")

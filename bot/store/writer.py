@@ -15,6 +15,7 @@ while the previous transaction ran: many decisions per commit under load, one wh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -120,10 +121,10 @@ class GroupCommit:
         """Run ``op`` in the next group. Raises what ``op`` raises, or ``StoreError``."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         with self._lock:
-            self._queue.append((op, future))
             if not self._scheduled:
-                self._executor.submit(self._drain)
+                self._executor.submit(self._drain)  # RuntimeError once the store closed
                 self._scheduled = True
+            self._queue.append((op, future))
         return await future
 
     def _drain(self) -> None:
@@ -142,10 +143,10 @@ class GroupCommit:
         try:
             self._executor.submit(self._drain)
         except RuntimeError:  # the store closed with writes queued: refuse them
-            closed = StoreError("the store is closed")
+            closed: Outcome = (False, StoreError("the store is closed"))
             while self._queue:
                 _, future = self._queue.popleft()
-                future.get_loop().call_soon_threadsafe(_settle, future, (False, closed))
+                _call_soon(future.get_loop(), [(future, closed)])
             self._scheduled = False
 
     def _commit(self, group: list[tuple[Op[Any], asyncio.Future[Any]]]) -> None:
@@ -158,15 +159,26 @@ class GroupCommit:
             outcomes = [(False, failure)] * len(group)
         except Exception as error:  # a single op refused, or the log is damaged
             outcomes = [(False, error)] * len(group)
+        # one wake-up per event loop, not one per operation
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Outcome]]] = {}
         for (_, future), outcome in zip(group, outcomes, strict=True):
-            future.get_loop().call_soon_threadsafe(_settle, future, outcome)
+            by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+        for loop, settled in by_loop.items():
+            _call_soon(loop, settled)
 
 
-def _settle(future: asyncio.Future[Any], outcome: Outcome) -> None:
-    if future.cancelled():
-        return
-    ok, value = outcome
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+def _call_soon(
+    loop: asyncio.AbstractEventLoop, settled: list[tuple[asyncio.Future[Any], Outcome]]
+) -> None:
+    with contextlib.suppress(RuntimeError):  # a closed event loop: nobody waits any more
+        loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(settled: list[tuple[asyncio.Future[Any], Outcome]]) -> None:
+    for future, (ok, value) in settled:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)

@@ -15,6 +15,7 @@ ephemeral port, for the real Microsoft 365 Agents SDK code in signoff's Teams ad
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -175,10 +176,8 @@ class FakeBotFramework:
             if left <= 0:
                 raise AssertionError("the fake Bot Framework never saw the expected calls")
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(left, 0.25))
-            except TimeoutError:
-                pass
 
     # ------------------------------------------------------------------ handlers
 

@@ -82,9 +82,12 @@ class FakeSlack:
         self.messages: dict[tuple[str, str], Message] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.usergroups: dict[str, list[str]] = {}
+        self.emails: dict[str, str] = {}
         self.channels: set[str] | None = None  # None: every channel exists and has the bot
         self.faults: defaultdict[str, deque[Fault]] = defaultdict(deque)
         self.delays: dict[str, float] = {}
+        #: called with each call as it is recorded (benchmarks time card arrival with it)
+        self.observers: list[Callable[[Call], None]] = []
         self._ts = itertools.count(1)
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -101,10 +104,15 @@ class FakeSlack:
         deleted: bool = False,
         is_bot: bool = False,
         team_id: str | None = None,
+        hide_email: bool = False,
     ) -> None:
+        """``hide_email``: ``users.info`` omits the address (as without ``users:read.email``)
+        while ``users.lookupByEmail`` still finds the user by it."""
         profile: dict[str, Any] = {"display_name": name, "real_name": name.title()}
         if email is not None:
-            profile["email"] = email
+            self.emails[email.casefold()] = user_id
+            if not hide_email:
+                profile["email"] = email
         self.users[user_id] = {
             "id": user_id,
             "team_id": team_id or self.team_id,
@@ -142,8 +150,8 @@ class FakeSlack:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         server = site._server
-        assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        assert isinstance(server, asyncio.Server)
+        port = server.sockets[0].getsockname()[1]
         self.base_url = f"http://127.0.0.1:{port}/api/"
         return self.base_url
 
@@ -191,7 +199,9 @@ class FakeSlack:
         delay = (fault.delay if fault else 0.0) or self.delays.get(method, 0.0)
         if delay:
             await asyncio.sleep(delay)
-        status, answer, headers = 200, {"ok": True}, {}
+        status = 200
+        answer: dict[str, Any] = {"ok": True}
+        headers: dict[str, str] = {}
         if fault is not None and (fault.status != 200 or fault.error):
             if fault.error:
                 answer = {"ok": False, "error": fault.error}
@@ -204,7 +214,10 @@ class FakeSlack:
         else:
             handler = getattr(self, "_m_" + method.replace(".", "_"), None)
             answer = handler(args) if handler else {"ok": False, "error": "unknown_method"}
-        self.calls.append(Call(method, args, status, answer, time.monotonic()))
+        call = Call(method, args, status, answer, time.monotonic())
+        self.calls.append(call)
+        for observe in self.observers:
+            observe(call)
         async with self._changed:
             self._changed.notify_all()
         return web.json_response(answer, status=status, headers=headers)
@@ -281,6 +294,7 @@ class FakeSlack:
                 "error": "invalid_arguments",
                 "response_metadata": {"messages": problems},
             }
+        assert isinstance(view, dict)
         return {"ok": True, "view": {**view, "id": f"V{next(self._ts):08d}"}}
 
     def _m_usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -296,11 +310,10 @@ class FakeSlack:
         return {"ok": True, "user": user}
 
     def _m_users_lookupByEmail(self, args: dict[str, Any]) -> dict[str, Any]:
-        wanted = str(args.get("email", "")).casefold()
-        for user in self.users.values():
-            if str(user["profile"].get("email", "")).casefold() == wanted:
-                return {"ok": True, "user": user}
-        return {"ok": False, "error": "users_not_found"}
+        user_id = self.emails.get(str(args.get("email", "")).casefold())
+        if user_id is None or user_id not in self.users:
+            return {"ok": False, "error": "users_not_found"}
+        return {"ok": True, "user": self.users[user_id]}
 
 
 # ---------------------------------------------------------------------- decoding and limits

@@ -35,8 +35,7 @@ def form(payload: dict[str, Any]) -> bytes:
 
 
 def _user(user_id: str, team_id: str) -> dict[str, Any]:
-    return {"id": user_id, "username": user_id.lower(), "name": user_id.lower(),
-            "team_id": team_id}
+    return {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": team_id}
 
 
 def block_actions(
@@ -56,8 +55,12 @@ def block_actions(
         "user": _user(user, team),
         "api_app_id": "A0SIGNOFF",
         "token": "legacy-verification-token",
-        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel,
-                      "is_ephemeral": False},
+        "container": {
+            "type": "message",
+            "message_ts": message_ts,
+            "channel_id": channel,
+            "is_ephemeral": False,
+        },
         "trigger_id": trigger_id or f"{n}.1.trigger{n:06d}",
         "team": {"id": team, "domain": "signoff-test"},
         "enterprise": None,

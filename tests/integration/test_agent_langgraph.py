@@ -54,7 +54,9 @@ def lookup_customer(customer_id: str) -> str:
 
 
 def call(name: str, args: dict[str, Any], call_id: str = "call-1") -> AIMessage:
-    return AIMessage(content="", id="ai-1", tool_calls=[{"name": name, "args": args, "id": call_id}])
+    return AIMessage(
+        content="", id="ai-1", tool_calls=[{"name": name, "args": args, "id": call_id}]
+    )
 
 
 def build(db: Path, client: Signoff, responses: list[AIMessage]) -> Any:
@@ -70,7 +72,9 @@ def build(db: Path, client: Signoff, responses: list[AIMessage]) -> Any:
 
     graph = StateGraph(State)
     graph.add_node("agent", agent)
-    graph.add_node("tools", signoff_tools_node(Approvals(client), [transfer_money, lookup_customer]))
+    graph.add_node(
+        "tools", signoff_tools_node(Approvals(client), [transfer_money, lookup_customer])
+    )
     graph.add_edge(START, "agent")
     graph.add_conditional_edges("agent", route, ["tools", END])
     graph.add_edge("tools", "agent")
@@ -89,8 +93,11 @@ def tool_messages(result: Any) -> list[ToolMessage]:
 
 def test_auto_call_runs_without_pausing(live: LiveServer, tmp_path: Path) -> None:
     client = Signoff(live.url, live.register())
-    graph = build(tmp_path / "cp.db", client,
-                  [call("lookup_customer", {"customer_id": "c-1"}), AIMessage("done")])
+    graph = build(
+        tmp_path / "cp.db",
+        client,
+        [call("lookup_customer", {"customer_id": "c-1"}), AIMessage("done")],
+    )
     config = {"configurable": {"thread_id": "t-auto"}}
     result = graph.invoke({"messages": [HumanMessage("who is c-1?")]}, config)
     [message] = tool_messages(result)
@@ -124,8 +131,9 @@ def test_denial_reaches_the_model_as_a_tool_error(live: LiveServer, tmp_path: Pa
     db = tmp_path / "cp.db"
     client = Signoff(live.url, live.register())
     config = {"configurable": {"thread_id": "t-2"}}
-    graph = build(db, client, [call("transfer_money", {"amount": 8000, "to": "x"}),
-                               AIMessage("ok, not paid")])
+    graph = build(
+        db, client, [call("transfer_money", {"amount": 8000, "to": "x"}), AIMessage("ok, not paid")]
+    )
     graph.invoke({"messages": [HumanMessage("pay x")]}, config)
     [request_id] = pending_requests(graph.get_state(config))
     live.deny(request_id, "x is not a vendor")
@@ -142,14 +150,16 @@ def test_arguments_tampered_in_the_checkpoint_after_approval_are_refused(
     db = tmp_path / "cp.db"
     client = Signoff(live.url, live.register())
     config = {"configurable": {"thread_id": "t-3"}}
-    graph = build(db, client, [call("transfer_money", {"amount": 5000, "to": "acct-1"}),
-                               AIMessage("stopped")])
+    graph = build(
+        db, client, [call("transfer_money", {"amount": 5000, "to": "acct-1"}), AIMessage("stopped")]
+    )
     graph.invoke({"messages": [HumanMessage("pay")]}, config)
     [request_id] = pending_requests(graph.get_state(config))
     live.approve(request_id)
     # someone with access to the checkpoint store rewrites the approved call
     graph.update_state(
-        config, {"messages": [call("transfer_money", {"amount": 5000, "to": "attacker"})]},
+        config,
+        {"messages": [call("transfer_money", {"amount": 5000, "to": "attacker"})]},
         as_node="agent",
     )
     result = graph.invoke(None, config)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
+import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
@@ -206,3 +208,46 @@ async def test_cli_gateway_over_stdio(
     assert not result.is_error and "sent 1500 to acct-4" in text(result)
     assert decided.result(5).call.arguments == {"amount": 1500, "to": "acct-4"}
     assert len(executions(log)) == 1
+
+
+async def test_streamable_http_upstream_with_a_tool_prefix(
+    live: LiveServer, upstream: tuple[StdioServerParameters, Path], tmp_path: Path
+) -> None:
+    """The same upstream served over streamable HTTP; the gateway names tools for signoff
+    with a prefix (``bank.lookup_customer`` is unknown to the policy, so it needs approval)."""
+    params, log = upstream
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = tmp_path / "bank_http.py"
+    script.write_text(
+        Path(params.args[0])
+        .read_text()
+        .replace("bank.run()", f'bank.run("streamable-http", host="127.0.0.1", port={port})')
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(log)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            await asyncio.sleep(0.05)
+        decided = live.in_background(lambda r: live.approve(r.id))
+        async with (
+            AsyncSignoff(live.url, live.register("http-agent")) as signoff,
+            Client(f"http://127.0.0.1:{port}/mcp") as up,
+        ):
+            gateway = Gateway(signoff, up, hold=10, prefix="bank.")
+            async with Client(gateway.server(), mode="legacy") as session:
+                result = await session.call_tool("lookup_customer", {"customer_id": "c-9"})
+        assert not result.is_error and "customer c-9: Ada" in text(result)
+        request = decided.result(5)
+        assert request.call.tool == "bank.lookup_customer" and request.tier.value == "confirm"
+        assert executions(log) == [{"tool": "lookup_customer", "args": {"customer_id": "c-9"}}]
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -47,7 +47,9 @@ def scripted(tool: str, args: dict[str, Any]) -> FunctionModel:
         if isinstance(last, ModelRequest):
             for part in last.parts:
                 if isinstance(part, ToolReturnPart):
-                    return ModelResponse(parts=[TextPart(f"tool said: {part.model_response_str()}")])
+                    return ModelResponse(
+                        parts=[TextPart(f"tool said: {part.model_response_str()}")]
+                    )
         return ModelResponse(parts=[ToolCallPart(tool, args, tool_call_id="call-1")])
 
     return FunctionModel(respond)

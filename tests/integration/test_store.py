@@ -33,7 +33,8 @@ from bot.domain import (
 )
 from bot.errors import Conflict, EvidenceError, NotFound, StoreError
 from bot.evidence import merkle
-from bot.store import SqlStore
+from bot.store import SqlStore, migrate
+from bot.store.engine import make_engine, parse_url
 from bot.store.migrate import differences, head_revision
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
@@ -139,8 +140,20 @@ async def second(store_url: str, store: SqlStore) -> AsyncIterator[SqlStore]:
         await other.close()
 
 
-async def test_ping(store: SqlStore) -> None:
+async def test_ping_and_connection_settings(store: SqlStore) -> None:
     await store.ping()
+    if store.engine.dialect.name == "sqlite":
+        with store.engine.connect() as conn:
+            pragmas = {
+                name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+            }
+        assert pragmas == {
+            "journal_mode": "wal",
+            "synchronous": 1,  # NORMAL
+            "busy_timeout": 5000,
+            "foreign_keys": 1,
+        }
 
 
 async def test_agent_round_trip(store: SqlStore) -> None:
@@ -511,6 +524,8 @@ async def test_closed_store_raises_store_error(store_url: str) -> None:
     await opened.close()
     with pytest.raises(StoreError, match="closed"):
         await opened.ping()
+    with pytest.raises(StoreError, match="closed"):
+        await opened.add_agent(Agent("late", "1" * 64, T0))
 
 
 @pytest.mark.postgres
@@ -528,6 +543,32 @@ async def test_lost_connections_raise_store_error_then_recover(pg_url: str) -> N
         await opened.ping()  # the pool dropped the dead connections and reconnects
     finally:
         await opened.close()
+
+
+async def test_upgrade_from_the_first_revision_keeps_data(store_url: str) -> None:
+    engine = make_engine(parse_url(store_url), pool_size=1)
+    try:
+        migrate.upgrade(engine, "0001")
+        with engine.connect().execution_options(signoff_write=True) as conn, conn.begin():
+            conn.exec_driver_sql(
+                "INSERT INTO agents (id, token_hash, labels, suspended, created_at) "
+                "VALUES ('old-agent', 'abc', '{\"k\": \"v\"}', false, '2026-01-02 03:04:05')"
+            )
+        with engine.connect() as conn:
+            assert migrate.current_revision(conn) == "0001"
+    finally:
+        engine.dispose()
+
+    upgraded = await SqlStore.open(store_url)
+    try:
+        agent = await upgraded.get_agent("old-agent")
+        assert agent is not None
+        assert agent.labels == {"k": "v"} and agent.created_at == T0.replace(microsecond=0)
+        with upgraded.engine.connect() as conn:
+            assert migrate.current_revision(conn) == migrate.head_revision()
+        assert differences(upgraded.engine) == []
+    finally:
+        await upgraded.close()
 
 
 async def test_upgrade_keeps_data_and_models_match_migrations(store_url: str) -> None:
@@ -570,7 +611,9 @@ async def test_concurrent_writes_on_one_store_isolate_a_refusal(store: SqlStore)
     conflicts = [r for r in results if isinstance(r, Conflict)]
     stored = [r for r in results if isinstance(r, Request)]
     assert len(conflicts) == 3 and len(stored) == 9, results
-    assert all(not isinstance(r, BaseException) for r in results[:8])
+    for first, reuse in ((0, 8), (1, 9)):  # one request per key (which one is a race)
+        assert isinstance(results[first], Request) != isinstance(results[reuse], Request)
+    assert all(isinstance(r, Request) for r in results[2:8])
 
     size = await store.log_size()
     assert size == 1 + 9
@@ -582,3 +625,13 @@ async def test_concurrent_writes_on_one_store_isolate_a_refusal(store: SqlStore)
         assert await store.get_request(request.id) == request
     leaves = [e.leaf_hash for e in entries]
     assert await store.log_root(size) == naive_root(leaves)
+
+
+async def test_in_memory_sqlite_store_for_tests() -> None:
+    memory = await SqlStore.open("sqlite://")
+    try:
+        stored = await memory.insert_request(make_request(1), envelope(1), Event.NOTIFIED)
+        assert await memory.get_request("req-1") == stored
+        assert await memory.log_root(1) == merkle.leaf_hash(envelope(1))
+    finally:
+        await memory.close()

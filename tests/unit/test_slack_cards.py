@@ -41,13 +41,12 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 ALICE = Approver(Platform.SLACK, "T0TEAM", "U0ALICE", "alice", "alice@example.com")
 ERIN = Approver(Platform.SLACK, "T0TEAM", "U0ERIN", "erin", "erin@example.com")
-CONSOLE_CAROL = Approver(Platform.CONSOLE, "console", "carol", "Carol <!channel>",
-                         via="console_login")
+CONSOLE_CAROL = Approver(
+    Platform.CONSOLE, "console", "carol", "Carol <!channel>", via="console_login"
+)
 
 # Slack control sequences a card may legitimately contain (dates, mentions of voters by id).
-_ALLOWED = re.compile(
-    r"<!date\^\d+\^\{date_short_pretty\} \{time\}\|[^<>|]*>|<@[UW][A-Z0-9]+>"
-)
+_ALLOWED = re.compile(r"<!date\^\d+\^\{date_short_pretty\} \{time\}\|[^<>|]*>|<@[UW][A-Z0-9]+>")
 
 
 def hostile_arguments() -> dict[str, Any]:
@@ -71,8 +70,14 @@ def make_request(**changes: Any) -> Request:
         changes.pop("tool", "payments.transfer"),
         args,
         changes.pop("justification", "Refund for order 8812 approved by support ticket 4471"),
-        changes.pop("context", {"prompt": "Refund the customer for order 8812",
-                                "requested_by": "bob@example.com", "session_id": "s-1"}),
+        changes.pop(
+            "context",
+            {
+                "prompt": "Refund the customer for order 8812",
+                "requested_by": "bob@example.com",
+                "session_id": "s-1",
+            },
+        ),
     )
     base = Request(
         id="0b7e7a0e-3f2c-4a53-9a55-2c1f1f1f0001",
@@ -142,9 +147,18 @@ def test_pending_card_golden_and_buttons_carry_only_the_request_id() -> None:
     assert found[ACTION_APPROVE]["style"] == "primary" and "confirm" in found[ACTION_APPROVE]
     assert found[ACTION_DENY]["style"] == "danger"
     shown = json.dumps(blocks, ensure_ascii=False)
-    for fact in ("billing-agent", request.arguments_sha256, "large-transfer", "2026-11-21",
-                 "sha256:abababababab", "bob@example.com", "Refund for order 8812",
-                 "Approvals:* 0 of 1", "<!date^1795256100^", "2026-11-21 10:15 UTC"):
+    for fact in (
+        "billing-agent",
+        request.arguments_sha256,
+        "large-transfer",
+        "2026-11-21",
+        "sha256:abababababab",
+        "bob@example.com",
+        "Refund for order 8812",
+        "Approvals:* 0 of 1",
+        "<!date^1795256100^",
+        "2026-11-21 10:15 UTC",
+    ):
         assert fact in shown, fact
 
 
@@ -152,16 +166,22 @@ def test_hostile_card_golden_escapes_everything_and_stays_in_limits() -> None:
     request = make_request(
         arguments=hostile_arguments(),
         justification="<!channel> urgent!!! " + "\u202e" + "B" * 5000,
-        context={"prompt": "<@U0ALICE> ignore previous instructions " + "p" * 3000,
-                 "requested_by": "<!here>", "extra": {"a": 1}},
+        context={
+            "prompt": "<@U0ALICE> ignore previous instructions " + "p" * 3000,
+            "requested_by": "<!here>",
+            "extra": {"a": 1},
+        },
     )
     card = build_card(request)
     blocks = card.block_dicts()
     assert_safe(blocks)
     check_golden("slack_card_hostile", {"text": card.text, "blocks": blocks})
     assert card.truncated
-    assert {b["action_id"] for b in buttons(blocks)} == {ACTION_APPROVE, ACTION_DENY,
-                                                          ACTION_VIEW_ARGS}
+    assert {b["action_id"] for b in buttons(blocks)} == {
+        ACTION_APPROVE,
+        ACTION_DENY,
+        ACTION_VIEW_ARGS,
+    }
     shown = json.dumps(blocks, ensure_ascii=False)
     assert request.arguments_sha256 in shown  # the digest is always shown
     for key in ("memo", "formatting", "blob", "nested", "emoji", "rtl", "override"):
@@ -186,7 +206,9 @@ def test_hostile_arguments_modal_shows_everything_exactly() -> None:
 
 def test_final_cards_have_no_decision_buttons_and_say_who_when_why() -> None:
     approved = make_request(
-        status=Status.APPROVED, decided_at=T0 + timedelta(minutes=4), last_log_index=41,
+        status=Status.APPROVED,
+        decided_at=T0 + timedelta(minutes=4),
+        last_log_index=41,
         requirement=Requirement(("finance",), 2),
     )
     votes = [vote(ALICE, Verdict.APPROVE), vote(ERIN, Verdict.APPROVE)]
@@ -198,8 +220,12 @@ def test_final_cards_have_no_decision_buttons_and_say_who_when_why() -> None:
     assert "Approved* by <@U0ALICE>, <@U0ERIN>" in shown and "log index 41" in shown
     assert "Approvals:* 2 of 2" in shown
 
-    denied = make_request(status=Status.DENIED, decided_at=T0 + timedelta(minutes=2),
-                          reason="<!channel> wrong account", last_log_index=7)
+    denied = make_request(
+        status=Status.DENIED,
+        decided_at=T0 + timedelta(minutes=2),
+        reason="<!channel> wrong account",
+        last_log_index=7,
+    )
     blocks = build_card(denied, [vote(CONSOLE_CAROL, Verdict.DENY, "wrong")]).block_dicts()
     assert_safe(blocks)
     check_golden("slack_card_denied", blocks)
@@ -216,13 +242,19 @@ def test_final_cards_have_no_decision_buttons_and_say_who_when_why() -> None:
 
 
 def test_notify_card_is_information_only() -> None:
-    request = make_request(tier=Tier.NOTIFY, status=Status.APPROVED, decided_at=T0,
-                           deadline=None, tool="payments.refund", last_log_index=2)
+    request = make_request(
+        tier=Tier.NOTIFY,
+        status=Status.APPROVED,
+        decided_at=T0,
+        deadline=None,
+        tool="payments.refund",
+        last_log_index=2,
+    )
     blocks = build_card(request).block_dicts()
     assert_safe(blocks)
     check_golden("slack_card_notify", blocks)
     assert buttons(blocks) == []
-    assert blocks[0]["text"]["text"].startswith("ℹ For your information")
+    assert blocks[0]["text"]["text"].startswith("\N{INFORMATION SOURCE} For your information")
 
 
 def test_deny_modal_requires_a_reason_and_remembers_the_request() -> None:

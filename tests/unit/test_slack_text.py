@@ -23,14 +23,26 @@ from adapters.slack.text import (
 
 @pytest.mark.parametrize(
     "hostile",
-    ["<!channel>", "<!here>", "<!everyone>", "<@U0ALICE>", "<#C0GENERAL>",
-     "<http://evil.example|your bank>", "<!subteam^S0FIN>", "<!date^1^{date}|x>"],
+    [
+        "<!channel>",
+        "<!here>",
+        "<!everyone>",
+        "<@U0ALICE>",
+        "<#C0GENERAL>",
+        "<http://evil.example|your bank>",
+        "<!subteam^S0FIN>",
+        "<!date^1^{date}|x>",
+    ],
 )
 def test_escape_leaves_no_control_sequence(hostile: str) -> None:
     out = escape(f"hi {hostile} & bye")
     assert "<" not in out and ">" not in out
-    assert out == "hi " + hostile.replace("&", "&amp;").replace("<", "&lt;").replace(
-        ">", "&gt;") + " &amp; bye"
+    assert (
+        out
+        == "hi "
+        + hostile.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        + " &amp; bye"
+    )
 
 
 def test_escape_marks_invisible_direction_overrides() -> None:
@@ -39,8 +51,13 @@ def test_escape_marks_invisible_direction_overrides() -> None:
 
 
 def test_pretty_json_is_exact_and_cannot_close_a_code_block() -> None:
-    value = {"cmd": "echo ```oops``` `x`", "dir": "\u202etxt.exe", "tag": "a\U000e0041b",
-             "emoji": "🔥", "n": [1, 2.5, None, True]}
+    value = {
+        "cmd": "echo ```oops``` `x`",
+        "dir": "\u202etxt.exe",
+        "tag": "a\U000e0041b",
+        "emoji": "🔥",
+        "n": [1, 2.5, None, True],
+    }
     text = pretty_json(value)
     assert json.loads(text) == value
     assert "`" not in text and "\u202e" not in text and "\U000e0041" not in text

@@ -102,7 +102,7 @@ def test_card_shows_the_exact_call_and_everything_the_spec_names() -> None:
         "payments.transfer",
         "risk tier: confirm",
         "billing-agent",
-        req.artifact_digest,
+        str(req.artifact_digest),
         "large-transfer",
         "2026-11-21",
         req.policy.digest,
@@ -132,11 +132,13 @@ def test_pending_card_has_execute_actions_a_required_reason_and_refresh() -> Non
     assert card["refresh"]["userIds"] == ["8:orgid:alice", "8:orgid:bob"]
 
 
-@pytest.mark.parametrize("status", [Status.APPROVED, Status.DENIED, Status.EXPIRED,
-                                    Status.CANCELLED])
+@pytest.mark.parametrize(
+    "status", [Status.APPROVED, Status.DENIED, Status.EXPIRED, Status.CANCELLED]
+)
 def test_final_card_has_no_buttons_and_says_what_happened(status: Status) -> None:
-    req = request(status=status, decided_at=T0 + timedelta(minutes=3), reason="done here",
-                  last_log_index=41)
+    req = request(
+        status=status, decided_at=T0 + timedelta(minutes=3), reason="done here", last_log_index=41
+    )
     card = approval_card(req)
     assert "actions" not in card and "refresh" not in card
     shown = all_text(card)
@@ -163,15 +165,20 @@ def test_votes_and_quorum_progress_are_shown() -> None:
 def test_agent_text_only_ever_appears_in_text_runs() -> None:
     req = request(
         agent_id="agent" + HOSTILE,
-        call=ToolCall(tool="t." + HOSTILE, arguments={"x": HOSTILE}, justification=HOSTILE,
-                      context={"prompt": HOSTILE}),
+        call=ToolCall(
+            tool="t." + HOSTILE,
+            arguments={"x": HOSTILE},
+            justification=HOSTILE,
+            context={"prompt": HOSTILE},
+        ),
         artifact_digest=HOSTILE,
         reason=HOSTILE,
         status=Status.DENIED,
     )
     alice = Approver(Platform.TEAMS, "t1", "aad-alice", HOSTILE)
-    card = approval_card(req, [Vote(req.id, alice, Verdict.DENY, HOSTILE, HOSTILE, T0)],
-                         note=HOSTILE)
+    card = approval_card(
+        req, [Vote(req.id, alice, Verdict.DENY, HOSTILE, HOSTILE, T0)], note=HOSTILE
+    )
     for kind, text in texts(card):
         if kind == "TextBlock":  # Markdown-parsed: only our own constant text
             assert "<" not in text and "**" not in text and "evil" not in text, text
@@ -183,9 +190,18 @@ def test_agent_text_only_ever_appears_in_text_runs() -> None:
 
 def test_long_values_are_cut_and_the_card_stays_under_the_teams_limit() -> None:
     huge = "A" * 10_000
-    req = request(call=ToolCall(tool="payments.transfer", arguments={"memo": huge, "n": 1},
-                                justification=huge, context={"prompt": huge}))
-    card = approval_card(req)
+    req = request(
+        call=ToolCall(
+            tool="payments.transfer",
+            arguments={"memo": huge, "n": 1},
+            justification=huge,
+            context={"prompt": huge},
+        )
+    )
+    voters = [Approver(Platform.TEAMS, "t1", f"aad-{i}", "N" * 5000) for i in range(10)]
+    votes = [Vote(req.id, a, Verdict.APPROVE, "finance", huge, T0) for a in voters]
+    req = replace(req, requirement=Requirement(groups=("finance",), quorum=11))
+    card = approval_card(req, votes, note=huge)
     size = len(json.dumps({"attachments": [{"content": card}]}).encode())
     assert size < 28_000
     shown = all_text(card)
@@ -211,14 +227,13 @@ def test_escape_markdown_neutralises_markup_and_mentions() -> None:
 
 
 def test_visible_marks_hidden_characters() -> None:
-    assert visible("a\u202eb\u2066c\ufeffd\te\nf") == (
-        "a⟦U+202E⟧b⟦U+2066⟧c⟦U+FEFF⟧d\te\nf"
-    )
+    assert visible("a\u202eb\u2066c\ufeffd\te\nf") == ("a⟦U+202E⟧b⟦U+2066⟧c⟦U+FEFF⟧d\te\nf")
 
 
 def test_outcome_reply_escapes_names_and_reasons() -> None:
-    req = request(status=Status.DENIED, decided_at=T0, reason="<at>all</at> **no**",
-                  last_log_index=7)
+    req = request(
+        status=Status.DENIED, decided_at=T0, reason="<at>all</at> **no**", last_log_index=7
+    )
     mallory = Approver(Platform.TEAMS, "t1", "aad-m", "[Bob](https://evil)")
     text = outcome_text(req, [Vote(req.id, mallory, Verdict.DENY, "finance", "x", T0)])
     assert text.startswith("**Denied** at 2026-11-21 10:00:00 UTC by \\[Bob\\]")
@@ -241,8 +256,11 @@ def test_golden_card_with_hostile_input() -> None:
     req = replace(req, arguments_sha256=arguments_sha256(req.call.arguments))
     alice = Approver(Platform.TEAMS, "t1", "aad-alice", "Alice <at>x</at>")
     votes = [Vote(req.id, alice, Verdict.APPROVE, "finance", HOSTILE, T0)]
-    card = approval_card(replace(req, requirement=Requirement(groups=("finance",), quorum=2)),
-                         votes, refresh_users=["8:orgid:aad-alice"])
+    card = approval_card(
+        replace(req, requirement=Requirement(groups=("finance",), quorum=2)),
+        votes,
+        refresh_users=["8:orgid:aad-alice"],
+    )
     rendered = json.dumps(card, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
     if os.environ.get("SIGNOFF_UPDATE_GOLDEN"):
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)

@@ -9,12 +9,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from microsoft_agents.activity import Activity, ResourceResponse
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from adapters.teams.connector import Connector, retry_after
 from bot.errors import ChannelError
-from microsoft_agents.activity import Activity, ResourceResponse
 
 
 def http_error(status: int, retry: str | None = None) -> aiohttp.ClientResponseError:
@@ -42,7 +42,9 @@ class FakeConversations:
         assert body.id == activity_id
         return await self._next("update", conversation_id, activity_id)
 
-    async def reply_to_activity(self, conversation_id: str, activity_id: str, body: Activity) -> Any:
+    async def reply_to_activity(
+        self, conversation_id: str, activity_id: str, body: Activity
+    ) -> Any:
         return await self._next("reply", conversation_id, activity_id)
 
 
@@ -61,11 +63,23 @@ class FakeFactory:
         self.clients: list[FakeClient] = []
         self.requests: list[dict[str, Any]] = []
 
-    async def create_connector_client(self, context: Any, identity: Any, service_url: str,
-                                      audience: str, scopes: Any = None,
-                                      use_anonymous: bool = False) -> FakeClient:
-        self.requests.append({"service_url": service_url, "audience": audience,
-                              "claims": dict(identity.claims), "anonymous": use_anonymous})
+    async def create_connector_client(
+        self,
+        context: Any,
+        identity: Any,
+        service_url: str,
+        audience: str,
+        scopes: Any = None,
+        use_anonymous: bool = False,
+    ) -> FakeClient:
+        self.requests.append(
+            {
+                "service_url": service_url,
+                "audience": audience,
+                "claims": dict(identity.claims),
+                "anonymous": use_anonymous,
+            }
+        )
         client = FakeClient(self.conversations)
         self.clients.append(client)
         return client
@@ -96,8 +110,9 @@ async def test_retryable_statuses_are_retried_then_succeed(status: int) -> None:
 
 
 async def test_retry_after_is_honoured_and_capped() -> None:
-    conn, _, slept = connector([http_error(429, "3"), http_error(429, "9999"), "act-1"],
-                               max_delay=20.0)
+    conn, _, slept = connector(
+        [http_error(429, "3"), http_error(429, "9999"), "act-1"], max_delay=20.0
+    )
     await conn.send("https://smba/", "19:c", message())
     assert slept == [3.0, 20.0]
 

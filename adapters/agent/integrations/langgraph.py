@@ -45,11 +45,15 @@ def idempotency_key(config: RunnableConfig, tool_call_id: str) -> str:
 
 
 def _submit(
-    approvals: Approvals, config: RunnableConfig, call: Mapping[str, Any], justification: str
+    approvals: Approvals,
+    config: RunnableConfig,
+    call: Mapping[str, Any],
+    justification: str,
+    tool: str,
 ) -> RequestState:
     try:
         return approvals.client.submit(
-            call["name"],
+            tool,
             json_arguments(call["args"]),
             justification=justification,
             context={"via": "langgraph", "tool_call_id": call["id"]},
@@ -57,7 +61,7 @@ def _submit(
         )
     except ApiError as exc:
         if exc.status == 409:
-            raise GrantRefused(call["name"], "the arguments changed after the request") from exc
+            raise GrantRefused(tool, "the arguments changed after the request") from exc
         raise
 
 
@@ -67,18 +71,23 @@ def signoff_tools_node(
     *,
     justification: str | Callable[[Mapping[str, Any]], str] = "",
     messages_key: str = "messages",
+    names: Mapping[str, str] | None = None,
 ) -> Callable[[dict[str, Any], RunnableConfig], dict[str, list[ToolMessage]]]:
-    """A graph node running the last AI message's tool calls with signoff in front."""
+    """A graph node running the last AI message's tool calls with signoff in front.
+    ``names`` maps a LangChain tool name to the signoff tool name (e.g. ``payments.transfer``);
+    unmapped tools keep their own name."""
     by_name = {tool.name: tool for tool in tools}
+    renamed = dict(names or {})
 
     def node(state: dict[str, Any], config: RunnableConfig) -> dict[str, list[ToolMessage]]:
         message = state[messages_key][-1]
         calls = list(message.tool_calls) if isinstance(message, AIMessage) else []
-        decided: dict[str, RequestState | AgentError] = {}
+        decided: dict[str | None, RequestState | AgentError] = {}
         for call in calls:
             why = justification(call["args"]) if callable(justification) else justification
             try:
-                decided[call["id"]] = _submit(approvals, config, call, why)
+                tool = renamed.get(call["name"], call["name"])
+                decided[call["id"]] = _submit(approvals, config, call, why, tool)
             except AgentError as exc:
                 decided[call["id"]] = exc
         pending = [s.id for s in decided.values() if isinstance(s, RequestState) and not s.final]
@@ -90,7 +99,8 @@ def signoff_tools_node(
                     decided[call_id] = approvals.client.get(item.id)
         out: list[ToolMessage] = []
         for call in calls:
-            out.append(_run(approvals, by_name, call, decided[call["id"]]))
+            tool = renamed.get(call["name"], call["name"])
+            out.append(_run(approvals, by_name, call, decided[call["id"]], tool))
         return {messages_key: out}
 
     return node
@@ -101,6 +111,7 @@ def _run(
     by_name: Mapping[str, BaseTool],
     call: Mapping[str, Any],
     item: RequestState | AgentError,
+    signoff_name: str,
 ) -> ToolMessage:
     name, call_id = call["name"], call["id"]
     try:
@@ -112,7 +123,7 @@ def _run(
         tool = by_name.get(name)
         if tool is None:
             return ToolMessage(f"Unknown tool {name}.", tool_call_id=call_id, status="error")
-        result = approvals.run(item, name, call["args"], lambda: tool.invoke(call["args"]))
+        result = approvals.run(item, signoff_name, call["args"], lambda: tool.invoke(call["args"]))
         return ToolMessage(str(result), tool_call_id=call_id, name=name)
     except AgentError as exc:
         return ToolMessage(str(exc), tool_call_id=call_id, name=name, status="error")

@@ -77,7 +77,10 @@ def signoff_tool(
 
 
 async def resolve(
-    approvals: AsyncApprovals, requests: DeferredToolRequests, *, timeout: float | None = None
+    approvals: AsyncApprovals,
+    requests: DeferredToolRequests,
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109 -- a wait budget; Pending when spent
 ) -> DeferredToolResults:
     """Wait for signoff's decision on each deferred approval and turn it into results.
     Raises ``Pending`` when a request is still undecided after ``timeout`` seconds."""

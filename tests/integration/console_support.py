@@ -1,0 +1,130 @@
+"""Support for the console tests: a real signoff server (``adapters.main.build`` with every
+configured adapter, so the console is mounted) on an ephemeral loopback port, console users,
+an agent with its token, and headless Chromium through Playwright's async API."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from adapters.console.passwords import hash_password
+from adapters.main import Runtime, build
+from bot.settings import load_settings
+from bot.store.users import ConsoleUser, UserStore
+from tests.support import write_home
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "correct horse battery"
+
+POLICY = """\
+apiVersion: signoff/v1
+kind: ToolPolicy
+metadata: {name: console-test, version: "c1"}
+groups:
+  finance:
+    console: {users: [alice, dave]}
+  dba:
+    console: {users: [bob]}
+  leads:
+    console: {users: [carol]}
+defaults:
+  unknown_tool: confirm
+  sla: 15m
+  approvers: {groups: [leads]}
+rules:
+  - name: reads
+    tool: "*.read"
+    tier: auto
+  - name: large-transfer
+    tool: payments.transfer
+    tier: confirm
+    approvers: {groups: [finance]}
+    sla: 15m
+  - name: production-delete
+    tool: db.delete
+    tier: confirm
+    approvers: {groups: [dba]}
+    sla: 30m
+"""
+
+TRANSFER = {
+    "tool": "payments.transfer",
+    "arguments": {"amount": 25000, "currency": "USD", "to": "acct-123"},
+    "justification": "Refund for order 8812 approved by support ticket 4471",
+    "context": {"requested_by": "user@example.com", "session_id": "s-1"},
+}
+
+
+@dataclass
+class Server:
+    runtime: Runtime
+    url: str
+    token: str
+    http: aiohttp.ClientSession
+
+    async def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        async with self.http.post(
+            f"{self.url}/v1/requests", json=body, headers=self.auth
+        ) as response:
+            assert response.status == 201, await response.text()
+            data: dict[str, Any] = await response.json()
+            return data
+
+    async def wait(self, request_id: str, seconds: int = 30) -> dict[str, Any]:
+        async with self.http.get(
+            f"{self.url}/v1/requests/{request_id}?wait={seconds}", headers=self.auth
+        ) as response:
+            assert response.status == 200, await response.text()
+            data: dict[str, Any] = await response.json()
+            return data
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def add_users(runtime: Runtime, *names: str, password: str = PASSWORD) -> None:
+    users = UserStore(runtime.store)
+    hashed = hash_password(password)
+    for name in names:
+        await users.add_user(ConsoleUser(name, hashed, datetime.now(UTC)))
+
+
+@contextlib.asynccontextmanager
+async def running_server(root: Path, **server: Any) -> AsyncIterator[Server]:
+    """The server; ``server`` overrides fields of ``settings.server``."""
+    settings = load_settings(write_home(root, policy=POLICY))
+    settings = dataclasses.replace(settings, server=dataclasses.replace(settings.server, **server))
+    runtime = await build(settings)
+    await add_users(runtime, "alice", "bob", "carol", "dave")
+    _, token = await runtime.gate.register_agent("billing-agent")
+    runner = web.AppRunner(runtime.app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    http = aiohttp.ClientSession()
+    try:
+        yield Server(runtime, f"http://{host}:{port}", token, http)
+    finally:
+        await http.close()
+        await runner.cleanup()
+        await runtime.gate.drain()
+        await runtime.store.close()

@@ -1,0 +1,165 @@
+"""The console over plain HTTP (aiohttp's client against the real server): cookie attributes,
+login CSRF, redirects, headers, disabled users; and the throttle's arithmetic."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from adapters.console.throttle import ThrottlePolicy
+from bot.store.users import Throttle, UserStore
+from tests.integration.console_support import PASSWORD, Server, running_server
+
+TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest_asyncio.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Server]:
+    async with running_server(tmp_path) as running:
+        yield running
+
+
+async def login(
+    http: aiohttp.ClientSession,
+    url: str,
+    name: str = "alice",
+    *,
+    headers: dict[str, str] | None = None,
+) -> aiohttp.ClientResponse:
+    async with http.get(f"{url}/console/login", headers=headers) as page:
+        match = TOKEN.search(await page.text())
+        assert match is not None
+        login_cookie = page.cookies["signoff_login"].value
+    # sent by hand: a jar keeps Secure cookies away from this plain-http test server
+    return await http.post(
+        f"{url}/console/login",
+        data={
+            "csrf_token": match.group(1),
+            "username": name,
+            "password": PASSWORD,
+            "next": "/console/audit",
+        },
+        headers={**(headers or {}), "Cookie": f"signoff_login={login_cookie}"},
+        allow_redirects=False,
+    )
+
+
+def fresh_session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def test_session_cookie_attributes_over_plain_http(server: Server) -> None:
+    async with fresh_session() as http:
+        response = await login(http, server.url)
+        assert response.status == 303
+        assert response.headers["Location"] == "/console/audit"
+        cookie = response.cookies["signoff_session"]
+        assert cookie["httponly"] and cookie["samesite"] == "Strict"
+        assert cookie["path"] == "/console"
+        assert not cookie["secure"]
+        assert len(cookie.value) >= 43  # 256 random bits, base64url
+
+
+@pytest.mark.parametrize(
+    ("server", "headers", "secure"),
+    [
+        ({"public_url": "https://signoff.example"}, {}, True),
+        ({"trust_proxy_https": True}, {"X-Forwarded-Proto": "https"}, True),
+        ({}, {"X-Forwarded-Proto": "https"}, False),  # proxy header not trusted
+    ],
+)
+async def test_secure_cookies_behind_https(
+    tmp_path: Path, server: dict[str, Any], headers: dict[str, str], secure: bool
+) -> None:
+    async with running_server(tmp_path, **server) as running, fresh_session() as http:
+        response = await login(http, running.url, headers=headers)
+        assert response.status == 303
+        assert bool(response.cookies["signoff_session"]["secure"]) is secure
+
+
+async def test_login_without_its_csrf_token_is_refused(server: Server) -> None:
+    async with fresh_session() as http:
+        response = await http.post(
+            f"{server.url}/console/login",
+            data={"username": "alice", "password": PASSWORD},
+            allow_redirects=False,
+        )
+        assert response.status == 403
+        assert "signoff_session" not in response.cookies
+
+
+async def test_next_must_stay_inside_the_console(server: Server) -> None:
+    for target in ("https://evil.example/", "//evil.example/console/", "/console/../v1"):
+        async with fresh_session() as http:
+            async with http.get(f"{server.url}/console/login") as page:
+                token = TOKEN.search(await page.text())
+                assert token is not None
+            response = await http.post(
+                f"{server.url}/console/login",
+                data={
+                    "csrf_token": token.group(1),
+                    "username": "alice",
+                    "password": PASSWORD,
+                    "next": target,
+                },
+                allow_redirects=False,
+            )
+            assert response.headers["Location"] == "/console/"
+
+
+async def test_pages_carry_security_headers(server: Server) -> None:
+    async with fresh_session() as http:
+        await login(http, server.url)
+        async with http.get(f"{server.url}/console/") as page:
+            assert page.status == 200
+            assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+            assert page.headers["X-Frame-Options"] == "DENY"
+            assert page.headers["Cache-Control"] == "no-store"
+        async with http.get(f"{server.url}/console/requests/nope") as missing:
+            assert missing.status == 404
+            assert missing.content_type == "text/html"
+
+
+async def test_disabling_a_user_ends_their_session(server: Server) -> None:
+    async with fresh_session() as http:
+        await login(http, server.url)
+        async with http.get(f"{server.url}/console/", allow_redirects=False) as page:
+            assert page.status == 200
+        await UserStore(server.runtime.store).set_user_disabled("alice", True)
+        async with http.get(f"{server.url}/console/", allow_redirects=False) as page:
+            assert page.status == 303
+            assert page.headers["Location"].startswith("/console/login")
+        response = await login(http, server.url)
+        assert response.status == 401
+
+
+def test_throttle_locks_exponentially_after_the_free_failures() -> None:
+    policy = ThrottlePolicy(free=3, base=timedelta(seconds=30), cap=timedelta(minutes=15))
+    now = datetime(2026, 11, 21, tzinfo=UTC)
+    state: Throttle | None = None
+    locks = []
+    for i in range(8):
+        state = policy.after_failure("user:alice", state, now + timedelta(seconds=i))
+        locks.append(
+            None if state.locked_until is None else state.locked_until - state.last_failure_at
+        )
+    assert locks == [
+        None,
+        None,
+        timedelta(seconds=30),
+        timedelta(seconds=60),
+        timedelta(seconds=120),
+        timedelta(seconds=240),
+        timedelta(seconds=480),
+        timedelta(minutes=15),
+    ]
+    assert state is not None and state.failures == 8
+    later = policy.after_failure("user:alice", state, now + timedelta(hours=2))
+    assert (later.failures, later.locked_until) == (1, None)

@@ -1,0 +1,210 @@
+"""``bot.scheduler``: the APScheduler driver over the step machine.
+
+The Gate runs on a ``FakeClock``. APScheduler keeps real time, so each test puts the fake
+clock either a day ahead of the wall clock (timers never fire by themselves; the test fires
+them) or an hour behind it (every timer is overdue and fires as soon as the scheduler
+starts). No sleeps: tests wait on the scheduler's observer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+
+from adapters.escalation import mount
+from bot.domain import Approver, Platform, Request, Status, ToolCall, Verdict
+from bot.errors import StoreError
+from bot.escalation import StepRun
+from bot.scheduler import Scheduler
+from bot.service import Gate, Submission
+from tests.fakes.clock import FakeClock
+from tests.unit.test_escalation import RecordingChannel, make_gate
+
+ALICE = Approver(Platform.CONSOLE, "console", "alice", "Alice", via="console_login")
+AHEAD = timedelta(days=1)
+BEHIND = -timedelta(hours=1)
+
+
+class Harness:
+    def __init__(self, gate: Gate, clock: FakeClock) -> None:
+        self.gate = gate
+        self.clock = clock
+        self.runs: list[tuple[str, StepRun]] = []
+        self.changed = asyncio.Event()
+        self.scheduler = Scheduler(gate, observer=self.observe, retry_after=5.0)
+
+    def observe(self, request_id: str, run: StepRun) -> None:
+        self.runs.append((request_id, run))
+        self.changed.set()
+
+    async def until(self, done: Any, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not done():
+                self.changed.clear()
+                await self.changed.wait()
+
+    async def submit(self, tool: str = "payments.transfer") -> Request:
+        agent = await self.gate.store.get_agent("billing-agent")
+        if agent is None:
+            agent, _ = await self.gate.register_agent("billing-agent")
+        request, _ = await self.gate.submit(agent, Submission(ToolCall(tool, {"amount": 1})))
+        return request
+
+
+async def harness(tmp_path: Path, offset: timedelta) -> Harness:
+    clock = FakeClock(datetime.now(UTC) + offset)
+    gate = await make_gate(tmp_path, clock)
+    gate.channels.append(RecordingChannel())
+    return Harness(gate, clock)
+
+
+@pytest_asyncio.fixture
+async def ahead(tmp_path: Path) -> AsyncIterator[Harness]:
+    h = await harness(tmp_path, AHEAD)
+    try:
+        yield h
+    finally:
+        h.scheduler.shutdown()
+        await h.gate.drain()
+        await h.gate.store.close()
+
+
+async def test_start_rebuilds_one_timer_per_pending_request_at_its_next_step(
+    ahead: Harness,
+) -> None:
+    fresh = await ahead.submit()
+    quiet = await ahead.submit("db.delete")
+    decided = await ahead.submit()
+    await ahead.gate.decide(decided.id, ALICE, Verdict.APPROVE, memberships={"finance"})
+    ahead.clock.advance(2)
+    from bot.escalation import run_due_steps
+
+    await run_due_steps(ahead.gate, fresh.id)  # step 0 ran before the restart
+
+    assert await ahead.scheduler.start() == 2
+    assert ahead.scheduler.count() == 2
+    assert ahead.scheduler.due(fresh.id) == fresh.created_at + timedelta(seconds=4)
+    assert ahead.scheduler.due(quiet.id) == quiet.created_at + timedelta(seconds=3)
+    assert ahead.scheduler.due(decided.id) is None
+
+
+async def test_firing_runs_the_step_and_schedules_the_next(ahead: Harness) -> None:
+    request = await ahead.submit()
+    await ahead.scheduler.start()
+    ahead.clock.advance(2)
+    await ahead.scheduler.fire(request.id)
+    assert [run.index for _, run in ahead.runs] == [0]
+    assert ahead.scheduler.due(request.id) == request.created_at + timedelta(seconds=4)
+    ahead.clock.advance(4)
+    await ahead.scheduler.fire(request.id)
+    assert [run.index for _, run in ahead.runs] == [0, 1, 2]
+    assert ahead.scheduler.due(request.id) is None
+    assert (await ahead.gate.get(request.id)).status is Status.EXPIRED
+
+
+async def test_deciding_removes_the_timer_and_a_late_job_does_nothing(ahead: Harness) -> None:
+    ahead.gate.final_listeners.append(ahead.scheduler.on_final)
+    request = await ahead.submit()
+    await ahead.scheduler.start()
+    assert ahead.scheduler.due(request.id) is not None
+    await ahead.gate.decide(request.id, ALICE, Verdict.APPROVE, memberships={"finance"})
+    await ahead.gate.drain()  # final listeners run in the background
+    assert ahead.scheduler.due(request.id) is None
+    ahead.clock.advance(60)
+    await ahead.scheduler.fire(request.id)  # a job that fired anyway
+    assert ahead.runs == []
+    assert ahead.scheduler.due(request.id) is None
+    assert (await ahead.gate.get(request.id)).status is Status.APPROVED
+
+
+async def test_the_sweep_picks_up_requests_created_elsewhere(
+    ahead: Harness, tmp_path: Path
+) -> None:
+    await ahead.scheduler.start()
+    other = await make_gate(tmp_path, ahead.clock)  # another process, same database
+    try:
+        agent, _ = await other.register_agent("other-agent")
+        created, _ = await other.submit(agent, Submission(ToolCall("payments.transfer", {})))
+    finally:
+        await other.store.close()
+    assert ahead.scheduler.due(created.id) is None
+    assert await ahead.scheduler.sweep() == 1
+    assert ahead.scheduler.due(created.id) == created.created_at + timedelta(seconds=2)
+    assert await ahead.scheduler.sweep() == 0  # already known
+
+
+async def test_an_exception_in_one_job_is_retried_and_never_stops_the_others(
+    ahead: Harness,
+) -> None:
+    broken = await ahead.submit()
+    healthy = await ahead.submit()
+    await ahead.scheduler.start()
+    real_get = ahead.gate.store.get_request
+
+    async def flaky_get(request_id: str) -> Request | None:
+        if request_id == broken.id:
+            raise StoreError("database unreachable")
+        return await real_get(request_id)
+
+    ahead.gate.store.get_request = flaky_get  # type: ignore[method-assign]
+    ahead.clock.advance(2)
+    await ahead.scheduler.fire(broken.id)  # logged, not raised
+    assert ahead.scheduler.due(broken.id) == ahead.clock.now() + timedelta(seconds=5)
+    await ahead.scheduler.fire(healthy.id)
+    assert [(rid, run.index) for rid, run in ahead.runs] == [(healthy.id, 0)]
+    ahead.gate.store.get_request = real_get  # type: ignore[method-assign]
+    await ahead.scheduler.fire(broken.id)  # the store is back: the step runs
+    assert [(rid, run.index) for rid, run in ahead.runs][-1] == (broken.id, 0)
+
+
+async def test_overdue_timers_fire_at_start_in_order(tmp_path: Path) -> None:
+    h = await harness(tmp_path, BEHIND)
+    try:
+        first = await h.submit()
+        h.clock.advance(1)
+        second = await h.submit("db.delete")
+        h.clock.advance(30)  # down for half a minute: everything is overdue
+        await h.scheduler.start()
+        await h.until(lambda: sum(run.deny for _, run in h.runs) == 2)
+        mine = [run.index for rid, run in h.runs if rid == first.id]
+        assert mine == [0, 1, 2]
+        assert [run.index for rid, run in h.runs if rid == second.id] == [0]
+        for request in (first, second):
+            assert (await h.gate.get(request.id)).status is Status.EXPIRED
+        assert h.scheduler.count() == 0
+    finally:
+        h.scheduler.shutdown()
+        await h.gate.drain()
+        await h.gate.store.close()
+
+
+async def test_mount_registers_the_final_listener_and_the_background_task(
+    tmp_path: Path,
+) -> None:
+    h = await harness(tmp_path, AHEAD)
+    try:
+
+        class FakeRuntime:
+            gate = h.gate
+            background: list[Any] = []  # noqa: RUF012
+
+        runtime = FakeRuntime()
+        scheduler = mount(runtime)  # type: ignore[arg-type]
+        assert scheduler.on_final in h.gate.final_listeners
+        assert runtime.background == [scheduler.run]
+        request = await h.submit()
+        task = asyncio.create_task(runtime.background[0]())
+        async with asyncio.timeout(10):
+            while scheduler.due(request.id) is None:
+                await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert not scheduler._aps.running
+    finally:
+        await h.gate.drain()
+        await h.gate.store.close()
