@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             cp = await runtime.checkpoints.current()
             loop = asyncio.get_running_loop()
             bar = tqdm(total=cp.size, unit="entry", disable=None, file=sys.stderr, leave=False)
-            progress: Callable[[int], None] = lambda n: bar.update(n - bar.n)  # noqa: E731
+
+            def progress(done: int) -> None:
+                bar.update(done - bar.n)
+
             try:
                 report = await asyncio.to_thread(
                     verify_log,

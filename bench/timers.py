@@ -139,9 +139,10 @@ async def populate(url: str, total: int, sample: int, window: float) -> tuple[da
             conn.execute(insert(REQUESTS), rows)
         rows.clear()
 
-    created = datetime.now(UTC)
+    # Created a while ago, as after a restart (the sweep's look-back window is long past).
+    created = datetime.now(UTC) - timedelta(hours=1)
     for i in range(total - 2 * sample):
-        remind = timedelta(hours=1, seconds=i % 3600)
+        remind = timedelta(hours=2, seconds=i % 3600)
         steps = (
             EscalationStep(remind, remind=True),
             EscalationStep(remind + timedelta(hours=1), deny=True),
@@ -153,7 +154,7 @@ async def populate(url: str, total: int, sample: int, window: float) -> tuple[da
     # The samples go in last, when the time left before their window is known.
     first = datetime.now(UTC) + timedelta(seconds=STARTUP_BUDGET)
     second = first + timedelta(seconds=window + DENY_AFTER + 3 + STARTUP_BUDGET)
-    now = datetime.now(UTC)
+    now = datetime.now(UTC) - timedelta(minutes=1)
     for start, tool in ((first, "bench.first"), (second, "bench.second")):
         for i in range(sample):
             at = start + timedelta(seconds=window * i / sample) - now
@@ -187,6 +188,7 @@ async def serve(config: str, until: float, spawned: float) -> None:
     started = time.time()
     count = await scheduler.start()
     now = time.time()
+    sweeping = asyncio.get_running_loop().create_task(scheduler.sweep_forever())
     current, peak = rss_mb()
     emit(
         event="ready",
@@ -209,7 +211,7 @@ async def serve(config: str, until: float, spawned: float) -> None:
         rss_mb=round(current, 1),
         peak_mb=round(peak, 1),
     )
-    await asyncio.Event().wait()  # stay up until killed
+    await sweeping  # stay up until killed
 
 
 # ---------------------------------------------------------------------- orchestration

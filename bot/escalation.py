@@ -25,7 +25,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from bot.domain import Change, EscalationStep, Event, Request, Status
 from bot.errors import Conflict
@@ -61,7 +61,21 @@ class Progress:
     next_due: datetime | None
 
 
-def ladder(request: Request) -> tuple[EscalationStep, ...]:
+class Timed(Protocol):
+    """What a schedule needs of a request (a ``Request``, or the store's bulk
+    ``PendingTimer``)."""
+
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def deadline(self) -> datetime | None: ...
+    @property
+    def escalation(self) -> tuple[EscalationStep, ...]: ...
+    @property
+    def steps_done(self) -> int: ...
+
+
+def ladder(request: Timed) -> tuple[EscalationStep, ...]:
     """The request's steps, always ending in a deny (fail closed): the policy loader appends
     one at the SLA; a request stored without steps but with a deadline denies there."""
     steps = request.escalation
@@ -72,7 +86,7 @@ def ladder(request: Request) -> tuple[EscalationStep, ...]:
     return steps
 
 
-def due_at(request: Request, step: EscalationStep) -> datetime:
+def due_at(request: Timed, step: EscalationStep) -> datetime:
     """When ``step`` of ``request`` falls due (the deny step honours ``deadline``)."""
     due = request.created_at + step.after
     if step.deny and request.deadline is not None:
@@ -84,6 +98,11 @@ def next_due(request: Request) -> datetime | None:
     """When the request's next step falls due; ``None`` when final or nothing is left."""
     if request.status.final:
         return None
+    return pending_due(request)
+
+
+def pending_due(request: Timed) -> datetime | None:
+    """``next_due`` of a request known to be pending."""
     steps = ladder(request)
     if request.steps_done < len(steps):
         return due_at(request, steps[request.steps_done])
@@ -215,19 +234,22 @@ async def _page(gate: Gate, request: Request) -> None:
         gate.metrics.pages.labels("sent").inc()
 
 
-async def settle_pages(timeout: float | None = None) -> None:
-    """Wait for pager calls still in flight (graceful shutdown, tests)."""
+async def settle_pages() -> None:
+    """Wait for pager calls still in flight (graceful shutdown, tests; bound it with
+    ``asyncio.timeout``)."""
     if _paging:
-        await asyncio.wait(set(_paging), timeout=timeout)
+        await asyncio.wait(set(_paging))
 
 
 __all__ = [
     "Progress",
     "StepRun",
+    "Timed",
     "due_at",
     "ladder",
     "next_due",
     "page_summary",
+    "pending_due",
     "run_due_steps",
     "settle_pages",
 ]

@@ -119,9 +119,11 @@ class AsyncApprovals:
     ) -> T:
         """Verify ``state``'s grant for ``tool(arguments)``, consume it, run ``call`` and
         report the outcome. Raises ``GrantRefused`` (nothing ran) or what ``call`` raises."""
-        await self.verifier.verify(state, tool, json_arguments(arguments))
+        snapshot = json_arguments(arguments)
+        await self.verifier.verify(state, tool, snapshot)
         try:
-            await self.client.report(state.id, _grant(state, tool), "started")
+            # The server checks the grant against these arguments too before consuming it.
+            await self.client.report(state.id, _grant(state, tool), "started", arguments=snapshot)
         except ApiError as exc:
             raise _started_refusal(exc, tool, state.id) from exc
         try:
@@ -202,9 +204,10 @@ class Approvals:
         *,
         detail: Detail | None = None,
     ) -> T:
-        self.verifier.verify(state, tool, json_arguments(arguments))
+        snapshot = json_arguments(arguments)
+        self.verifier.verify(state, tool, snapshot)
         try:
-            self.client.report(state.id, _grant(state, tool), "started")
+            self.client.report(state.id, _grant(state, tool), "started", arguments=snapshot)
         except ApiError as exc:
             raise _started_refusal(exc, tool, state.id) from exc
         try:
