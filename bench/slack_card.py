@@ -72,8 +72,13 @@ class CardClock:
     def __init__(self) -> None:
         self.arrived: dict[str, float] = {}
         self.waiting: dict[str, asyncio.Future[float]] = {}
+        self.updates = 0
+        self.updated = asyncio.Event()
 
     def __call__(self, call: Call) -> None:
+        if call.method == "chat.update" and call.answer["ok"]:
+            self.updates += 1
+            self.updated.set()
         if call.method != "chat.postMessage" or "thread_ts" in call.args or not call.answer["ok"]:
             return
         match = _REQUEST_ID.search(str(call.args.get("blocks")))
@@ -170,9 +175,10 @@ async def run(options: argparse.Namespace) -> None:
                     return time.perf_counter() - t0
 
                 async def settle(updates: int) -> None:
-                    await fake.wait_for(
-                        lambda: len(fake.ok_calls("chat.update")) >= updates or None, timeout=60
-                    )
+                    async with asyncio.timeout(60):
+                        while cards.updates < updates:
+                            cards.updated.clear()
+                            await cards.updated.wait()
 
                 # warm up: first request and click (bolt's auth.test), connection pools
                 rid, _ = await submit()
@@ -194,10 +200,11 @@ async def run(options: argparse.Namespace) -> None:
                     acks = await asyncio.gather(*(click(rid, user) for (rid, _), user in pairs))
                     ack_ms += [a * 1000 for a in acks]
                     await settle(1 + (round_ + 1) * len(approvers))
-                decided = len(fake.ok_calls("chat.update"))
+                decided = cards.updates
         finally:
             proc.terminate()
-            proc.wait(timeout=20)
+            # wait without blocking this loop: the fake Slack must keep answering meanwhile
+            await asyncio.to_thread(proc.wait, 20)
             await fake.close()
 
     p50 = pct(card_ms, 0.5)

@@ -37,9 +37,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import insert  # noqa: E402
+from sqlalchemy import insert
 
-from bot.domain import (  # noqa: E402
+from bot.domain import (
     EscalationStep,
     PolicyRef,
     Request,
@@ -48,8 +48,8 @@ from bot.domain import (  # noqa: E402
     Tier,
     ToolCall,
 )
-from bot.evidence.canonical import arguments_sha256, call_sha256  # noqa: E402
-from bot.evidence.keys import KeyRing  # noqa: E402
+from bot.evidence.canonical import arguments_sha256, call_sha256
+from bot.evidence.keys import KeyRing
 
 POLICY = """\
 apiVersion: signoff/v1
@@ -139,30 +139,33 @@ async def populate(url: str, total: int, sample: int, window: float) -> tuple[da
             conn.execute(insert(REQUESTS), rows)
         rows.clear()
 
-    # Created a while ago, as after a restart (the sweep's look-back window is long past).
-    created = datetime.now(UTC) - timedelta(hours=1)
-    for i in range(total - 2 * sample):
-        remind = timedelta(hours=2, seconds=i % 3600)
-        steps = (
-            EscalationStep(remind, remind=True),
-            EscalationStep(remind + timedelta(hours=1), deny=True),
-        )
-        rows.append(mapping.from_request(pending(created, steps, "bench.background")))
+    # Pending requests arrive over the past two hours under one rule (one ladder: remind at
+    # 3 h, deny at 4 h), so their next steps fall due one to three hours from now.
+    now = datetime.now(UTC)
+    background = total - 2 * sample
+    ladder = (
+        EscalationStep(timedelta(hours=3), remind=True),
+        EscalationStep(timedelta(hours=4), deny=True),
+    )
+    for i in range(background):
+        created = now - timedelta(hours=2) + timedelta(hours=2) * (i / background)
+        rows.append(mapping.from_request(pending(created, ladder, "bench.background")))
         if len(rows) == 5000:
             flush()
     flush()
-    # The samples go in last, when the time left before their window is known.
+    # The samples go in last, when the time left before their window is known: a rule that
+    # reminds at 5 min and denies 5 s later, for requests created 5 min before the window.
     first = datetime.now(UTC) + timedelta(seconds=STARTUP_BUDGET)
     second = first + timedelta(seconds=window + DENY_AFTER + 3 + STARTUP_BUDGET)
-    now = datetime.now(UTC) - timedelta(minutes=1)
+    remind = timedelta(minutes=5)
+    ladder = (
+        EscalationStep(remind, remind=True),
+        EscalationStep(remind + timedelta(seconds=DENY_AFTER), deny=True),
+    )
     for start, tool in ((first, "bench.first"), (second, "bench.second")):
         for i in range(sample):
-            at = start + timedelta(seconds=window * i / sample) - now
-            steps = (
-                EscalationStep(at, remind=True),
-                EscalationStep(at + timedelta(seconds=DENY_AFTER), deny=True),
-            )
-            rows.append(mapping.from_request(pending(now, steps, tool)))
+            created = start + timedelta(seconds=window * i / sample) - remind
+            rows.append(mapping.from_request(pending(created, ladder, tool)))
     flush()
     await store.close()
     return first, second
@@ -171,7 +174,7 @@ async def populate(url: str, total: int, sample: int, window: float) -> tuple[da
 # ---------------------------------------------------------------------- the server (child)
 
 
-async def serve(config: str, until: float, spawned: float) -> None:
+async def serve(config: str, until: float, spawned: float, horizon: float) -> None:
     from adapters.escalation import mount
     from adapters.main import build
     from bot.escalation import StepRun
@@ -179,6 +182,8 @@ async def serve(config: str, until: float, spawned: float) -> None:
 
     runtime = await build(load_settings(config), adapters=False)
     scheduler = mount(runtime)
+    if horizon > 0:
+        scheduler.horizon = timedelta(seconds=horizon)
     late: list[float] = []
 
     def observe(request_id: str, run: StepRun) -> None:
@@ -217,10 +222,13 @@ async def serve(config: str, until: float, spawned: float) -> None:
 # ---------------------------------------------------------------------- orchestration
 
 
-def run_server(config: Path, until: datetime) -> tuple[subprocess.Popen[str], list[dict[str, Any]]]:
+def run_server(
+    config: Path, until: datetime, horizon: float
+) -> tuple[subprocess.Popen[str], list[dict[str, Any]]]:
     spawned = time.time()
+    child = [str(config), str(until.timestamp()), str(spawned), str(horizon)]
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--child", str(config), str(until.timestamp()), str(spawned)],
+        [sys.executable, __file__, "--child", *child],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -239,11 +247,18 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=3000)
     parser.add_argument("--window", type=float, default=30.0)
     parser.add_argument("--database", help="database URL (default: SQLite in a temp folder)")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--horizon",
+        type=float,
+        default=0,
+        help="seconds ahead that timers are APScheduler jobs (default: the scheduler's own; "
+        "86400 makes every one of the timers a job)",
+    )
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        config, until, spawned = args.child
-        asyncio.run(serve(config, float(until), float(spawned)))
+        config, until, spawned, horizon = args.child
+        asyncio.run(serve(config, float(until), float(spawned), float(horizon)))
         return
 
     with tempfile.TemporaryDirectory(prefix="signoff-bench-timers-") as tmp:
@@ -255,10 +270,10 @@ def main() -> None:
         print(f"inserted {args.pending:,} pending requests in {time.perf_counter() - t:.1f}s")
         tail = timedelta(seconds=args.window + DENY_AFTER + 2)
 
-        proc, one = run_server(config, first + tail)
+        proc, one = run_server(config, first + tail, args.horizon)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        proc, two = run_server(config, second + tail)
+        proc, two = run_server(config, second + tail, args.horizon)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
 

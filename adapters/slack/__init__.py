@@ -90,9 +90,7 @@ def mount(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(10):
                 await interactions.drain()
-        log.warning("DEBUG close: %d interaction tasks, %d gate tasks", len(interactions._tasks), len(gate._tasks))
         await gate.drain()
-        log.warning("DEBUG drained: %d gate tasks", len(gate._tasks))
         await session.close()
 
     runtime.app.on_cleanup.append(close)

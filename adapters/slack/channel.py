@@ -145,7 +145,7 @@ class SlackChannel:
                     with contextlib.suppress(ChannelError):
                         await self._update(post, fresh)
             if latest.status.final:
-                await self._reply_decision(latest, votes, posted)
+                failures += await self._reply_decision(latest, votes, posted)
         if failures:
             raise ChannelError("Slack card not delivered: " + "; ".join(failures))
 

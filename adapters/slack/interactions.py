@@ -1,13 +1,17 @@
 """Clicks on Slack cards turned into decisions: the slack-bolt ``AsyncApp`` and its listeners.
 
-Every listener acks at once (Slack wants an answer within 3 s) and does its work afterwards in
-a tracked task. The clicker is identified by workspace (team) id + user id, authorised at click
-time against the request's groups (``Directory``), and the decision goes through
-``Gate.decide``, whose compare-and-set makes simultaneous clicks produce exactly one final
-decision. Refusals (not an approver, the requester, a second vote, already decided) answer the
-clicker alone with ``chat.postEphemeral`` and change nothing. Replayed payloads (same trigger
-and action) are ignored. Approve carries a confirm dialog on the button; Deny opens a modal
-whose reason is required.
+Every listener acks at once (Slack wants an answer within 3 s) and queues its work in a tracked
+task, run at most ``WORKERS`` at a time so a burst of clicks never delays the acks. Bolt runs
+with ``process_before_response=True``: since a listener only acks and queues, the HTTP answer
+leaves as soon as it returns (bolt's other mode polls for the ack every 10 ms).
+
+The clicker is identified by workspace (team) id + user id, authorised at click time against
+the request's groups (``Directory``), and the decision goes through ``Gate.decide``, whose
+compare-and-set makes simultaneous clicks produce exactly one final decision. Refusals (not an
+approver, the requester, a second vote, already decided) answer the clicker alone with
+``chat.postEphemeral`` and change nothing. Replayed payloads (same trigger and action) are
+ignored. Approve carries a confirm dialog on the button; Deny opens a modal whose reason is
+required.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ log = logging.getLogger(__name__)
 #: longer than Slack's 5-minute signature window, so a replay is caught while it still verifies
 REPLAY_TTL = 15 * 60.0
 #: clicks worked on at the same time (the rest wait their turn, already acknowledged)
-WORKERS = 4
+WORKERS = 2
 
 
 def interaction_key(body: dict[str, Any]) -> str:

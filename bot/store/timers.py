@@ -9,23 +9,20 @@ status). It uses the public ``Database.read`` like ``bot.store.users``. Raises
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, Text, and_, cast, or_, select
 
 from bot.domain import EscalationStep, Status, utc
 from bot.store import mapping
 from bot.store.database import Database
 from bot.store.tables import REQUESTS
 
-_COLUMNS = (
-    REQUESTS.c.id,
-    REQUESTS.c.created_at,
-    REQUESTS.c.deadline,
-    REQUESTS.c.escalation,
-    REQUESTS.c.steps_done,
-)
+# The ladder as its JSON text: a few rules make a few distinct ladders, parsed once each.
+_LADDER = cast(REQUESTS.c.escalation, Text).label("ladder")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,23 +46,49 @@ async def pending_timers(
     """Pending requests oldest first (by ``created_at``, then id): those created at or after
     ``since``, strictly after the ``(created_at, id)`` key ``after`` (the last row of the
     previous page)."""
-    query = select(*_COLUMNS).where(REQUESTS.c.status == Status.PENDING.value)
+    created: ColumnElement[Any]
+    deadline: ColumnElement[Any]
+    if db.engine.dialect.name == "sqlite":
+        # SQLite keeps times as ISO text; ``fromisoformat`` reads it 10x faster than the
+        # generic DateTime result processor (PostgreSQL's driver already returns datetimes).
+        created, deadline = cast(REQUESTS.c.created_at, Text), cast(REQUESTS.c.deadline, Text)
+    else:
+        created, deadline = REQUESTS.c.created_at, REQUESTS.c.deadline
+    query = select(
+        REQUESTS.c.id,
+        created.label("created_at"),
+        deadline.label("deadline"),
+        _LADDER,
+        REQUESTS.c.steps_done,
+    ).where(REQUESTS.c.status == Status.PENDING.value)
     if since is not None:
         query = query.where(REQUESTS.c.created_at >= utc(since))
     if after is not None:
         at, last = utc(after[0]), after[1]
-        created = REQUESTS.c.created_at
-        query = query.where(or_(created > at, and_(created == at, REQUESTS.c.id > last)))
+        column = REQUESTS.c.created_at
+        # ``created_at >= at`` first, so the (status, created_at) index bounds the scan
+        query = query.where(
+            column >= at, or_(column > at, and_(column == at, REQUESTS.c.id > last))
+        )
     query = query.order_by(REQUESTS.c.created_at, REQUESTS.c.id).limit(limit)
     rows = await db.read(lambda conn: conn.execute(query).all())
-    to_step = mapping.to_step
-    return [
-        PendingTimer(
-            row.id,
-            utc(row.created_at),
-            None if row.deadline is None else utc(row.deadline),
-            tuple(to_step(step) for step in row.escalation),
-            row.steps_done,
+    ladders: dict[str, tuple[EscalationStep, ...]] = {}
+    timers = []
+    for row in rows:
+        ladder = ladders.get(row.ladder)
+        if ladder is None:
+            ladder = tuple(mapping.to_step(step) for step in json.loads(row.ladder))
+            ladders[row.ladder] = ladder
+        timers.append(
+            PendingTimer(row.id, _time(row.created_at), _time(row.deadline), ladder, row.steps_done)
         )
-        for row in rows
-    ]
+    return timers
+
+
+def _time(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        moment = datetime.fromisoformat(value)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return utc(value)

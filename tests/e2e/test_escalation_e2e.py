@@ -40,7 +40,7 @@ from tests.integration.conftest import PG_URL, libpq_url, with_database
 pytestmark = pytest.mark.slow
 
 SIGNOFF = str(Path(sys.executable).with_name("signoff"))
-SIGNING_SECRET = "e2e-signing-secret"  # noqa: S105 - a fake workspace's secret
+SIGNING_SECRET = "e2e-signing-secret"
 ROUTING_KEY = "E2EROUTINGKEY0123456789ABCDEFGHI"
 
 POLICY = """\
@@ -119,8 +119,16 @@ class Home:
 
     async def add_agent(self) -> None:
         proc = await asyncio.create_subprocess_exec(
-            SIGNOFF, "--config", str(self.config(free_port())), "agents", "add", "e2e-agent",
-            "--quiet", stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
+            SIGNOFF,
+            "--config",
+            str(self.config(free_port())),
+            "agents",
+            "add",
+            "e2e-agent",
+            "--quiet",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=clean_env(),
         )
         out, err = await proc.communicate()
         assert proc.returncode == 0, err.decode()
@@ -147,8 +155,13 @@ class Server:
         config = self.home.config(self.port)
         with self.log.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
-                SIGNOFF, "--config", str(config), "serve",
-                stdout=out, stderr=subprocess.STDOUT, env=clean_env(),
+                SIGNOFF,
+                "--config",
+                str(config),
+                "serve",
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=clean_env(),
             )
         async with asyncio.timeout(30):
             while True:

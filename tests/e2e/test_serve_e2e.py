@@ -64,9 +64,11 @@ def server(home: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TEAMS_", "PAGERDUTY_"))
     }
+    log_path = home / "serve.log"
+    log = log_path.open("w")
     proc = subprocess.Popen(
         [SIGNOFF, "--config", str(config), "serve"],
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
@@ -75,7 +77,8 @@ def server(home: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"signoff serve exited early:\n{proc.stdout.read() if proc.stdout else ''}")
+            log.close()
+            pytest.fail(f"signoff serve exited early:\n{log_path.read_text()}")
         try:
             if http("GET", base + "/healthz")[0] == 200:
                 break
@@ -83,6 +86,8 @@ def server(home: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
             time.sleep(0.1)
     else:
         proc.kill()
+        proc.wait()
+        log.close()
         pytest.fail("signoff serve did not become healthy")
     try:
         yield base, proc
@@ -90,6 +95,7 @@ def server(home: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        log.close()
 
 
 def test_init_agents_and_requests_through_a_real_server(

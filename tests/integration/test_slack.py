@@ -307,6 +307,15 @@ async def test_the_requester_is_found_by_email_when_the_profile_hides_it(env: En
     assert (await env.request(rid)).status is Status.PENDING
 
 
+async def test_an_unreadable_profile_cannot_rule_out_self_approval(env: Env) -> None:
+    rid = (await env.submit(context={"requested_by": "alice@example.com"}))["id"]
+    card = await env.card()
+    env.fake.inject("users.info", status=500, times=10)
+    await env.click(block_actions(ACTION_APPROVE, rid, user="U0ERIN", message_ts=card.ts))
+    assert "could not read your Slack profile" in env.ephemerals("U0ERIN")[0]
+    assert (await env.request(rid)).status is Status.PENDING
+
+
 async def test_a_user_group_that_cannot_be_read_authorises_nobody(env: Env) -> None:
     rid = (await env.submit())["id"]
     card = await env.card()

@@ -196,7 +196,11 @@ async def test_steps_run_in_order_each_at_its_offset(world: World) -> None:
     assert [e["decision"] for e in events] == ["escalated", "escalated", "expired"]
     assert [e["detail"]["step"] for e in events[:2]] == [0, 1]
     assert events[1]["detail"] == {
-        "step": 1, "after_seconds": 4.0, "remind": False, "to": "leads", "page": True
+        "step": 1,
+        "after_seconds": 4.0,
+        "remind": False,
+        "to": "leads",
+        "page": True,
     }
     assert events[2]["final"] is True and events[2]["status"] == "expired"
 
@@ -210,7 +214,10 @@ async def test_steps_due_during_downtime_all_run_at_once_in_order(world: World) 
     assert [r.index for r in progress.ran] == [0, 1, 2]
     assert [r.due - created for r in progress.ran] == [timedelta(seconds=s) for s in (2, 4, 6)]
     assert world.channel.kinds() == [
-        NoticeKind.REMINDER, NoticeKind.ESCALATED, NoticeKind.PAGE, NoticeKind.DECIDED
+        NoticeKind.REMINDER,
+        NoticeKind.ESCALATED,
+        NoticeKind.PAGE,
+        NoticeKind.DECIDED,
     ]
     events = await world.events(request.id)
     assert [e["decision"] for e in events] == ["escalated", "escalated", "expired"]

@@ -208,3 +208,46 @@ async def test_mount_registers_the_final_listener_and_the_background_task(
     finally:
         await h.gate.drain()
         await h.gate.store.close()
+
+
+async def test_steps_beyond_the_horizon_wait_and_become_jobs_in_time(ahead: Harness) -> None:
+    scheduler = ahead.scheduler
+    await scheduler.start()
+    scheduler.horizon = timedelta(hours=1)
+    now = datetime.now(UTC)
+    scheduler.schedule("far", now + timedelta(hours=2))
+    scheduler.schedule("near", now + timedelta(minutes=30))
+    scheduler.schedule("gone", now + timedelta(hours=2))
+    scheduler.schedule("moved", now + timedelta(hours=2))
+    scheduler.schedule("moved", now + timedelta(hours=3))  # the first entry is now stale
+    scheduler.forget("gone")
+    assert scheduler._aps.get_job("near") is not None
+    assert scheduler._aps.get_job("far") is None
+    assert scheduler.due("far") == now + timedelta(hours=2)
+    assert scheduler.due("gone") is None
+    assert scheduler.count() == 3
+
+    assert scheduler.promote() == 0  # nothing came within the hour yet
+    scheduler.horizon = timedelta(hours=2, minutes=30)  # as if 30 minutes went by
+    assert scheduler.promote() == 1
+    assert scheduler._aps.get_job("far") is not None and scheduler._aps.get_job("gone") is None
+    assert scheduler.due("far") == now + timedelta(hours=2)
+    assert scheduler.due("moved") == now + timedelta(hours=3)
+    scheduler.horizon = timedelta(hours=4)
+    assert scheduler.promote() == 1
+    assert scheduler.due("moved") == now + timedelta(hours=3)
+    assert scheduler._later == {} and scheduler.count() == 3
+
+
+async def test_a_near_step_replaces_a_later_one(ahead: Harness) -> None:
+    scheduler = ahead.scheduler
+    scheduler.horizon = timedelta(hours=1)
+    now = datetime.now(UTC)
+    scheduler.schedule("r", now + timedelta(hours=2))
+    scheduler.schedule("r", now + timedelta(minutes=5))
+    assert scheduler.due("r") == now + timedelta(minutes=5)
+    scheduler.horizon = timedelta(hours=3)
+    assert scheduler.promote() == 0  # the stale later entry is skipped
+    scheduler.schedule("r", now + timedelta(hours=5))  # and back beyond the horizon
+    assert scheduler._aps.get_job("r") is None
+    assert scheduler.due("r") == now + timedelta(hours=5)
