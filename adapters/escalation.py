@@ -7,9 +7,14 @@ background task (timers rebuilt from the store once the server is up, stopped on
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from bot.domain import Request
+from bot.errors import ChannelError
+from bot.escalation import escalate_early
 from bot.scheduler import Scheduler
+from bot.service import Gate
 
 if TYPE_CHECKING:
     from adapters.main import Runtime
@@ -19,5 +24,17 @@ def mount(runtime: Runtime) -> Scheduler:
     """Attach the escalation scheduler to ``runtime``; returns it (tests inspect it)."""
     scheduler = Scheduler(runtime.gate)
     runtime.gate.final_listeners.append(scheduler.on_final)
+    runtime.gate.created_listeners.append(scheduler.on_created)
     runtime.background.append(scheduler.run)
     return scheduler
+
+
+def undeliverable_hook(gate: Gate) -> Callable[[Request, str, ChannelError], Awaitable[None]]:
+    """A channel hook: when a card for ``group`` cannot be delivered, run the request's next
+    escalation step now (``bot.escalation.escalate_early``)."""
+
+    async def hook(request: Request, group: str, error: ChannelError) -> None:
+        del group, error  # the channel already logged and counted the failure
+        await escalate_early(gate, request.id)
+
+    return hook

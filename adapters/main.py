@@ -91,10 +91,11 @@ def _mount_adapters(runtime: Runtime) -> None:
         from adapters.pagerduty import mount as mount_pagerduty
 
         mount_pagerduty(runtime)
+    slack = None
     if settings.slack_enabled:
         from adapters.slack import mount as mount_slack
 
-        mount_slack(runtime)
+        slack = mount_slack(runtime)
     if settings.teams_enabled:
         from adapters.teams import mount as mount_teams
 
@@ -104,8 +105,12 @@ def _mount_adapters(runtime: Runtime) -> None:
 
         mount_console(runtime)
     from adapters.escalation import mount as mount_escalation
+    from adapters.escalation import undeliverable_hook
 
     mount_escalation(runtime)
+    if slack is not None:
+        # SPEC §8: a card that cannot be delivered escalates sooner (never allows).
+        slack.channel.on_undeliverable.append(undeliverable_hook(runtime.gate))
     from adapters.callbacks import mount as mount_callbacks
 
     mount_callbacks(runtime)

@@ -154,6 +154,32 @@ async def run_due_steps(gate: Gate, request_id: str) -> Progress:
         await _act(gate, claimed, index, step, added=claimed.extra_groups != request.extra_groups)
 
 
+async def escalate_early(gate: Gate, request_id: str) -> StepRun | None:
+    """Run the request's next escalation step now, ahead of its time (a card could not be
+    delivered, so more people should hear of it sooner). The final deny step is never
+    brought forward: it keeps its time. Returns the step run, or ``None`` when there was
+    nothing to bring forward (final request, only the deny left, or a lost race)."""
+    for _ in range(_CAS_RETRIES):
+        request = await gate.store.get_request(request_id)
+        if request is None or request.status is not Status.PENDING:
+            return None
+        steps = ladder(request)
+        index = request.steps_done
+        if index >= len(steps) or steps[index].deny:
+            return None
+        step = steps[index]
+        now = gate.clock.now()
+        claimed = await _claim(gate, request, index, step, now)
+        if claimed is None:
+            continue
+        await _act(gate, claimed, index, step, added=claimed.extra_groups != request.extra_groups)
+        log.info(
+            "request %s escalated early (step %d): a card was undeliverable", request_id, index
+        )
+        return StepRun(index, due_at(request, step), now, False)
+    return None
+
+
 async def _claim(
     gate: Gate, request: Request, index: int, step: EscalationStep, now: datetime
 ) -> Request | None:

@@ -257,6 +257,13 @@ class Scheduler:
         with contextlib.suppress(JobLookupError):
             self._aps.remove_job(request_id)
 
+    def on_created(self, request: Request) -> None:
+        """``Gate.created_listeners`` entry: time a new request at once instead of waiting
+        for the next sweep (which still catches requests created by other processes)."""
+        due = next_due(request)
+        if due is not None:
+            self.schedule(request.id, due)
+
     async def on_final(self, request: Request) -> None:
         """``Gate.final_listeners`` entry: a decided, cancelled or expired request needs no
         more steps."""

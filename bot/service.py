@@ -55,6 +55,7 @@ from bot.waiters import Waiters
 log = logging.getLogger(__name__)
 
 FinalListener = Callable[[Request], Awaitable[None]]
+CreatedListener = Callable[[Request], None]
 _CAS_RETRIES = 8
 
 
@@ -106,6 +107,8 @@ class Gate:
         self.issuer = issuer
         self.waiters = Waiters()
         self.final_listeners: list[FinalListener] = []
+        #: called (synchronously, in this process) for every new pending request
+        self.created_listeners: list[CreatedListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ agents
@@ -232,6 +235,9 @@ class Gate:
         self.metrics.requests.labels(stored.tier.value, stored.status.value).inc()
         if stored.tier in (Tier.CONFIRM, Tier.NOTIFY):
             self._publish(Notice(NoticeKind.CREATED, stored, groups=stored.approver_groups))
+        if stored.status is Status.PENDING:
+            for created in self.created_listeners:
+                created(stored)
         if stored.status.final:
             self._on_final(stored)
         return stored, True

@@ -76,8 +76,9 @@ def test_verify_prove_export_and_offline_check(
 
     keys.write_text(json.dumps(asyncio.run(jwks())))
     example = Path(__file__).parents[2] / "examples" / "verify_offline.py"
-    out = subprocess.run([sys.executable, str(example), str(bundle), str(keys)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, str(example), str(bundle), str(keys)], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     assert "entry 5: approved verified" in out.stdout
 
@@ -85,8 +86,9 @@ def test_verify_prove_export_and_offline_check(
     data = json.loads(bundle.read_text())
     data["entries"][0]["envelope"]["payloadType"] = "text/plain"
     bundle.write_text(json.dumps(data))
-    out = subprocess.run([sys.executable, str(example), str(bundle), str(keys)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, str(example), str(bundle), str(keys)], capture_output=True, text=True
+    )
     assert out.returncode != 0
 
 
@@ -99,8 +101,11 @@ def test_verify_names_the_first_tampered_entry(
     capsys.readouterr()
     db = sqlite3.connect(tmp_path / "signoff.db")
     try:
-        table = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
-                 if "log_entr" in r[0]][0]
+        table = [
+            r[0]
+            for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            if "log_entr" in r[0]
+        ][0]
         (envelope,) = db.execute(f"SELECT envelope FROM {table} WHERE idx = 3").fetchone()
         tampered = bytes(envelope).replace(b'"payloadType"', b'"payloadTypf"', 1)
         db.execute(f"UPDATE {table} SET envelope = ? WHERE idx = 3", (tampered,))

@@ -419,3 +419,22 @@ async def test_a_conflict_storm_raises_instead_of_spinning(world: World) -> None
             await run_due_steps(world.gate, request.id)
     finally:
         world.gate.store = inner
+
+
+async def test_escalate_early_runs_the_next_step_but_never_the_deny(world: World) -> None:
+    request = await world.submit()
+    ran = await escalation.escalate_early(world.gate, request.id)
+    await world.settle()
+    assert ran is not None and ran.index == 0 and not ran.deny
+    assert world.channel.kinds() == [NoticeKind.REMINDER]
+    assert (await escalation.escalate_early(world.gate, request.id)) is not None  # step 1
+    # only the deny is left: it keeps its time and the request stays pending
+    assert await escalation.escalate_early(world.gate, request.id) is None
+    current = await world.gate.get(request.id)
+    assert current.status is Status.PENDING and current.steps_done == 2
+    # the timer later finds the early steps done and runs only the deny, on time
+    world.clock.advance(5.9)
+    assert (await run_due_steps(world.gate, request.id)).ran == ()
+    world.clock.advance(0.1)
+    progress = await run_due_steps(world.gate, request.id)
+    assert [(r.index, r.deny) for r in progress.ran] == [(2, True)]
