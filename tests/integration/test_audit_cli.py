@@ -101,14 +101,9 @@ def test_verify_names_the_first_tampered_entry(
     capsys.readouterr()
     db = sqlite3.connect(tmp_path / "signoff.db")
     try:
-        table = [
-            r[0]
-            for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            if "log_entr" in r[0]
-        ][0]
-        (envelope,) = db.execute(f"SELECT envelope FROM {table} WHERE idx = 3").fetchone()
+        (envelope,) = db.execute("SELECT envelope FROM log_entries WHERE idx = 3").fetchone()
         tampered = bytes(envelope).replace(b'"payloadType"', b'"payloadTypf"', 1)
-        db.execute(f"UPDATE {table} SET envelope = ? WHERE idx = 3", (tampered,))
+        db.execute("UPDATE log_entries SET envelope = ? WHERE idx = 3", (tampered,))
         db.commit()
     finally:
         db.close()
@@ -136,9 +131,7 @@ def test_verify_detects_truncation_against_an_older_checkpoint(
     assert "consistent with the given checkpoint" in capsys.readouterr().out
     db = sqlite3.connect(tmp_path / "signoff.db")
     try:
-        names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        log_table = next(n for n in names if "log_entr" in n)
-        db.execute(f"DELETE FROM {log_table} WHERE idx = 5")
+        db.execute("DELETE FROM log_entries WHERE idx = 5")
         db.commit()
     finally:
         db.close()
