@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+_MAX_CHILDREN = 1024
 
 
 class Metrics:
@@ -39,6 +43,17 @@ class Metrics:
             registry=r,
         )
         self.pending = Gauge("signoff_waiters", "Long-polls currently waiting", registry=r)
+        self._http_children: dict[tuple[str, str], Any] = {}
+
+    def observe_http(self, route: str, method: str, seconds: float) -> None:
+        """Record one HTTP request's handling time (the labelled child is looked up once)."""
+        key = (route, method)
+        child = self._http_children.get(key)
+        if child is None:
+            child = self.http.labels(route, method)
+            if len(self._http_children) < _MAX_CHILDREN:  # methods come from clients
+                self._http_children[key] = child
+        child.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -11,8 +11,9 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import os
 import secrets
-import uuid
+import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from bot.domain import (
     Agent,
     Approver,
     Change,
+    EscalationStep,
     Event,
     Outcome,
     PolicyRef,
@@ -42,7 +44,7 @@ from bot.errors import (
     RateLimited,
     RequestError,
 )
-from bot.evidence.canonical import arguments_sha256, call_sha256
+from bot.evidence.canonical import call_digests
 from bot.evidence.grant import issue_grant, verify_grant
 from bot.evidence.keys import KeyRing
 from bot.evidence.statement import attest
@@ -57,11 +59,37 @@ log = logging.getLogger(__name__)
 FinalListener = Callable[[Request], Awaitable[None]]
 CreatedListener = Callable[[Request], None]
 _CAS_RETRIES = 8
+#: how long a successful token lookup is reused (see ``Gate.authenticate``)
+AUTH_CACHE_TTL = 1.0
+_AUTH_CACHE_MAX = 10_000
 
 
 def token_hash(token: str) -> str:
     """SHA-256 hex of an agent bearer token (only the hash is ever stored)."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class _RequestIds:
+    """Random (version 4) UUID strings, drawing the OS's randomness 4 KiB at a time instead
+    of one system call per id; a forked child draws afresh."""
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+        self._pid = -1
+
+    def __call__(self) -> str:
+        if self._at + 16 > len(self._pool) or self._pid != os.getpid():
+            self._pool, self._at, self._pid = os.urandom(4096), 0, os.getpid()
+        raw = bytearray(self._pool[self._at : self._at + 16])
+        self._at += 16
+        raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_request_ids = _RequestIds()
 
 
 def new_token() -> str:
@@ -95,6 +123,7 @@ class Gate:
         metrics: Metrics | None = None,
         grant_ttl: timedelta = timedelta(minutes=10),
         issuer: str = "signoff",
+        auth_cache_ttl: float = AUTH_CACHE_TTL,
     ) -> None:
         self.store = store
         self.policies = policies
@@ -110,6 +139,10 @@ class Gate:
         #: called (synchronously, in this process) for every new pending request
         self.created_listeners: list[CreatedListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self.auth_cache_ttl = auth_cache_ttl
+        # token hash -> (monotonic expiry, agent); only live, unsuspended agents are kept
+        self._auth_cache: dict[str, tuple[float, Agent]] = {}
+        self._auth_epoch = 0
 
     # ------------------------------------------------------------------ agents
 
@@ -129,18 +162,45 @@ class Gate:
         return agent, token
 
     async def authenticate(self, token: str) -> Agent:
-        """The agent owning ``token``. Raises ``NotAuthorized`` (unknown) or ``Forbidden``."""
+        """The agent owning ``token``. Raises ``NotAuthorized`` (unknown) or ``Forbidden``.
+
+        A successful lookup of an active agent is reused for ``auth_cache_ttl`` seconds (the
+        hot path then makes no store call). Unknown tokens and suspended agents are never
+        cached. ``suspend_agent``/``resume_agent`` in this process drop the agent's entries
+        at once; a suspension made by another process sharing the database reaches this
+        process's new requests within ``auth_cache_ttl`` (that process denies the agent's
+        pending requests itself, at once).
+        """
         digest = token_hash(token)
+        cached = self._auth_cache.get(digest)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        epoch = self._auth_epoch
         agent = await self.store.agent_by_token_hash(digest)
         if agent is None or not hmac.compare_digest(agent.token_hash, digest):
             raise NotAuthorized("unknown agent token")
         if agent.suspended:
             raise Forbidden(f"agent {agent.id!r} is suspended")
+        # Not when a suspend/resume ran during the read: the row may predate it.
+        if self.auth_cache_ttl > 0 and epoch == self._auth_epoch:
+            if len(self._auth_cache) >= _AUTH_CACHE_MAX:
+                self._auth_cache.clear()
+            self._auth_cache[digest] = (time.monotonic() + self.auth_cache_ttl, agent)
         return agent
+
+    def forget_agent(self, agent_id: str) -> None:
+        """Drop cached authentications of ``agent_id`` (after a change to the agent)."""
+        self._auth_epoch += 1
+        for digest in [d for d, (_, a) in self._auth_cache.items() if a.id == agent_id]:
+            del self._auth_cache[digest]
 
     async def suspend_agent(self, agent_id: str) -> list[Request]:
         """Suspend an agent (kill switch) and deny its pending requests at once."""
-        await self.store.set_agent_suspended(agent_id, True)
+        self.forget_agent(agent_id)
+        try:
+            await self.store.set_agent_suspended(agent_id, True)
+        finally:
+            self.forget_agent(agent_id)
         denied = []
         for request in await self.store.list_requests(
             status=Status.PENDING, agent_id=agent_id, limit=None
@@ -153,7 +213,10 @@ class Gate:
         return denied
 
     async def resume_agent(self, agent_id: str) -> Agent:
-        return await self.store.set_agent_suspended(agent_id, False)
+        try:
+            return await self.store.set_agent_suspended(agent_id, False)
+        finally:
+            self.forget_agent(agent_id)
 
     # ------------------------------------------------------------------ submit
 
@@ -170,7 +233,9 @@ class Gate:
         now = self.clock.now()
         policy = self.policies.current
         artifact = sub.artifact_digest or agent.artifact_digest
-        view = replace(agent, artifact_digest=artifact)
+        view = (
+            agent if artifact == agent.artifact_digest else replace(agent, artifact_digest=artifact)
+        )
         ev = evaluate(policy, sub.call, view, now)
         rule = ev.rule
         if ev.tier in (Tier.AUTO, Tier.NOTIFY) and ev.rate_limit is not None and rule is not None:
@@ -184,40 +249,52 @@ class Gate:
                     f"{int(ev.rate_limit.per.total_seconds())}s; try again later",
                     retry_after=retry,
                 )
-        request_id = str(uuid.uuid4())
+        request_id = _request_ids()
+        args_digest, call_digest = call_digests(
+            request_id, agent.id, sub.call.tool, sub.call.arguments
+        )
+        # The request is built once in its final state (no chain of ``replace``): this is the
+        # hot path of every auto-tier call.
+        event: Event | None = None
+        status, decided_at, reason = Status.PENDING, None, None
+        escalation: tuple[EscalationStep, ...] = ()
+        deadline: datetime | None = None
+        rule_name = rule.name if rule else None
+        if ev.tier is Tier.BLOCK:
+            event = Event.BLOCKED
+            status, decided_at = Status.DENIED, now
+            reason = ev.reason or f"blocked by rule {rule_name}"
+        elif ev.tier in (Tier.AUTO, Tier.NOTIFY):
+            event = Event.AUTO_ALLOWED if ev.tier is Tier.AUTO else Event.NOTIFIED
+            status, decided_at = Status.APPROVED, now
+        else:
+            escalation = ev.escalation
+            deadline = now + (ev.deadline_offset or ev.sla or policy.default_sla)
         request = Request(
             id=request_id,
             agent_id=agent.id,
             call=sub.call,
             tier=ev.tier,
-            status=Status.PENDING,
-            policy=PolicyRef(policy.digest, policy.version, rule.name if rule else None),
+            status=status,
+            policy=PolicyRef(policy.digest, policy.version, rule_name),
             requirement=ev.requirement,
             created_at=now,
-            arguments_sha256=arguments_sha256(sub.call.arguments),
-            call_sha256=call_sha256(request_id, agent.id, sub.call.tool, sub.call.arguments),
+            arguments_sha256=args_digest,
+            call_sha256=call_digest,
             artifact_digest=artifact,
+            escalation=escalation,
+            deadline=deadline,
+            decided_at=decided_at,
+            reason=reason,
             callback_url=sub.callback_url,
             idempotency_key=sub.idempotency_key,
             body_sha256=sub.body_sha256,
         )
-        event: Event | None
-        if ev.tier is Tier.BLOCK:
-            event = Event.BLOCKED
-            request = replace(
-                request,
-                status=Status.DENIED,
-                decided_at=now,
-                reason=ev.reason or f"blocked by rule {request.policy.rule}",
+        if status is Status.APPROVED:
+            token, expires = issue_grant(
+                request, self.keys, issuer=self.issuer, ttl=self.grant_ttl, now=now
             )
-        elif ev.tier in (Tier.AUTO, Tier.NOTIFY):
-            event = Event.AUTO_ALLOWED if ev.tier is Tier.AUTO else Event.NOTIFIED
-            request = self._approve(replace(request, decided_at=now), now)
-        else:
-            event = None
-            offset = ev.deadline_offset or ev.sla or policy.default_sla
-            deadline = now + offset
-            request = replace(request, escalation=ev.escalation, deadline=deadline)
+            request = replace(request, grant=token, grant_expires_at=expires)
         envelope = (
             attest(request, event, self.keys, at=now, reason=request.reason, prev_index=None)
             if event is not None

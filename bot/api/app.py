@@ -10,23 +10,31 @@ from aiohttp import web
 from bot.api import evidence, requests
 from bot.api.context import APP_CHECKPOINTS, APP_GATE, APP_SETTINGS
 from bot.api.openapi import DOCUMENT
-from bot.api.problems import Handler, problem, problem_middleware
+from bot.api.problems import Handler, error_response, problem
 from bot.checkpoints import Checkpointer
-from bot.errors import StoreError
+from bot.errors import SignoffError, StoreError
 from bot.service import Gate
 from bot.settings import Settings
 
 
 @web.middleware
-async def timing_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Time every request (``signoff_http_request_seconds``) and answer ``SignoffError`` and
+    aiohttp HTTP errors as problem+json (``bot.api.problems``). One middleware, not two: it
+    runs on every call of the hot path."""
     start = time.perf_counter()
     try:
         return await handler(request)
+    except (SignoffError, web.HTTPException) as exc:
+        response = error_response(request, exc)
+        if response is None:
+            raise
+        return response
     finally:
         route = request.match_info.route.resource
         name = route.canonical if route is not None else "unmatched"
-        request.app[APP_GATE].metrics.http.labels(name, request.method).observe(
-            time.perf_counter() - start
+        request.app[APP_GATE].metrics.observe_http(
+            name, request.method, time.perf_counter() - start
         )
 
 
@@ -54,7 +62,7 @@ async def openapi(request: web.Request) -> web.Response:
 def create_api(gate: Gate, settings: Settings, checkpoints: Checkpointer) -> web.Application:
     """The agent API application (SPEC §6)."""
     app = web.Application(
-        middlewares=[problem_middleware, timing_middleware],
+        middlewares=[api_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
     app[APP_GATE] = gate

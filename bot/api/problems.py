@@ -59,12 +59,11 @@ def problem(
     )
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn ``SignoffError`` and aiohttp HTTP errors into problem+json answers."""
-    try:
-        return await handler(request)
-    except SignoffError as exc:
+def error_response(request: web.Request, exc: Exception) -> web.Response | None:
+    """The problem+json answer for ``exc`` (a ``SignoffError`` or an aiohttp HTTP error), or
+    ``None`` when it must propagate unchanged (non-error HTTP exceptions, answers that
+    already are problems, anything else)."""
+    if isinstance(exc, SignoffError):
         headers = None
         if isinstance(exc, RateLimited):
             headers = {"Retry-After": str(exc.retry_after)}
@@ -78,11 +77,24 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             headers=headers,
             instance=request.path,
         )
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400 or exc.content_type == PROBLEM_TYPE:
-            raise
+            return None
         slug = _HTTP_SLUGS.get(exc.status, "error")
         detail = exc.reason
         if exc.status == 413:
             detail = "request body is too large"
         return problem(exc.status, slug, detail, instance=request.path)
+    return None
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn ``SignoffError`` and aiohttp HTTP errors into problem+json answers."""
+    try:
+        return await handler(request)
+    except (SignoffError, web.HTTPException) as exc:
+        response = error_response(request, exc)
+        if response is None:
+            raise
+        return response

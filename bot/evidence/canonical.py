@@ -26,6 +26,7 @@ import rfc8785
 from bot.errors import RequestError
 
 _INT_MAX = 2**53 - 1
+_ENCODE_STR = json.encoder.encode_basestring  # the C encoder's ensure_ascii=False quoting
 _DUMPS = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 ).encode
@@ -82,6 +83,8 @@ def canonical_plain(value: Any) -> bytes:
     Raises ``RequestError`` for a lone surrogate in a string.
     """
     try:
+        if type(value) is str:  # what the encoder does for a str, without its set-up
+            return _ENCODE_STR(value).encode("utf-8")
         return _DUMPS(value).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise RequestError(
@@ -121,8 +124,40 @@ def call_sha256(request_id: str, agent_id: str, tool: str, arguments: Mapping[st
     )
 
 
+def call_digests(
+    request_id: str, agent_id: str, tool: str, arguments: Mapping[str, Any]
+) -> tuple[str, str]:
+    """``(arguments_sha256(arguments), call_sha256(request_id, agent_id, tool, arguments))``
+    canonicalising ``arguments`` once: the call object's canonical form is the arguments'
+    canonical bytes spliced between its other members (keys in RFC 8785 order: ``agent``,
+    ``arguments``, ``request_id``, ``tool``).
+
+    Raises ``RequestError`` as ``call_sha256``.
+    """
+    if not isinstance(arguments, Mapping):
+        raise RequestError("arguments must be a JSON object")
+    if type(request_id) is not str or type(agent_id) is not str or type(tool) is not str:
+        raise RequestError("request id, agent and tool must be strings")
+    args = canonical(arguments)
+    call = b"".join(
+        (
+            b'{"agent":',
+            canonical_plain(agent_id),
+            b',"arguments":',
+            args,
+            b',"request_id":',
+            canonical_plain(request_id),
+            b',"tool":',
+            canonical_plain(tool),
+            b"}",
+        )
+    )
+    return sha256_hex(args), sha256_hex(call)
+
+
 __all__ = [
     "arguments_sha256",
+    "call_digests",
     "call_sha256",
     "canonical",
     "canonical_plain",

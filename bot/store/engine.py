@@ -62,6 +62,9 @@ def _sqlite_engine(url: URL) -> Engine:
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
         engine = create_engine(url, pool_size=1, max_overflow=4)
+    # executemany of an INSERT becomes one multi-row INSERT: one sqlite3_step (and one
+    # release of the GIL) for a whole group of rows instead of one per row
+    engine.dialect.use_insertmanyvalues_wo_returning = True
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -23,14 +23,19 @@ from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 from bot.domain import Event
 from bot.errors import EvidenceError, StoreError
 from bot.evidence import merkle
+from bot.store.raw import RawStatement
 from bot.store.tables import HEAD_ID, LOG_ENTRIES, LOG_HEAD, LOG_NODES
 
 T = TypeVar("T")
 Key = tuple[int, int]
 
 _SIZE = select(LOG_HEAD.c.size).where(LOG_HEAD.c.id == HEAD_ID)
-_LOCK = _SIZE.with_for_update()
-_SET_SIZE = update(LOG_HEAD).where(LOG_HEAD.c.id == HEAD_ID).values(size=bindparam("size"))
+_LOCK = RawStatement(_SIZE.with_for_update())
+_SET_SIZE = RawStatement(
+    update(LOG_HEAD).where(LOG_HEAD.c.id == HEAD_ID).values(size=bindparam("size"))
+)
+_INSERT_ENTRIES = RawStatement(insert(LOG_ENTRIES))
+_INSERT_NODES = RawStatement(insert(LOG_NODES))
 
 
 def frontier_keys(size: int) -> list[Key]:
@@ -67,19 +72,44 @@ class Pending:
     SQLite the write lock of ``BEGIN IMMEDIATE`` is already held) and reads the size, so
     callers know each index before they write the rows that refer to it. ``mark`` and
     ``truncate`` undo the adds of an operation rolled back to a savepoint.
+
+    With ``batch`` (several operations sharing one transaction, none in a savepoint), an
+    operation may hand a plain ``INSERT`` to ``insert_later`` instead of executing it:
+    ``flush`` writes each statement's rows with one ``executemany`` before the log entries
+    (one multi-row ``INSERT`` on SQLite). A constraint violation then surfaces from
+    ``flush`` as ``IntegrityError`` for the whole group; the caller re-runs the group with
+    a savepoint per operation (``batch`` off), where each operation sees its own error.
     """
 
-    def __init__(self, conn: Connection, frontier: Frontier, clock: Callable[[], datetime]):
+    def __init__(
+        self,
+        conn: Connection,
+        frontier: Frontier,
+        clock: Callable[[], datetime],
+        *,
+        batch: bool = False,
+    ):
         self._conn = conn
         self._frontier = frontier
         self._clock = clock
         self._start: int | None = None
         self._rows: list[dict[str, Any]] = []
+        self.batch = batch
+        self._later: dict[RawStatement, list[dict[str, Any]]] = {}
+
+    def insert_later(self, statement: RawStatement, values: dict[str, Any]) -> None:
+        """Queue one row for ``statement`` (a plain ``INSERT``); only when ``batch``."""
+        if not self.batch:
+            raise ValueError("insert_later needs a batched transaction")
+        self._later.setdefault(statement, []).append(values)
 
     def add(self, envelope: bytes, event: Event, request_id: str | None) -> int:
         """Queue ``envelope`` as the next leaf; returns its index."""
         if self._start is None:
-            self._start = int(self._conn.execute(_LOCK).scalar_one())
+            start = _LOCK.scalar(self._conn)
+            if start is None:
+                raise StoreError("the log head row is missing: the database is damaged")
+            self._start = int(start)
         index = self._start + len(self._rows)
         self._rows.append(
             {
@@ -100,23 +130,28 @@ class Pending:
         del self._rows[mark:]
 
     def flush(self) -> Callable[[], None] | None:
-        """Write the queued entries, the tree nodes they complete and the new size. Returns a
-        callback that updates the frontier cache; call it only after the commit."""
+        """Write the queued rows, the queued entries, the tree nodes they complete and the
+        new size. Returns a callback that updates the frontier cache; call it only after
+        the commit."""
+        for statement, rows in self._later.items():
+            statement.insert_many(self._conn, rows)
+        self._later.clear()
         if self._start is None or not self._rows:
             return None
         start, end = self._start, self._start + len(self._rows)
         known = self._frontier.nodes(start)
         nodes = dict(known) if known is not None else _read(self._conn, frontier_keys(start))
         completed: list[dict[str, Any]] = []
+        get = nodes.__getitem__
         for row in self._rows:
             for level, idx, h in merkle.completed_nodes(
-                row["idx"], row["leaf_hash"], lambda lv, ix: nodes[(lv, ix)]
+                row["idx"], row["leaf_hash"], lambda lv, ix: get((lv, ix))
             ):
                 nodes[(level, idx)] = h
                 completed.append({"level": level, "idx": idx, "hash": h})
-        self._conn.execute(insert(LOG_ENTRIES), self._rows)
-        self._conn.execute(insert(LOG_NODES), completed)
-        self._conn.execute(_SET_SIZE, {"size": end})
+        _INSERT_ENTRIES.insert_many(self._conn, self._rows)
+        _INSERT_NODES.insert_many(self._conn, completed)
+        _SET_SIZE.execute(self._conn, {"size": end})
         edge = {key: nodes[key] for key in frontier_keys(end)}
         return lambda: self._frontier.remember(end, edge)
 

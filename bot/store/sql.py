@@ -34,6 +34,7 @@ from bot.domain import (
 from bot.errors import Conflict, NotFound
 from bot.store import log, mapping
 from bot.store.database import Database
+from bot.store.raw import RawStatement
 from bot.store.tables import (
     AGENTS,
     CHECKPOINTS,
@@ -47,6 +48,7 @@ from bot.store.tables import (
 logger = logging.getLogger(__name__)
 
 _INSERT_REQUEST = insert(REQUESTS)
+_INSERT_REQUESTS = RawStatement(_INSERT_REQUEST)
 _INSERT_VOTE = insert(VOTES)
 _INSERT_AGENT = insert(AGENTS)
 # compare-and-set: SET every column given in the parameters, only at the expected version
@@ -135,8 +137,11 @@ class SqlStore(Database):
             index = _append(pending, attestation, event, request.id)
             if index is not None:
                 values["last_log_index"] = index
+            if pending.batch:  # written with the group's other requests
+                pending.insert_later(_INSERT_REQUESTS, values)
+                return index
             try:
-                conn.execute(_INSERT_REQUEST, values)
+                _INSERT_REQUESTS.insert_many(conn, [values])
             except exc.IntegrityError as error:
                 raise Conflict(
                     f"request {request.id!r} or idempotency key "

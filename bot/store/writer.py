@@ -46,13 +46,17 @@ def run_transaction(
     """Run ``ops`` in one write transaction; one outcome per op. Raises SQLAlchemy errors
     (and, when there is a single op, whatever it raises) when the transaction fails.
 
-    Several ops first run together without savepoints (the common case: nobody refuses);
-    if one refuses, the transaction rolls back and runs again with a savepoint per op.
+    Several ops first run together without savepoints (the common case: nobody refuses),
+    their queued inserts written together (``log.Pending.insert_later``); if one refuses,
+    or a row of the group breaks a constraint, the transaction rolls back and runs again
+    with a savepoint per op, each op writing its own rows.
     """
     if len(ops) == 1:
         return _attempt(engine, frontier, clock, ops, guarded=False)
     try:
         return _attempt(engine, frontier, clock, ops, guarded=False)
+    except exc.IntegrityError:  # a queued row collided: find out whose
+        return _attempt(engine, frontier, clock, ops, guarded=True)
     except exc.SQLAlchemyError:
         raise
     except Exception:  # an op refused (Conflict, NotFound, ValueError): isolate each op
@@ -69,7 +73,7 @@ def _attempt(
 ) -> list[Outcome]:
     with engine.connect().execution_options(signoff_write=True) as conn:
         with conn.begin():
-            pending = log.Pending(conn, frontier, clock)
+            pending = log.Pending(conn, frontier, clock, batch=not guarded and len(ops) > 1)
             if guarded:
                 outcomes = [_in_savepoint(conn, pending, op) for op in ops]
             else:

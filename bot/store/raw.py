@@ -1,0 +1,129 @@
+"""Hot-path statements on SQLite, executed straight on the DBAPI cursor.
+
+The store's write path runs a handful of fixed statements per transaction (the log head,
+log entries, tree nodes, new requests). Through SQLAlchemy Core each costs some 30-40 µs of
+Python before SQLite sees it; on the single store thread that is most of a small
+transaction. ``RawStatement`` compiles a Core statement once per dialect and, on SQLite,
+runs the compiled text on the cursor with the columns' own bind processors (so values are
+stored exactly as Core would store them: JSON text, datetime strings, blobs). An
+``INSERT`` of many rows becomes ONE multi-row ``INSERT`` (one ``sqlite3_step``, one
+release of the GIL) instead of one step per row.
+
+Other dialects (PostgreSQL) go through ``Connection.execute`` unchanged. Driver errors come
+out as SQLAlchemy's ``DBAPIError`` subclasses (``IntegrityError`` …) exactly as from Core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, exc
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+
+#: SQLite's default limit on host parameters in one statement is 32766
+_MAX_PARAMS = 32_000
+
+Processor = Callable[[Any], Any] | None
+
+
+class _Compiled:
+    def __init__(self, statement: Any, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        if not isinstance(compiled, SQLCompiler) or not compiled.positiontup:
+            names: list[str] = []
+        else:
+            names = list(compiled.positiontup)
+        self.sql: str = compiled.string
+        self.names = names
+        types = {name: bind.type for name, bind in compiled.binds.items()}
+        self.processors: list[Processor] = [
+            types[name].dialect_impl(dialect).bind_processor(dialect) for name in names
+        ]
+        self.fixed = {
+            name: bind.value
+            for name, bind in compiled.binds.items()
+            if not bind.required and bind.callable is None and name in names
+        }
+        self._multi: dict[int, str] = {}
+
+    def row(self, values: dict[str, Any]) -> list[Any]:
+        out: list[Any] = []
+        fixed = self.fixed
+        for name, process in zip(self.names, self.processors, strict=True):
+            value = values[name] if name in values else fixed[name]
+            out.append(value if process is None else process(value))
+        return out
+
+    def multi(self, count: int) -> str:
+        """The text of an ``INSERT … VALUES (…), (…)`` with ``count`` rows."""
+        sql = self._multi.get(count)
+        if sql is None:
+            head, sep, tail = self.sql.partition(" VALUES ")
+            if not sep or tail.count("?") != len(self.names):
+                raise ValueError("not a plain single-row INSERT")
+            sql = head + sep + ", ".join([tail] * count)
+            if len(self._multi) < 64:
+                self._multi[count] = sql
+        return sql
+
+
+class RawStatement:
+    """A Core statement run on the DBAPI cursor on SQLite (see the module docstring)."""
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self._compiled: dict[str, _Compiled] = {}
+
+    def _for(self, dialect: Dialect) -> _Compiled:
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            compiled = self._compiled[dialect.name] = _Compiled(self.statement, dialect)
+        return compiled
+
+    def scalar(self, conn: Connection, values: dict[str, Any] | None = None) -> Any:
+        """The first column of the first row (``None`` without rows)."""
+        dialect = conn.dialect
+        if dialect.name != "sqlite":
+            return conn.execute(self.statement, values or {}).scalar()
+        compiled = self._for(dialect)
+        row = _run(conn, compiled.sql, compiled.row(values or {})).fetchone()
+        return None if row is None else row[0]
+
+    def execute(self, conn: Connection, values: dict[str, Any] | None = None) -> int:
+        """Run it once; returns the row count."""
+        dialect = conn.dialect
+        if dialect.name != "sqlite":
+            return int(conn.execute(self.statement, values or {}).rowcount)
+        compiled = self._for(dialect)
+        return int(_run(conn, compiled.sql, compiled.row(values or {})).rowcount)
+
+    def insert_many(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert ``rows`` (a plain ``INSERT``): one statement per page of rows on SQLite."""
+        if not rows:
+            return
+        dialect = conn.dialect
+        if dialect.name != "sqlite":
+            conn.execute(self.statement, list(rows))
+            return
+        compiled = self._for(dialect)
+        page = max(1, _MAX_PARAMS // max(1, len(compiled.names)))
+        for start in range(0, len(rows), page):
+            chunk = rows[start : start + page]
+            params: list[Any] = []
+            for values in chunk:
+                params.extend(compiled.row(values))
+            _run(conn, compiled.multi(len(chunk)), params)
+
+
+def _run(conn: Connection, sql: str, params: list[Any]) -> Any:
+    dialect = conn.dialect
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, params)
+    except dialect.loaded_dbapi.Error as error:
+        raise exc.DBAPIError.instance(
+            sql, params, error, dialect.loaded_dbapi.Error, dialect=dialect
+        ) from error
+    return cursor
