@@ -95,7 +95,7 @@ async def _register_demo(settings: Settings) -> str | None:
     from adapters.main import open_store
     from bot.clock import SystemClock
     from bot.domain import Agent
-    from bot.service import new_token, token_hash
+    from bot.ids import new_token, token_hash
 
     store = await open_store(settings)
     try:

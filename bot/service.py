@@ -8,17 +8,13 @@ attestation; every failure path ends in deny or "still pending", never in allow.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
-import os
-import secrets
-import time
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
+from bot.approvals import SelfApproval, authorising_group, quorum_met
 from bot.domain import (
     JSON,
     Agent,
@@ -48,53 +44,16 @@ from bot.evidence.canonical import call_digests
 from bot.evidence.grant import issue_grant, verify_grant
 from bot.evidence.keys import KeyRing
 from bot.evidence.statement import attest
+from bot.fanout import Fanout
+from bot.ids import AUTH_CACHE_TTL, AuthCache, new_token, request_ids, token_hash
 from bot.metrics import Metrics
 from bot.policy.evaluator import evaluate, rate_key, window_start
 from bot.policy.holder import PolicyHolder
 from bot.ports import ApprovalChannel, Clock, Notice, NoticeKind, Pager, Store
-from bot.waiters import Waiters
 
 log = logging.getLogger(__name__)
 
-FinalListener = Callable[[Request], Awaitable[None]]
-CreatedListener = Callable[[Request], None]
 _CAS_RETRIES = 8
-#: how long a successful token lookup is reused (see ``Gate.authenticate``)
-AUTH_CACHE_TTL = 1.0
-_AUTH_CACHE_MAX = 10_000
-
-
-def token_hash(token: str) -> str:
-    """SHA-256 hex of an agent bearer token (only the hash is ever stored)."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-class _RequestIds:
-    """Random (version 4) UUID strings, drawing the OS's randomness 4 KiB at a time instead
-    of one system call per id; a forked child draws afresh."""
-
-    def __init__(self) -> None:
-        self._pool = b""
-        self._at = 0
-        self._pid = -1
-
-    def __call__(self) -> str:
-        if self._at + 16 > len(self._pool) or self._pid != os.getpid():
-            self._pool, self._at, self._pid = os.urandom(4096), 0, os.getpid()
-        raw = bytearray(self._pool[self._at : self._at + 16])
-        self._at += 16
-        raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-        h = raw.hex()
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-_request_ids = _RequestIds()
-
-
-def new_token() -> str:
-    """A fresh 256-bit agent token."""
-    return "so_" + secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +67,7 @@ class Submission:
     body_sha256: str | None = None
 
 
-class Gate:
+class Gate(Fanout):
     """The approval service. One instance per process, shared by the API and the adapters."""
 
     def __init__(
@@ -125,24 +84,15 @@ class Gate:
         issuer: str = "signoff",
         auth_cache_ttl: float = AUTH_CACHE_TTL,
     ) -> None:
+        super().__init__(metrics or Metrics(), pager)
         self.store = store
         self.policies = policies
         self.keys = keys
         self.clock = clock
-        self.channels: list[ApprovalChannel] = list(channels)
-        self.pager = pager
-        self.metrics = metrics or Metrics()
+        self.channels.extend(channels)
         self.grant_ttl = grant_ttl
         self.issuer = issuer
-        self.waiters = Waiters()
-        self.final_listeners: list[FinalListener] = []
-        #: called (synchronously, in this process) for every new pending request
-        self.created_listeners: list[CreatedListener] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.auth_cache_ttl = auth_cache_ttl
-        # token hash -> (monotonic expiry, agent); only live, unsuspended agents are kept
-        self._auth_cache: dict[str, tuple[float, Agent]] = {}
-        self._auth_epoch = 0
+        self.auth_cache = AuthCache(auth_cache_ttl)
 
     # ------------------------------------------------------------------ agents
 
@@ -172,27 +122,21 @@ class Gate:
         pending requests itself, at once).
         """
         digest = token_hash(token)
-        cached = self._auth_cache.get(digest)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        epoch = self._auth_epoch
+        cached = self.auth_cache.get(digest)
+        if cached is not None:
+            return cached
+        epoch = self.auth_cache.epoch
         agent = await self.store.agent_by_token_hash(digest)
         if agent is None or not hmac.compare_digest(agent.token_hash, digest):
             raise NotAuthorized("unknown agent token")
         if agent.suspended:
             raise Forbidden(f"agent {agent.id!r} is suspended")
-        # Not when a suspend/resume ran during the read: the row may predate it.
-        if self.auth_cache_ttl > 0 and epoch == self._auth_epoch:
-            if len(self._auth_cache) >= _AUTH_CACHE_MAX:
-                self._auth_cache.clear()
-            self._auth_cache[digest] = (time.monotonic() + self.auth_cache_ttl, agent)
+        self.auth_cache.put(digest, agent, epoch)
         return agent
 
     def forget_agent(self, agent_id: str) -> None:
         """Drop cached authentications of ``agent_id`` (after a change to the agent)."""
-        self._auth_epoch += 1
-        for digest in [d for d, (_, a) in self._auth_cache.items() if a.id == agent_id]:
-            del self._auth_cache[digest]
+        self.auth_cache.forget(agent_id)
 
     async def suspend_agent(self, agent_id: str) -> list[Request]:
         """Suspend an agent (kill switch) and deny its pending requests at once."""
@@ -249,7 +193,7 @@ class Gate:
                     f"{int(ev.rate_limit.per.total_seconds())}s; try again later",
                     retry_after=retry,
                 )
-        request_id = _request_ids()
+        request_id = request_ids()
         args_digest, call_digest = call_digests(
             request_id, agent.id, sub.call.tool, sub.call.arguments
         )
@@ -389,8 +333,13 @@ class Gate:
             request = await self.get(request_id)
             if request.status.final:
                 raise Conflict(f"request is already {request.status.value}")
-            group = self._authorising_group(request, approver, memberships)
             votes = await self.store.votes(request.id)
+            try:
+                group = authorising_group(request, approver, memberships, votes)
+            except NotAuthorized as exc:
+                tag = "self_approval" if isinstance(exc, SelfApproval) else "not_approver"
+                self.metrics.refusals.labels(approver.platform.value, tag).inc()
+                raise
             if any(v.approver.key == approver.key for v in votes):
                 raise Conflict("you have already voted on this request")
             now = self.clock.now()
@@ -443,23 +392,6 @@ class Gate:
                 )
             return stored
         raise Conflict("request is changing too fast; try again")
-
-    def _authorising_group(
-        self, request: Request, approver: Approver, memberships: Collection[str]
-    ) -> str:
-        requested_by = request.call.context.get("requested_by")
-        if isinstance(requested_by, str) and _same_person(requested_by, approver):
-            self.metrics.refusals.labels(approver.platform.value, "self_approval").inc()
-            raise NotAuthorized("you requested this call, so someone else must decide it")
-        eligible = [g for g in request.approver_groups if g in memberships]
-        if not eligible:
-            self.metrics.refusals.labels(approver.platform.value, "not_approver").inc()
-            raise NotAuthorized("you are not an approver for this request")
-        # Prefer an all_of group: one approval from each is required.
-        for group in request.requirement.all_of:
-            if group in eligible:
-                return group
-        return eligible[0]
 
     # ------------------------------------------------------------------ other changes
 
@@ -571,74 +503,3 @@ class Gate:
             except Conflict:
                 continue
         raise Conflict("request is changing too fast; try again")
-
-    # ------------------------------------------------------------------ fan-out
-
-    def _on_final(self, request: Request) -> None:
-        self.waiters.wake(request.id)
-        self.metrics.decisions.labels(request.status.value).inc()
-        for listener in self.final_listeners:
-            self._spawn(listener(request), f"final listener for {request.id}")
-        if self.pager is not None and request.tier is Tier.CONFIRM:
-            self._spawn(self.pager.resolve(request), f"pager resolve for {request.id}")
-
-    def _publish(self, notice: Notice) -> None:
-        for channel in self.channels:
-            self._spawn(self._deliver(channel, notice), f"{channel.platform} delivery")
-
-    async def _deliver(self, channel: ApprovalChannel, notice: Notice) -> None:
-        try:
-            await channel.deliver(notice)
-        except Exception:
-            # A channel failure never changes a decision; it is counted and logged, and the
-            # escalation ladder still runs (fail closed: nothing is allowed by a failure).
-            self.metrics.channel_errors.labels(channel.platform.value).inc()
-            log.exception(
-                "delivery to %s failed for request %s", channel.platform, notice.request.id
-            )
-
-    def publish(self, notice: Notice) -> None:
-        """Send a notice to every channel in the background (used by the scheduler)."""
-        self._publish(notice)
-
-    def _spawn(self, coro: Awaitable[Any], what: str) -> None:
-        async def run() -> None:
-            try:
-                await coro
-            except Exception:
-                log.exception("background task failed: %s", what)
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def drain(self, grace: float = 10.0) -> None:
-        """Wait for background deliveries (graceful shutdown)."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=grace)
-
-
-def quorum_met(request: Request, votes: Sequence[Vote]) -> bool:
-    """True when the approvals in ``votes`` satisfy the request's requirement: ``quorum``
-    distinct humans from the any-of groups (escalation groups count there too), and one
-    distinct human from each ``all_of`` group."""
-    approvals = [v for v in votes if v.verdict is Verdict.APPROVE]
-    req = request.requirement
-    any_of = set(req.groups) | set(request.extra_groups)
-    all_of_ok = all(any(v.group == g for v in approvals) for g in req.all_of)
-    if req.groups:
-        counted = {v.approver.key for v in approvals if v.group in any_of}
-        return all_of_ok and len(counted) >= req.quorum
-    if not req.all_of:
-        # No approvers named (cannot happen with a valid policy): an escalation group alone
-        # decides, otherwise nobody can approve.
-        return bool(request.extra_groups) and any(v.group in any_of for v in approvals)
-    return all_of_ok
-
-
-def _same_person(requested_by: str, approver: Approver) -> bool:
-    wanted = requested_by.strip().casefold()
-    if not wanted:
-        return False
-    candidates = [approver.user_id, approver.email or "", approver.key]
-    return any(wanted == c.casefold() for c in candidates if c)

@@ -290,9 +290,12 @@ async def test_authentication_errors(client: TestClient, token: str, runtime: Ru
     assert (await client.post("/v1/requests", json=body)).status == 401
     unknown = await submit(client, "so_not-a-real-token", body)
     assert unknown.status == 401 and unknown.content_type == PROBLEM
+    assert (await submit(client, token, body)).status == 201  # the token lookup is now cached
     await runtime.gate.suspend_agent("billing-agent")
     suspended = await submit(client, token, body)
-    assert suspended.status == 403
+    assert suspended.status == 403  # the suspension drops the cached lookup at once
+    await runtime.gate.resume_agent("billing-agent")
+    assert (await submit(client, token, body)).status == 201
 
 
 async def test_suspending_denies_pending_requests_at_once(

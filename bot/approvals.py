@@ -1,0 +1,60 @@
+"""Who may decide a request and when enough of them have: group eligibility, self-approval,
+quorum and all-of counting over distinct humans. Pure functions over domain values."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from bot.domain import Approver, Request, Verdict, Vote
+from bot.errors import NotAuthorized
+
+
+class SelfApproval(NotAuthorized):
+    """The approver is the person who asked for the call (``context.requested_by``)."""
+
+
+def authorising_group(
+    request: Request, approver: Approver, memberships: Collection[str], votes: Sequence[Vote]
+) -> str:
+    """The group in whose name ``approver`` decides. ``memberships`` are the groups the
+    platform adapter verified them in. Raises ``SelfApproval`` or ``NotAuthorized``."""
+    requested_by = request.call.context.get("requested_by")
+    if isinstance(requested_by, str) and same_person(requested_by, approver):
+        raise SelfApproval("you requested this call, so someone else must decide it")
+    eligible = [g for g in request.approver_groups if g in memberships]
+    if not eligible:
+        raise NotAuthorized("you are not an approver for this request")
+    # One approval from each all_of group is required: count this human for an all_of group
+    # nobody has approved for yet, then any all_of group, then the any-of groups.
+    covered = {v.group for v in votes if v.verdict is Verdict.APPROVE}
+    all_of = [g for g in request.requirement.all_of if g in eligible]
+    for group in all_of:
+        if group not in covered:
+            return group
+    return all_of[0] if all_of and not request.requirement.groups else eligible[0]
+
+
+def quorum_met(request: Request, votes: Sequence[Vote]) -> bool:
+    """True when the approvals in ``votes`` satisfy the request's requirement: ``quorum``
+    distinct humans from the any-of groups (escalation groups count there too), and one
+    distinct human from each ``all_of`` group."""
+    approvals = [v for v in votes if v.verdict is Verdict.APPROVE]
+    req = request.requirement
+    any_of = set(req.groups) | set(request.extra_groups)
+    all_of_ok = all(any(v.group == g for v in approvals) for g in req.all_of)
+    if req.groups:
+        counted = {v.approver.key for v in approvals if v.group in any_of}
+        return all_of_ok and len(counted) >= req.quorum
+    if not req.all_of:
+        # No approvers named (cannot happen with a valid policy): an escalation group alone
+        # decides, otherwise nobody can approve.
+        return bool(request.extra_groups) and any(v.group in any_of for v in approvals)
+    return all_of_ok
+
+
+def same_person(requested_by: str, approver: Approver) -> bool:
+    wanted = requested_by.strip().casefold()
+    if not wanted:
+        return False
+    candidates = [approver.user_id, approver.email or "", approver.key]
+    return any(wanted == c.casefold() for c in candidates if c)

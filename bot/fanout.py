@@ -1,0 +1,78 @@
+"""Fan-out of a Gate's state changes: cards to approval channels, listeners of new and final
+requests, the pager's resolve, and the wake-up of long-polls. Everything runs in background
+tasks whose failures are logged and counted and never change a decision."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot.domain import Request, Tier
+from bot.metrics import Metrics
+from bot.ports import ApprovalChannel, Notice, Pager
+from bot.waiters import Waiters
+
+log = logging.getLogger(__name__)
+
+FinalListener = Callable[[Request], Awaitable[None]]
+CreatedListener = Callable[[Request], None]
+
+
+class Fanout:
+    """Base of ``bot.service.Gate``: who hears about what, in this process."""
+
+    def __init__(self, metrics: Metrics, pager: Pager | None) -> None:
+        self.metrics = metrics
+        self.pager = pager
+        self.channels: list[ApprovalChannel] = []
+        self.waiters = Waiters()
+        #: awaited in the background when a request becomes final
+        self.final_listeners: list[FinalListener] = []
+        #: called (synchronously, in this process) for every new pending request
+        self.created_listeners: list[CreatedListener] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _on_final(self, request: Request) -> None:
+        self.waiters.wake(request.id)
+        self.metrics.decisions.labels(request.status.value).inc()
+        for listener in self.final_listeners:
+            self._spawn(listener(request), f"final listener for {request.id}")
+        if self.pager is not None and request.tier is Tier.CONFIRM:
+            self._spawn(self.pager.resolve(request), f"pager resolve for {request.id}")
+
+    def _publish(self, notice: Notice) -> None:
+        for channel in self.channels:
+            self._spawn(self._deliver(channel, notice), f"{channel.platform} delivery")
+
+    async def _deliver(self, channel: ApprovalChannel, notice: Notice) -> None:
+        try:
+            await channel.deliver(notice)
+        except Exception:
+            # A channel failure never changes a decision; it is counted and logged, and the
+            # escalation ladder still runs (fail closed: nothing is allowed by a failure).
+            self.metrics.channel_errors.labels(channel.platform.value).inc()
+            log.exception(
+                "delivery to %s failed for request %s", channel.platform, notice.request.id
+            )
+
+    def publish(self, notice: Notice) -> None:
+        """Send a notice to every channel in the background (used by the scheduler)."""
+        self._publish(notice)
+
+    def _spawn(self, coro: Awaitable[Any], what: str) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except Exception:
+                log.exception("background task failed: %s", what)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, grace: float = 10.0) -> None:
+        """Wait for background deliveries (graceful shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace)
