@@ -337,6 +337,9 @@ async def test_kill_9_between_steps_and_restart_repeats_no_step(
         await first.stop()
     second = Server(home)
     await second.start(http)
+    # seconds after the submit at which the second process answered: a cold start (no
+    # bytecode cache yet, a loaded CI machine) can take longer than the gap to the deny
+    up = time.monotonic() - submitted
     try:
         final = await second.wait_final(http, created["id"])
         assert final["status"] == "expired"
@@ -345,8 +348,11 @@ async def test_kill_9_between_steps_and_restart_repeats_no_step(
         created_at = parse_time(statements[0]["request"]["created_at"])
         at = [(parse_time(s["timestamps"]["at"]) - created_at).total_seconds() for s in statements]
         assert 2.0 <= at[0] <= 3.0
-        assert 4.0 <= at[1] <= 6.0  # ran at once when the second process came up
-        assert 6.0 <= at[2] <= 7.0  # the deny is still on time
+        # the 4 s step fell due while signoff was down: it ran at once when it came back
+        assert 4.0 <= at[1] <= max(4.3, up) + 1.5, (at, up)
+        # the deny is on time, or at once if the restart itself outlasted the deadline
+        assert 6.0 <= at[2] <= max(6.0, up) + 1.5, (at, up)
+        assert at[1] <= at[2]
         await assert_chat_and_pages(slack, pd, created["id"])
     finally:
         await second.stop()
