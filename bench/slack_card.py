@@ -39,7 +39,7 @@ from tests.fakes.slack_payloads import block_actions, form, sign
 from tests.support import write_home
 
 SIGNOFF = str(Path(sys.executable).with_name("signoff"))
-SECRET = "bench-signing-secret"  # noqa: S105 - the fake workspace's secret
+SECRET = "bench-signing-secret"
 _REQUEST_ID = re.compile(r"request `([0-9a-f-]{36})`")
 
 

@@ -1,0 +1,76 @@
+"""Server memory with every adapter loaded (SPEC §9: ≤ 120 MB RSS).
+
+Starts ``signoff serve`` on a fresh home with Slack, Teams, PagerDuty and the console all
+configured (Slack and Teams pointed at unused local addresses: nothing is posted), waits until
+it is healthy and idle, and prints the process's resident set size.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+SIGNOFF = str(Path(sys.executable).with_name("signoff"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        subprocess.run([SIGNOFF, "init", str(home)], check=True, capture_output=True)
+        port = free_port()
+        cfg = home / "signoff.yaml"
+        cfg.write_text(
+            cfg.read_text().replace("port: 8080", f"port: {port}") + "logging: {level: WARNING}\n"
+        )
+        env = dict(os.environ)
+        env.update(
+            SLACK_BOT_TOKEN="xoxb-bench",
+            SLACK_SIGNING_SECRET="bench-secret",
+            TEAMS_APP_ID="00000000-0000-0000-0000-000000000001",
+            TEAMS_APP_PASSWORD="bench",
+            TEAMS_TENANT_ID="00000000-0000-0000-0000-000000000002",
+            PAGERDUTY_ROUTING_KEY="bench",
+        )
+        text = cfg.read_text().replace(
+            "api_base_url: https://slack.com/api/", "api_base_url: http://127.0.0.1:9/api/"
+        )
+        cfg.write_text(text)
+        proc = subprocess.Popen([SIGNOFF, "--config", str(cfg), "serve"], env=env)
+        try:
+            for _ in range(300):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                        break
+                except OSError:
+                    time.sleep(0.1)
+            time.sleep(2)
+            print(
+                f"signoff serve with Slack, Teams, PagerDuty and the console loaded: "
+                f"RSS {rss_mb(proc.pid):.0f} MB (target <= 120 MB)"
+            )
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+if __name__ == "__main__":
+    main()
