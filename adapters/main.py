@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -124,6 +125,10 @@ async def _run(runtime: Runtime, ready: Callable[[str], None] | None = None) -> 
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, runtime.policies.reload)
 
+    # Everything built so far lives as long as the process: keep it out of the collector's
+    # scans, so that collections on the request path stay short (p99 latency).
+    gc.collect()
+    gc.freeze()
     runner = web.AppRunner(runtime.app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.server.host, settings.server.port)
