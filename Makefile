@@ -35,7 +35,7 @@ test: lint services
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: setup
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/*.py; do echo "== $$b"; PYTHONPATH=. $(PY) $$b || exit 1; done
 
 teams-package:
 	@test -n "$(TEAMS_APP_ID)" -a -n "$(SIGNOFF_PUBLIC_URL)" || { echo "usage: make teams-package TEAMS_APP_ID=<Entra app (client) id> SIGNOFF_PUBLIC_URL=https://<host>"; exit 1; }

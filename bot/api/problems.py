@@ -86,15 +86,3 @@ def error_response(request: web.Request, exc: Exception) -> web.Response | None:
             detail = "request body is too large"
         return problem(exc.status, slug, detail, instance=request.path)
     return None
-
-
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn ``SignoffError`` and aiohttp HTTP errors into problem+json answers."""
-    try:
-        return await handler(request)
-    except (SignoffError, web.HTTPException) as exc:
-        response = error_response(request, exc)
-        if response is None:
-            raise
-        return response
