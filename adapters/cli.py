@@ -207,7 +207,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     old = ring.kid
     new = ring.rotate()
     print(f"new signing key {new}; {old} retired (still published for verification)")
-    print("restart or reload signoff serve to sign with the new key")
+    print("send SIGHUP to running `signoff serve` processes (or restart them) to sign with it")
     return 0
 
 

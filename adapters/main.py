@@ -20,6 +20,7 @@ from aiohttp import web
 from bot.api.app import create_api
 from bot.checkpoints import Checkpointer
 from bot.clock import SystemClock
+from bot.errors import ConfigError
 from bot.evidence.keys import KeyRing
 from bot.policy.holder import PolicyHolder
 from bot.ports import Clock
@@ -123,7 +124,7 @@ async def _run(runtime: Runtime, ready: Callable[[str], None] | None = None) -> 
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, runtime.policies.reload)
+    loop.add_signal_handler(signal.SIGHUP, lambda: reload(runtime))
 
     # Everything built so far lives as long as the process: keep it out of the collector's
     # scans, so that collections on the request path stay short (p99 latency).
@@ -156,6 +157,18 @@ async def _run(runtime: Runtime, ready: Callable[[str], None] | None = None) -> 
     with contextlib.suppress(Exception):
         await runtime.checkpoints.current()
     await runtime.store.close()
+
+
+def reload(runtime: Runtime) -> None:
+    """SIGHUP: load the policy files and the key ring again. A policy that fails keeps the
+    old one in force; a key ring that fails to load keeps the current key."""
+    runtime.policies.reload()
+    try:
+        runtime.keys.reload()
+    except ConfigError as exc:
+        log.warning(
+            "key reload failed, still signing with %s: %s", runtime.keys.kid, exc.diagnostics()
+        )
 
 
 def serve(settings: Settings, ready: Callable[[str], None] | None = None) -> None:

@@ -286,6 +286,24 @@ class KeyRing(PublicKeys):
         log.info("rotated signing key %s -> %s", old, kid)
         return kid
 
+    def reload(self) -> bool:
+        """Re-read the directory, e.g. after `signoff keys rotate` in another process; True
+        when the current signing key changed. Keys are only ever added, never dropped.
+
+        Raises ``ConfigError`` (the ring in memory is then unchanged).
+        """
+        fresh = KeyRing.load(self.directory)
+        changed = fresh.kid != self._current
+        for kid, public in fresh.items():
+            if kid not in self:
+                self._add(kid, public)
+        self._created.update(fresh._created)
+        self._signing = fresh._signing
+        self._current = fresh._current
+        if changed:
+            log.info("signing key reloaded: now %s", fresh.kid)
+        return changed
+
     # -- Signer ---------------------------------------------------------------------
 
     @property

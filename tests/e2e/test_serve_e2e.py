@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -147,8 +148,34 @@ def test_init_agents_and_requests_through_a_real_server(
     status, problem = http("POST", base + "/v1/requests", {"tool": "x"}, "so_wrong")
     assert status == 401 and problem["status"] == 401
 
+    # `signoff keys rotate` + SIGHUP: the running server signs with the new key at once and
+    # keeps publishing the old one
+    old_kid = _kid(auto["grant"])
+    out = subprocess.run(
+        [SIGNOFF, "--config", config, "keys", "rotate"], capture_output=True, text=True, check=True
+    )
+    new_kid = out.stdout.split()[3].rstrip(";")
+    assert new_kid != old_kid
+    proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while True:
+        status, again = http(
+            "POST", base + "/v1/requests", {"tool": "crm.read", "arguments": {"id": 2}}, token
+        )
+        if _kid(again["grant"]) == new_kid or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert _kid(again["grant"]) == new_kid
+    kids = {k["kid"]: k.get("status") for k in http("GET", base + "/v1/keys")[1]["keys"]}
+    assert kids[old_kid] == "retired" and kids[new_kid] == "current"
+
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0
+
+
+def _kid(jwt: str) -> str:
+    header = jwt.split(".")[0]
+    return str(json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"])
 
 
 def test_serve_refuses_a_bad_policy_with_one_line(home: Path) -> None:

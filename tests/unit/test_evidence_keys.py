@@ -198,3 +198,16 @@ def test_note_verifier_key_format(tmp_path: Path) -> None:
     assert name == "example.com/log"
     assert bytes.fromhex(key_hash) == note_key_hash(name, ring.current_public_key())
     assert base64.b64decode(blob) == b"\x01" + ring.current_public_key()
+
+
+def test_reload_picks_up_a_rotation_made_elsewhere(tmp_path: Path) -> None:
+    server = KeyRing.create(tmp_path / "keys")
+    old = server.kid
+    cli = KeyRing.load(tmp_path / "keys")
+    new = cli.rotate()
+    assert server.kid == old  # the running server has not looked yet
+    assert server.reload() is True
+    assert server.kid == new and old in server and new in server
+    signature = server.sign(b"message")
+    server.verify(new, b"message", signature)
+    assert server.reload() is False  # nothing changed since
