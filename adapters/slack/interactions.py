@@ -95,12 +95,14 @@ class Interactions:
         # Work after the ack runs a few at a time: a burst of clicks then queues its work
         # behind the acks instead of starving them (Slack wants every ack inside 3 s).
         self._working = asyncio.Semaphore(WORKERS)
+        bolt_log = logging.getLogger("slack_bolt.signoff")
+        bolt_log.addFilter(_drop_token_notice)
         self.app = AsyncApp(
             name="signoff",
             signing_secret=signing_secret,
             client=client,
             process_before_response=True,
-            logger=logging.getLogger("slack_bolt.signoff"),
+            logger=bolt_log,
         )
         self.app.action(ACTION_APPROVE)(self.on_approve)
         self.app.action(ACTION_DENY)(self.on_deny)
@@ -319,3 +321,10 @@ class Interactions:
         """Wait for work started by clicks (tests, graceful shutdown; callers bound the wait)."""
         while self._tasks:
             await asyncio.wait(set(self._tasks))
+
+
+def _drop_token_notice(record: logging.LogRecord) -> bool:
+    """bolt reads ``SLACK_BOT_TOKEN`` from the environment by itself and then warns that the
+    token is unused because a client was given; we only ever give the client, so the notice
+    is noise at every start."""
+    return "`token` will be unused" not in record.getMessage()
