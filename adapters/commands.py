@@ -21,13 +21,4 @@ MODULES = (
 
 
 def extensions() -> list[Extension]:
-    found: list[Extension] = []
-    for name in MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # transitional while the adapter is being built
-            if exc.name is not None and name.startswith(exc.name):
-                continue
-            raise
-        found.append(module.register)
-    return found
+    return [importlib.import_module(name).register for name in MODULES]
