@@ -64,10 +64,9 @@ class CallbackSender:
         self._delivered: OrderedDict[str, None] = OrderedDict()
         self._inflight: set[str] = set()
 
-    async def on_final(self, request: Request) -> None:
-        """The ``gate.final_listeners`` hook."""
-        if request.callback_url:
-            await self.deliver(request)
+    def on_final(self, request: Request) -> Awaitable[bool] | None:
+        """The ``gate.final_listeners`` hook: the delivery to run, if the agent asked for one."""
+        return self.deliver(request) if request.callback_url else None
 
     async def body(self, request: Request) -> bytes:
         received = 0

@@ -16,7 +16,9 @@ from bot.waiters import Waiters
 
 log = logging.getLogger(__name__)
 
-FinalListener = Callable[[Request], Awaitable[None]]
+#: called at once with a request that became final; returns the work to run in the background,
+#: or None when there is nothing to do (most auto-tier requests: no task is spawned then)
+FinalListener = Callable[[Request], Awaitable[object] | None]
 CreatedListener = Callable[[Request], None]
 
 
@@ -28,7 +30,7 @@ class Fanout:
         self.pager = pager
         self.channels: list[ApprovalChannel] = []
         self.waiters = Waiters()
-        #: awaited in the background when a request becomes final
+        #: told (synchronously) when a request becomes final; see ``FinalListener``
         self.final_listeners: list[FinalListener] = []
         #: called (synchronously, in this process) for every new pending request
         self.created_listeners: list[CreatedListener] = []
@@ -38,7 +40,9 @@ class Fanout:
         self.waiters.wake(request.id)
         self.metrics.decisions.labels(request.status.value).inc()
         for listener in self.final_listeners:
-            self._spawn(listener(request), f"final listener for {request.id}")
+            work = listener(request)
+            if work is not None:
+                self._spawn(work, f"final listener for {request.id}")
         if self.pager is not None and request.tier is Tier.CONFIRM:
             self._spawn(self.pager.resolve(request), f"pager resolve for {request.id}")
 

@@ -40,7 +40,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.domain import Request, Status
+from bot.domain import Request, Status, Tier
 from bot.errors import StoreError
 from bot.escalation import StepRun, next_due, pending_due, run_due_steps, settle_pages
 from bot.service import Gate
@@ -264,10 +264,11 @@ class Scheduler:
         if due is not None:
             self.schedule(request.id, due)
 
-    async def on_final(self, request: Request) -> None:
+    def on_final(self, request: Request) -> None:
         """``Gate.final_listeners`` entry: a decided, cancelled or expired request needs no
-        more steps."""
-        self.forget(request.id)
+        more steps. Only confirm-tier requests ever had a timer."""
+        if request.tier is Tier.CONFIRM:
+            self.forget(request.id)
 
     def due(self, request_id: str) -> datetime | None:
         """When the request's timer fires here (``None`` without one)."""

@@ -15,9 +15,10 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
 from adapters.main import Runtime, build
-from bot.domain import Approver, Platform, Verdict
+from bot.domain import Approver, Platform, ToolCall, Verdict
 from bot.evidence.canonical import arguments_sha256, call_sha256
 from bot.evidence.grant import verify_grant
+from bot.service import Submission
 from bot.settings import load_settings
 from tests.integration.conftest import libpq_url
 from tests.support import write_home
@@ -393,4 +394,30 @@ async def test_unreachable_store_answers_503_and_allows_nothing(
             ) as conn:
                 conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     finally:
+        await rt.store.close()
+
+
+async def test_an_auto_request_spawns_no_background_work(
+    tmp_path: Path, aiohttp_client: Any
+) -> None:
+    """With every default adapter mounted (console, escalation timers, callbacks), an
+    auto-tier request without a callback_url leaves no task behind: the hot path only signs,
+    appends and answers."""
+    rt = await build(load_settings(write_home(tmp_path)))
+    await aiohttp_client(rt.app)  # runs the app's start-up and clean-up like `signoff serve`
+    try:
+        agent, _ = await rt.gate.register_agent("fast-agent")
+        request, _ = await rt.gate.submit(agent, Submission(ToolCall("crm.read", {"id": 1})))
+        assert request.status.value == "approved"
+        assert not rt.gate._tasks
+        with_callback = Submission(
+            ToolCall("crm.read", {"id": 2}), callback_url="http://127.0.0.1:9/hook"
+        )
+        await rt.gate.submit(agent, with_callback)
+        assert len(rt.gate._tasks) == 1  # the signed callback delivery
+    finally:
+        await asyncio.sleep(0)  # let the delivery start, then stop its retries
+        for task in list(rt.gate._tasks):
+            task.cancel()
+        await rt.gate.drain()
         await rt.store.close()
