@@ -21,8 +21,11 @@ def token_hash(token: str) -> str:
 
 
 class RequestIds:
-    """Random (version 4) UUID strings, drawing the OS's randomness 4 KiB at a time instead
-    of one system call per id; a forked child draws afresh."""
+    """Request ids: UUID version 7 strings (RFC 9562 §5.7): 48 bits of Unix milliseconds,
+    then 74 random bits. Time-ordered ids land at the right edge of every index keyed by
+    them (the requests table, the log's request index) instead of on a random page each,
+    which keeps a commit's dirty pages few. The randomness is drawn from the OS 4 KiB at a
+    time instead of one system call per id; a forked child draws afresh."""
 
     def __init__(self) -> None:
         self._pool = b""
@@ -30,12 +33,13 @@ class RequestIds:
         self._pid = -1
 
     def __call__(self) -> str:
-        if self._at + 16 > len(self._pool) or self._pid != os.getpid():
+        if self._at + 10 > len(self._pool) or self._pid != os.getpid():
             self._pool, self._at, self._pid = os.urandom(4096), 0, os.getpid()
-        raw = bytearray(self._pool[self._at : self._at + 16])
-        self._at += 16
-        raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        raw = bytearray((time.time_ns() // 1_000_000 % (1 << 48)).to_bytes(6, "big"))
+        raw += self._pool[self._at : self._at + 10]
+        self._at += 10
+        raw[6] = (raw[6] & 0x0F) | 0x70  # version 7
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 9562 variant
         h = raw.hex()
         return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 

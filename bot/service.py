@@ -41,7 +41,7 @@ from bot.errors import (
     RequestError,
 )
 from bot.evidence.canonical import call_digests
-from bot.evidence.grant import issue_grant, verify_grant
+from bot.evidence.grant import issue_grant, sign_grant, verify_grant
 from bot.evidence.keys import KeyRing
 from bot.evidence.statement import attest
 from bot.fanout import Fanout
@@ -214,6 +214,20 @@ class Gate(Fanout):
         else:
             escalation = ev.escalation
             deadline = now + (ev.deadline_offset or ev.sla or policy.default_sla)
+        grant, grant_expires = None, None
+        if status is Status.APPROVED:
+            grant, grant_expires = sign_grant(
+                request_id=request_id,
+                agent_id=agent.id,
+                tool=sub.call.tool,
+                arguments_sha256=args_digest,
+                call_sha256=call_digest,
+                policy_digest=policy.digest,
+                signer=self.keys,
+                issuer=self.issuer,
+                ttl=self.grant_ttl,
+                now=now,
+            )
         request = Request(
             id=request_id,
             agent_id=agent.id,
@@ -233,12 +247,9 @@ class Gate(Fanout):
             callback_url=sub.callback_url,
             idempotency_key=sub.idempotency_key,
             body_sha256=sub.body_sha256,
+            grant=grant,
+            grant_expires_at=grant_expires,
         )
-        if status is Status.APPROVED:
-            token, expires = issue_grant(
-                request, self.keys, issuer=self.issuer, ttl=self.grant_ttl, now=now
-            )
-            request = replace(request, grant=token, grant_expires_at=expires)
         envelope = (
             attest(request, event, self.keys, at=now, reason=request.reason, prev_index=None)
             if event is not None

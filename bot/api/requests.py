@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from bot.api.context import APP_GATE, APP_SETTINGS, require_agent
@@ -15,10 +16,15 @@ from bot.evidence.canonical import canonical, sha256_hex
 from bot.service import Submission
 
 MAX_IDEMPOTENCY_KEY = 255
+JSON_TYPE = "application/json"
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+# one decoder for every body (``json.loads`` with an option builds a new one per call)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 async def read_json(request: web.Request) -> Any:
@@ -35,7 +41,7 @@ async def read_json(request: web.Request) -> Any:
     if len(raw) > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        return _DECODER.decode(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise RequestError("request body is not UTF-8") from exc
     except RecursionError as exc:
@@ -80,7 +86,9 @@ async def _render(request: web.Request, r: Request, status: int = 200) -> web.Re
     if r.tier is Tier.CONFIRM:
         votes = await request.app[APP_GATE].store.votes(r.id)
         received = sum(1 for v in votes if v.verdict is Verdict.APPROVE)
-    return web.json_response(request_json(r, received), status=status)
+    return web.Response(
+        body=orjson.dumps(request_json(r, received)), status=status, content_type=JSON_TYPE
+    )
 
 
 async def submit(request: web.Request) -> web.Response:

@@ -46,19 +46,48 @@ def issue_grant(
 
     ``expires_at`` is ``now + ttl`` truncated to whole seconds (what ``exp`` says).
     """
+    return sign_grant(
+        request_id=request.id,
+        agent_id=request.agent_id,
+        tool=request.call.tool,
+        arguments_sha256=request.arguments_sha256,
+        call_sha256=request.call_sha256,
+        policy_digest=request.policy.digest,
+        signer=signer,
+        issuer=issuer,
+        ttl=ttl,
+        now=now,
+    )
+
+
+def sign_grant(
+    *,
+    request_id: str,
+    agent_id: str,
+    tool: str,
+    arguments_sha256: str,
+    call_sha256: str,
+    policy_digest: str,
+    signer: Signer,
+    issuer: str,
+    ttl: timedelta = DEFAULT_TTL,
+    now: datetime,
+) -> tuple[str, datetime]:
+    """``issue_grant`` from the bound values themselves, for a caller that signs the grant
+    before it builds the ``Request`` that carries it (the auto tier's hot path)."""
     iat = _seconds(now)
     exp = _seconds(now + ttl)
     header = {"alg": "EdDSA", "typ": "JWT", "kid": signer.kid}
     claims = {
         "iss": issuer,
-        "sub": request.agent_id,
-        "jti": request.id,
+        "sub": agent_id,
+        "jti": request_id,
         "iat": iat,
         "exp": exp,
-        "tool": request.call.tool,
-        "args_sha256": request.arguments_sha256,
-        "call_sha256": request.call_sha256,
-        "policy": request.policy.digest,
+        "tool": tool,
+        "args_sha256": arguments_sha256,
+        "call_sha256": call_sha256,
+        "policy": policy_digest,
     }
     signing_input = f"{b64url(canonical(header))}.{b64url(canonical(claims))}"
     signature = signer.sign(signing_input.encode("ascii"))

@@ -1,8 +1,9 @@
 """``Database``: a migrated SQLite or PostgreSQL database, used from asyncio.
 
-All SQL runs on the database's own threads so the event loop never blocks: one thread for
-SQLite (one writer at a time anyway, so no "database is locked"; writes are grouped into
-shared commits by ``bot.store.writer.GroupCommit``), a small pool for PostgreSQL. Database
+Reads run on the database's own threads: one for SQLite, a small pool for PostgreSQL.
+PostgreSQL writes run there too; SQLite writes are grouped into shared commits on the event
+loop's thread by ``bot.store.group.GroupCommit`` (its docstring says why, and how lock waits
+and checkpoints are kept off the loop). Database
 failures come out as ``StoreError`` (one line, no password); a closed database raises
 ``StoreError`` too.
 
@@ -26,7 +27,8 @@ from bot.errors import StoreError
 from bot.ports import Clock
 from bot.store import log, migrate
 from bot.store.engine import make_engine, parse_url, store_error
-from bot.store.writer import GroupCommit, Op, run_transaction
+from bot.store.group import GroupCommit
+from bot.store.writer import Op, pooled, run_transaction
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -85,6 +87,8 @@ class Database:
             return
         self._closed = True
         loop = asyncio.get_running_loop()
+        if self._group is not None:
+            await self._group.close()
         await loop.run_in_executor(self._pool, self._engine.dispose)
         self._pool.shutdown(wait=True)
 
@@ -112,12 +116,9 @@ class Database:
         writes, inside its own savepoint); attestations queued on ``pending`` are appended
         to the log in the same transaction. Raises what ``op`` raises, or ``StoreError``."""
         if self._group is not None:
-            try:
-                return await self._group.submit(op)
-            except RuntimeError as error:  # the executor is shut down
-                raise StoreError("the store is closed") from error
+            return await self._group.submit(op)
         outcomes = await self._run(
-            run_transaction, self._engine, self._frontier, self._clock.now, [op]
+            run_transaction, pooled(self._engine), self._frontier, self._clock.now, [op]
         )
         return outcomes[0][1]  # type: ignore[no-any-return]
 

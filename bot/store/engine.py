@@ -21,8 +21,10 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
 from bot.errors import StoreError
+from bot.store.raw import execute_sql
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_WAL_LIMIT_BYTES = 64 * 1024 * 1024
 PG_CONNECT_TIMEOUT_S = 10
 
 
@@ -61,7 +63,12 @@ def _sqlite_engine(url: URL) -> Engine:
         # one private in-memory database: every use must share its single connection
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
-        engine = create_engine(url, pool_size=1, max_overflow=4)
+        # two kept connections: the group writer's on the event loop, and the store thread's
+        # (reads, checkpoints, writes that must wait for a lock); a connection may be
+        # opened on one thread and used on the other, never by two at once (the pool)
+        engine = create_engine(
+            url, pool_size=2, max_overflow=4, connect_args={"check_same_thread": False}
+        )
     # executemany of an INSERT becomes one multi-row INSERT: one sqlite3_step (and one
     # release of the GIL) for a whole group of rows instead of one per row
     engine.dialect.use_insertmanyvalues_wo_returning = True
@@ -75,16 +82,18 @@ def _sqlite_engine(url: URL) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
+            # a WAL that grew under load is cut back to this size when it starts over
+            cursor.execute(f"PRAGMA journal_size_limit = {SQLITE_WAL_LIMIT_BYTES}")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
-        if connection.get_execution_options().get("signoff_write"):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            connection.exec_driver_sql("BEGIN")
+        # on the DBAPI cursor: through ``exec_driver_sql`` this one statement costs more
+        # Python than the rest of a small write transaction
+        write = connection.get_execution_options().get("signoff_write")
+        execute_sql(connection, "BEGIN IMMEDIATE" if write else "BEGIN", [])
 
     return engine
 

@@ -13,7 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.errors import RequestError
-from bot.evidence.canonical import arguments_sha256, call_sha256, canonical, sha256_hex
+from bot.evidence.canonical import (
+    arguments_sha256,
+    call_sha256,
+    canonical,
+    canonical_plain,
+    is_plain,
+    sha256_hex,
+)
 
 json_scalars = (
     st.none()
@@ -59,6 +66,35 @@ def test_fast_path_equals_rfc8785(value: Any) -> None:
 @given(st.dictionaries(st.text(st.characters(codec="ascii")), json_values, max_size=6))
 def test_fast_path_with_ascii_keys_equals_rfc8785(value: dict[str, Any]) -> None:
     assert canonical(value) == rfc8785.dumps(value)
+
+
+plain_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.text(st.characters(exclude_categories=["Cs"]))
+)
+plain_values = st.recursive(
+    plain_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(st.text(st.characters(codec="ascii")), inner, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(plain_values)
+def test_plain_encoder_equals_rfc8785(value: Any) -> None:
+    # canonical_plain (orjson) is what every attestation statement and grant goes through
+    assert is_plain(value)
+    assert canonical_plain(value) == rfc8785.dumps(value)
+
+
+def test_plain_encoder_refuses_a_lone_surrogate() -> None:
+    with pytest.raises(RequestError, match="lone surrogate"):
+        canonical_plain({"a": "x\ud800"})
 
 
 def test_escapes_control_characters_like_jcs() -> None:

@@ -1,0 +1,161 @@
+"""SQLite group commit on the event loop (``bot.store.group``), on a real SQLite file:
+writes run on the loop's thread, a write lock held by another process never stalls the
+loop, WAL checkpoints happen off the loop, and closing the store commits what is queued."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection
+
+from bot.domain import Event
+from bot.errors import StoreError
+from bot.store import SqlStore, engine, group, log
+from tests.integration.test_store import envelope, make_request
+
+
+async def test_writes_commit_on_the_event_loops_thread(sqlite_url: str) -> None:
+    store = await SqlStore.open(sqlite_url)
+    seen: list[int] = []
+
+    def op(conn: Connection, _: log.Pending) -> None:
+        seen.append(threading.get_ident())
+
+    try:
+        await store.transact(op)
+        stored = await store.insert_request(make_request(1), envelope(1), Event.NOTIFIED)
+    finally:
+        await store.close()
+    assert seen == [threading.get_ident()]
+    assert stored.last_log_index == 0
+
+
+async def test_an_in_memory_database_writes_on_the_store_thread() -> None:
+    # one shared connection: its writes must stay serialised with the thread's reads
+    store = await SqlStore.open("sqlite://")
+    seen: list[int] = []
+
+    def op(conn: Connection, _: log.Pending) -> None:
+        seen.append(threading.get_ident())
+
+    try:
+        await store.transact(op)
+        await store.insert_request(make_request(1), envelope(1), Event.NOTIFIED)
+        assert (await store.get_request("req-1")) is not None
+    finally:
+        await store.close()
+    assert seen and seen[0] != threading.get_ident()
+
+
+async def test_a_lock_held_by_another_process_does_not_stall_the_loop(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    store = await SqlStore.open(sqlite_url)
+    other = sqlite3.connect(tmp_path / "signoff.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # what a CLI command's write transaction holds
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        write = asyncio.create_task(
+            store.insert_request(make_request(1), envelope(1), Event.NOTIFIED)
+        )
+        await asyncio.sleep(0.5)
+        assert not write.done()  # still waiting for the lock, off the loop
+        assert ticks >= 20  # the loop kept running meanwhile (a blocked loop would give 0)
+        more = asyncio.create_task(
+            store.insert_request(make_request(2), envelope(2), Event.NOTIFIED)
+        )
+        await asyncio.sleep(0.05)
+        other.execute("COMMIT")
+        first, second = await asyncio.wait_for(asyncio.gather(write, more), 5)
+        ticker.cancel()
+        assert {first.last_log_index, second.last_log_index} == {0, 1}
+        # back on the loop once the worker has caught up
+        third = await store.insert_request(make_request(3), envelope(3), Event.NOTIFIED)
+        assert third.last_log_index == 2
+        assert await store.log_size() == 3
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_a_lock_held_past_the_busy_timeout_fails_the_write_and_loses_nothing(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "SQLITE_BUSY_TIMEOUT_MS", 200)  # instead of 5 s
+    store = await SqlStore.open(sqlite_url)
+    other = sqlite3.connect(tmp_path / "signoff.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError, match="database is locked"):
+            await store.insert_request(make_request(1), envelope(1), Event.NOTIFIED)
+        other.execute("COMMIT")
+        assert await store.get_request("req-1") is None
+        stored = await store.insert_request(make_request(1), envelope(1), Event.NOTIFIED)
+        assert stored.last_log_index == 0
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_checkpoints_copy_the_wal_into_the_database_off_the_loop(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group, "CHECKPOINT_EVERY", 8)
+    monkeypatch.setattr(engine, "SQLITE_WAL_LIMIT_BYTES", -1)  # no truncation: see the size
+    path = tmp_path / "signoff.db"
+    store = await SqlStore.open(sqlite_url)
+    checkpoints: list[int] = []
+    real = group.GroupCommit._checkpoint
+
+    def spy(self: group.GroupCommit) -> None:
+        checkpoints.append(threading.get_ident())
+        real(self)
+
+    monkeypatch.setattr(group.GroupCommit, "_checkpoint", spy)
+    try:
+        before = path.stat().st_size
+        for n in range(40):  # one commit each: 40 commits, 5 checkpoints due
+            await store.insert_request(make_request(n), envelope(n), Event.NOTIFIED)
+        deadline = time.monotonic() + 5
+        while path.stat().st_size == before and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert path.stat().st_size > before  # pages reached the database file
+        assert checkpoints and threading.get_ident() not in checkpoints
+        # steady writes: each checkpoint copies the whole WAL (writes wait for it), so the
+        # WAL starts over instead of growing (400 commits would be ~16 MB of frames)
+        for n in range(40, 440):
+            await store.insert_request(make_request(n), envelope(n), Event.NOTIFIED)
+        assert (tmp_path / "signoff.db-wal").stat().st_size < 2 * 1024 * 1024
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as check:
+        assert check.execute("SELECT count(*) FROM requests").fetchone() == (440,)
+
+
+async def test_close_commits_what_is_queued(sqlite_url: str) -> None:
+    store = await SqlStore.open(sqlite_url)
+    writes = [
+        asyncio.create_task(store.insert_request(make_request(n), envelope(n), Event.NOTIFIED))
+        for n in range(20)
+    ]
+    await asyncio.sleep(0)  # queued, not yet committed
+    await store.close()
+    assert sorted(w.result().last_log_index or 0 for w in writes) == list(range(20))
+    reopened = await SqlStore.open(sqlite_url)
+    try:
+        assert await reopened.log_size() == 20
+    finally:
+        await reopened.close()
