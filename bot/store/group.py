@@ -18,8 +18,8 @@ What could block the loop for long is kept off it:
   later groups follow it there until that thread has caught up.
 - Checkpoints (copying the WAL into the database file, with an fsync). The loop's
   connection never checkpoints (``wal_autocheckpoint`` 0); every ``CHECKPOINT_EVERY``
-  commits one runs on the worker thread while the loop goes on serving, only its writes
-  waiting (see ``_checkpoint``).
+  commits one runs on the worker thread while the loop goes on serving and committing,
+  its writes held back only for a short second pass (see ``_checkpoint_soon``).
 
 A commit itself writes WAL frames into the page cache (``synchronous=NORMAL``: no fsync).
 """
@@ -83,6 +83,7 @@ class GroupCommit:
         self._loop_writes = not isinstance(engine.pool, StaticPool)
         self._commits = 0
         self._checkpointing = False
+        self._holding = False  # writes wait for the checkpoint's second pass
         self._idle: list[asyncio.Future[None]] = []  # close() waiting for the work to end
 
     async def submit(self, op: Op[T]) -> T:
@@ -102,7 +103,7 @@ class GroupCommit:
     def _drain(self) -> None:
         """Commit one group: what queued while the loop ran the callbacks before this one."""
         self._scheduled = False
-        if not self._queue or self._checkpointing:  # _checkpoint_done drains the queue
+        if not self._queue or self._holding:  # _checkpoint_done drains the queue
             return
         group = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
         if self._queue:
@@ -183,31 +184,44 @@ class GroupCommit:
         self._wake_if_idle()
 
     def _checkpoint_soon(self) -> None:
+        """A checkpoint in two passes on the worker thread. The first copies the WAL while
+        the loop goes on committing. The second copies what those commits added, with the
+        loop's writes held back meanwhile: then the whole WAL has been copied when the next
+        write starts, and it starts the WAL over. (Without that short hold the WAL would
+        never be all copied at the start of a write under steady load, and would grow
+        without end; holding writes through the whole copy instead delays every request
+        that arrives during it.)"""
         if self._checkpointing or self._closed:
             return
         self._checkpointing = True
+        self._run_checkpoint(self._first_pass_done)
+
+    def _run_checkpoint(self, then: Callable[[asyncio.Future[None]], None]) -> None:
         loop = asyncio.get_running_loop()
         try:
             future = loop.run_in_executor(self._executor, self._checkpoint)
         except RuntimeError:  # the executor is shut down
-            self._checkpointing = False
+            self._checkpointing = self._holding = False
+            self._wake_if_idle()
             return
-        future.add_done_callback(self._checkpoint_done)
+        future.add_done_callback(then)
 
     def _checkpoint(self) -> None:
-        # PASSIVE: waits for, and blocks, no one. The loop holds its writes meanwhile, so
-        # the checkpoint copies the whole WAL and the next write starts it over (were the
-        # loop to commit during the copy, the WAL would never be all copied at the start
-        # of a write and would grow without end under steady load).
+        # PASSIVE: waits for, and blocks, no other connection
         with self._engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
 
+    def _first_pass_done(self, future: asyncio.Future[None]) -> None:
+        if _failed_checkpoint(future):
+            self._checkpoint_done(future)
+            return
+        self._holding = True  # _drain leaves the queue alone until the second pass ends
+        self._run_checkpoint(self._checkpoint_done)
+
     def _checkpoint_done(self, future: asyncio.Future[None]) -> None:
-        self._checkpointing = False
-        error = future.exception()
-        if error is not None:  # the next checkpoint tries again
-            logger.warning("WAL checkpoint failed: %s", error)
-        if self._queue and not self._scheduled:  # what queued during the checkpoint
+        _failed_checkpoint(future)
+        self._checkpointing = self._holding = False
+        if self._queue and not self._scheduled:  # what queued while writes were held
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._drain)
         self._wake_if_idle()
@@ -242,6 +256,13 @@ def _ops(group: list[Queued]) -> list[Op[Any]]:
 
 def _failed(group: list[Queued], error: BaseException) -> list[Outcome]:
     return [(False, error)] * len(group)
+
+
+def _failed_checkpoint(future: asyncio.Future[None]) -> bool:
+    error = future.exception()
+    if error is not None:  # the next checkpoint tries again
+        logger.warning("WAL checkpoint failed: %s", error)
+    return error is not None
 
 
 def _is_busy(error: exc.OperationalError) -> bool:
