@@ -43,6 +43,7 @@ from sqlalchemy.pool import StaticPool
 from bot.errors import StoreError
 from bot.store import log
 from bot.store.engine import store_error
+from bot.store.raw import execute_sql
 from bot.store.writer import Op, Outcome, pooled, run_transaction
 
 logger = logging.getLogger(__name__)
@@ -207,9 +208,11 @@ class GroupCommit:
         future.add_done_callback(then)
 
     def _checkpoint(self) -> None:
-        # PASSIVE: waits for, and blocks, no other connection
+        # PASSIVE: waits for, and blocks, no other connection. Straight on the DBAPI
+        # connection: the less Python this thread runs, the less it holds the GIL that the
+        # event loop needs back after each of its own system calls.
         with self._engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+            execute_sql(conn, "PRAGMA wal_checkpoint(PASSIVE)", []).fetchall()
 
     def _first_pass_done(self, future: asyncio.Future[None]) -> None:
         if _failed_checkpoint(future):

@@ -8,7 +8,7 @@ transaction leaves no gap. The new leaves and the perfect subtrees they complete
 query for its O(log n) nodes.
 
 These are synchronous functions on a connection inside the caller's transaction;
-``SqlStore`` runs them on its worker threads.
+``SqlStore`` runs them where its writes run (``bot.store.database``).
 """
 
 from __future__ import annotations

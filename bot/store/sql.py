@@ -1,5 +1,6 @@
 """``SqlStore``: the ``bot.ports.Store`` on SQLite or PostgreSQL (SQLAlchemy Core over the
-sqlmodel tables of ``bot.store.tables``, run off the event loop by ``Database``).
+sqlmodel tables of ``bot.store.tables``, run by ``Database``: reads and PostgreSQL writes on its
+threads, SQLite writes grouped on the event loop).
 
 A state change, its vote and its attestation commit in one transaction; ``commit`` is
 compare-and-set on ``requests.version``. Database failures raise ``StoreError`` (one line, no

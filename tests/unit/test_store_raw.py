@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Column, DateTime, MetaData, Table, create_engine, insert
+from sqlalchemy import JSON, Column, DateTime, MetaData, Table, create_engine, insert
 
 from bot.store.raw import RawStatement
 
-TABLE = Table("t", MetaData(), Column("at", DateTime(timezone=True)))
+TABLE = Table("t", MetaData(), Column("at", DateTime(timezone=True)), Column("doc", JSON))
 ENGINE = create_engine("sqlite://")
 CORE = DateTime(timezone=True).dialect_impl(ENGINE.dialect).bind_processor(ENGINE.dialect)
+CORE_JSON = JSON().dialect_impl(ENGINE.dialect).bind_processor(ENGINE.dialect)
 RAW = RawStatement(insert(TABLE))._for(ENGINE.dialect)
+NOW = datetime(2026, 11, 21, tzinfo=UTC)
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()  # NaN and infinities too: json.dumps writes them, so must this
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
 
 
 @settings(max_examples=500)
@@ -25,9 +38,20 @@ RAW = RawStatement(insert(TABLE))._for(ENGINE.dialect)
     )
 )
 def test_datetime_text_equals_cores(moment: datetime) -> None:
-    assert RAW.row({"at": moment}) == [CORE(moment)]
+    assert RAW.row({"at": moment, "doc": None}) == [CORE(moment), CORE_JSON(None)]
+
+
+@settings(max_examples=500)
+@given(st.dictionaries(st.text(), json_values) | st.lists(json_values))
+def test_json_text_equals_cores(document: object) -> None:
+    assert RAW.row({"at": NOW, "doc": document})[1] == CORE_JSON(document)
+
+
+def test_json_that_is_not_serialisable_fails_as_in_core() -> None:
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        RAW.row({"at": NOW, "doc": {"x": object()}})
 
 
 def test_none_and_plain_dates_fall_back_to_core() -> None:
-    assert RAW.row({"at": None}) == [None]
-    assert RAW.row({"at": date(2026, 11, 21)}) == [CORE(date(2026, 11, 21))]
+    assert RAW.row({"at": None, "doc": "text"}) == [None, CORE_JSON("text")]
+    assert RAW.row({"at": date(2026, 11, 21), "doc": 3})[0] == CORE(date(2026, 11, 21))
