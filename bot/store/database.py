@@ -3,9 +3,8 @@
 Reads run on the database's own threads: one for SQLite, a small pool for PostgreSQL.
 PostgreSQL writes run there too; SQLite writes are grouped into shared commits on the event
 loop's thread by ``bot.store.group.GroupCommit`` (its docstring says why, and how lock waits
-and checkpoints are kept off the loop). Database
-failures come out as ``StoreError`` (one line, no password); a closed database raises
-``StoreError`` too.
+and checkpoints are kept off the loop). Database failures come out as ``StoreError`` (one
+line, no password); a closed database raises ``StoreError`` too.
 
 ``SqlStore`` builds on it; other stores inside ``bot.store`` (``UserStore``) use the public
 ``read``/``write``/``execute`` so they share the threads, transactions and error handling.

@@ -133,7 +133,8 @@ class GroupCommit:
     @contextlib.contextmanager
     def _connection(self) -> Iterator[Connection]:
         """The loop's connection, opened on first use and kept (a pool check-out and back
-        per group is much of a small group's Python). A database error drops it."""
+        per group is much of a small group's Python). A database error drops it; a write
+        lock held elsewhere is no fault of the connection and keeps it."""
         conn = self._conn
         if conn is None or conn.closed or conn.invalidated:
             conn = self._engine.connect().execution_options(signoff_write=True)
@@ -145,9 +146,10 @@ class GroupCommit:
             self._conn = conn
         try:
             yield conn
-        except exc.SQLAlchemyError:
-            self._conn = None
-            conn.invalidate()  # its pragmas must not reach the pool's other users
+        except exc.SQLAlchemyError as error:
+            if not (isinstance(error, exc.OperationalError) and _is_busy(error)):
+                self._conn = None
+                conn.invalidate()  # its pragmas must not reach the pool's other users
             raise
 
     def _error(self, error: exc.SQLAlchemyError) -> StoreError:

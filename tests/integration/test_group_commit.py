@@ -56,6 +56,9 @@ async def test_a_lock_held_by_another_process_does_not_stall_the_loop(
     sqlite_url: str, tmp_path: Path
 ) -> None:
     store = await SqlStore.open(sqlite_url)
+    await store.insert_request(make_request(0), envelope(0), Event.NOTIFIED)
+    loop_conn = store._group._conn if store._group is not None else None
+    assert loop_conn is not None
     other = sqlite3.connect(tmp_path / "signoff.db", isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")  # what a CLI command's write transaction holds
@@ -81,11 +84,12 @@ async def test_a_lock_held_by_another_process_does_not_stall_the_loop(
         other.execute("COMMIT")
         first, second = await asyncio.wait_for(asyncio.gather(write, more), 5)
         ticker.cancel()
-        assert {first.last_log_index, second.last_log_index} == {0, 1}
-        # back on the loop once the worker has caught up
+        assert {first.last_log_index, second.last_log_index} == {1, 2}
+        # back on the loop, on the same connection, once the worker has caught up
         third = await store.insert_request(make_request(3), envelope(3), Event.NOTIFIED)
-        assert third.last_log_index == 2
-        assert await store.log_size() == 3
+        assert third.last_log_index == 3
+        assert store._group is not None and store._group._conn is loop_conn
+        assert await store.log_size() == 4
     finally:
         other.close()
         await store.close()
