@@ -44,6 +44,7 @@ from bot.errors import StoreError
 from bot.store import log
 from bot.store.engine import store_error
 from bot.store.raw import execute_sql
+from bot.store.tables import HEAD_ID
 from bot.store.writer import Op, Outcome, pooled, run_transaction
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ MAX_BATCH = 256
 #: loop commits between two checkpoints (a commit writes ~10-20 pages; SQLite's own
 #: automatic checkpoint comes every 1,000 pages)
 CHECKPOINT_EVERY = 64
+#: half of a write that leaves the log head as it was (one transaction: +1, then -1)
+_NUDGE_HEAD = "UPDATE log_head SET size = size + ? WHERE id = ?"
 
 
 class GroupCommit:
@@ -199,29 +202,42 @@ class GroupCommit:
         self._checkpointing = True
         self._run_checkpoint(self._first_pass_done)
 
-    def _run_checkpoint(self, then: Callable[[asyncio.Future[None]], None]) -> None:
+    def _run_checkpoint(
+        self, then: Callable[[asyncio.Future[None]], None], *, restart: bool = False
+    ) -> None:
         loop = asyncio.get_running_loop()
         try:
-            future = loop.run_in_executor(self._executor, self._checkpoint)
+            future = loop.run_in_executor(self._executor, self._checkpoint, restart)
         except RuntimeError:  # the executor is shut down
             self._checkpointing = self._holding = False
             self._wake_if_idle()
             return
         future.add_done_callback(then)
 
-    def _checkpoint(self) -> None:
-        # PASSIVE: waits for, and blocks, no other connection. Straight on the DBAPI
-        # connection: the less Python this thread runs, the less it holds the GIL that the
-        # event loop needs back after each of its own system calls.
+    def _checkpoint(self, restart: bool = False) -> None:
+        """A PASSIVE checkpoint: waits for, and blocks, no other connection. With
+        ``restart`` (the second pass, loop writes held) it ends with a write that changes
+        nothing in the end, so that the WAL starts over here: the first write into a reused
+        WAL syncs the WAL's header (SQLite, ``synchronous=NORMAL``), and that fsync belongs
+        on this thread, not in the event loop's next commit. Straight on the DBAPI
+        connection: the less Python this thread runs, the less it holds the GIL the loop
+        needs back after each of its own system calls."""
         with self._engine.connect() as conn:
             execute_sql(conn, "PRAGMA wal_checkpoint(PASSIVE)", []).fetchall()
+            if restart:
+                execute_sql(conn, "BEGIN IMMEDIATE", [])
+                try:
+                    for step in (1, -1):  # a change and back: SQLite skips same-value writes
+                        execute_sql(conn, _NUDGE_HEAD, [step, HEAD_ID])
+                finally:
+                    execute_sql(conn, "COMMIT", [])
 
     def _first_pass_done(self, future: asyncio.Future[None]) -> None:
         if _failed_checkpoint(future):
             self._checkpoint_done(future)
             return
         self._holding = True  # _drain leaves the queue alone until the second pass ends
-        self._run_checkpoint(self._checkpoint_done)
+        self._run_checkpoint(self._checkpoint_done, restart=True)
 
     def _checkpoint_done(self, future: asyncio.Future[None]) -> None:
         _failed_checkpoint(future)

@@ -124,9 +124,9 @@ async def test_checkpoints_copy_the_wal_into_the_database_off_the_loop(
     checkpoints: list[int] = []
     real = group.GroupCommit._checkpoint
 
-    def spy(self: group.GroupCommit) -> None:
+    def spy(self: group.GroupCommit, restart: bool = False) -> None:
         checkpoints.append(threading.get_ident())
-        real(self)
+        real(self, restart)
 
     monkeypatch.setattr(group.GroupCommit, "_checkpoint", spy)
     try:
@@ -163,3 +163,35 @@ async def test_close_commits_what_is_queued(sqlite_url: str) -> None:
         assert await reopened.log_size() == 20
     finally:
         await reopened.close()
+
+
+def _wal_checkpoint_sequence(wal: Path) -> int:
+    # WAL header (sqlite.org/fileformat2.html#walformat): bytes 12-15, big-endian, count the
+    # times the WAL has started over
+    return int.from_bytes(wal.read_bytes()[12:16], "big")
+
+
+async def test_the_wal_starts_over_on_the_worker_thread_not_in_a_loop_commit(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the first write into a reused WAL fsyncs its header: the checkpoint's second pass
+    # makes that write itself, so the loop's next commit does not wait for a disk sync
+    monkeypatch.setattr(group, "CHECKPOINT_EVERY", 4)
+    store = await SqlStore.open(sqlite_url)
+    wal = tmp_path / "signoff.db-wal"
+    try:
+        for n in range(3):
+            await store.insert_request(make_request(n), envelope(n), Event.NOTIFIED)
+        before = _wal_checkpoint_sequence(wal)
+        await store.insert_request(make_request(3), envelope(3), Event.NOTIFIED)  # 4th commit
+        assert store._group is not None
+        deadline = time.monotonic() + 5
+        while store._group._checkpointing and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        assert not store._group._checkpointing
+        assert _wal_checkpoint_sequence(wal) == before + 1  # started over, no loop write yet
+        stored = await store.insert_request(make_request(4), envelope(4), Event.NOTIFIED)
+        assert stored.last_log_index == 4
+        assert _wal_checkpoint_sequence(wal) == before + 1
+    finally:
+        await store.close()
