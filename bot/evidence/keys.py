@@ -21,6 +21,8 @@ cannot be created or loaded; ``EvidenceError`` for unknown key ids and bad signa
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "keyring.json"
 _KEY_SUFFIX = ".key"
+_LOCK = ".keyring.lock"
 CURRENT = "current"
 RETIRED = "retired"
 
@@ -268,16 +271,26 @@ class KeyRing(PublicKeys):
     def rotate(self, *, now: datetime | None = None) -> str:
         """Add a new key and make it current; returns its kid. The old keys stay published.
 
+        Safe against other processes rotating the same directory at the same time: the
+        manifest is re-read and rewritten under an exclusive lock on the directory, so no
+        rotation drops another's key.
+
         Raises ``ConfigError`` when the new key cannot be written.
         """
-        seed = nacl.signing.SigningKey.generate()
-        kid = _write_key(self.directory, seed)
-        entry = _manifest_entry(kid, seed, now)
-        entries = [
-            {"kid": k, "public": b64url(pub), "created_at": self._created.get(k, "")}
-            for k, pub in self.items()
-        ]
-        _write_manifest(self.directory, {"current": kid, "keys": [*entries, entry]})
+        with _locked(self.directory):
+            on_disk = KeyRing.load(self.directory)  # keys other processes added meanwhile
+            for known, public in on_disk.items():
+                if known not in self:
+                    self._add(known, public)
+            self._created.update(on_disk._created)
+            seed = nacl.signing.SigningKey.generate()
+            kid = _write_key(self.directory, seed)
+            entry = _manifest_entry(kid, seed, now)
+            entries = [
+                {"kid": k, "public": b64url(pub), "created_at": self._created.get(k, "")}
+                for k, pub in self.items()
+            ]
+            _write_manifest(self.directory, {"current": kid, "keys": [*entries, entry]})
         old = self._current
         self._add(kid, bytes(seed.verify_key))
         self._created[kid] = entry["created_at"]
@@ -328,6 +341,24 @@ class KeyRing(PublicKeys):
 def _manifest_entry(kid: str, key: nacl.signing.SigningKey, now: datetime | None) -> dict[str, str]:
     at = (now or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
     return {"kid": kid, "public": b64url(bytes(key.verify_key)), "created_at": at}
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """An exclusive lock on the key directory, across processes (``flock`` on a lock file
+    beside the manifest; released when the file closes, also when the process dies).
+
+    Raises ``ConfigError`` when the lock file cannot be opened."""
+    path = directory / _LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot lock the key directory: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _write_key(directory: Path, key: nacl.signing.SigningKey) -> str:

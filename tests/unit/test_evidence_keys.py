@@ -131,6 +131,18 @@ def test_rotate_keeps_old_public_keys_and_never_signs_with_them(tmp_path: Path) 
     assert statuses == {old: RETIRED, new: CURRENT}
 
 
+def test_a_rotation_keeps_keys_another_ring_added_meanwhile(tmp_path: Path) -> None:
+    # two processes' rings on one directory (a CLI rotation while another one runs)
+    first = KeyRing.create(tmp_path / "keys")
+    second = KeyRing.load(tmp_path / "keys")
+    original = first.kid
+    by_first = first.rotate()
+    by_second = second.rotate()  # loaded before the first rotation: must not drop its key
+    loaded = KeyRing.load(tmp_path / "keys")
+    assert loaded.kids == (original, by_first, by_second)
+    assert loaded.kid == by_second
+
+
 def test_retired_private_key_may_be_deleted(tmp_path: Path) -> None:
     ring = KeyRing.create(tmp_path / "keys")
     old = ring.kid
