@@ -10,6 +10,7 @@ raise ``ConfigError`` naming the file, line and key. Secrets are ``Secret`` valu
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import types
@@ -59,6 +60,29 @@ class Duration(timedelta):
     """A ``timedelta`` written in config as ``30s``, ``15m``, ``1h``, ``2d`` or ``250ms``."""
 
 
+class Network:
+    """An IP network (``10.0.0.0/8``, ``::1``; a bare address is one host), for
+    ``server.trusted_proxies``. Raises ``ValueError`` for anything else."""
+
+    def __init__(self, text: str) -> None:
+        self.network = ipaddress.ip_network(text.strip(), strict=False)
+
+    def __contains__(self, address: object) -> bool:
+        try:
+            return ipaddress.ip_address(str(address)) in self.network
+        except ValueError:
+            return False
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Network) and other.network == self.network
+
+    def __hash__(self) -> int:
+        return hash(self.network)
+
+    def __repr__(self) -> str:
+        return f"Network({str(self.network)!r})"
+
+
 def parse_duration(text: str) -> timedelta:
     """Parse ``15m``-style durations. Raises ``ValueError``."""
     m = _DURATION.match(text.strip())
@@ -75,6 +99,9 @@ class ServerSettings:
     max_body_bytes: int = 256 * 1024
     max_wait_seconds: int = 60
     trust_proxy_https: bool = False
+    #: reverse proxies whose X-Forwarded-For is believed (the console's login throttle
+    #: then counts the client's address, not the proxy's)
+    trusted_proxies: tuple[Network, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -317,6 +344,11 @@ class _Reader:
                 return int(value)
             except ValueError:
                 self.fail(node, key, f"expected a whole number, got {value!r}")
+        if hint is Network:
+            try:
+                return Network(value)
+            except ValueError:
+                self.fail(node, key, f"expected an IP network such as 10.0.0.0/8, got {value!r}")
         if hint is Duration:
             try:
                 return Duration(seconds=parse_duration(value).total_seconds())

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from adapters.console.app import console_of, render, require_csrf, require_viewer, viewer
 from adapters.console.passwords import verify_password_async
+from adapters.console.addresses import client_address
 from adapters.console.throttle import address_key, user_key
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,12 @@ async def login(request: web.Request) -> web.StreamResponse:
     name = str(form.get("username", "")).strip()[:128]
     password = str(form.get("password", ""))
     now = console.gate.clock.now()
-    keys = [user_key(name), address_key(request.remote or "unknown")]
+    address = client_address(
+        request.remote,
+        request.headers.get("X-Forwarded-For"),
+        console.settings.server.trusted_proxies,
+    )
+    keys = [user_key(name), address_key(address)]
     if await console.throttle.locked_until(keys, now) is not None:
         log.warning("console login refused while throttled")
         return _login_page(request, status=429, error=GENERIC_FAILURE, name=name)

@@ -13,7 +13,9 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from adapters.console.throttle import ThrottlePolicy
+from adapters.console.addresses import client_address
+from adapters.console.throttle import ADDRESS_POLICY, ThrottlePolicy
+from bot.settings import Network
 from bot.store.users import Throttle, UserStore
 from tests.integration.console_support import PASSWORD, Server, running_server
 
@@ -163,3 +165,54 @@ def test_throttle_locks_exponentially_after_the_free_failures() -> None:
     assert state is not None and state.failures == 8
     later = policy.after_failure("user:alice", state, now + timedelta(hours=2))
     assert (later.failures, later.locked_until) == (1, None)
+
+
+async def _fail_logins_from(url: str, forwarded_for: str, count: int) -> None:
+    for n in range(count):  # a new name each time: only the address key adds up
+        async with fresh_session() as http, http.get(f"{url}/console/login") as page:
+            token = TOKEN.search(await page.text())
+            assert token is not None
+            cookie = page.cookies["signoff_login"].value
+            async with http.post(
+                f"{url}/console/login",
+                data={"csrf_token": token.group(1), "username": f"nobody{n}", "password": "x"},
+                headers={"Cookie": f"signoff_login={cookie}", "X-Forwarded-For": forwarded_for},
+                allow_redirects=False,
+            ) as response:
+                assert response.status in (401, 429)
+
+
+@pytest.mark.parametrize(
+    ("server", "other_client_status"),
+    [
+        # the peer (127.0.0.1) is a trusted proxy: each client address counts on its own
+        ({"trusted_proxies": (Network("127.0.0.0/8"),)}, 303),
+        # no trusted proxy: the header is the client's word, so the peer address is locked
+        ({}, 429),
+    ],
+)
+async def test_the_address_throttle_counts_the_client_behind_a_trusted_proxy(
+    tmp_path: Path, server: dict[str, Any], other_client_status: int
+) -> None:
+    async with running_server(tmp_path, **server) as running:
+        await _fail_logins_from(running.url, "198.51.100.7, 203.0.113.5", ADDRESS_POLICY.free)
+        async with fresh_session() as http:
+            locked = await login(http, running.url, headers={"X-Forwarded-For": "203.0.113.5"})
+            assert locked.status == 429  # the guessing address, even with a good password
+        async with fresh_session() as http:
+            other = await login(http, running.url, headers={"X-Forwarded-For": "203.0.113.9"})
+            assert other.status == other_client_status
+
+
+def test_client_address_takes_the_rightmost_hop_no_trusted_proxy_wrote() -> None:
+    proxies = (Network("10.0.0.0/8"), Network("::1"))
+    assert client_address("10.1.2.3", "203.0.113.5", proxies) == "203.0.113.5"
+    # the client forged the left hops; the proxies appended the right ones
+    assert client_address("10.1.2.3", "1.2.3.4, 203.0.113.5, 10.9.9.9", proxies) == "203.0.113.5"
+    assert client_address("::1", "2001:db8::7", proxies) == "2001:db8::7"
+    # from a peer that is not a trusted proxy, the header is ignored
+    assert client_address("198.51.100.1", "203.0.113.5", proxies) == "198.51.100.1"
+    assert client_address("10.1.2.3", None, proxies) == "10.1.2.3"
+    assert client_address("10.1.2.3", "10.0.0.1, 10.0.0.2", proxies) == "10.0.0.1"
+    assert client_address(None, "203.0.113.5", proxies) == "unknown"
+    assert client_address("10.1.2.3", "203.0.113.5", ()) == "10.1.2.3"

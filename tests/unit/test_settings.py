@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ConfigError
-from bot.settings import Secret, load_settings, parse_settings
+from bot.settings import Network, Secret, load_settings, parse_settings
 
 
 def test_defaults_and_env_interpolation() -> None:
@@ -47,6 +47,7 @@ def test_secrets_never_show_in_repr() -> None:
         ("nonsense: 1\n", ":1:", "nonsense"),
         ("policy:\n  paths: {a: 1}\n", ":2:", "policy.paths"),
         ("server: [1, 2]\n", ":1:", "server"),
+        ("server:\n  trusted_proxies: [10.0.0.0/8, not-a-net]\n", ":2:", "server.trusted_proxies"),
     ],
 )
 def test_errors_name_file_line_and_key(text: str, where: str, key: str) -> None:
@@ -81,3 +82,17 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
 def test_missing_file_is_one_clear_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the configuration file"):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_trusted_proxies_are_networks() -> None:
+    s = parse_settings(
+        "server:\n  trusted_proxies: [10.0.0.0/8, '::1', 192.0.2.7]\n", source="x", environ={}
+    )
+    assert s.server.trusted_proxies == (
+        Network("10.0.0.0/8"),
+        Network("::1/128"),
+        Network("192.0.2.7/32"),
+    )
+    assert "10.200.0.1" in s.server.trusted_proxies[0]
+    assert "11.0.0.1" not in s.server.trusted_proxies[0]
+    assert "not an address" not in s.server.trusted_proxies[0]
