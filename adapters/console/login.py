@@ -12,9 +12,9 @@ import re
 
 from aiohttp import web
 
+from adapters.console.addresses import client_address
 from adapters.console.app import console_of, render, require_csrf, require_viewer, viewer
 from adapters.console.passwords import verify_password_async
-from adapters.console.addresses import client_address
 from adapters.console.throttle import address_key, user_key
 
 log = logging.getLogger(__name__)
