@@ -19,9 +19,10 @@ What could block the loop for long is kept off it:
 - Checkpoints (copying the WAL into the database file, with an fsync). The loop's
   connection never checkpoints (``wal_autocheckpoint`` 0); every ``CHECKPOINT_EVERY``
   commits one runs on the worker thread while the loop goes on serving and committing,
-  its writes held back only for a short second pass (see ``_checkpoint_soon``).
+  its writes held back only for a short second pass (see ``_checkpoint_soon``), which also
+  makes the WAL start over there, with the header fsync that comes with it (``_checkpoint``).
 
-A commit itself writes WAL frames into the page cache (``synchronous=NORMAL``: no fsync).
+A loop commit itself only writes WAL frames into the page cache (``synchronous=NORMAL``).
 """
 
 from __future__ import annotations
