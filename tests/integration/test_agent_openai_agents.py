@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from agents import Agent, Model, ModelResponse, RunConfig, Runner, RunState, Usage
+from agents.tool import default_tool_error_function
 from agents.tool_context import ToolContext
 from openai.types.responses import (
     ResponseFunctionToolCall,
@@ -172,3 +173,45 @@ async def test_arguments_changed_after_approval_are_refused_at_the_tool(
     second = await Runner.run(agent, state, run_config=NO_TRACING)
     assert second.final_output == "tool said: sent 5000 to acct-1"
     assert ran == [{"amount": 5000, "to": "acct-1"}]
+
+
+async def test_a_failing_tool_is_reported_failed_and_the_model_hears_the_error(
+    tools: SignoffTools, live: LiveServer
+) -> None:
+    async def transfer_money(amount: int, to: str) -> str:
+        """Send money."""
+        raise RuntimeError("bank is closed")
+
+    model = ScriptedModel("transfer_money", {"amount": 5000, "to": "acct-1"})
+    agent = Agent(name="payer", model=model, tools=[tools.tool(transfer_money)])
+    first = await Runner.run(agent, "pay", run_config=NO_TRACING)
+    [request] = live.pending()
+    live.approve(request.id)
+    state = first.to_state()
+    assert await tools.resolve(state) == 1
+    second = await Runner.run(agent, state, run_config=NO_TRACING)
+    # the model is told, as the SDK tells it by default ...
+    assert second.final_output == "tool said: " + default_tool_error_function(
+        None,  # type: ignore[arg-type]
+        RuntimeError("bank is closed"),
+    )
+    # ... and the evidence says the call failed, not that it succeeded
+    assert live.outcome(request.id).outcome is Outcome.FAILED
+
+
+async def test_a_tools_own_failure_function_still_answers_the_model(
+    tools: SignoffTools, live: LiveServer
+) -> None:
+    def transfer_money(amount: int, to: str) -> str:  # auto tier at this amount
+        """Always fails."""
+        raise ValueError("no")
+
+    agent = Agent(
+        name="x",
+        model=ScriptedModel("transfer_money", {"amount": 10, "to": "a"}),
+        tools=[tools.tool(transfer_money, failure_error_function=lambda ctx, e: f"sorry: {e}")],
+    )
+    result = await Runner.run(agent, "go", run_config=NO_TRACING)
+    assert result.final_output == "tool said: sorry: no"
+    [request] = live.run(live.runtime.store.list_requests())
+    assert live.outcome(request.id).outcome is Outcome.FAILED

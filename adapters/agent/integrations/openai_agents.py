@@ -13,17 +13,21 @@ asks signoff (``Idempotency-Key`` ``openai-agents:<call_id>``):
 Whenever the tool is invoked, it re-reads its request from signoff (same idempotency key,
 so a changed argument is refused by the server with 409) and runs only through
 ``AsyncApprovals.run``: offline grant check against the arguments it is invoked with,
-``started``, the function, then the outcome.
+``started``, the function, then the outcome: a function that raises is reported
+``failed`` (the model still gets the SDK's error answer, or the tool's own
+``failure_error_function``'s).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from agents import FunctionTool, RunState, function_tool
 from agents.run_context import RunContextWrapper
+from agents.tool import default_tool_error_function
 from agents.tool_context import ToolContext
 
 from adapters.agent.approval import AsyncApprovals, json_arguments
@@ -88,8 +92,16 @@ class SignoffTools:
                 return False  # the invocation answers the model with the refusal
             return not state.final
 
+        # The SDK turns the function's exceptions into an answer for the model inside the
+        # tool, where signoff would see a success: the tool is built to raise, and the
+        # answer is made below, after the failure has been reported.
+        answer_failure = options.pop("failure_error_function", default_tool_error_function)
         built = function_tool(
-            func, name_override=agent_name, needs_approval=needs_approval, **options
+            func,
+            name_override=agent_name,
+            needs_approval=needs_approval,
+            failure_error_function=None,
+            **options,
         )
         inner = built.on_invoke_tool
 
@@ -105,6 +117,11 @@ class SignoffTools:
                 )
             except AgentError as exc:
                 return str(exc)
+            except Exception as exc:  # the function failed; signoff recorded it as failed
+                if answer_failure is None:
+                    raise
+                answer = answer_failure(ctx, exc)
+                return await answer if inspect.isawaitable(answer) else answer
 
         built.on_invoke_tool = invoke
         return built
