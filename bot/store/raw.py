@@ -2,7 +2,7 @@
 
 The store's write path runs a handful of fixed statements per transaction (the log head,
 log entries, tree nodes, new requests). Through SQLAlchemy Core each costs some 30-40 µs of
-Python before SQLite sees it; on the single store thread that is most of a small
+Python before SQLite sees it; for the one SQLite writer that is most of a small
 transaction. ``RawStatement`` compiles a Core statement once per dialect and, on SQLite,
 runs the compiled text on the cursor with the columns' own bind processors (so values are
 stored exactly as Core would store them: JSON text, datetime strings, blobs; SQLite's
