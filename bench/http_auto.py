@@ -118,7 +118,6 @@ class LeanClient:
         self.latencies, self.statuses = [], {}
         interval, n = 1.0 / rate, int(rate * seconds)
         start = time.perf_counter()
-        self.finished.clear()
         for i in range(n):
             due = start + i * interval
             delay = due - time.perf_counter()
@@ -231,12 +230,12 @@ async def main() -> None:
                 f"p99.9={pct(ms, 0.999):.2f} ms (targets p50<=1 ms, p99<=5 ms; "
                 f"statuses {client.statuses})"
             )
-            rps = await LeanClient(
-                port, token, b'{"tool":"crm.read","arguments":{"id":2}}'
-            ).saturate(CONCURRENCY, SECONDS)
+            loader = LeanClient(port, token, b'{"tool":"crm.read","arguments":{"id":2}}')
+            rps = await loader.saturate(CONCURRENCY, SECONDS)
             print(
                 f"auto-tier saturation, lean python client, {CONCURRENCY} connections: "
-                f"{rps:,.0f} req/s (target >= 3,000; the client shares the two cores)"
+                f"{rps:,.0f} req/s (target >= 3,000; the client shares the two cores; "
+                f"statuses {loader.statuses})"
             )
             wrk = saturate_wrk(f"http://127.0.0.1:{port}/v1/requests", token, Path(tmp))
             if wrk is None:
