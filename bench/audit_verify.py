@@ -15,20 +15,19 @@ import argparse
 import asyncio
 import hashlib
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.serving import SIGNOFF
 from bot.domain import Event, PolicyRef, Request, Requirement, Status, Tier, ToolCall
 from bot.evidence.keys import KeyRing
 from bot.evidence.statement import attest
 from bot.settings import load_settings
 from bot.store import SqlStore
 
-SIGNOFF = str(Path(sys.executable).with_name("signoff"))
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 PER_TRANSACTION = 5_000
 

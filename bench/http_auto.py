@@ -17,25 +17,18 @@ import asyncio
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-SIGNOFF = str(Path(sys.executable).with_name("signoff"))
+from bench.serving import SIGNOFF, init_home, quiet_env
+
 RATE = int(os.environ.get("BENCH_RATE", "1000"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pct(values: list[float], p: float) -> float:
@@ -202,22 +195,9 @@ async def wait_ready(port: int) -> None:
 
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp) / "home"
-        subprocess.run([SIGNOFF, "init", str(home)], check=True, capture_output=True)
-        port = free_port()
-        cfg = home / "signoff.yaml"
-        cfg.write_text(
-            cfg.read_text().replace("port: 8080", f"port: {port}") + "logging: {level: WARNING}\n"
-        )
-        token = (home / "demo-agent.token").read_text().strip()
-        proc = subprocess.Popen(
-            [SIGNOFF, "--config", str(cfg), "serve"],
-            env={
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("SLACK_", "TEAMS_", "PAGERDUTY_"))
-            },
-        )
+        cfg, port = init_home(Path(tmp))
+        token = (cfg.parent / "demo-agent.token").read_text().strip()
+        proc = subprocess.Popen([SIGNOFF, "--config", str(cfg), "serve"], env=quiet_env())
         try:
             await wait_ready(port)
             warm = LeanClient(port, token, b'{"tool":"a.read","arguments":{}}')

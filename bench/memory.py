@@ -8,21 +8,13 @@ it is healthy and idle, and prints the process's resident set size.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-SIGNOFF = str(Path(sys.executable).with_name("signoff"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from bench.serving import SIGNOFF, init_home
 
 
 def rss_mb(pid: int) -> float:
@@ -34,13 +26,7 @@ def rss_mb(pid: int) -> float:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp) / "home"
-        subprocess.run([SIGNOFF, "init", str(home)], check=True, capture_output=True)
-        port = free_port()
-        cfg = home / "signoff.yaml"
-        cfg.write_text(
-            cfg.read_text().replace("port: 8080", f"port: {port}") + "logging: {level: WARNING}\n"
-        )
+        cfg, port = init_home(Path(tmp))
         env = dict(os.environ)
         env.update(
             SLACK_BOT_TOKEN="xoxb-bench",

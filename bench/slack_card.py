@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,11 +32,11 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.slack.cards import ACTION_APPROVE
+from bench.serving import SIGNOFF, free_port, quiet_env
 from tests.fakes.slack_api import Call, FakeSlack
 from tests.fakes.slack_payloads import block_actions, form, sign
 from tests.support import write_home
 
-SIGNOFF = str(Path(sys.executable).with_name("signoff"))
 SECRET = "bench-signing-secret"
 _REQUEST_ID = re.compile(r"request `([0-9a-f-]{36})`")
 
@@ -98,12 +96,6 @@ class CardClock:
         return await asyncio.wait_for(future, 10)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_server(
     home: Path, fake: FakeSlack, approvers: list[str]
 ) -> tuple[subprocess.Popen[bytes], str, str]:
@@ -117,7 +109,7 @@ def start_server(
         "logging: {level: WARNING}\n"
     )
     config = write_home(home, policy=policy(approvers), port=port, extra=extra)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TEAMS_", "PAGER"))}
+    env = quiet_env()
     token = subprocess.run(
         [SIGNOFF, "agents", "add", "bench-agent", "--quiet", "--config", str(config)],
         check=True,

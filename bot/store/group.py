@@ -46,12 +46,13 @@ from bot.store import log
 from bot.store.engine import store_error
 from bot.store.raw import execute_sql
 from bot.store.tables import HEAD_ID
-from bot.store.writer import Op, Outcome, pooled, run_transaction
+from bot.store.writer import Connect, Op, Outcome, pooled, run_transaction
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Queued = tuple[Op[Any], "asyncio.Future[Any]"]
+Settled = list[tuple["asyncio.Future[Any]", Outcome]]
 
 MAX_BATCH = 256
 #: loop commits between two checkpoints (a commit writes ~10-20 pages; SQLite's own
@@ -118,17 +119,11 @@ class GroupCommit:
             self._to_thread(group)
             return
         try:
-            outcomes = run_transaction(self._connection, self._frontier, self._clock, _ops(group))
-        except exc.OperationalError as error:
-            if _is_busy(error):  # another process writes: wait for it off the loop
-                self._to_thread(group)
-                return
-            outcomes = _failed(group, self._error(error))
-        except exc.SQLAlchemyError as error:
-            outcomes = _failed(group, self._error(error))
-        except Exception as error:  # a single op refused, or the log is damaged
-            outcomes = _failed(group, error)
-        _settle([(future, outcome) for (_, future), outcome in zip(group, outcomes, strict=True)])
+            settled = self._commit(self._connection, group, busy_raises=True)
+        except exc.OperationalError:  # another process writes: wait for it off the loop
+            self._to_thread(group)
+            return
+        _settle(settled)
         self._commits += 1
         if self._commits % CHECKPOINT_EVERY == 0:
             self._checkpoint_soon()
@@ -151,15 +146,26 @@ class GroupCommit:
         try:
             yield conn
         except exc.SQLAlchemyError as error:
-            if not (isinstance(error, exc.OperationalError) and _is_busy(error)):
+            if not _is_busy(error):
                 self._conn = None
                 conn.invalidate()  # its pragmas must not reach the pool's other users
             raise
 
-    def _error(self, error: exc.SQLAlchemyError) -> StoreError:
-        failure = store_error(error, self._url)
-        failure.__cause__ = error
-        return failure
+    def _commit(self, connect: Connect, group: list[Queued], *, busy_raises: bool) -> Settled:
+        """Run ``group`` in one transaction; each future with its outcome. Database failures
+        become ``StoreError`` outcomes, except that with ``busy_raises`` a write lock held
+        elsewhere raises (``exc.OperationalError``) so the caller can wait for it."""
+        try:
+            outcomes = run_transaction(connect, self._frontier, self._clock, [o for o, _ in group])
+        except exc.SQLAlchemyError as error:
+            if busy_raises and _is_busy(error):
+                raise
+            failure = store_error(error, self._url)
+            failure.__cause__ = error
+            outcomes = _failed(group, failure)
+        except Exception as error:  # a single op refused, or the log is damaged
+            outcomes = _failed(group, error)
+        return [(future, outcome) for (_, future), outcome in zip(group, outcomes, strict=True)]
 
     # ------------------------------------------------------------------ the worker's side
 
@@ -173,19 +179,11 @@ class GroupCommit:
             _settle([(future, (False, StoreError("the store is closed"))) for _, future in group])
 
     def _commit_on_thread(self, loop: asyncio.AbstractEventLoop, group: list[Queued]) -> None:
-        try:
-            outcomes = run_transaction(
-                pooled(self._engine), self._frontier, self._clock, _ops(group)
-            )
-        except exc.SQLAlchemyError as error:
-            outcomes = _failed(group, self._error(error))
-        except Exception as error:  # a single op refused, or the log is damaged
-            outcomes = _failed(group, error)
-        settled = [(future, outcome) for (_, future), outcome in zip(group, outcomes, strict=True)]
+        settled = self._commit(pooled(self._engine), group, busy_raises=False)
         with contextlib.suppress(RuntimeError):  # a closed event loop: nobody waits any more
             loop.call_soon_threadsafe(self._thread_done, settled)
 
-    def _thread_done(self, settled: list[tuple[asyncio.Future[Any], Outcome]]) -> None:
+    def _thread_done(self, settled: Settled) -> None:
         self._thread_work -= 1
         _settle(settled)
         self._wake_if_idle()
@@ -272,10 +270,6 @@ class GroupCommit:
             conn.close()
 
 
-def _ops(group: list[Queued]) -> list[Op[Any]]:
-    return [op for op, _ in group]
-
-
 def _failed(group: list[Queued], error: BaseException) -> list[Outcome]:
     return [(False, error)] * len(group)
 
@@ -287,15 +281,16 @@ def _failed_checkpoint(future: asyncio.Future[None]) -> bool:
     return error is not None
 
 
-def _is_busy(error: exc.OperationalError) -> bool:
-    orig = error.orig
-    return isinstance(orig, sqlite3.OperationalError) and (
-        getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
-        or "database is locked" in str(orig)
+def _is_busy(error: exc.SQLAlchemyError) -> bool:
+    """Another connection holds the lock: SQLITE_BUSY or one of its extended codes."""
+    orig = error.orig if isinstance(error, exc.DBAPIError) else None
+    return (
+        isinstance(orig, sqlite3.OperationalError)
+        and orig.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
     )
 
 
-def _settle(settled: list[tuple[asyncio.Future[Any], Outcome]]) -> None:
+def _settle(settled: Settled) -> None:
     for future, (ok, value) in settled:
         if future.cancelled():
             continue
