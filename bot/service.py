@@ -56,6 +56,8 @@ from bot.ports import ApprovalChannel, Clock, Notice, NoticeKind, Pager, Store
 log = logging.getLogger(__name__)
 
 _CAS_RETRIES = 8
+#: a long-poll's re-read cadence while the store's change feed is down
+RESCAN_S = 2.0
 
 CARD_IN_FULL = Review(Shown.FULL, "card")
 """The default review: a card that showed the arguments whole."""
@@ -314,21 +316,24 @@ class Gate(Fanout):
 
     async def wait(self, request_id: str, agent: Agent, seconds: float) -> Request:
         """Return the request as soon as it is no longer pending, or after ``seconds``."""
-        request = await self.get(request_id, agent)
         loop = asyncio.get_running_loop()
         end = loop.time() + seconds
-        while request.status is Status.PENDING:
-            left = end - loop.time()
-            if left <= 0:
-                break
-            # Woken at once by an in-process decision; the 2 s slice re-reads the store so a
-            # decision made by another process sharing the database is seen too.
-            self.metrics.pending.inc()
-            try:
-                await self.waiters.wait(request_id, min(left, 2.0))
-            finally:
-                self.metrics.pending.dec()
+        # registered before the first read: a change committed after it always wakes us
+        with self.waiters.watch(request_id) as watch:
             request = await self.get(request_id, agent)
+            while request.status is Status.PENDING:
+                left = end - loop.time()
+                if left <= 0:
+                    break
+                # Woken by a change in this process or (through the change feed) in another
+                # one sharing the database; only while the feed is down, a slice of
+                # ``RESCAN_S`` re-reads the store so other processes' decisions are seen.
+                self.metrics.pending.inc()
+                try:
+                    await watch.wait(left if self.feed_live else min(left, RESCAN_S))
+                finally:
+                    self.metrics.pending.dec()
+                request = await self.get(request_id, agent)
         return request
 
     # ------------------------------------------------------------------ decide
