@@ -17,6 +17,7 @@ MODULES = (
     "adapters.audit_cli",  # signoff audit verify|prove|export
     "adapters.console.cli",  # signoff users …, signoff report
     "adapters.agent.cli",  # signoff mcp-gateway
+    "adapters.witness.cli",  # signoff witness init|serve|log-key
 )
 
 

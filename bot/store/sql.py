@@ -373,3 +373,23 @@ class SqlStore(Database):
 
     async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
         await self.execute(insert(CHECKPOINTS), mapping.from_checkpoint(checkpoint))
+
+    async def set_checkpoint_note(self, size: int, root: bytes, note: str) -> None:
+        """Replace the note of the checkpoint(s) of ``size`` and ``root`` (witness
+        cosignatures added; the body and the log's signature stay as they were)."""
+        statement = (
+            update(CHECKPOINTS)
+            .where(CHECKPOINTS.c.size == size, CHECKPOINTS.c.root == root)
+            .values(note=note)
+        )
+        await self.execute(statement)
+
+    async def recent_checkpoints(self, limit: int) -> list[Checkpoint]:
+        """The newest ``limit`` checkpoints, newest first."""
+        query = (
+            select(CHECKPOINTS)
+            .order_by(CHECKPOINTS.c.size.desc(), CHECKPOINTS.c.id.desc())
+            .limit(limit)
+        )
+        rows = await self.read(lambda conn: conn.execute(query).all())
+        return [mapping.to_checkpoint(row) for row in rows]
