@@ -158,9 +158,12 @@ async def test_a_restarted_gateway_picks_up_the_pending_decision(
 
     @asynccontextmanager
     async def gateway() -> AsyncIterator[Client]:
-        async with AsyncSignoff(live.url, token) as signoff, Client(params) as up:
-            async with Client(Gateway(signoff, up, hold=0.3).server(), mode="legacy") as session:
-                yield session
+        async with (
+            AsyncSignoff(live.url, token) as signoff,
+            Client(params) as up,
+            Client(Gateway(signoff, up, hold=0.3).server(), mode="legacy") as session,
+        ):
+            yield session
 
     async with gateway() as session:  # the first gateway process
         first = await session.call_tool("transfer_money", args)
