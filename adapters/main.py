@@ -81,6 +81,9 @@ async def build(
     runtime = Runtime(settings, store, keys, policies, gate, checkpoints, app)
     if adapters:
         _mount_adapters(runtime)
+        runtime.background.append(
+            lambda: store.watch_changes(gate.changed_elsewhere, gate.feed_state, gate.has_waiters)
+        )
     return runtime
 
 

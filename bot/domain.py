@@ -64,6 +64,24 @@ class Event(enum.StrEnum):
     ESCALATED = "escalated"  # an escalation step ran (remind / to a group / page)
 
 
+class Shown(enum.StrEnum):
+    """How much of the arguments an approver was shown when they decided (SPEC §8 "What the
+    approver saw"): an approval needs ``full``."""
+
+    FULL = "full"
+    PREVIEW = "preview"
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """What an approver saw when deciding: ``shown`` (full or a cut preview) and ``view``,
+    the surface that showed it (``card``, ``review_modal``, ``console_page``,
+    ``task_module``, ``email_page``). Recorded in the attestation of their vote."""
+
+    shown: Shown
+    view: str
+
+
 class Platform(enum.StrEnum):
     SLACK = "slack"
     TEAMS = "teams"
@@ -287,7 +305,9 @@ __all__ = [
     "Post",
     "Request",
     "Requirement",
+    "Review",
     "SessionCalls",
+    "Shown",
     "Status",
     "Tier",
     "ToolCall",

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from adapters.console.app import Viewer, console_of, render, require_csrf, require_viewer
 from adapters.console.entries import EntryView, describe
-from bot.domain import Approver, Platform, Request, Status, Verdict, Vote
+from bot.domain import Approver, Platform, Request, Review, Shown, Status, Verdict, Vote
 from bot.errors import Conflict, NotAuthorized, NotFound, RequestError
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,15 @@ async def decide(request: web.Request) -> web.StreamResponse:
         via="console_login",
     )
     try:
-        await gate.decide(found.id, approver, Verdict(verdict_text), reason, memberships=who.groups)
+        # The detail page shows the arguments whole (and their SHA-256): the approver saw them.
+        await gate.decide(
+            found.id,
+            approver,
+            Verdict(verdict_text),
+            reason,
+            memberships=who.groups,
+            review=Review(Shown.FULL, "console_page"),
+        )
     except NotAuthorized as exc:
         status, message = 403, exc.diagnostics()
     except Conflict as exc:

@@ -69,7 +69,11 @@ def mount(runtime: Runtime) -> TeamsChannel:
     )
     channel = TeamsChannel(runtime.gate, connector, escalation=escalation)
     bot = ApprovalBot(
-        runtime.gate, channel, default_tenant=settings.tenant_id, learn_references=secure
+        runtime.gate,
+        channel,
+        default_tenant=settings.tenant_id,
+        learn_references=secure,
+        console_url=runtime.settings.server.public_url,
     )
     auth = InboundAuth(
         settings.app_id,
