@@ -41,6 +41,10 @@ pagerduty:
   events_url: https://events.pagerduty.com/v2/enqueue
 console:
   enabled: true
+log:
+  # the newest checkpoint, outside the database: a restored or rewritten database that
+  # does not extend it stops the server (SPEC §7)
+  publish_file: ./checkpoints/latest
 """
 
 
