@@ -213,6 +213,32 @@ async def test_idempotent_replay_and_conflicting_reuse(
     assert other.status == 409 and other.content_type == PROBLEM
 
 
+async def test_find_by_idempotency_key_sees_only_the_agents_own_request(
+    client: TestClient,  # type: ignore[type-arg]
+    token: str,
+    runtime: Runtime,
+) -> None:
+    body = {"tool": "payments.transfer", "arguments": {"amount": 30000}}
+    created = await (await submit(client, token, body, **{"Idempotency-Key": "k/ä 1"})).json()
+    found = await client.get(
+        "/v1/requests", params={"idempotency_key": "k/ä 1"}, headers=auth(token)
+    )
+    assert found.status == 200
+    assert [r["id"] for r in (await found.json())["requests"]] == [created["id"]]
+    assert (await found.json())["requests"][0]["status"] == "pending"
+    none = await client.get("/v1/requests", params={"idempotency_key": "k-2"}, headers=auth(token))
+    assert none.status == 200 and (await none.json()) == {"requests": []}
+    _, other = await runtime.gate.register_agent("other-agent")
+    theirs = await client.get(
+        "/v1/requests", params={"idempotency_key": "k/ä 1"}, headers=auth(other)
+    )
+    assert theirs.status == 200 and (await theirs.json()) == {"requests": []}
+    for params in ({}, {"idempotency_key": ""}, {"idempotency_key": "k" * 256}, {"x": "1"}):
+        bad = await client.get("/v1/requests", params=params, headers=auth(token))
+        assert bad.status == 400 and bad.content_type == PROBLEM, params
+    assert (await client.get("/v1/requests", params={"idempotency_key": "k"})).status == 401
+
+
 async def test_cancel_and_other_agents_requests_are_invisible(
     client: TestClient,
     token: str,
