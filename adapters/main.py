@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.api.app import create_api
+from bot.caps import AgentCaps
 from bot.checkpoints import Checkpointer
 from bot.clock import SystemClock
 from bot.errors import ConfigError, SignoffError
@@ -76,6 +77,10 @@ async def build(
         clock=clock,
         grant_ttl=settings.grants.ttl,
         issuer=settings.grants.issuer or settings.server.public_url,
+        caps=AgentCaps(
+            max_pending=settings.server.max_pending_per_agent,
+            max_long_polls=settings.server.max_long_polls_per_agent,
+        ),
     )
     publish = settings.path(settings.log.publish_file) if settings.log.publish_file else None
     checkpoints = Checkpointer(store, keys, clock, origin=settings.log.origin, publish_file=publish)

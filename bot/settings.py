@@ -102,6 +102,9 @@ class ServerSettings:
     #: reverse proxies whose X-Forwarded-For is believed (the console's login throttle
     #: then counts the client's address, not the proxy's)
     trusted_proxies: tuple[Network, ...] = ()
+    #: SPEC §6 per-agent caps (429 with Retry-After beyond them)
+    max_pending_per_agent: int = 1000
+    max_long_polls_per_agent: int = 100
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,7 @@ def test_cosigned_checkpoint_still_verifies_as_a_checkpoint_and_by_witness() -> 
     assert verify_checkpoint(cosigned, log_keys)[0] == 20852163
     assert len(parse_checkpoint(cosigned).signatures) == 2
     assert [c.name for c in verify_cosignatures(cosigned, [k1])] == ["w.example/1"]
-    with pytest.raises(EvidenceError, match="missing: w.example/2"):
+    with pytest.raises(EvidenceError, match=r"missing: w\.example/2"):
         verify_cosignatures(cosigned, [k1, k2])
     assert len(verify_cosignatures(cosigned, [k1, k2], quorum=1)) == 1
     # a cosignature over another body does not verify
