@@ -169,7 +169,12 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
         print(f"{len(problems)} problem(s)", file=sys.stderr)
         return 1
     policy = load_policy(args.paths)
-    print(f"ok: {len(policy.rules)} rule(s), {len(policy.groups)} group(s), {policy.digest}")
+    for warning in policy.people.warnings:
+        print(warning, file=sys.stderr)
+    print(
+        f"ok: {len(policy.rules)} rule(s), {len(policy.groups)} group(s), "
+        f"{len(policy.people.persons)} person(s), {policy.digest}"
+    )
     return 0
 
 
