@@ -160,8 +160,26 @@ async def fake() -> AsyncIterator[FakeSlack]:
         await slack.close()
 
 
+LEGACY = """\
+apiVersion: signoff/v1
+kind: ToolPolicy
+groups:
+  finance:
+    slack: {channel: C0FINANCE, users: [U0ALICE, U0LEGACY, U0CAROL]}
+    console: {users: [alice, bob, carol]}
+rules:
+  - name: dual-wire
+    tool: payments.wire
+    tier: confirm
+    approvers: {groups: [finance], quorum: 2}
+"""
+
+
 @pytest_asyncio.fixture
-async def env(tmp_path: Path, fake: FakeSlack, aiohttp_client: Any) -> AsyncIterator[Env]:
+async def env(
+    request: pytest.FixtureRequest, tmp_path: Path, fake: FakeSlack, aiohttp_client: Any
+) -> AsyncIterator[Env]:
+    policy = getattr(request, "param", POLICY)
     settings = {
         "bot_token": fake.token,
         "signing_secret": SECRET,
@@ -170,7 +188,7 @@ async def env(tmp_path: Path, fake: FakeSlack, aiohttp_client: Any) -> AsyncIter
     }
     extra = "slack:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in settings.items())
     runtime = await build(
-        load_settings(write_home(tmp_path, policy=POLICY, extra=extra)), adapters=False
+        load_settings(write_home(tmp_path, policy=policy, extra=extra)), adapters=False
     )
     adapter = mount_slack(runtime, retry_interval=FixedValueRetryIntervalCalculator(0.01))
     mount_console(runtime)
@@ -336,3 +354,42 @@ async def test_view_all_arguments_is_for_approvers_only(env: Env) -> None:
     await env.settle()
     (opened,) = env.fake.ok_calls("views.open")
     assert rid in json.dumps(opened.args["view"])
+
+
+# ------------------------------------------------------------ with the older users lists only
+
+
+@pytest.mark.parametrize("env", [LEGACY], indirect=True)
+async def test_legacy_lists_the_same_slack_id_under_two_team_ids_is_one_vote(env: Env) -> None:
+    rid = await env.submit(tool="payments.wire")
+    await env.click(rid, "U0LEGACY", team="T0TEAM")
+    await env.click(rid, "U0LEGACY", team="T0GRIDTWO")
+    assert "already voted" in env.ephemerals("U0LEGACY")[-1]
+    assert await env.state(rid) == (Status.PENDING, 1, 1)
+
+
+@pytest.mark.parametrize("env", [LEGACY], indirect=True)
+@pytest.mark.parametrize("requested_by", ["console:alice", "Alice"])
+async def test_legacy_lists_the_requester_cannot_approve(env: Env, requested_by: str) -> None:
+    rid = await env.submit(tool="payments.wire", context={"requested_by": requested_by})
+    await env.login("alice")
+    status, page = await env.console_vote(rid)
+    assert status == 403 and "you requested this call" in page
+    assert await env.state(rid) == (Status.PENDING, 0, 0)
+
+
+@pytest.mark.parametrize("env", [LEGACY], indirect=True)
+async def test_legacy_lists_requested_by_as_a_list_is_a_400(env: Env) -> None:
+    resp = await env.post_request(tool="payments.wire", context={"requested_by": ["alice"]})
+    assert resp.status == 400 and resp.content_type == "application/problem+json"
+
+
+@pytest.mark.parametrize("env", [LEGACY], indirect=True)
+async def test_legacy_lists_view_all_arguments_is_for_approvers_only(env: Env) -> None:
+    rid = await env.submit(tool="payments.wire", arguments={"note": "x" * 5000})
+    body = form(block_actions(ACTION_VIEW_ARGS, rid, user="U0MALLORY"))
+    resp = await env.http.post("/slack/events", data=body, headers=sign(SECRET, body))
+    assert resp.status == 200
+    await env.settle()
+    assert env.fake.calls_to("views.open") == []
+    assert "not an approver" in env.ephemerals("U0MALLORY")[0]
