@@ -64,6 +64,24 @@ class Event(enum.StrEnum):
     ESCALATED = "escalated"  # an escalation step ran (remind / to a group / page)
 
 
+class Shown(enum.StrEnum):
+    """How much of the arguments an approver was shown when they decided (SPEC §8 "What the
+    approver saw"): an approval needs ``full``."""
+
+    FULL = "full"
+    PREVIEW = "preview"
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """What an approver saw when deciding: ``shown`` (full or a cut preview) and ``view``,
+    the surface that showed it (``card``, ``review_modal``, ``console_page``,
+    ``task_module``, ``email_page``). Recorded in the attestation of their vote."""
+
+    shown: Shown
+    view: str
+
+
 class Platform(enum.StrEnum):
     SLACK = "slack"
     TEAMS = "teams"
@@ -202,10 +220,25 @@ class Request:
     outcome: Outcome | None = None
     last_log_index: int | None = None
     version: int = 0
+    #: the session key the call gave (``sessions.key``) and the labels the policy put on it
+    session: str | None = None
+    labels: tuple[str, ...] = ()
 
     @property
     def approver_groups(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((*self.requirement.all_groups, *self.extra_groups)))
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCalls:
+    """Earlier calls of one session that carry the same labels, summarised by the store:
+    how many, the first and the latest (request ids are time-ordered UUIDv7)."""
+
+    labels: tuple[str, ...]
+    count: int
+    first_request: str
+    last_request: str
+    last_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +314,9 @@ __all__ = [
     "Post",
     "Request",
     "Requirement",
+    "Review",
+    "SessionCalls",
+    "Shown",
     "Status",
     "Tier",
     "ToolCall",

@@ -35,6 +35,23 @@ class Fanout:
         #: called (synchronously, in this process) for every new pending request
         self.created_listeners: list[CreatedListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        #: True while the store's change feed reports other processes' changes; long-polls
+        #: then wait for a wake-up alone instead of re-reading the store every few seconds
+        self.feed_live = False
+
+    def changed_elsewhere(self, request_id: str) -> None:
+        """The change feed saw ``request_id`` change (maybe in another process)."""
+        self.waiters.wake(request_id)
+
+    def feed_state(self, live: bool) -> None:
+        """The change feed came up or went down: every waiter re-reads the store once, so a
+        change made while the feed was down is not missed."""
+        self.feed_live = live
+        self.waiters.wake_all()
+
+    def has_waiters(self) -> bool:
+        """Whether any long-poll waits in this process (safe to call from any thread)."""
+        return len(self.waiters) > 0
 
     def _on_final(self, request: Request) -> None:
         self.waiters.wake(request.id)

@@ -25,6 +25,8 @@ from bot.domain import (
     Outcome,
     PolicyRef,
     Request,
+    Review,
+    Shown,
     Status,
     Tier,
     ToolCall,
@@ -54,6 +56,15 @@ from bot.ports import ApprovalChannel, Clock, Notice, NoticeKind, Pager, Store
 log = logging.getLogger(__name__)
 
 _CAS_RETRIES = 8
+#: a long-poll's re-read cadence while the store's change feed is down
+RESCAN_S = 2.0
+
+CARD_IN_FULL = Review(Shown.FULL, "card")
+"""The default review: a card that showed the arguments whole."""
+
+
+class NotShownInFull(NotAuthorized):
+    """An approval from a view that showed the arguments cut (SPEC §8)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,21 +316,24 @@ class Gate(Fanout):
 
     async def wait(self, request_id: str, agent: Agent, seconds: float) -> Request:
         """Return the request as soon as it is no longer pending, or after ``seconds``."""
-        request = await self.get(request_id, agent)
         loop = asyncio.get_running_loop()
         end = loop.time() + seconds
-        while request.status is Status.PENDING:
-            left = end - loop.time()
-            if left <= 0:
-                break
-            # Woken at once by an in-process decision; the 2 s slice re-reads the store so a
-            # decision made by another process sharing the database is seen too.
-            self.metrics.pending.inc()
-            try:
-                await self.waiters.wait(request_id, min(left, 2.0))
-            finally:
-                self.metrics.pending.dec()
+        # registered before the first read: a change committed after it always wakes us
+        with self.waiters.watch(request_id) as watch:
             request = await self.get(request_id, agent)
+            while request.status is Status.PENDING:
+                left = end - loop.time()
+                if left <= 0:
+                    break
+                # Woken by a change in this process or (through the change feed) in another
+                # one sharing the database; only while the feed is down, a slice of
+                # ``RESCAN_S`` re-reads the store so other processes' decisions are seen.
+                self.metrics.pending.inc()
+                try:
+                    await watch.wait(left if self.feed_live else min(left, RESCAN_S))
+                finally:
+                    self.metrics.pending.dec()
+                request = await self.get(request_id, agent)
         return request
 
     # ------------------------------------------------------------------ decide
@@ -332,11 +346,14 @@ class Gate(Fanout):
         reason: str = "",
         *,
         memberships: Collection[str],
+        review: Review = CARD_IN_FULL,
     ) -> Request:
         """Record one human's verdict. ``memberships`` are the groups the platform adapter
-        found the approver in. Raises ``NotFound``, ``NotAuthorized`` (not an approver of
-        the request's groups, or the requester), ``Conflict`` (already final, or this human
-        already voted), ``RequestError`` (deny without a reason)."""
+        found the approver in; ``review`` is what the adapter showed them (recorded in the
+        attestation). Raises ``NotFound``, ``NotAuthorized`` (not an approver of the
+        request's groups, the requester, or an approval of arguments shown only cut:
+        ``NotShownInFull``), ``Conflict`` (already final, or this human already voted),
+        ``RequestError`` (deny without a reason)."""
         reason = reason.strip()
         if verdict is Verdict.DENY and not reason:
             raise RequestError("a reason is required to deny")
@@ -345,6 +362,12 @@ class Gate(Fanout):
         people = self.policies.current.people
         approver = people.identify(approver)
         memberships = {*memberships, *people.groups_of(approver.person)}
+        if verdict is Verdict.APPROVE and review.shown is not Shown.FULL:
+            # SPEC §8: an approver never approves arguments they were not shown in full.
+            self.metrics.refusals.labels(approver.platform.value, "not_shown_in_full").inc()
+            raise NotShownInFull(
+                "this card cut the arguments: use Review and approve to see them in full first"
+            )
         for _ in range(_CAS_RETRIES):
             request = await self.get(request_id)
             if request.status.final:
@@ -384,6 +407,7 @@ class Gate(Fanout):
                 reason=reason or None,
                 votes=all_votes,
                 prev_index=request.last_log_index,
+                review=review,
             )
             try:
                 stored = await self.store.commit(

@@ -23,7 +23,7 @@ from adapters.console.app import (
     require_viewer,
 )
 from adapters.console.entries import EntryView, describe
-from bot.domain import Request, Status, Verdict, Vote
+from bot.domain import Request, Review, Shown, Status, Verdict, Vote
 from bot.errors import Conflict, NotAuthorized, NotFound, RequestError
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,15 @@ async def decide(request: web.Request) -> web.StreamResponse:
     gate = console_of(request).gate
     approver = console_approver(who.name)
     try:
-        await gate.decide(found.id, approver, Verdict(verdict_text), reason, memberships=who.groups)
+        # The detail page shows the arguments whole (and their SHA-256): the approver saw them.
+        await gate.decide(
+            found.id,
+            approver,
+            Verdict(verdict_text),
+            reason,
+            memberships=who.groups,
+            review=Review(Shown.FULL, "console_page"),
+        )
     except NotAuthorized as exc:
         status, message = 403, exc.diagnostics()
     except Conflict as exc:

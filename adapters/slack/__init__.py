@@ -76,7 +76,13 @@ def mount(
     gate.channels.append(channel)
 
     secret = settings.signing_secret.reveal() if settings.signing_secret else ""
-    interactions = Interactions(gate, client, directory, signing_secret=secret)
+    interactions = Interactions(
+        gate,
+        client,
+        directory,
+        signing_secret=secret,
+        console_url=runtime.settings.server.public_url,
+    )
     events = None
     if settings.signing_secret:
         events = SlackEvents(interactions.app, secret)

@@ -42,6 +42,7 @@ from bot.policy.people import display
 ACTION_APPROVE = "signoff_approve"
 ACTION_DENY = "signoff_deny"
 ACTION_VIEW_ARGS = "signoff_view_args"
+ACTION_REVIEW = "signoff_review"
 ACTIONS_BLOCK = "signoff_actions"
 
 #: room left for the arguments code block inside one section (3000) after its heading
@@ -179,11 +180,11 @@ def build_card(request: Request, votes: Sequence[Vote] = ()) -> Card:
         fields.append(f"*Approvers*\n{_approvers_line(request)}")
     blocks.append(SectionBlock(fields=[MarkdownTextObject(text=f) for f in fields]))
 
-    shown, values_cut = preview(request.call.arguments)
-    arguments, block_cut = code_block(pretty_json(shown), ARGUMENTS_BUDGET)
-    cut = values_cut or block_cut
+    arguments, cut = arguments_text(request)
     blocks.append(SectionBlock(text=MarkdownTextObject(text=f"*Arguments*\n{arguments}")))
-    note = " (cut to fit; use *View all arguments*)" if cut else ""
+    note = ""
+    if cut:
+        note = " (cut to fit; use *Review and approve*)" if pending else " (cut to fit)"
     blocks.append(
         ContextBlock(
             elements=[
@@ -215,8 +216,8 @@ def build_card(request: Request, votes: Sequence[Vote] = ()) -> Card:
 
     buttons: list[ButtonElement] = []
     if pending and request.tier is Tier.CONFIRM:
-        buttons += _decision_buttons(request)
-    if cut or context_cut:
+        buttons += _decision_buttons(request, cut)
+    if (cut and not (pending and request.tier is Tier.CONFIRM)) or context_cut:
         buttons.append(
             ButtonElement(text="View all arguments", action_id=ACTION_VIEW_ARGS, value=request.id)
         )
@@ -225,6 +226,19 @@ def build_card(request: Request, votes: Sequence[Vote] = ()) -> Card:
 
     fallback = f"{label}: {tool} requested by agent {escape(request.agent_id)}"
     return Card(text=fit(fallback, 300)[0], blocks=blocks, truncated=cut or context_cut)
+
+
+def arguments_text(request: Request) -> tuple[str, bool]:
+    """The arguments code block of the card and whether it had to cut them (then the card
+    cannot approve: its approve button becomes "Review and approve", SPEC §8)."""
+    shown, values_cut = preview(request.call.arguments)
+    text, block_cut = code_block(pretty_json(shown), ARGUMENTS_BUDGET)
+    return text, values_cut or block_cut
+
+
+def arguments_cut(request: Request) -> bool:
+    """Whether the card of ``request`` shows its arguments cut."""
+    return arguments_text(request)[1]
 
 
 def preview(value: Any, limit: int = VALUE_PREVIEW, depth: int = 0) -> tuple[Any, bool]:
@@ -259,7 +273,14 @@ def preview(value: Any, limit: int = VALUE_PREVIEW, depth: int = 0) -> tuple[Any
     return value, False
 
 
-def _decision_buttons(request: Request) -> list[ButtonElement]:
+def _decision_buttons(request: Request, cut: bool) -> list[ButtonElement]:
+    deny = ButtonElement(text="Deny", action_id=ACTION_DENY, value=request.id, style="danger")
+    if cut:
+        # The card cannot show everything: approving happens only in the review modal.
+        review = ButtonElement(
+            text="Review and approve", action_id=ACTION_REVIEW, value=request.id, style="primary"
+        )
+        return [review, deny]
     sha = request.arguments_sha256[:16]
     confirm = ConfirmObject(
         title=PlainTextObject(text="Approve this tool call?"),
@@ -278,7 +299,7 @@ def _decision_buttons(request: Request) -> list[ButtonElement]:
             style="primary",
             confirm=confirm,
         ),
-        ButtonElement(text="Deny", action_id=ACTION_DENY, value=request.id, style="danger"),
+        deny,
     ]
 
 

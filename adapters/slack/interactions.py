@@ -11,7 +11,9 @@ compare-and-set makes simultaneous clicks produce exactly one final decision. Re
 approver, the requester, a second vote, already decided) answer the clicker alone with
 ``chat.postEphemeral`` and change nothing. Replayed payloads (same trigger and action) are
 ignored. Approve carries a confirm dialog on the button; Deny opens a modal whose reason is
-required.
+required. A card that had to cut the arguments approves only through "Review and approve"
+(a modal showing them in full, with Approve as its submit); a direct approve on such a card is
+refused (SPEC §8). Each vote records what the clicker was shown (``Review``).
 """
 
 from __future__ import annotations
@@ -25,22 +27,31 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.cards import ACTION_APPROVE, ACTION_DENY, ACTION_VIEW_ARGS
+from adapters.slack.cards import (
+    ACTION_APPROVE,
+    ACTION_DENY,
+    ACTION_REVIEW,
+    ACTION_VIEW_ARGS,
+    arguments_cut,
+)
 from adapters.slack.channel import call_slack
 from adapters.slack.directory import Directory
 from adapters.slack.modals import (
     REASON_ACTION,
     REASON_BLOCK,
     VIEW_DENY,
+    VIEW_REVIEW,
     DenyOrigin,
+    ReviewOrigin,
     arguments_modal,
     deny_modal,
+    review_modal,
 )
 from adapters.slack.replies import refusal_text, vote_recorded_text
 from adapters.slack.seen import SeenSet
-from bot.domain import Approver, Platform, Request, Verdict
+from bot.domain import Approver, Platform, Request, Review, Shown, Verdict
 from bot.errors import ChannelError, Conflict, NotAuthorized, SignoffError
-from bot.service import Gate
+from bot.service import CARD_IN_FULL, Gate
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +97,10 @@ class Interactions:
         directory: Directory,
         *,
         signing_secret: str,
+        console_url: str = "",
     ) -> None:
         self.gate = gate
+        self.console_url = console_url
         self.client = client
         self.directory = directory
         self.seen = SeenSet(REPLAY_TTL)
@@ -107,7 +120,9 @@ class Interactions:
         self.app.action(ACTION_APPROVE)(self.on_approve)
         self.app.action(ACTION_DENY)(self.on_deny)
         self.app.action(ACTION_VIEW_ARGS)(self.on_view_arguments)
+        self.app.action(ACTION_REVIEW)(self.on_review)
         self.app.view(VIEW_DENY)(self.on_deny_reason)
+        self.app.view(VIEW_REVIEW)(self.on_review_approve)
 
     # ------------------------------------------------------------------ listeners (ack first)
 
@@ -116,6 +131,33 @@ class Interactions:
         if self._fresh(body):
             request_id = str(body["actions"][0].get("value", ""))
             self._spawn(self.decide(body, request_id, Verdict.APPROVE, "", _channel(body)))
+
+    async def on_review(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        if self._fresh(body):
+            self._spawn(self._open_review(body))
+
+    async def on_review_approve(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        if not self._fresh(body):
+            return
+        view = body.get("view") or {}
+        try:
+            origin = ReviewOrigin.from_metadata(str(view.get("private_metadata") or ""))
+        except ValueError:
+            log.warning("ignored a review submission without signoff metadata")
+            return
+        self._spawn(
+            self.decide(
+                body,
+                origin.request_id,
+                Verdict.APPROVE,
+                "",
+                origin.channel,
+                review=Review(Shown.FULL, "review_modal"),
+                shown_sha256=origin.arguments_sha256,
+            )
+        )
 
     async def on_deny(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
@@ -157,15 +199,26 @@ class Interactions:
         verdict: Verdict,
         reason: str,
         channel: str | None,
+        *,
+        review: Review | None = None,
+        shown_sha256: str | None = None,
     ) -> None:
-        """Authorise the clicker and record their verdict; refuse with an ephemeral line."""
+        """Authorise the clicker and record their verdict; refuse with an ephemeral line.
+        Without ``review`` the click came from the card itself: it showed the arguments in
+        full unless the card had to cut them. ``shown_sha256`` is the digest the review
+        modal showed (an approval of arguments that changed since is refused)."""
         user_id = str((body.get("user") or {}).get("id", ""))
         try:
             request = await self._pending(request_id)
+            if review is None:
+                cut = arguments_cut(request)
+                review = Review(Shown.PREVIEW, "card") if cut else CARD_IN_FULL
+            if shown_sha256 is not None and shown_sha256 != request.arguments_sha256:
+                raise Conflict("the arguments changed since you reviewed them; review again")
             approver = await self._identify(body, request)
             memberships = await self._memberships(approver, request)
             stored = await self.gate.decide(
-                request_id, approver, verdict, reason, memberships=memberships
+                request_id, approver, verdict, reason, memberships=memberships, review=review
             )
         except SignoffError as exc:
             self._log_refusal(body, request_id, verdict, exc)
@@ -261,6 +314,23 @@ class Interactions:
             )
         except SignoffError as exc:
             self._log_refusal(body, request_id, Verdict.DENY, exc)
+            await self._ephemeral(channel, user_id, refusal_text(exc))
+
+    async def _open_review(self, body: dict[str, Any]) -> None:
+        request_id = str(body["actions"][0].get("value", ""))
+        channel = _channel(body)
+        user_id = str((body.get("user") or {}).get("id", ""))
+        try:
+            request = await self._pending(request_id)
+            await call_slack(
+                self.client.views_open(
+                    trigger_id=body.get("trigger_id"),
+                    view=review_modal(request, channel, self.console_url),
+                ),
+                "views.open",
+            )
+        except SignoffError as exc:
+            self._log_refusal(body, request_id, Verdict.APPROVE, exc)
             await self._ephemeral(channel, user_id, refusal_text(exc))
 
     async def _open_arguments(self, body: dict[str, Any]) -> None:

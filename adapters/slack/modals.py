@@ -28,6 +28,7 @@ from bot.domain import Request
 
 VIEW_DENY = "signoff_deny_reason"
 VIEW_ARGUMENTS = "signoff_arguments"
+VIEW_REVIEW = "signoff_review"
 REASON_BLOCK = "reason"
 REASON_ACTION = "reason"
 REASON_MAX = 2000
@@ -55,7 +56,38 @@ class DenyOrigin:
         return cls(data["request"], channel if isinstance(channel, str) else None)
 
 
+@dataclass(frozen=True, slots=True)
+class ReviewOrigin:
+    """What the review modal remembers: the request, the channel of the click and the
+    arguments digest the approver was shown (an approval of another version is refused)."""
+
+    request_id: str
+    channel: str | None
+    arguments_sha256: str
+
+    def to_metadata(self) -> str:
+        return json.dumps(
+            {"request": self.request_id, "channel": self.channel, "sha": self.arguments_sha256}
+        )
+
+    @classmethod
+    def from_metadata(cls, text: str) -> ReviewOrigin:
+        """Raises ``ValueError`` when ``text`` is not metadata written by ``to_metadata``."""
+        base = DenyOrigin.from_metadata(text)
+        sha = json.loads(text).get("sha")
+        if not isinstance(sha, str):
+            raise ValueError("private_metadata does not name the arguments shown")
+        return cls(base.request_id, base.channel, sha)
+
+
 def _code_sections(title: str, text: str, room: int) -> list[Block]:
+    blocks, _ = _sections(title, text, room)
+    return blocks
+
+
+def _sections(title: str, text: str, room: int) -> tuple[list[Block], bool]:
+    """``text`` as code sections under ``title`` in at most ``room`` blocks; True when it
+    did not fit (then the last block says so)."""
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=f"*{title}*"))]
     for piece in chunks(text, _CHUNK - 8):
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f"```\n{piece}\n```")))
@@ -69,22 +101,25 @@ def _code_sections(title: str, text: str, room: int) -> list[Block]:
                 )
             )
         )
-    return blocks
+        return blocks, True
+    return blocks, False
+
+
+def _head(request: Request) -> ContextBlock:
+    return ContextBlock(
+        elements=[
+            MarkdownTextObject(
+                text=f"{inline_code(request.call.tool)} from agent "
+                f"{inline_code(request.agent_id)} · arguments SHA-256 "
+                f"`{request.arguments_sha256}` · request `{escape(request.id)}`"
+            )
+        ]
+    )
 
 
 def arguments_modal(request: Request) -> View:
     """Every argument (and the whole context) of ``request``, exact and escaped."""
-    blocks: list[Block] = [
-        ContextBlock(
-            elements=[
-                MarkdownTextObject(
-                    text=f"{inline_code(request.call.tool)} from agent "
-                    f"{inline_code(request.agent_id)} · arguments SHA-256 "
-                    f"`{request.arguments_sha256}` · request `{escape(request.id)}`"
-                )
-            ]
-        )
-    ]
+    blocks: list[Block] = [_head(request)]
     room = MODAL_BLOCKS - len(blocks)
     args = _code_sections("Arguments", pretty_json(request.call.arguments), room)
     blocks += args
@@ -96,6 +131,56 @@ def arguments_modal(request: Request) -> View:
         callback_id=VIEW_ARGUMENTS,
         title=PlainTextObject(text="Tool call arguments"),
         close=PlainTextObject(text="Close"),
+        blocks=blocks,
+    )
+
+
+def review_modal(request: Request, channel: str | None, console_url: str) -> View:
+    """ "Review and approve": every argument of ``request``, exact and escaped, with Approve
+    as the modal's submit button. When even the modal cannot hold them, it has no submit
+    and sends the approver to the console page instead (SPEC §8: never approve unseen)."""
+    head = _head(request)
+    room = MODAL_BLOCKS - 2
+    args, too_long = _sections("Arguments", pretty_json(request.call.arguments), room)
+    blocks: list[Block] = [head, *args]
+    if request.call.context and MODAL_BLOCKS - len(blocks) >= 3:
+        blocks += _code_sections(
+            "Context", pretty_json(request.call.context), MODAL_BLOCKS - len(blocks) - 1
+        )
+    link = f"{console_url.rstrip('/')}/console/requests/{request.id}"
+    if too_long:
+        blocks.append(
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=f"These arguments are too long for Slack. Review and approve them in "
+                    f"the console: {link}"
+                )
+            )
+        )
+        return View(
+            type="modal",
+            callback_id=VIEW_ARGUMENTS,
+            title=PlainTextObject(text="Review tool call"),
+            close=PlainTextObject(text="Close"),
+            blocks=blocks,
+        )
+    blocks.append(
+        ContextBlock(
+            elements=[
+                MarkdownTextObject(
+                    text="Approve records that you were shown these arguments in full, under "
+                    "your name, in the signed audit log."
+                )
+            ]
+        )
+    )
+    return View(
+        type="modal",
+        callback_id=VIEW_REVIEW,
+        private_metadata=ReviewOrigin(request.id, channel, request.arguments_sha256).to_metadata(),
+        title=PlainTextObject(text="Review tool call"),
+        submit=PlainTextObject(text="Approve"),
+        close=PlainTextObject(text="Cancel"),
         blocks=blocks,
     )
 

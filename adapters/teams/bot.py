@@ -4,9 +4,12 @@
 ``adaptiveCard/action`` invokes carry the card's ``Action.Execute``: ``approve`` and ``deny``
 become ``gate.decide`` for the clicker (``from.aadObjectId`` in the conversation's tenant,
 checked against the groups' Entra ids by ``approvers.memberships``); ``refresh`` returns the
-current card. The invoke answers with the refreshed card, shown to the clicker only; a
-refusal (not an approver, self-approval, a second vote, a replay, a final request, deny
-without reason) answers with the unchanged card and a note saying why, and changes nothing.
+current card; ``review`` (the approve action of a card that cut the arguments) answers with
+the review card holding them whole, whose Approve carries the digest reviewed. An ``approve``
+from a card that cut the arguments, without that digest, is refused. The invoke answers
+with the refreshed card, shown to the clicker only; a refusal (not an approver,
+self-approval, a second vote, a replay, a final request, deny without reason) answers
+with the unchanged card and a note saying why, and changes nothing.
 Every other copy is updated by ``TeamsChannel`` when the gate publishes the change.
 Messages get a short help reply; installations and messages teach the channel the
 conversation's service URL (only when inbound authentication is on).
@@ -33,12 +36,16 @@ from adapters.teams.cards import (
     ERROR_CONTENT_TYPE,
     REASON_INPUT,
     REFRESH_VERB,
+    REVIEW_VERB,
+    REVIEWED,
+    arguments_cut,
+    review_card,
 )
 from adapters.teams.channel import TeamsChannel, base_conversation
 from adapters.teams.text import escape_markdown, for_log
-from bot.domain import Approver, Platform, Verdict
+from bot.domain import Approver, Platform, Request, Review, Shown, Verdict
 from bot.errors import Conflict, NotAuthorized, NotFound, RequestError
-from bot.service import Gate
+from bot.service import CARD_IN_FULL, Gate
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +77,10 @@ class ApprovalBot(ActivityHandler):
         *,
         default_tenant: str | None = None,
         learn_references: bool = True,
+        console_url: str = "",
     ) -> None:
         self.gate = gate
+        self.console_url = console_url
         self.channel = channel
         self.default_tenant = default_tenant
         self.learn_references = learn_references
@@ -123,7 +132,7 @@ class ApprovalBot(ActivityHandler):
         if not isinstance(request_id, str) or not request_id:
             return _error(HTTPStatus.BAD_REQUEST, "BadRequest", "the card names no request")
         verb = action.verb or ""
-        if verb != REFRESH_VERB and verb not in _VERDICTS:
+        if verb not in (REFRESH_VERB, REVIEW_VERB) and verb not in _VERDICTS:
             return _error(HTTPStatus.BAD_REQUEST, "NotSupported", f"unknown action {verb!r}")
         try:
             request = await self.gate.get(request_id)
@@ -132,6 +141,8 @@ class ApprovalBot(ActivityHandler):
         if verb == REFRESH_VERB:
             votes = await self.gate.store.votes(request_id)
             return _card(self.channel.card(request, votes))
+        if verb == REVIEW_VERB:
+            return _card(review_card(request, self.console_url))
 
         activity = turn_context.activity
         sender = activity.from_property
@@ -154,12 +165,14 @@ class ApprovalBot(ActivityHandler):
                     "you are not an approver for this request (the click came from another "
                     "Microsoft 365 tenant)"
                 )
+            review = _review(request, data.get(REVIEWED))
             decided = await self.gate.decide(
                 request_id,
                 approver,
                 _VERDICTS[verb],
                 reason if isinstance(reason, str) else "",
                 memberships=groups,
+                review=review,
             )
         except (NotAuthorized, Conflict, RequestError) as exc:
             # NotFound is a RequestError too, but the request was just read: a refusal.
@@ -179,6 +192,17 @@ class ApprovalBot(ActivityHandler):
         votes = await self.gate.store.votes(request_id)
         log.info("Teams: %s recorded on request %s by %s", verb, request_id, for_log(aad))
         return _card(self.channel.card(decided, votes))
+
+
+def _review(request: Request, reviewed: object) -> Review:
+    """What the clicker saw: the review card (its Approve names the digest it showed), the
+    whole card, or a card that cut the arguments. Raises ``Conflict`` when the arguments
+    changed since the review card was shown."""
+    if reviewed is not None:
+        if reviewed != request.arguments_sha256:
+            raise Conflict("the arguments changed since you reviewed them; review again")
+        return Review(Shown.FULL, "review_card")
+    return Review(Shown.PREVIEW, "card") if arguments_cut(request) else CARD_IN_FULL
 
 
 __all__ = ["ApprovalBot"]

@@ -6,6 +6,11 @@ policy version, deadline, quorum progress, votes, and the final decision. Every 
 value is a ``TextRun`` (never Markdown-parsed) passed through ``visible``; long values are cut
 and say so, keeping the whole activity well under Teams' 28 KB message limit.
 
+When the card has to cut the arguments, its Approve becomes "Review and approve" (verb
+``review``): the invoke answers, to the clicker alone, with a review card holding the whole
+arguments and an Approve bound to their digest (data ``reviewed``); arguments too long even
+for that card get a link to the console page instead (SPEC §8: never approve unseen).
+
 While pending, the card carries ``Action.Execute`` Approve (verb ``approve``) and a Deny
 sub-card with a required reason (verb ``deny``), both with data ``{"request_id": …}``, plus a
 ``refresh`` action (verb ``refresh``) so Teams re-fetches the current card for approvers.
@@ -30,6 +35,10 @@ VERSION = "1.5"
 APPROVE_VERB = "approve"
 DENY_VERB = "deny"
 REFRESH_VERB = "refresh"
+REVIEW_VERB = "review"
+REVIEWED = "reviewed"
+#: the whole arguments on a review card, kept under Teams' 28 KB message limit
+REVIEW_LIMIT = 20_000
 REASON_INPUT = "reason"
 
 ARGUMENTS_LIMIT = 6000
@@ -138,17 +147,29 @@ def _outcome(request: Request) -> list[dict[str, Any]]:
     return [_label("Decision", spacing="Medium"), _rich(*inlines)]
 
 
+def _approve_action(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "Action.Execute",
+        "title": "Approve",
+        "verb": APPROVE_VERB,
+        "data": data,
+        "style": "positive",
+        "associatedInputs": "none",
+    }
+
+
+def arguments_cut(request: Request) -> bool:
+    """Whether the card shows ``request``'s arguments cut (then it cannot approve)."""
+    return cut(json_visible(dict(request.call.arguments)), ARGUMENTS_LIMIT)[1]
+
+
 def _actions(request: Request) -> list[dict[str, Any]]:
     data = {"request_id": request.id}
+    approve = _approve_action(data)
+    if arguments_cut(request):
+        approve = {**approve, "title": "Review and approve", "verb": REVIEW_VERB}
     return [
-        {
-            "type": "Action.Execute",
-            "title": "Approve",
-            "verb": APPROVE_VERB,
-            "data": data,
-            "style": "positive",
-            "associatedInputs": "none",
-        },
+        approve,
         {
             "type": "Action.ShowCard",
             "title": "Deny…",
@@ -286,6 +307,52 @@ def approval_card(
     return card
 
 
+def review_card(request: Request, console_url: str) -> dict[str, Any]:
+    """The whole arguments of ``request`` with an Approve bound to their digest, or, when
+    they do not fit a Teams card, a link to review and approve them in the console."""
+    text = json_visible(dict(request.call.arguments))
+    link = f"{console_url.rstrip('/')}/console/requests/{request.id}"
+    body: list[dict[str, Any]] = [
+        {
+            "type": "TextBlock",
+            "text": "Review the whole arguments",
+            "size": "Large",
+            "weight": "Bolder",
+            "wrap": True,
+        },
+        _fact("Tool", request.call.tool, fontType="Monospace"),
+        _fact("Agent", request.agent_id),
+        _fact("Request", request.id, fontType="Monospace"),
+        _fact(
+            "SHA-256 of the arguments (RFC 8785)", request.arguments_sha256, fontType="Monospace"
+        ),
+    ]
+    card: dict[str, Any] = {
+        "type": "AdaptiveCard",
+        "$schema": SCHEMA,
+        "version": VERSION,
+        "msteams": {"width": "Full"},
+        "fallbackText": f"signoff: review request {request.id}",
+        "body": body,
+    }
+    if len(text) > REVIEW_LIMIT:
+        body.append(
+            _label(
+                "These arguments are too long for Teams: review and approve them in the console."
+            )
+        )
+        card["actions"] = [{"type": "Action.OpenUrl", "title": "Open in the console", "url": link}]
+        return card
+    body += [
+        _label("Arguments (exact JSON)", spacing="Medium"),
+        _rich(_run(text, fontType="Monospace")),
+    ]
+    card["actions"] = [
+        _approve_action({"request_id": request.id, REVIEWED: request.arguments_sha256})
+    ]
+    return card
+
+
 def card_response(card: dict[str, Any]) -> dict[str, Any]:
     """An ``adaptiveCard/action`` invoke response body that shows ``card``."""
     return {"statusCode": 200, "type": CARD_CONTENT_TYPE, "value": card}
@@ -306,9 +373,13 @@ __all__ = [
     "DENY_VERB",
     "REASON_INPUT",
     "REFRESH_VERB",
+    "REVIEWED",
+    "REVIEW_VERB",
     "approval_card",
     "approvals",
+    "arguments_cut",
     "card_response",
     "error_response",
+    "review_card",
     "when",
 ]

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from bot.addresses import check_callback_url
 from bot.api.context import APP_GATE, APP_SETTINGS, require_agent
 from bot.api.schema import parse_execution, parse_submission
 from bot.domain import Request, Tier, Verdict
@@ -95,6 +96,9 @@ async def submit(request: web.Request) -> web.Response:
     agent = await require_agent(request)
     body = await read_json(request)
     call, artifact, callback = parse_submission(body)
+    if callback is not None:
+        allow = request.app[APP_SETTINGS].callbacks.allow_private_networks
+        check_callback_url(callback, allow_private=allow)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
         raise RequestError(f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} characters")

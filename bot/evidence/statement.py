@@ -15,7 +15,7 @@ Owns the predicate schema ``https://signoff.dev/attestation/decision/v1`` (SPEC 
        "agent": {"id", "artifact_digest"},
        "policy": {"digest", "version", "rule"},
        "approver": {"platform", "tenant", "user_id", "display_name", "group", "via",
-                    "person"} | null,
+                    "person", "shown", "view"} | null,  # shown/view: what they saw (SPEC §8)
        "approvals": {"required": n, "votes": [{"approver", "platform", "tenant", "user_id",
                      "display_name", "group", "via", "person", "verdict", "reason", "at"}]},
        "reason", "justification", "context_sha256", "detail",
@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.domain import Approver, Event, Request, Vote
+from bot.domain import Approver, Event, Request, Review, Vote
 from bot.errors import EvidenceError
 from bot.evidence.canonical import canonical, canonical_plain, is_plain, sha256_hex
 from bot.evidence.dsse import PAYLOAD_TYPE, sign_encoded
@@ -83,6 +83,14 @@ def _approver(approver: Approver, group: str | None) -> dict[str, Any]:
     }
 
 
+def _acting(approver: Approver, group: str | None, review: Review | None) -> dict[str, Any]:
+    entry = _approver(approver, group)
+    if review is not None:
+        entry["shown"] = review.shown.value
+        entry["view"] = review.view
+    return entry
+
+
 def _vote(vote: Vote) -> dict[str, Any]:
     entry = _approver(vote.approver, vote.group)
     entry["approver"] = vote.approver.account
@@ -103,12 +111,14 @@ def build_statement(
     votes: Sequence[Vote] = (),
     detail: Mapping[str, Any] | None = None,
     prev_index: int | None = None,
+    review: Review | None = None,
 ) -> dict[str, Any]:
     """The in-toto Statement recording ``event`` on ``request`` (as it is after the change).
 
     ``approver``/``group`` name the human who acted and the group that authorised them;
     ``votes`` are all votes so far (quorum progress); ``prev_index`` is the log index of the
-    request's previous attestation. ``reason`` defaults to ``request.reason``.
+    request's previous attestation. ``reason`` defaults to ``request.reason``. ``review``
+    records what ``approver`` was shown (``shown``/``view`` in the approver entry).
     """
     event = Event(event)
     decision = event in _DECISIONS
@@ -143,7 +153,7 @@ def build_statement(
             },
             "agent": {"id": request.agent_id, "artifact_digest": request.artifact_digest},
             "policy": {"digest": policy.digest, "version": policy.version, "rule": policy.rule},
-            "approver": _approver(approver, group) if approver is not None else None,
+            "approver": _acting(approver, group, review) if approver is not None else None,
             "approvals": {
                 "required": request.requirement.required,
                 "votes": [_vote(vote) for vote in votes],
@@ -170,6 +180,7 @@ def attest(
     votes: Sequence[Vote] = (),
     detail: Mapping[str, Any] | None = None,
     prev_index: int | None = None,
+    review: Review | None = None,
 ) -> bytes:
     """``build_statement`` signed into a DSSE envelope; returns the canonical envelope bytes
     (what ``Store.commit`` appends to the log). Raises ``RequestError`` as ``build_statement``.
@@ -184,6 +195,7 @@ def attest(
         votes=votes,
         detail=detail,
         prev_index=prev_index,
+        review=review,
     )
     # Every part of the statement but ``detail`` is built here from plain str/int/bool/None
     # values under ASCII literal keys, so only ``detail`` needs the RFC 8785 fast-path check.

@@ -12,11 +12,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from fnmatch import translate
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from bot.domain import EscalationStep, PolicyRef, Requirement, Tier
 from bot.policy.cel import Condition
 from bot.policy.people import NOBODY, People
+
+if TYPE_CHECKING:
+    from bot.policy.session import SessionSpec
 
 RateKey = Literal["agent", "tool", "agent_tool", "global"]
 RATE_KEYS: tuple[RateKey, ...] = ("agent", "tool", "agent_tool", "global")
@@ -148,6 +151,7 @@ class Policy:
     default_approvers: Requirement = NO_APPROVERS
     default_escalation: tuple[EscalationStep, ...] = ()
     people: People = NOBODY
+    sessions: SessionSpec | None = None
     _candidates: dict[str, tuple[Rule, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )

@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL
 
 from bot.errors import StoreError
 from bot.ports import Clock
-from bot.store import log, migrate
+from bot.store import changes, log, migrate
 from bot.store.engine import make_engine, parse_url, store_error
 from bot.store.group import GroupCommit
 from bot.store.writer import Op, pooled, run_transaction
@@ -79,6 +79,16 @@ class Database:
     async def ping(self) -> None:
         """Raises ``StoreError`` when the database cannot be reached."""
         await self.read(lambda conn: conn.exec_driver_sql("SELECT 1").scalar_one())
+
+    async def watch_changes(
+        self, on_change: changes.OnChange, on_live: changes.OnLive, interested: changes.Interested
+    ) -> None:
+        """Report requests changed by other processes sharing this database until cancelled
+        (``bot.store.changes``); returns at once for a private in-memory SQLite database."""
+        if self._url.get_backend_name() == "postgresql":
+            await changes.listen_postgres(self._url, on_change, on_live)
+        elif self._url.database not in (None, "", ":memory:"):
+            await changes.poll_sqlite(self._url.database, on_change, on_live, interested)
 
     async def close(self) -> None:
         """Release every connection; later calls raise ``StoreError``. Idempotent."""

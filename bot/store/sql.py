@@ -33,7 +33,7 @@ from bot.domain import (
     utc,
 )
 from bot.errors import Conflict, NotFound
-from bot.store import log, mapping
+from bot.store import changes, log, mapping
 from bot.store.database import Database
 from bot.store.raw import RawStatement
 from bot.store.tables import (
@@ -217,6 +217,7 @@ class SqlStore(Database):
                 values["last_log_index"] = index
             if conn.execute(_CAS_REQUEST, values).rowcount != 1:
                 raise Conflict(f"request {before.id!r} changed concurrently")
+            changes.announce(conn, before.id)  # other processes' long-polls wake on commit
             if vote is not None:
                 try:
                     conn.execute(_INSERT_VOTE, mapping.from_vote(vote))

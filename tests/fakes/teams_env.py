@@ -126,8 +126,9 @@ class TeamsEnv:
         reason: str | None = None,
         tenant: str = TENANT,
         conversation: str = FINANCE,
+        data: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        data: dict[str, Any] = {"request_id": request_id}
+        data = {"request_id": request_id, **(data or {})}
         if reason is not None:
             data["reason"] = reason
         return {

@@ -16,8 +16,21 @@ from typing import Any
 
 import pytest
 
-from adapters.slack.cards import ACTION_APPROVE, ACTION_DENY, ACTION_VIEW_ARGS, build_card
-from adapters.slack.modals import DenyOrigin, arguments_modal, deny_modal
+from adapters.slack.cards import (
+    ACTION_APPROVE,
+    ACTION_DENY,
+    ACTION_REVIEW,
+    ACTION_VIEW_ARGS,
+    build_card,
+)
+from adapters.slack.modals import (
+    VIEW_REVIEW,
+    DenyOrigin,
+    ReviewOrigin,
+    arguments_modal,
+    deny_modal,
+    review_modal,
+)
 from adapters.slack.replies import page_text, refusal_text, reminder_text
 from bot.domain import (
     Approver,
@@ -177,16 +190,33 @@ def test_hostile_card_golden_escapes_everything_and_stays_in_limits() -> None:
     assert_safe(blocks)
     check_golden("slack_card_hostile", {"text": card.text, "blocks": blocks})
     assert card.truncated
+    # The arguments are cut, so the card cannot approve: "Review and approve" opens them whole.
     assert {b["action_id"] for b in buttons(blocks)} == {
-        ACTION_APPROVE,
+        ACTION_REVIEW,
         ACTION_DENY,
         ACTION_VIEW_ARGS,
     }
+    assert ACTION_APPROVE not in shown_actions(blocks)
     shown = json.dumps(blocks, ensure_ascii=False)
     assert request.arguments_sha256 in shown  # the digest is always shown
     for key in ("memo", "formatting", "blob", "nested", "emoji", "rtl", "override"):
         assert f'\\"{key}\\"' in shown, key  # every top-level key stays visible
     assert "&lt;!channel&gt;" in shown and "[U+202E]" in shown
+
+
+def shown_actions(blocks: list[dict[str, Any]]) -> set[str]:
+    return {b["action_id"] for b in buttons(blocks)}
+
+
+def test_hostile_review_modal_shows_everything_and_approves_in_place() -> None:
+    request = make_request(arguments=hostile_arguments())
+    view = review_modal(request, "C0FINANCE", "https://signoff.example").to_dict()
+    assert view_problems(view) == []
+    assert view["callback_id"] == VIEW_REVIEW and view["submit"]["text"] == "Approve"
+    origin = ReviewOrigin.from_metadata(view["private_metadata"])
+    assert origin == ReviewOrigin(request.id, "C0FINANCE", request.arguments_sha256)
+    shown = "".join(b["text"]["text"] for b in view["blocks"] if b["type"] == "section")
+    assert "&lt;!channel&gt;" in shown
 
 
 def test_hostile_arguments_modal_shows_everything_exactly() -> None:

@@ -1,0 +1,193 @@
+"""Decision on replica B → a long-poll held by replica A returns (SPEC §9: p50 ≤ 20 ms,
+p99 ≤ 100 ms on PostgreSQL).
+
+Two real ``signoff serve`` processes share one fresh PostgreSQL database
+(``SIGNOFF_BENCH_PG_URL``, else ``SIGNOFF_TEST_PG_URL``, else the local test server). Each
+round submits a confirm-tier request to A, holds ``GET /v1/requests/{id}?wait=30`` on A, then
+records the approval through B's console (a logged-in HTTP form post) and times, from the
+moment the decision is sent to B, until A's long-poll returns. That includes B's whole
+handling of the console form (session, CSRF, the decide use case and its commit), so it is
+an upper bound on the wake-up itself; the figure after B's answer is printed too.
+
+Also prints the machine's load average: the box is shared, and the tail moves with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import psycopg
+from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.serving import SIGNOFF, free_port, quiet_env
+from tests.support import write_home
+
+ROUNDS = int(os.environ.get("SIGNOFF_BENCH_ROUNDS", "200"))
+PG_URL = os.environ.get(
+    "SIGNOFF_BENCH_PG_URL",
+    os.environ.get("SIGNOFF_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+)
+PASSWORD = "bench password 123"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def with_database(url: str, name: str) -> str:
+    head, _, tail = url.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{name}" + (f"?{tail}" if tail else "")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+async def wait_up(http: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes]) -> None:
+    async with asyncio.timeout(30):
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"signoff serve exited early ({proc.returncode})")
+            try:
+                async with http.get(base + "/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+
+
+async def console_session(http: aiohttp.ClientSession, base: str) -> tuple[str, str]:
+    """Log in to the console at ``base``; returns (session cookie, CSRF token)."""
+    async with http.get(f"{base}/console/login") as page:
+        token = CSRF.search(await page.text())
+        assert token is not None
+        login_cookie = page.cookies["signoff_login"].value
+    async with http.post(
+        f"{base}/console/login",
+        data={"csrf_token": token.group(1), "username": "alice", "password": PASSWORD},
+        headers={"Cookie": f"signoff_login={login_cookie}"},
+        allow_redirects=False,
+    ) as resp:
+        assert resp.status == 303, await resp.text()
+        session = resp.cookies["signoff_session"].value
+    async with http.get(f"{base}/console/", headers={"Cookie": f"signoff_session={session}"}) as p:
+        token = CSRF.search(await p.text())
+        assert token is not None
+    return session, token.group(1)
+
+
+async def run(root: Path, database_url: str) -> tuple[list[float], list[float]]:
+    port_a, port_b = free_port(), free_port()
+    config_a = write_home(
+        root, database_url=database_url, port=port_a, extra="logging: {level: WARNING}\n"
+    )
+    config_b = root / "signoff-b.yaml"
+    config_b.write_text(config_a.read_text().replace(str(port_a), str(port_b)))
+    env = quiet_env()
+    token = subprocess.run(
+        [SIGNOFF, "--config", str(config_a), "agents", "add", "bench-agent", "--quiet"],
+        check=True,
+        capture_output=True,
+        env=env,
+    ).stdout.decode()
+    subprocess.run(
+        [SIGNOFF, "--config", str(config_a), "users", "add", "alice", "--password-stdin"],
+        input=PASSWORD.encode(),
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    procs = [
+        subprocess.Popen([SIGNOFF, "--config", str(c), "serve"], env=env)
+        for c in (config_a, config_b)
+    ]
+    a, b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
+    headers = {"Authorization": f"Bearer {token.strip()}"}
+    sent: list[float] = []
+    acked: list[float] = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            await wait_up(http, a, procs[0])
+            await wait_up(http, b, procs[1])
+            session, csrf = await console_session(http, b)
+            cookie = {"Cookie": f"signoff_session={session}"}
+            for i in range(ROUNDS):
+                body = {"tool": "payments.transfer", "arguments": {"amount": 20000 + i}}
+                async with http.post(a + "/v1/requests", json=body, headers=headers) as r:
+                    assert r.status == 201, await r.text()
+                    rid = (await r.json())["id"]
+                returned: list[float] = []
+
+                async def poll(rid: str = rid, returned: list[float] = returned) -> str:
+                    url = f"{a}/v1/requests/{rid}?wait=30"
+                    async with http.get(url, headers=headers) as resp:
+                        data = await resp.json()
+                    returned.append(time.perf_counter())
+                    return str(data["status"])
+
+                task = asyncio.ensure_future(poll())
+                await asyncio.sleep(0.03)  # the long-poll is held by A
+                start = time.perf_counter()
+                async with http.post(
+                    f"{b}/console/requests/{rid}/decide",
+                    data={"csrf_token": csrf, "verdict": "approve", "reason": "ok"},
+                    headers=cookie,
+                    allow_redirects=False,
+                ) as resp:
+                    assert resp.status == 303, await resp.text()
+                ack = time.perf_counter()
+                assert await task == "approved"
+                sent.append((returned[0] - start) * 1000)
+                acked.append(max(0.0, returned[0] - ack) * 1000)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return sent, acked
+
+
+async def main() -> None:
+    name = f"signoff_bench_{os.getpid()}_{secrets.token_hex(3)}"
+    with psycopg.connect(libpq(PG_URL), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            sent, acked = await run(Path(tmp), with_database(PG_URL, name))
+    finally:
+        with psycopg.connect(libpq(PG_URL), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"decision on replica B -> long-poll on replica A returns ({ROUNDS} rounds, PostgreSQL, "
+        f"2 x signoff serve): p50={statistics.median(sent):.1f} ms p99={pct(sent, 0.99):.1f} ms "
+        f"max={max(sent):.1f} ms from the decision sent to B (target p50 <= 20 ms, "
+        f"p99 <= 100 ms); after B's answer p50={statistics.median(acked):.1f} ms "
+        f"p99={pct(acked, 0.99):.1f} ms; load average {load}"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,185 @@
+"""The change feed: which requests other processes sharing the database just changed.
+
+Every ``SqlStore.commit`` (a vote, decision, expiry, cancel, escalation step or execution
+outcome) is announced so that long-polls waiting in *other* processes wake at once:
+
+- PostgreSQL: ``pg_notify('signoff_changes', request_id)`` runs inside the committing
+  transaction, so the notification is delivered exactly when (and only if) the change
+  commits. Each process LISTENs on one dedicated autocommit connection (psycopg 3's async
+  driver, outside the pool). When that connection is lost the feed reports itself down
+  (callers then re-read the store on a slow cadence), reconnects with back-off, and once it
+  listens again wakes every waiter once so nothing missed while down stays unseen.
+- SQLite (several processes on one file): no server to notify through, so a thread polls
+  ``PRAGMA data_version`` (it changes when any other connection commits; a few microseconds)
+  every ``SQLITE_POLL_S`` and, when it changed and someone waits, reads the new log entries'
+  request ids (every change appends one). The poll costs nothing measurable when idle.
+
+``on_change(request_id)`` and ``on_live(bool)`` are called on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection
+from sqlalchemy.engine import URL
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "signoff_changes"
+#: back-off between reconnects of the LISTEN connection, in seconds (the last one repeats)
+RECONNECT_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
+#: how often a SQLite process looks for commits by other processes
+SQLITE_POLL_S = 0.005
+
+OnChange = Callable[[str], None]
+OnLive = Callable[[bool], None]
+Interested = Callable[[], bool]
+
+_NOTIFY_SQL = f"SELECT pg_notify('{CHANNEL}', %s)"
+#: libpq TCP keepalives: a LISTEN connection to a vanished server is noticed within ~25 s
+_KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
+def announce(conn: Connection, request_id: str) -> None:
+    """Inside a write transaction: tell other processes that ``request_id`` changed
+    (PostgreSQL; a no-op on SQLite, whose feed reads the log instead)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_NOTIFY_SQL, (request_id,))
+
+
+def libpq_conninfo(url: URL) -> str:
+    """A libpq URI for ``url`` (a ``postgresql+psycopg://`` SQLAlchemy URL)."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def listen_postgres(
+    url: URL,
+    on_change: OnChange,
+    on_live: OnLive,
+    *,
+    delays: tuple[float, ...] = RECONNECT_DELAYS,
+    connect_timeout: float = 10.0,
+) -> None:
+    """LISTEN until cancelled, reconnecting with back-off after any failure."""
+    conninfo = libpq_conninfo(url)
+    failures = 0
+    while True:
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                conninfo, autocommit=True, connect_timeout=int(connect_timeout), **_KEEPALIVES
+            )
+        except psycopg.Error as error:
+            delay = delays[min(failures, len(delays) - 1)]
+            failures += 1
+            log.warning(
+                "change feed: cannot connect (%s); retrying in %ss", _one_line(error), delay
+            )
+            await asyncio.sleep(delay)
+            continue
+        try:
+            async with conn:
+                await conn.execute(f"LISTEN {CHANNEL}")
+                failures = 0
+                on_live(True)
+                async for notice in conn.notifies():
+                    on_change(notice.payload)
+        except psycopg.Error as error:
+            log.warning("change feed: connection lost (%s); reconnecting", _one_line(error))
+        finally:
+            on_live(False)
+        delay = delays[min(failures, len(delays) - 1)]
+        failures += 1
+        await asyncio.sleep(delay)
+
+
+async def poll_sqlite(
+    path: str,
+    on_change: OnChange,
+    on_live: OnLive,
+    interested: Interested,
+    *,
+    every: float = SQLITE_POLL_S,
+) -> None:
+    """Poll the SQLite file at ``path`` for other connections' commits until cancelled."""
+    loop = asyncio.get_running_loop()
+    stop = threading.Event()
+
+    def report(ids: list[str]) -> None:
+        for request_id in ids:
+            on_change(request_id)
+
+    def run() -> None:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        try:
+            conn.execute("PRAGMA busy_timeout = 1000")
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            size = _log_size(conn)
+            loop.call_soon_threadsafe(on_live, True)
+            while not stop.wait(every):
+                now = conn.execute("PRAGMA data_version").fetchone()[0]
+                if now == version:
+                    continue
+                version = now
+                new_size = _log_size(conn)
+                # read the size first, then look for waiters: a waiter that registers after
+                # this check read its request after ``new_size`` entries were committed
+                if new_size > size and interested():
+                    rows = conn.execute(
+                        "SELECT DISTINCT request_id FROM log_entries WHERE idx >= ? AND idx < ?",
+                        (size, new_size),
+                    ).fetchall()
+                    ids = [row[0] for row in rows if row[0] is not None]
+                    if ids:
+                        loop.call_soon_threadsafe(report, ids)
+                size = max(size, new_size)
+        except sqlite3.Error as error:
+            log.warning("change feed: SQLite poll stopped (%s)", error)
+        finally:
+            conn.close()
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                loop.call_soon_threadsafe(on_live, False)
+
+    try:
+        while True:  # a poll that stopped on an error starts again a second later
+            done: asyncio.Future[None] = loop.create_future()
+
+            def finish(future: asyncio.Future[None] = done) -> None:
+                if not future.done():
+                    future.set_result(None)
+
+            def body() -> None:
+                try:
+                    run()
+                finally:
+                    with contextlib.suppress(RuntimeError):  # the loop is closed
+                        loop.call_soon_threadsafe(finish)
+
+            thread = threading.Thread(target=body, name="signoff-change-feed", daemon=True)
+            thread.start()
+            await done
+            await asyncio.sleep(1.0)
+    finally:
+        stop.set()
+
+
+def _log_size(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT size FROM log_head").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

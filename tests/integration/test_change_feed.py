@@ -1,0 +1,133 @@
+"""The change feed (``bot.store.changes``): a commit by one store reaches another store's
+feed on the same database — SQLite and PostgreSQL; a lost LISTEN connection is reported
+down, comes back by itself, and is reported live again; long-poll waiters registered before
+their read never miss a wake-up."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+import pytest_asyncio
+
+from bot.domain import Agent, Event, Status
+from bot.store import SqlStore
+from bot.waiters import Waiters
+from tests.integration.conftest import libpq_url
+from tests.integration.test_store import T0, advance, make_request
+
+
+class Feed:
+    def __init__(self) -> None:
+        self.changed: asyncio.Queue[str] = asyncio.Queue()
+        self.live: list[bool] = []
+        self.interested = True
+
+    def on_change(self, request_id: str) -> None:
+        self.changed.put_nowait(request_id)
+
+    def on_live(self, live: bool) -> None:
+        self.live.append(live)
+
+    async def until_live(self, count: int = 1) -> None:
+        async with asyncio.timeout(20):
+            while self.live.count(True) < count or not self.live[-1]:
+                await asyncio.sleep(0.01)
+
+
+@pytest_asyncio.fixture
+async def two(store_url: str) -> AsyncIterator[tuple[SqlStore, SqlStore]]:
+    one, other = await SqlStore.open(store_url), await SqlStore.open(store_url)
+    await one.add_agent(Agent("agent-1", "h" * 64, T0))
+    try:
+        yield one, other
+    finally:
+        await one.close()
+        await other.close()
+
+
+async def decide(store: SqlStore, number: int) -> str:
+    request = await store.insert_request(make_request(number))
+    change = advance(request, status=Status.DENIED, decided_at=T0, reason="no")
+    await store.commit(
+        dataclasses.replace(change, attestation=b'{"n":%d}' % number, event=Event.DENIED)
+    )
+    return request.id
+
+
+async def test_a_commit_in_one_store_reaches_the_others_feed(
+    two: tuple[SqlStore, SqlStore],
+) -> None:
+    listening, writing = two
+    feed = Feed()
+    task = asyncio.ensure_future(
+        listening.watch_changes(feed.on_change, feed.on_live, lambda: feed.interested)
+    )
+    try:
+        await feed.until_live()
+        rid = await decide(writing, 1)
+        async with asyncio.timeout(5):
+            assert await feed.changed.get() == rid
+        # nobody waits: the SQLite feed skips reading the log, PostgreSQL still notifies
+        feed.interested = False
+        await decide(writing, 2)
+        feed.interested = True
+        rid = await decide(writing, 3)
+        async with asyncio.timeout(5):
+            while (got := await feed.changed.get()) != rid:
+                assert got == "req-2"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert feed.live[-1] is False  # reported down when stopped
+
+
+@pytest.mark.postgres
+async def test_a_lost_listen_connection_reconnects_and_reports_the_gap(
+    pg_url: str,
+) -> None:
+    store, writer = await SqlStore.open(pg_url), await SqlStore.open(pg_url)
+    await store.add_agent(Agent("agent-1", "h" * 64, T0))
+    feed = Feed()
+    task = asyncio.ensure_future(store.watch_changes(feed.on_change, feed.on_live, lambda: True))
+    try:
+        await feed.until_live()
+        with psycopg.connect(libpq_url(pg_url), autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query = 'LISTEN signoff_changes' AND pid <> pg_backend_pid()"
+            ).fetchall()
+        assert killed
+        await feed.until_live(count=2)
+        assert feed.live == [True, False, True]
+        rid = await decide(writer, 1)
+        async with asyncio.timeout(5):
+            assert await feed.changed.get() == rid
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()
+        await writer.close()
+
+
+async def test_a_waiter_registered_before_its_read_sees_an_early_wake() -> None:
+    waiters = Waiters()
+    with waiters.watch("r1") as watch:
+        assert "r1" in waiters and len(waiters) == 1
+        waiters.wake("r1")  # between the caller's read and its wait
+        assert await watch.wait(5) is True
+        # re-armed: a second wake-up is seen too, a quiet period times out
+        assert await watch.wait(0.01) is False
+        waiters.wake("r1")
+        assert await watch.wait(5) is True
+    assert len(waiters) == 0 and "r1" not in waiters
+
+
+async def test_wake_all_wakes_every_waiter() -> None:
+    waiters = Waiters()
+    with waiters.watch("a") as a, waiters.watch("b") as b:
+        waiters.wake_all()
+        assert await a.wait(5) and await b.wait(5)
