@@ -314,6 +314,10 @@ class Gate(Fanout):
             raise NotFound(f"no request {request_id!r}")
         return request
 
+    async def find(self, agent: Agent, idempotency_key: str) -> Request | None:
+        """The agent's own request submitted with ``idempotency_key``, if any."""
+        return await self.store.request_by_idempotency_key(agent.id, idempotency_key)
+
     async def wait(self, request_id: str, agent: Agent, seconds: float) -> Request:
         """Return the request as soon as it is no longer pending, or after ``seconds``."""
         loop = asyncio.get_running_loop()
