@@ -8,12 +8,13 @@ from bot import __version__
 from bot.api.schema import MAX_DEPTH, MAX_JUSTIFICATION, TOOL_PATTERN
 
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
+_RATE_LIMITED = {"$ref": "#/components/responses/RateLimited"}
 
 
 def _op(summary: str, ok: dict[str, Any], *errors: int, **extra: Any) -> dict[str, Any]:
     responses: dict[str, Any] = dict(ok)
     for code in errors:
-        responses[str(code)] = _PROBLEM
+        responses[str(code)] = _RATE_LIMITED if code == 429 else _PROBLEM
     return {"summary": summary, "responses": responses, **extra}
 
 
@@ -41,7 +42,21 @@ DOCUMENT: dict[str, Any] = {
                 "content": {
                     "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
                 },
-            }
+            },
+            "RateLimited": {
+                "description": "over a rule's rate limit or a per-agent cap (pending requests "
+                "per agent: server.max_pending_per_agent; concurrent long-polls per agent: "
+                "server.max_long_polls_per_agent); nothing was recorded",
+                "headers": {
+                    "Retry-After": {
+                        "description": "seconds to wait before trying again",
+                        "schema": {"type": "integer", "minimum": 1},
+                    }
+                },
+                "content": {
+                    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+                },
+            },
         },
         "schemas": {
             "Problem": {
@@ -78,7 +93,15 @@ DOCUMENT: dict[str, Any] = {
                         },
                     },
                     "artifact_digest": {"type": "string", "examples": ["sha256:ab12…"]},
-                    "callback_url": {"type": "string", "format": "uri"},
+                    "callback_url": {
+                        "type": "string",
+                        "format": "uri",
+                        "pattern": "^https://",
+                        "description": "https to a public address (checked at submit for a "
+                        "literal address, and after DNS when connecting); loopback, private, "
+                        "link-local, unique-local and IPv4-mapped addresses are a 400 unless "
+                        "the server sets callbacks.allow_private_networks",
+                    },
                 },
             },
             "Request": {
@@ -173,7 +196,9 @@ DOCUMENT: dict[str, Any] = {
                 ],
             ),
             "post": _op(
-                "Submit a tool call for a decision",
+                "Submit a tool call for a decision (400 also for duplicate object keys in the "
+                "body and for a callback_url that is not https to a public address; 429 for "
+                "a rule's rate limit or the agent's pending-request cap)",
                 {"201": _json("Request", "created"), "200": _json("Request", "idempotent replay")},
                 400,
                 401,
@@ -196,12 +221,14 @@ DOCUMENT: dict[str, Any] = {
         },
         "/v1/requests/{id}": {
             "get": _op(
-                "Read a request; with wait=N hold up to N seconds until it is decided",
+                "Read a request; with wait=N hold up to N seconds until it is decided (429 "
+                "when the agent already holds its cap of concurrent long-polls)",
                 {"200": _json("Request", "the request")},
                 400,
                 401,
                 403,
                 404,
+                429,
                 503,
                 parameters=[
                     _ID,
