@@ -26,6 +26,7 @@ from adapters.teams.endpoint import PATH, MessagesEndpoint
 from adapters.teams.tokens import ClientCredentials, SingleConnection
 from bot.errors import ConfigError
 from bot.settings import TeamsSettings
+from bot.store.routes import RouteStore
 
 if TYPE_CHECKING:
     from adapters.main import Runtime
@@ -87,7 +88,9 @@ def mount(runtime: Runtime) -> TeamsChannel:
         if settings.escalation_service_url and settings.escalation_conversation_id
         else None
     )
-    channel = TeamsChannel(runtime.gate, connector, escalation=escalation)
+    channel = TeamsChannel(
+        runtime.gate, connector, escalation=escalation, routes=RouteStore(runtime.store)
+    )
     bot = ApprovalBot(
         runtime.gate,
         channel,

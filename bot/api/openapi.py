@@ -67,7 +67,16 @@ DOCUMENT: dict[str, Any] = {
                         "description": f"any JSON object, nested at most {MAX_DEPTH} levels",
                     },
                     "justification": {"type": "string", "maxLength": MAX_JUSTIFICATION},
-                    "context": {"type": "object"},
+                    "context": {
+                        "type": "object",
+                        "properties": {
+                            "requested_by": {
+                                "type": "string",
+                                "description": "who asked for the call: a person key, "
+                                "e-mail or platform id; that person can never approve it",
+                            }
+                        },
+                    },
                     "artifact_digest": {"type": "string", "examples": ["sha256:ab12…"]},
                     "callback_url": {"type": "string", "format": "uri"},
                 },
@@ -113,6 +122,17 @@ DOCUMENT: dict[str, Any] = {
                     "outcome": {"enum": ["started", "succeeded", "failed", None]},
                 },
             },
+            "RequestList": {
+                "type": "object",
+                "required": ["requests"],
+                "properties": {
+                    "requests": {
+                        "type": "array",
+                        "maxItems": 1,
+                        "items": {"$ref": "#/components/schemas/Request"},
+                    }
+                },
+            },
             "Execution": {
                 "type": "object",
                 "additionalProperties": False,
@@ -136,6 +156,22 @@ DOCUMENT: dict[str, Any] = {
     "security": [{"agentToken": []}],
     "paths": {
         "/v1/requests": {
+            "get": _op(
+                "Find the agent's own request by the Idempotency-Key it was submitted with",
+                {"200": _json("RequestList", "zero or one of the agent's own requests")},
+                400,
+                401,
+                403,
+                503,
+                parameters=[
+                    {
+                        "name": "idempotency_key",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                    }
+                ],
+            ),
             "post": _op(
                 "Submit a tool call for a decision",
                 {"201": _json("Request", "created"), "200": _json("Request", "idempotent replay")},
@@ -156,7 +192,7 @@ DOCUMENT: dict[str, Any] = {
                         "application/json": {"schema": {"$ref": "#/components/schemas/ToolCall"}}
                     },
                 },
-            )
+            ),
         },
         "/v1/requests/{id}": {
             "get": _op(
