@@ -325,7 +325,7 @@ class Gate(Fanout):
         # registered before the first read: a change committed after it always wakes us
         with self.waiters.watch(request_id) as watch:
             request = await self.get(request_id, agent)
-            while request.status is Status.PENDING:
+            while request.status is Status.PENDING and not self.draining:
                 left = end - loop.time()
                 if left <= 0:
                     break
