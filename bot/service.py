@@ -361,6 +361,11 @@ class Gate(Fanout):
         reason = reason.strip()
         if verdict is Verdict.DENY and not reason:
             raise RequestError("a reason is required to deny")
+        # Votes count people (SPEC §5): the account resolves to its person, who is a member
+        # of the groups that list them as well as those the adapter found the account in.
+        people = self.policies.current.people
+        approver = people.identify(approver)
+        memberships = {*memberships, *people.groups_of(approver.person)}
         if verdict is Verdict.APPROVE and review.shown is not Shown.FULL:
             # SPEC §8: an approver never approves arguments they were not shown in full.
             self.metrics.refusals.labels(approver.platform.value, "not_shown_in_full").inc()
@@ -371,15 +376,22 @@ class Gate(Fanout):
             request = await self.get(request_id)
             if request.status.final:
                 raise Conflict(f"request is already {request.status.value}")
-            votes = await self.store.votes(request.id)
+            votes = [
+                replace(v, approver=people.identify(v.approver))
+                for v in await self.store.votes(request.id)
+            ]
             try:
-                group = authorising_group(request, approver, memberships, votes)
+                group = authorising_group(request, approver, memberships, votes, people)
             except NotAuthorized as exc:
                 tag = "self_approval" if isinstance(exc, SelfApproval) else "not_approver"
                 self.metrics.refusals.labels(approver.platform.value, tag).inc()
                 raise
-            if any(v.approver.key == approver.key for v in votes):
-                raise Conflict("you have already voted on this request")
+            earlier = next((v for v in votes if v.approver.key == approver.key), None)
+            if earlier is not None:
+                raise Conflict(
+                    f"you have already voted on this request (as {earlier.approver.key}, "
+                    f"from {earlier.approver.platform.value}); one person has one vote"
+                )
             now = self.clock.now()
             vote = Vote(request.id, approver, verdict, group, reason, now)
             all_votes = (*votes, vote)

@@ -396,16 +396,14 @@ async def test_health_metrics_openapi(client: TestClient) -> None:  # type: igno
 
 @pytest.mark.postgres
 async def test_unreachable_store_answers_503_and_allows_nothing(
-    tmp_path: Path, pg_database: str, aiohttp_client: Any
+    tmp_path: Path, pg_admin_url: str, pg_database: str, aiohttp_client: Any
 ) -> None:
     rt = await build(load_settings(write_home(tmp_path, database_url=pg_database)), adapters=False)
     try:
         _, tok = await rt.gate.register_agent("a1")
         client = await aiohttp_client(rt.app)
         name = pg_database.rsplit("/", 1)[1]
-        with psycopg.connect(
-            libpq_url(pg_database.rsplit("/", 1)[0] + "/test"), autocommit=True
-        ) as conn:
+        with psycopg.connect(libpq_url(pg_admin_url), autocommit=True) as conn:
             conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
@@ -415,9 +413,7 @@ async def test_unreachable_store_answers_503_and_allows_nothing(
             assert resp.status == 503 and resp.content_type == PROBLEM
             assert (await client.get("/readyz")).status == 503
         finally:
-            with psycopg.connect(
-                libpq_url(pg_database.rsplit("/", 1)[0] + "/test"), autocommit=True
-            ) as conn:
+            with psycopg.connect(libpq_url(pg_admin_url), autocommit=True) as conn:
                 conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     finally:
         await rt.store.close()
