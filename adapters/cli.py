@@ -185,6 +185,27 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from bot.errors import ConfigError
+    from bot.evidence.keys import KeyRing
+
+    settings = settings_of(args)
+    try:
+        since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--since {args.since!r} is not an ISO 8601 time") from None
+    if since.tzinfo is None:
+        raise ConfigError(f"--since {args.since!r} needs a time zone (e.g. append Z for UTC)")
+    KeyRing.load(settings.path(settings.keys.dir)).revoke(args.kid, since)
+    print(
+        f"key {args.kid} revoked since {args.since}: its signatures dated later fail "
+        "`audit verify` and its grants are refused; send SIGHUP to running servers"
+    )
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -234,6 +255,11 @@ def parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="manage signing keys", parents=[common])
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     add("rotate", cmd_keys_rotate, "create a new signing key; old keys stay published", ksub)
+    sp = add(
+        "revoke", cmd_keys_revoke, "stop trusting a key's signatures dated after --since", ksub
+    )
+    sp.add_argument("kid")
+    sp.add_argument("--since", required=True, help="ISO 8601 time with a zone (e.g. ...Z)")
 
     for extend in _extensions():
         extend(sub, add, common)
