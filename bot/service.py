@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from bot.approvals import SelfApproval, authorising_group, quorum_met
+from bot.caps import AgentCaps
 from bot.domain import (
     JSON,
     Agent,
@@ -96,6 +97,7 @@ class Gate(Fanout):
         grant_ttl: timedelta = timedelta(minutes=10),
         issuer: str = "signoff",
         auth_cache_ttl: float = AUTH_CACHE_TTL,
+        caps: AgentCaps | None = None,
     ) -> None:
         super().__init__(metrics or Metrics(), pager)
         self.store = store
@@ -106,6 +108,7 @@ class Gate(Fanout):
         self.grant_ttl = grant_ttl
         self.issuer = issuer
         self.auth_cache = AuthCache(auth_cache_ttl)
+        self.caps = caps or AgentCaps()
 
     # ------------------------------------------------------------------ agents
 
@@ -272,6 +275,9 @@ class Gate(Fanout):
             if event is not None
             else None
         )
+        pending = status is Status.PENDING
+        if pending:  # SPEC §6: a per-agent cap on pending requests (429)
+            await self.caps.reserve_pending(agent.id, self.store.count_pending)
         try:
             stored = await self.store.insert_request(request, envelope, event)
         except Conflict:
@@ -281,6 +287,9 @@ class Gate(Fanout):
             if replay is None:
                 raise
             return replay, False
+        finally:
+            if pending:
+                self.caps.release_pending(agent.id)
         self.metrics.requests.labels(stored.tier.value, stored.status.value).inc()
         if stored.tier in (Tier.CONFIRM, Tier.NOTIFY):
             self._publish(Notice(NoticeKind.CREATED, stored, groups=stored.approver_groups))
@@ -338,13 +347,15 @@ class Gate(Fanout):
         return await self.store.request_by_idempotency_key(agent.id, idempotency_key)
 
     async def wait(self, request_id: str, agent: Agent, seconds: float) -> Request:
-        """Return the request as soon as it is no longer pending, or after ``seconds``."""
+        """Return the request as soon as it is no longer pending, or after ``seconds``.
+        Raises ``RateLimited`` when the agent holds ``caps.max_long_polls`` already."""
         loop = asyncio.get_running_loop()
         end = loop.time() + seconds
-        # registered before the first read: a change committed after it always wakes us
-        with self.waiters.watch(request_id) as watch:
+        # registered before the first read: a change committed after it always wakes us;
+        # one of the agent's long-poll slots held throughout (SPEC §6 cap, 429 when full)
+        with self.caps.long_poll(agent.id), self.waiters.watch(request_id) as watch:
             request = await self.get(request_id, agent)
-            while request.status is Status.PENDING:
+            while request.status is Status.PENDING and not self.draining:
                 left = end - loop.time()
                 if left <= 0:
                     break
