@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -41,9 +42,22 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from adapters.main import configure_logging, serve
+    from adapters.workers import check_workers, serve_workers
 
     settings = settings_of(args)
+    overrides = {
+        name: value
+        for name in ("host", "port", "workers")
+        if (value := getattr(args, name)) is not None
+    }
+    if overrides:
+        settings = dataclasses.replace(
+            settings, server=dataclasses.replace(settings.server, **overrides)
+        )
+    check_workers(settings)
     configure_logging(settings)
+    if settings.server.workers > 1:
+        return serve_workers(settings)
     serve(settings)
     return 0
 
@@ -217,7 +231,12 @@ def parser() -> argparse.ArgumentParser:
 
     sp = add("init", cmd_init, "write a working home (config, key, example policy, demo agent)")
     sp.add_argument("dir", nargs="?", default=".")
-    add("serve", cmd_serve, "run the server until SIGINT/SIGTERM")
+    sp = add("serve", cmd_serve, "run the server until SIGINT/SIGTERM")
+    sp.add_argument("--host", help="listen address (overrides server.host)")
+    sp.add_argument("--port", type=int, help="listen port (overrides server.port)")
+    sp.add_argument(
+        "--workers", type=int, help="server processes on one port (overrides server.workers)"
+    )
 
     agents = sub.add_parser("agents", help="manage agents", parents=[common])
     asub = agents.add_subparsers(dest="agents_command", required=True, metavar="ACTION")

@@ -146,7 +146,9 @@ def _mount_adapters(runtime: Runtime) -> None:
     mount_callbacks(runtime)
 
 
-async def _run(runtime: Runtime, ready: Callable[[str], None] | None = None) -> None:
+async def _run(
+    runtime: Runtime, ready: Callable[[str], None] | None = None, *, reuse_port: bool = False
+) -> None:
     settings = runtime.settings
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -173,7 +175,9 @@ async def _run(runtime: Runtime, ready: Callable[[str], None] | None = None) -> 
     runtime.checkpoints.on_fatal = stop_on
     runner = web.AppRunner(runtime.app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.server.host, settings.server.port)
+    site = web.TCPSite(
+        runner, settings.server.host, settings.server.port, reuse_port=reuse_port or None
+    )
     await site.start()
     tasks = [
         loop.create_task(runtime.checkpoints.run(settings.log.checkpoint_interval.total_seconds()))
@@ -188,6 +192,8 @@ async def _run(runtime: Runtime, ready: Callable[[str], None] | None = None) -> 
         ready(url)
     await stop.wait()
     log.info("shutting down: draining")
+    # held long-polls answer now (still pending): the agent polls again, on another replica
+    runtime.gate.stop_waiting()
     for task in tasks:
         task.cancel()
     for task in tasks:
@@ -219,11 +225,14 @@ def reload(runtime: Runtime) -> None:
         )
 
 
-def serve(settings: Settings, ready: Callable[[str], None] | None = None) -> None:
-    """Run until SIGINT/SIGTERM, then drain and return."""
+def serve(
+    settings: Settings, ready: Callable[[str], None] | None = None, *, reuse_port: bool = False
+) -> None:
+    """Run until SIGINT/SIGTERM, then drain and return. ``reuse_port``: bind with
+    ``SO_REUSEPORT`` (one of several workers on one port, ``adapters.workers``)."""
 
     async def main() -> None:
-        await _run(await build(settings), ready)
+        await _run(await build(settings), ready, reuse_port=reuse_port)
 
     asyncio.run(main())
 

@@ -98,6 +98,8 @@ class ServerSettings:
     public_url: str = "http://127.0.0.1:8080"
     max_body_bytes: int = 256 * 1024
     max_wait_seconds: int = 60
+    #: server processes on one port (``serve --workers``); each is a full signoff server
+    workers: int = 1
     trust_proxy_https: bool = False
     #: reverse proxies whose X-Forwarded-For is believed (the console's login throttle
     #: then counts the client's address, not the proxy's)
