@@ -43,6 +43,11 @@ SIZE_TYPE = "text/x.tlog.size"
 _MAX_ANSWER = 16 * 1024
 
 
+class _Superseded(Exception):
+    """The witness already cosigned a newer checkpoint of this same log (another process
+    sharing the store got there first): nothing to do for this one."""
+
+
 @dataclass
 class Witness:
     name: str
@@ -135,7 +140,9 @@ class Cosigner:
     async def cosign(self, checkpoint: Checkpoint) -> int:
         """One round: ask every witness, store what verified; returns how many cosigned."""
         answers = await asyncio.gather(*(self._ask(w, checkpoint) for w in self.witnesses))
-        lines = [line for line in answers if line is not None]
+        if answers and all(isinstance(a, _Superseded) for a in answers):
+            return 0  # every witness holds a newer checkpoint of this log: nothing to add
+        lines = [line for line in answers if isinstance(line, str)]
         if lines:
             note = add_signatures(checkpoint.note, lines)
             await self.store.set_checkpoint_note(checkpoint.size, checkpoint.root, note)
@@ -150,10 +157,12 @@ class Cosigner:
             )
         return len(lines)
 
-    async def _ask(self, witness: Witness, checkpoint: Checkpoint) -> str | None:
+    async def _ask(self, witness: Witness, checkpoint: Checkpoint) -> str | _Superseded | None:
         """The witness's verified cosignature line, or None (logged)."""
         try:
             return await asyncio.wait_for(self._exchange(witness, checkpoint), self.timeout)
+        except _Superseded as superseded:
+            return superseded
         except TimeoutError:
             log.warning("witness %s did not answer within %.1fs", witness.name, self.timeout)
         except (aiohttp.ClientError, OSError) as exc:
@@ -165,6 +174,8 @@ class Cosigner:
     async def _exchange(self, witness: Witness, checkpoint: Checkpoint) -> str:
         for _ in range(2):  # a 409 teaches the witness's size: then one more try
             if witness.size > checkpoint.size:
+                if await self.store.log_size() >= witness.size:
+                    raise _Superseded  # e.g. another worker process cosigned a newer one
                 raise EvidenceError(
                     f"witness has cosigned size {witness.size}, more than this log's "
                     f"{checkpoint.size}: this log or the witness was rolled back"

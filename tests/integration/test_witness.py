@@ -235,3 +235,21 @@ async def test_down_slow_and_garbage_witnesses_cost_only_their_cosignature(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_a_second_process_behind_the_witness_is_superseded_not_alarmed(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Workers sharing one store each cosign: one that offers an older checkpoint of the same
+    log after another worker got a newer one cosigned gets nothing, and raises no alarm."""
+    await env.grow(2)
+    older = await env.runtime.checkpoints.current()
+    await env.grow(2)
+    newer = await env.runtime.checkpoints.current()
+    ahead = Cosigner(env.runtime.store, [env.client_for()], quorum=1)
+    assert await ahead.cosign(newer) == 1
+    behind = Cosigner(env.runtime.store, [env.client_for()], quorum=1)
+    assert await behind.cosign(older) == 0
+    assert not [r for r in caplog.records if r.name == "bot.cosigning" and r.levelname == "WARNING"]
+    for cosigner in (ahead, behind):
+        await cosigner.close()
