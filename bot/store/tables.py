@@ -97,6 +97,7 @@ class RequestRow(Base, table=True):
     outcome: str | None = Field(default=None, nullable=True)
     last_log_index: int | None = Field(default=None, sa_type=BigInteger, nullable=True)
     version: int = Field(default=0, nullable=False)
+    claimed_artifact_digest: str | None = Field(default=None, nullable=True)  # 0004
 
 
 class VoteRow(Base, table=True):
