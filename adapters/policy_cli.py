@@ -30,7 +30,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     policy = load_policy(args.paths)
     cases = [Path(path) for path in args.cases] if args.cases else cases_files(args.paths)
-    warnings = lint_policy(policy, cases)
+    warnings = [*policy.people.warnings, *lint_policy(policy, cases)]
     for line in warnings:
         print(line, file=sys.stderr)
     print(

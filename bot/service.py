@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from bot.approvals import SelfApproval, authorising_group, quorum_met
+from bot.caps import AgentCaps
 from bot.domain import (
     JSON,
     Agent,
@@ -94,6 +95,7 @@ class Gate(Fanout):
         grant_ttl: timedelta = timedelta(minutes=10),
         issuer: str = "signoff",
         auth_cache_ttl: float = AUTH_CACHE_TTL,
+        caps: AgentCaps | None = None,
     ) -> None:
         super().__init__(metrics or Metrics(), pager)
         self.store = store
@@ -104,6 +106,7 @@ class Gate(Fanout):
         self.grant_ttl = grant_ttl
         self.issuer = issuer
         self.auth_cache = AuthCache(auth_cache_ttl)
+        self.caps = caps or AgentCaps()
 
     # ------------------------------------------------------------------ agents
 
@@ -266,6 +269,9 @@ class Gate(Fanout):
             if event is not None
             else None
         )
+        pending = status is Status.PENDING
+        if pending:  # SPEC §6: a per-agent cap on pending requests (429)
+            await self.caps.reserve_pending(agent.id, self.store.count_pending)
         try:
             stored = await self.store.insert_request(request, envelope, event)
         except Conflict:
@@ -275,6 +281,9 @@ class Gate(Fanout):
             if replay is None:
                 raise
             return replay, False
+        finally:
+            if pending:
+                self.caps.release_pending(agent.id)
         self.metrics.requests.labels(stored.tier.value, stored.status.value).inc()
         if stored.tier in (Tier.CONFIRM, Tier.NOTIFY):
             self._publish(Notice(NoticeKind.CREATED, stored, groups=stored.approver_groups))
@@ -319,13 +328,15 @@ class Gate(Fanout):
         return await self.store.request_by_idempotency_key(agent.id, idempotency_key)
 
     async def wait(self, request_id: str, agent: Agent, seconds: float) -> Request:
-        """Return the request as soon as it is no longer pending, or after ``seconds``."""
+        """Return the request as soon as it is no longer pending, or after ``seconds``.
+        Raises ``RateLimited`` when the agent holds ``caps.max_long_polls`` already."""
         loop = asyncio.get_running_loop()
         end = loop.time() + seconds
-        # registered before the first read: a change committed after it always wakes us
-        with self.waiters.watch(request_id) as watch:
+        # registered before the first read: a change committed after it always wakes us;
+        # one of the agent's long-poll slots held throughout (SPEC §6 cap, 429 when full)
+        with self.caps.long_poll(agent.id), self.waiters.watch(request_id) as watch:
             request = await self.get(request_id, agent)
-            while request.status is Status.PENDING:
+            while request.status is Status.PENDING and not self.draining:
                 left = end - loop.time()
                 if left <= 0:
                     break
@@ -361,6 +372,11 @@ class Gate(Fanout):
         reason = reason.strip()
         if verdict is Verdict.DENY and not reason:
             raise RequestError("a reason is required to deny")
+        # Votes count people (SPEC §5): the account resolves to its person, who is a member
+        # of the groups that list them as well as those the adapter found the account in.
+        people = self.policies.current.people
+        approver = people.identify(approver)
+        memberships = {*memberships, *people.groups_of(approver.person)}
         if verdict is Verdict.APPROVE and review.shown is not Shown.FULL:
             # SPEC §8: an approver never approves arguments they were not shown in full.
             self.metrics.refusals.labels(approver.platform.value, "not_shown_in_full").inc()
@@ -371,15 +387,22 @@ class Gate(Fanout):
             request = await self.get(request_id)
             if request.status.final:
                 raise Conflict(f"request is already {request.status.value}")
-            votes = await self.store.votes(request.id)
+            votes = [
+                replace(v, approver=people.identify(v.approver))
+                for v in await self.store.votes(request.id)
+            ]
             try:
-                group = authorising_group(request, approver, memberships, votes)
+                group = authorising_group(request, approver, memberships, votes, people)
             except NotAuthorized as exc:
                 tag = "self_approval" if isinstance(exc, SelfApproval) else "not_approver"
                 self.metrics.refusals.labels(approver.platform.value, tag).inc()
                 raise
-            if any(v.approver.key == approver.key for v in votes):
-                raise Conflict("you have already voted on this request")
+            earlier = next((v for v in votes if v.approver.key == approver.key), None)
+            if earlier is not None:
+                raise Conflict(
+                    f"you have already voted on this request (as {earlier.approver.key}, "
+                    f"from {earlier.approver.platform.value}); one person has one vote"
+                )
             now = self.clock.now()
             vote = Vote(request.id, approver, verdict, group, reason, now)
             all_votes = (*votes, vote)

@@ -104,9 +104,16 @@ DOCUMENT: dict[str, Any] = {
                     "tool": {"type": "string", "pattern": TOOL_PATTERN.pattern},
                     "arguments": _object("the tool call's arguments"),
                     "justification": {"type": ["string", "null"], "maxLength": MAX_JUSTIFICATION},
-                    "context": _object(
-                        "what led to the call (prompt, session, user...)", nullable=True
-                    ),
+                    "context": {
+                        **_object("what led to the call (prompt, session, user...)", nullable=True),
+                        "properties": {
+                            "requested_by": {
+                                "type": "string",
+                                "description": "who asked for the call: a person key, "
+                                "e-mail or platform id; that person can never approve it",
+                            }
+                        },
+                    },
                     "artifact_digest": {
                         "type": ["string", "null"],
                         "pattern": DIGEST_PATTERN.pattern,

@@ -9,6 +9,7 @@ requirement, escalation ladder, extra groups) are stored as JSON.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -196,16 +197,21 @@ def from_vote(vote: Vote) -> dict[str, Any]:
 
 
 def to_vote(row: Any) -> Vote:
+    approver = Approver(
+        platform=Platform(row.platform),
+        tenant=row.tenant,
+        user_id=row.user_id,
+        display_name=row.display_name,
+        email=row.email,
+        via=row.via,
+    )
+    # ``approver_key`` holds the person the vote counted for (``Approver.key``); votes
+    # recorded before people existed hold the account there.
+    if row.approver_key != approver.account:
+        approver = replace(approver, person=row.approver_key)
     return Vote(
         request_id=row.request_id,
-        approver=Approver(
-            platform=Platform(row.platform),
-            tenant=row.tenant,
-            user_id=row.user_id,
-            display_name=row.display_name,
-            email=row.email,
-            via=row.via,
-        ),
+        approver=approver,
         verdict=Verdict(row.verdict),
         group=row.group,
         reason=row.reason,

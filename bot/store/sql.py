@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, exc, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, exc, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.domain import (
@@ -167,6 +167,17 @@ class SqlStore(Database):
         query = select(REQUESTS).where(*conditions)
         row = await self.read(lambda conn: conn.execute(query).first())
         return None if row is None else mapping.to_request(row)
+
+    async def count_pending(self, agent_id: str, limit: int) -> int:
+        """How many of the agent's requests are pending, counting no further than ``limit``."""
+        ids = (
+            select(REQUESTS.c.id)
+            .where(REQUESTS.c.agent_id == agent_id, REQUESTS.c.status == Status.PENDING.value)
+            .limit(limit)
+            .subquery()
+        )
+        query = select(func.count()).select_from(ids)
+        return int(await self.read(lambda conn: conn.execute(query).scalar_one()))
 
     async def list_requests(
         self,
@@ -373,3 +384,23 @@ class SqlStore(Database):
 
     async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
         await self.execute(insert(CHECKPOINTS), mapping.from_checkpoint(checkpoint))
+
+    async def set_checkpoint_note(self, size: int, root: bytes, note: str) -> None:
+        """Replace the note of the checkpoint(s) of ``size`` and ``root`` (witness
+        cosignatures added; the body and the log's signature stay as they were)."""
+        statement = (
+            update(CHECKPOINTS)
+            .where(CHECKPOINTS.c.size == size, CHECKPOINTS.c.root == root)
+            .values(note=note)
+        )
+        await self.execute(statement)
+
+    async def recent_checkpoints(self, limit: int) -> list[Checkpoint]:
+        """The newest ``limit`` checkpoints, newest first."""
+        query = (
+            select(CHECKPOINTS)
+            .order_by(CHECKPOINTS.c.size.desc(), CHECKPOINTS.c.id.desc())
+            .limit(limit)
+        )
+        rows = await self.read(lambda conn: conn.execute(query).all())
+        return [mapping.to_checkpoint(row) for row in rows]
