@@ -1,7 +1,10 @@
-"""The OpenAPI 3.1 document of the agent API, served at ``/openapi.json``."""
+"""The OpenAPI 3.1 document of the agent API, served at ``/openapi.json``: ``document``
+describes exactly what the server configured by ``settings`` accepts (``DOCUMENT`` is the
+default configuration's)."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from bot import __version__
@@ -358,3 +361,21 @@ DOCUMENT: dict[str, Any] = {
         },
     },
 }
+
+
+HTTPS_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]://[^/?#]"
+
+
+def document(*, http_callbacks: bool) -> dict[str, Any]:
+    """The document for a server whose ``callbacks.allow_private_networks`` is
+    ``http_callbacks``: without it, a ``callback_url`` must be https (and a literal host
+    public, which no JSON Schema can say: a 400 ``private-address`` names it)."""
+    doc = copy.deepcopy(DOCUMENT)
+    url = doc["components"]["schemas"]["ToolCall"]["properties"]["callback_url"]
+    if not http_callbacks:
+        url["pattern"] = HTTPS_URL_PATTERN
+        url["description"] = (
+            "absolute https URL of a public host the final state is POSTed to "
+            "(http and private addresses only with callbacks.allow_private_networks)"
+        )
+    return doc
