@@ -232,7 +232,8 @@ class Request:
 @dataclass(frozen=True, slots=True)
 class SessionCalls:
     """Earlier calls of one session that carry the same labels, summarised by the store:
-    how many, the first and the latest (request ids are time-ordered UUIDv7)."""
+    how many, the first and the latest (request ids are UUIDv7: ordered by their
+    millisecond; two calls in the same millisecond may be taken in either order)."""
 
     labels: tuple[str, ...]
     count: int

@@ -20,6 +20,7 @@ from bot.domain import (
     Platform,
     Post,
     Request,
+    SessionCalls,
     Status,
     Vote,
 )
@@ -76,6 +77,11 @@ class Store(Protocol):
         offset: int = 0,
     ) -> list[Request]:
         """Newest first."""
+        ...
+
+    async def session_calls(self, key: str, since: datetime) -> list[SessionCalls]:
+        """Calls recorded with session key ``key`` since ``since``, summarised per label set
+        (SPEC §5 Sessions; one indexed query)."""
         ...
 
     async def commit(self, change: Change) -> Request:

@@ -52,6 +52,8 @@ from bot.ids import AUTH_CACHE_TTL, AuthCache, new_token, request_ids, token_has
 from bot.metrics import Metrics
 from bot.policy.evaluator import evaluate, rate_key, window_start
 from bot.policy.holder import PolicyHolder
+from bot.policy.model import Policy
+from bot.policy.session import NO_SESSION, SessionView, session_key, summarise
 from bot.ports import ApprovalChannel, Clock, Notice, NoticeKind, Pager, Store
 
 log = logging.getLogger(__name__)
@@ -194,7 +196,9 @@ class Gate(Fanout):
         view = (
             agent if artifact == agent.artifact_digest else replace(agent, artifact_digest=artifact)
         )
-        ev = evaluate(policy, sub.call, view, now)
+        ev = evaluate(
+            policy, sub.call, view, now, await self._session(policy, sub.call, agent, now)
+        )
         rule = ev.rule
         if ev.tier in (Tier.AUTO, Tier.NOTIFY) and ev.rate_limit is not None and rule is not None:
             start = window_start(now, ev.rate_limit.per)
@@ -263,6 +267,8 @@ class Gate(Fanout):
             body_sha256=sub.body_sha256,
             grant=grant,
             grant_expires_at=grant_expires,
+            session=ev.session.key,
+            labels=ev.labels,
         )
         envelope = (
             attest(request, event, self.keys, at=now, reason=request.reason, prev_index=None)
@@ -293,6 +299,19 @@ class Gate(Fanout):
         if stored.status.final:
             self._on_final(stored)
         return stored, True
+
+    async def _session(
+        self, policy: Policy, call: ToolCall, agent: Agent, now: datetime
+    ) -> SessionView:
+        """The call's session (SPEC §5): one store query when the policy has ``sessions`` and
+        the call a key. Raises ``RequestError`` for a session key of the wrong type."""
+        spec = policy.sessions
+        if spec is None:
+            return NO_SESSION
+        key = session_key(spec, call.arguments, call.context, agent.id)
+        if key is None:
+            return NO_SESSION
+        return summarise(key, await self.store.session_calls(key, now - spec.window))
 
     async def _replay(self, agent: Agent, sub: Submission) -> Request | None:
         if sub.idempotency_key is None:

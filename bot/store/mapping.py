@@ -139,6 +139,8 @@ def from_request(request: Request) -> dict[str, Any]:
         "outcome": None if request.outcome is None else request.outcome.value,
         "last_log_index": request.last_log_index,
         "version": request.version,
+        "session_key": request.session,
+        "labels": ",".join(request.labels),
     }
 
 
@@ -175,6 +177,8 @@ def to_request(row: Any) -> Request:
         outcome=None if row.outcome is None else Outcome(row.outcome),
         last_log_index=row.last_log_index,
         version=row.version,
+        session=row.session_key,
+        labels=tuple(row.labels.split(",")) if row.labels else (),
     )
 
 

@@ -28,6 +28,7 @@ from bot.domain import (
     Platform,
     Post,
     Request,
+    SessionCalls,
     Status,
     Vote,
     utc,
@@ -58,6 +59,25 @@ _CAS_REQUEST = update(REQUESTS).where(
 )
 
 
+# SPEC §5 Sessions: earlier calls of one session grouped by their label set; memory is bounded
+# by the distinct label sets (2^labels at most), not by the calls, and the scan stays inside
+# the partial covering index ix_requests_session
+_SESSION_CALLS = (
+    select(
+        REQUESTS.c.labels,
+        func.count(),
+        func.min(REQUESTS.c.id),
+        func.max(REQUESTS.c.id),
+        func.max(REQUESTS.c.created_at),
+    )
+    .where(
+        REQUESTS.c.session_key == bindparam("session_key"),
+        REQUESTS.c.created_at >= bindparam("since", type_=REQUESTS.c.created_at.type),
+    )
+    .group_by(REQUESTS.c.labels)
+)
+
+
 def _all(conn: Connection, *, query: Any, params: dict[str, Any]) -> list[Any]:
     return list(conn.execute(query, params).all())
 
@@ -70,6 +90,11 @@ def _append(
     if event is None:
         raise ValueError("an attestation needs the event it records")
     return pending.add(attestation, event, request_id)
+
+
+def _parse_at(value: Any) -> datetime:
+    # SQLite hands an aggregate of a DATETIME column back as the stored text
+    return utc(datetime.fromisoformat(str(value)))
 
 
 class SqlStore(Database):
@@ -204,6 +229,22 @@ class SqlStore(Database):
         query = query.limit(limit).offset(offset or None)
         rows = await self.read(lambda conn: conn.execute(query).all())
         return [mapping.to_request(row) for row in rows]
+
+    async def session_calls(self, key: str, since: datetime) -> list[SessionCalls]:
+        """The calls recorded with session key ``key`` at or after ``since``, one summary per
+        distinct label set (one indexed query)."""
+        params = {"session_key": key, "since": utc(since)}
+        rows = await self.read(lambda conn: conn.execute(_SESSION_CALLS, params).all())
+        return [
+            SessionCalls(
+                labels=tuple(labels.split(",")) if labels else (),
+                count=int(count),
+                first_request=first,
+                last_request=last,
+                last_at=utc(last_at) if isinstance(last_at, datetime) else _parse_at(last_at),
+            )
+            for labels, count, first, last, last_at in rows
+        ]
 
     async def commit(self, change: Change) -> Request:
         """Compare-and-set ``change.before`` → ``change.after`` with its vote and attestation
