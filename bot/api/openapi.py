@@ -146,7 +146,14 @@ DOCUMENT: dict[str, Any] = {
                         "type": "object",
                         "properties": {
                             "id": {"type": "string"},
-                            "artifact_digest": {"type": ["string", "null"]},
+                            "artifact_digest": {
+                                "type": ["string", "null"],
+                                "description": "the digest registered for the agent",
+                            },
+                            "claimed_artifact_digest": {
+                                "type": ["string", "null"],
+                                "description": "a different digest the request claimed",
+                            },
                         },
                     },
                     "policy": {
