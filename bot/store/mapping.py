@@ -16,6 +16,7 @@ from bot.domain import (
     Agent,
     Approver,
     Checkpoint,
+    Edit,
     EscalationStep,
     Event,
     LogEntry,
@@ -138,7 +139,41 @@ def from_request(request: Request) -> dict[str, Any]:
         "outcome": None if request.outcome is None else request.outcome.value,
         "last_log_index": request.last_log_index,
         "version": request.version,
+        "options": from_options(request),
+        "edit": from_edit(request.edit),
     }
+
+
+def from_options(request: Request) -> dict[str, Any] | None:
+    if not request.editable and request.step_up is None:
+        return None
+    return {"editable": request.editable, "step_up": request.step_up}
+
+
+def from_edit(edit: Edit | None) -> dict[str, Any] | None:
+    if edit is None:
+        return None
+    return {
+        "arguments": dict(edit.arguments),
+        "arguments_sha256": edit.arguments_sha256,
+        "call_sha256": edit.call_sha256,
+        "by": edit.by,
+        "by_name": edit.by_name,
+        "at": utc(edit.at).isoformat(),
+    }
+
+
+def to_edit(value: dict[str, Any] | None) -> Edit | None:
+    if value is None:
+        return None
+    return Edit(
+        arguments=value["arguments"],
+        arguments_sha256=value["arguments_sha256"],
+        call_sha256=value["call_sha256"],
+        by=value["by"],
+        by_name=value["by_name"],
+        at=utc(datetime.fromisoformat(value["at"])),
+    )
 
 
 def to_request(row: Any) -> Request:
@@ -174,6 +209,9 @@ def to_request(row: Any) -> Request:
         outcome=None if row.outcome is None else Outcome(row.outcome),
         last_log_index=row.last_log_index,
         version=row.version,
+        editable=bool((row.options or {}).get("editable", False)),
+        step_up=(row.options or {}).get("step_up"),
+        edit=to_edit(row.edit),
     )
 
 
@@ -192,6 +230,7 @@ def from_vote(vote: Vote) -> dict[str, Any]:
         "group": vote.group,
         "reason": vote.reason,
         "at": utc(vote.at),
+        "arguments_sha256": vote.arguments_sha256 or "",
     }
 
 
@@ -210,6 +249,7 @@ def to_vote(row: Any) -> Vote:
         group=row.group,
         reason=row.reason,
         at=utc(row.at),
+        arguments_sha256=row.arguments_sha256 or None,
     )
 
 
