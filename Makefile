@@ -31,8 +31,9 @@ fmt: setup
 services:
 	@scripts/ensure-services.sh
 
+# The suite's PostgreSQL is a throwaway cluster (tests/pg_cluster.py), unless SIGNOFF_TEST_PG_URL names one.
 test: lint services
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m tests.pg_cluster $(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; PYTHONPATH=. $(PY) $$b || exit 1; done

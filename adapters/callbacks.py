@@ -10,23 +10,37 @@ Gone), and an event already delivered by this process is not sent again.
 
 A callback is a convenience: the decision itself is already recorded and attested, so a
 failed delivery is logged and counted, never turned into anything else.
+
+Destinations (SPEC §6): unless ``callbacks.allow_private_networks``, the server connects only
+to public addresses, checked when the connection is made: a literal address in the URL before
+connecting, a name by ``PublicOnlyResolver`` after DNS (every answer must be public, so a name
+that resolves to ``127.0.0.1`` or ``169.254.169.254``, DNS rebinding included, is refused).
+A refused destination is logged and counted (``signoff_callbacks_refused``), never POSTed to
+and not retried. Redirects are not followed and proxies from the environment are not used.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
+import socket
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
+from prometheus_client import Counter
 
 from adapters.agent.webhooks import sign
+from bot.addresses import PrivateAddress, check_public
 from bot.api.requests import request_json
-from bot.domain import Request, Tier, Verdict
+from bot.approvals import current_approvals
+from bot.domain import Request, Tier
 from bot.service import Gate
 
 if TYPE_CHECKING:
@@ -38,6 +52,45 @@ log = logging.getLogger(__name__)
 DELAYS: tuple[float, ...] = (1, 2, 4, 8, 16, 32)
 ATTEMPT_TIMEOUT = 10.0
 _REMEMBERED = 10_000
+
+
+class RefusedDestination(aiohttp.ClientError):
+    """The callback's host is not a public address (raised before any byte is sent)."""
+
+
+class PublicOnlyResolver(AbstractResolver):
+    """aiohttp's resolver, refusing a name when any of its answers is not public."""
+
+    def __init__(self, inner: AbstractResolver | None = None) -> None:
+        self._inner = inner or aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        answers = await self._inner.resolve(host, port, family)
+        for answer in answers:
+            try:
+                check_public(answer["host"])
+            except (PrivateAddress, ValueError) as exc:
+                raise RefusedDestination(f"{host} resolves to a non-public address") from exc
+        return answers
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def check_literal_host(url: str) -> None:
+    """aiohttp does not resolve literal addresses: check them here. Raises
+    ``RefusedDestination``."""
+    host = urlsplit(url).hostname or ""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return
+    try:
+        check_public(ip)
+    except PrivateAddress as exc:
+        raise RefusedDestination(exc.message) from None
 
 
 def webhook_id(request: Request) -> str:
@@ -55,8 +108,17 @@ class CallbackSender:
         delays: Sequence[float] = DELAYS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         timeout: float = ATTEMPT_TIMEOUT,
+        allow_private_networks: bool = False,
+        resolver: AbstractResolver | None = None,
     ) -> None:
         self.gate = gate
+        self.allow_private_networks = allow_private_networks
+        self.resolver = resolver
+        self.refused = Counter(
+            "signoff_callbacks_refused",
+            "Callbacks not sent: the destination is not a public address",
+            registry=gate.metrics.registry,
+        )
         self.delays = tuple(delays)
         self.sleep = sleep
         self.timeout = timeout
@@ -72,7 +134,7 @@ class CallbackSender:
         received = 0
         if request.tier is Tier.CONFIRM:
             votes = await self.gate.store.votes(request.id)
-            received = sum(1 for v in votes if v.verdict is Verdict.APPROVE)
+            received = len({v.approver.key for v in current_approvals(request, votes)})
         return json.dumps(request_json(request, received), separators=(",", ":")).encode()
 
     async def deliver(self, request: Request) -> bool:
@@ -86,7 +148,18 @@ class CallbackSender:
         try:
             body = await self.body(request)
             for attempt in range(len(self.delays) + 1):
-                if await self._attempt(request.callback_url, event, body, request.id):
+                try:
+                    delivered = await self._attempt(request.callback_url, event, body, request.id)
+                except RefusedDestination as exc:
+                    self.refused.inc()
+                    log.warning(
+                        "callback for request %s refused: %s (callbacks.allow_private_networks "
+                        "is off); nothing was sent",
+                        request.id,
+                        exc,
+                    )
+                    return False
+                if delivered:
                     self._remember(event)
                     return True
                 if attempt < len(self.delays):
@@ -106,6 +179,8 @@ class CallbackSender:
             "Content-Type": "application/json",
             **sign(self.gate.keys, event, timestamp, body),
         }
+        if not self.allow_private_networks:
+            check_literal_host(url)
         try:
             async with self._http().post(
                 url,
@@ -117,6 +192,8 @@ class CallbackSender:
                 if 200 <= resp.status < 300 or resp.status == 410:
                     return True
                 log.info("callback for request %s answered %s", request_id, resp.status)
+        except RefusedDestination:
+            raise  # from the resolver, before connecting
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.info("callback for request %s failed: %s", request_id, type(exc).__name__)
         return False
@@ -128,7 +205,12 @@ class CallbackSender:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            connector = (
+                aiohttp.TCPConnector()
+                if self.allow_private_networks
+                else aiohttp.TCPConnector(resolver=self.resolver or PublicOnlyResolver())
+            )
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
         return self._session
 
     async def close(self, _app: web.Application | None = None) -> None:
@@ -139,10 +221,21 @@ class CallbackSender:
 
 def mount(runtime: Runtime) -> CallbackSender:
     """Register the callback sender as a final listener of the gate."""
-    sender = CallbackSender(runtime.gate)
+    sender = CallbackSender(
+        runtime.gate,
+        allow_private_networks=runtime.settings.callbacks.allow_private_networks,
+    )
     runtime.gate.final_listeners.append(sender.on_final)
     runtime.app.on_cleanup.append(sender.close)
     return sender
 
 
-__all__ = ["DELAYS", "CallbackSender", "mount", "webhook_id"]
+__all__ = [
+    "DELAYS",
+    "CallbackSender",
+    "PublicOnlyResolver",
+    "RefusedDestination",
+    "check_literal_host",
+    "mount",
+    "webhook_id",
+]

@@ -156,46 +156,6 @@ def cmd_agents_resume(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------- policy
-
-
-def cmd_policy_check(args: argparse.Namespace) -> int:
-    from bot.policy.loader import check_policy, load_policy
-
-    problems = check_policy(args.paths)
-    for line in problems:
-        print(line, file=sys.stderr)
-    if problems:
-        print(f"{len(problems)} problem(s)", file=sys.stderr)
-        return 1
-    policy = load_policy(args.paths)
-    print(f"ok: {len(policy.rules)} rule(s), {len(policy.groups)} group(s), {policy.digest}")
-    return 0
-
-
-def cmd_policy_test(args: argparse.Namespace) -> int:
-    from bot.policy.cases import run_cases
-    from bot.policy.loader import load_policy
-
-    report = run_cases(load_policy(args.paths), Path(args.cases))
-    print(report.render())
-    return 0 if report.ok else 1
-
-
-def cmd_policy_explain(args: argparse.Namespace) -> int:
-    from bot.policy.cases import explain
-    from bot.policy.loader import load_policy
-
-    try:
-        arguments = json.loads(args.args)
-    except ValueError as exc:
-        raise SignoffError(f"--args is not valid JSON: {exc}") from exc
-    if not isinstance(arguments, dict):
-        raise SignoffError("--args must be a JSON object")
-    print(explain(load_policy(args.paths), args.tool, arguments, args.agent))
-    return 0
-
-
 # ---------------------------------------------------------------- keys
 
 
@@ -251,19 +211,6 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("name")
     sp = add("resume", cmd_agents_resume, "resume a suspended agent", asub)
     sp.add_argument("name")
-
-    policy = sub.add_parser("policy", help="check, test and explain policies", parents=[common])
-    psub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
-    sp = add("check", cmd_policy_check, "validate policy files", psub)
-    sp.add_argument("paths", nargs="+")
-    sp = add("test", cmd_policy_test, "run table cases against policy files", psub)
-    sp.add_argument("paths", nargs="+")
-    sp.add_argument("--cases", required=True)
-    sp = add("explain", cmd_policy_explain, "show which rule matches a call and why", psub)
-    sp.add_argument("paths", nargs="+")
-    sp.add_argument("--tool", required=True)
-    sp.add_argument("--args", required=True, help="the arguments as a JSON object")
-    sp.add_argument("--agent", default="cli")
 
     keys = sub.add_parser("keys", help="manage signing keys", parents=[common])
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

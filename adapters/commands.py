@@ -15,6 +15,7 @@ Extension = Callable[[Any, Any, argparse.ArgumentParser], None]
 
 MODULES = (
     "adapters.audit_cli",  # signoff audit verify|prove|export
+    "adapters.policy_cli",  # signoff policy check|test|explain|sign
     "adapters.console.cli",  # signoff users …, signoff report
     "adapters.agent.cli",  # signoff mcp-gateway
 )

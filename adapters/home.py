@@ -41,11 +41,16 @@ pagerduty:
   events_url: https://events.pagerduty.com/v2/enqueue
 console:
   enabled: true
+log:
+  # the newest checkpoint, outside the database: a restored or rewritten database that
+  # does not extend it stops the server (SPEC §7)
+  publish_file: ./checkpoints/latest
 """
 
 
-def example_policy() -> str:
-    return (resources.files("policies") / "example.yaml").read_text(encoding="utf-8")
+def example_policy(name: str = "example.yaml") -> str:
+    """The shipped example policy (or, with ``example.cases.yaml``, its table cases)."""
+    return (resources.files("policies") / name).read_text(encoding="utf-8")
 
 
 def _write_new(path: Path, text: str, mode: int = 0o644) -> bool:
@@ -71,6 +76,9 @@ def init_home(home: Path) -> list[str]:
     out.append(("wrote " if _write_new(config, CONFIG_TEMPLATE) else "kept ") + str(config))
     policy = home / "policies" / "example.yaml"
     out.append(("wrote " if _write_new(policy, example_policy()) else "kept ") + str(policy))
+    cases = home / "policies" / "example.cases.yaml"
+    cases_text = example_policy(cases.name)
+    out.append(("wrote " if _write_new(cases, cases_text) else "kept ") + str(cases))
     settings = load_settings(config)
     keydir = settings.path(settings.keys.dir)
     if keydir.exists() and any(keydir.iterdir()):

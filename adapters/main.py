@@ -133,6 +133,19 @@ async def _run(runtime: Runtime, ready: Callable[[str], None] | None = None) -> 
     # scans, so that collections on the request path stay short (p99 latency).
     gc.collect()
     gc.freeze()
+    # SPEC §7: a store that does not extend the published checkpoint never starts serving.
+    try:
+        await runtime.checkpoints.verify_published()
+    except SignoffError:
+        await runtime.store.close()
+        raise
+    fatal: list[SignoffError] = []
+
+    def stop_on(exc: SignoffError) -> None:
+        fatal.append(exc)
+        stop.set()
+
+    runtime.checkpoints.on_fatal = stop_on
     runner = web.AppRunner(runtime.app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.server.host, settings.server.port)
@@ -157,11 +170,14 @@ async def _run(runtime: Runtime, ready: Callable[[str], None] | None = None) -> 
             await task
     await runner.cleanup()
     await runtime.gate.drain()
-    try:
-        await runtime.checkpoints.current()  # a checkpoint covering everything appended
-    except SignoffError as exc:
-        log.warning("final checkpoint failed: %s", exc.diagnostics())
+    if not fatal:
+        try:
+            await runtime.checkpoints.current()  # a checkpoint covering everything appended
+        except SignoffError as exc:
+            log.warning("final checkpoint failed: %s", exc.diagnostics())
     await runtime.store.close()
+    if fatal:
+        raise fatal[0]
 
 
 def reload(runtime: Runtime) -> None:

@@ -1,24 +1,33 @@
 """Signed checkpoints of the Merkle log: issued after appends (batched) and on demand,
 optionally published to a file outside the database so that a copy exists the operator's
-database cannot rewrite."""
+database cannot rewrite, and never signed over a history that does not extend that copy
+(``bot.published``)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
+from collections.abc import Callable
 from pathlib import Path
 
 from bot.domain import Checkpoint
+from bot.errors import EvidenceError
 from bot.evidence.checkpoint import sign_checkpoint
 from bot.evidence.keys import KeyRing
+from bot.evidence.merkle import verify_consistency
 from bot.ports import Clock, Store
+from bot.published import Published, PublishedFile, RollbackDetected
 
 log = logging.getLogger(__name__)
 
 
 class Checkpointer:
-    """Issues a checkpoint whenever the log has grown since the last one."""
+    """Issues a checkpoint whenever the log has grown since the last one, and (with a
+    published file) refuses to sign one that does not extend what it published before.
+
+    ``on_fatal`` is called with the ``RollbackDetected`` error the first time the store is
+    found not to extend the published checkpoint (the runtime stops the server);
+    ``on_checkpoint`` listeners get each new checkpoint (witness cosigning)."""
 
     def __init__(
         self,
@@ -34,31 +43,81 @@ class Checkpointer:
         self.clock = clock
         self.origin = origin
         self.publish_file = publish_file
+        self.published = PublishedFile(publish_file, keys, origin) if publish_file else None
+        self.on_fatal: Callable[[RollbackDetected], None] | None = None
+        self.on_checkpoint: list[Callable[[Checkpoint], None]] = []
+        self.failed: RollbackDetected | None = None
         self._lock = asyncio.Lock()
 
     async def current(self) -> Checkpoint:
-        """A checkpoint covering the whole log as it is now (issued if the last is stale)."""
+        """A checkpoint covering the whole log as it is now (issued if the last is stale).
+        Raises ``RollbackDetected`` (and stops the server) when the log does not extend the
+        published checkpoint."""
         async with self._lock:
+            if self.failed is not None:
+                raise self.failed
             size = await self.store.log_size()
             latest = await self.store.latest_checkpoint()
             if latest is not None and latest.size >= size:
                 return latest
-            root = await self.store.log_root(size)
-            note = sign_checkpoint(self.origin, size, root, self.keys)
-            checkpoint = Checkpoint(size, root, note, self.clock.now())
-            await self.store.add_checkpoint(checkpoint)
-            if self.publish_file is not None:
-                self._publish(note)
+            if self.published is None:
+                checkpoint = await self._sign(size)
+            else:
+                async with self.published.locked():
+                    # Read the file before the store: both only grow, so a concurrent
+                    # publisher can never make a healthy store look rolled back.
+                    published = await self._check(self.published, self.published.read())
+                    checkpoint = await self._sign(await self.store.log_size())
+                    if published is None or checkpoint.size > published.size:
+                        self._write(self.published, checkpoint.note)
+            for listener in self.on_checkpoint:
+                listener(checkpoint)
             return checkpoint
 
-    def _publish(self, note: str) -> None:
-        if self.publish_file is None:
+    async def verify_published(self) -> None:
+        """At start: raises ``RollbackDetected`` unless the store extends the published
+        checkpoint (nothing to check without ``publish_file``)."""
+        if self.published is None:
             return
+        async with self._lock, self.published.locked():
+            await self._check(self.published, self.published.read())
+
+    async def _sign(self, size: int) -> Checkpoint:
+        root = await self.store.log_root(size)
+        note = sign_checkpoint(self.origin, size, root, self.keys)
+        checkpoint = Checkpoint(size, root, note, self.clock.now())
+        await self.store.add_checkpoint(checkpoint)
+        return checkpoint
+
+    async def _check(self, file: PublishedFile, published: Published | None) -> Published | None:
+        """Prove the store's current tree consistent with ``published`` (RFC 9162 §2.1.4)."""
         try:
-            self.publish_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.publish_file.with_suffix(".tmp")
-            tmp.write_text(note, encoding="utf-8")
-            os.replace(tmp, self.publish_file)
+            if published is None:
+                return None
+            size = await self.store.log_size()
+            if size < published.size:
+                raise file.refuse(published, size, "the tree is smaller")
+            root = await self.store.log_root(size)
+            proof = await self.store.consistency_proof(published.size, size)
+            try:
+                verify_consistency(published.size, size, published.root, root, proof)
+            except EvidenceError as exc:
+                raise file.refuse(published, size, exc.message) from None
+            return published
+        except RollbackDetected as exc:
+            self._fail(exc)
+            raise
+
+    def _fail(self, exc: RollbackDetected) -> None:
+        if self.failed is None:
+            self.failed = exc
+            log.critical("%s", exc.message)
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
+
+    def _write(self, file: PublishedFile, note: str) -> None:
+        try:
+            file.write(note)
         except OSError:
             log.exception("could not publish the checkpoint to %s", self.publish_file)
 
@@ -68,5 +127,7 @@ class Checkpointer:
             await asyncio.sleep(interval)
             try:
                 await self.current()
+            except RollbackDetected:
+                return  # on_fatal already told the runtime
             except Exception:
                 log.exception("checkpoint failed")

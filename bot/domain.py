@@ -229,6 +229,9 @@ class Request:
     outcome: Outcome | None = None
     last_log_index: int | None = None
     version: int = 0
+    #: the session key the call gave (``sessions.key``) and the labels the policy put on it
+    session: str | None = None
+    labels: tuple[str, ...] = ()
     editable: bool = False
     step_up: str | None = None
     edit: Edit | None = None
@@ -251,6 +254,18 @@ class Request:
     @property
     def approver_groups(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((*self.requirement.all_groups, *self.extra_groups)))
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCalls:
+    """Earlier calls of one session that carry the same labels, summarised by the store:
+    how many, the first and the latest (request ids are time-ordered UUIDv7)."""
+
+    labels: tuple[str, ...]
+    count: int
+    first_request: str
+    last_request: str
+    last_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +343,7 @@ __all__ = [
     "Request",
     "Requirement",
     "Review",
+    "SessionCalls",
     "Shown",
     "Status",
     "Tier",

@@ -321,6 +321,10 @@ class Gate(Fanout):
             raise NotFound(f"no request {request_id!r}")
         return request
 
+    async def find(self, agent: Agent, idempotency_key: str) -> Request | None:
+        """The agent's own request submitted with ``idempotency_key``, if any."""
+        return await self.store.request_by_idempotency_key(agent.id, idempotency_key)
+
     async def wait(self, request_id: str, agent: Agent, seconds: float) -> Request:
         """Return the request as soon as it is no longer pending, or after ``seconds``."""
         loop = asyncio.get_running_loop()
@@ -384,9 +388,7 @@ class Gate(Fanout):
             if needs.step_up is not None:
                 # SPEC §5 step_up: only a verified security-key assertion approves.
                 self.metrics.refusals.labels(approver.platform.value, "step_up").inc()
-                raise StepUpRequired(
-                    "this rule needs your security key: approve it in the console"
-                )
+                raise StepUpRequired("this rule needs your security key: approve it in the console")
         for _ in range(_CAS_RETRIES):
             request = await self.get(request_id)
             if request.status.final:

@@ -174,6 +174,13 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True)
+class CallbackSettings:
+    #: let ``callback_url`` name http URLs and loopback/private/link-local addresses
+    #: (local development and tests only: it lets agents make the server call internal hosts)
+    allow_private_networks: bool = False
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
     json: bool = False
@@ -191,6 +198,7 @@ class Settings:
     teams: TeamsSettings = field(default_factory=TeamsSettings)
     pagerduty: PagerDutySettings = field(default_factory=PagerDutySettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     #: the folder relative paths are resolved against (the config file's folder)
     base_dir: str = "."

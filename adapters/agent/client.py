@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
@@ -86,6 +86,14 @@ def problem_error(status: int, body: bytes, retry_after: str | None) -> ApiError
         errors=tuple(str(e) for e in errors) if isinstance(errors, list) else (),
         retry_after=int(retry_after) if retry_after and retry_after.isdigit() else None,
     )
+
+
+def found_request(data: Any) -> RequestState | None:
+    """The one request of a ``GET /v1/requests?idempotency_key=K`` answer, or None."""
+    items = data.get("requests") if isinstance(data, dict) else None
+    if not isinstance(items, list) or len(items) > 1:
+        raise Unavailable("GET /v1/requests: unexpected answer")
+    return RequestState.from_json(items[0]) if items else None
 
 
 def _pending(state: RequestState, waited: float) -> Pending:
@@ -176,6 +184,12 @@ class AsyncSignoff:
         return RequestState.from_json(
             await self._call("POST", "/v1/requests", body, headers=headers)
         )
+
+    async def find(self, idempotency_key: str) -> RequestState | None:
+        """This agent's request submitted with ``idempotency_key``, or None
+        (``GET /v1/requests?idempotency_key=K``): how a restarted agent finds it again."""
+        path = "/v1/requests?" + urlencode({"idempotency_key": idempotency_key})
+        return found_request(await self._call("GET", path))
 
     async def get(self, request_id: str, *, wait: float = 0.0) -> RequestState:
         """The request now, or (with ``wait`` ≤ 60) as soon as it is final."""
@@ -330,6 +344,10 @@ class Signoff:
         )
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return RequestState.from_json(self._call("POST", "/v1/requests", body, headers=headers))
+
+    def find(self, idempotency_key: str) -> RequestState | None:
+        path = "/v1/requests?" + urlencode({"idempotency_key": idempotency_key})
+        return found_request(self._call("GET", path))
 
     def get(self, request_id: str, *, wait: float = 0.0) -> RequestState:
         path = f"/v1/requests/{request_id}"

@@ -11,8 +11,17 @@ gateway's agent token (tool = the MCP tool name, arguments = the call's argument
 - ``confirm``: the call is held up to ``hold`` seconds (default 50, under common client
   time-outs) and forwarded once approved; otherwise a tool error names the pending request,
   and a retry of the *same* call (same tool, same arguments) picks up that request's
-  decision instead of creating a new one. Pending calls are remembered in memory by
-  ``(tool, arguments_sha256)`` for ``remember`` seconds.
+  decision instead of creating a new one.
+
+The gateway keeps no decision state in memory only: each call is submitted with an
+``Idempotency-Key`` derived from the gateway's name, the tool and the arguments' digest, plus a
+*generation* that moves on once a request was used up (its grant consumed, or its refusal
+shown to the model). A restarted gateway finds the newest generation again with
+``GET /v1/requests?idempotency_key=K`` (a handful of look-ups) and picks up a pending request,
+an approved one not yet run, or a refusal decided within ``remember`` seconds that it has not
+shown yet. What it does keep in memory (the newest generation per call, the refusals it
+already showed) is a cache: losing it costs look-ups, never a second request for a pending
+call, and never an allow.
 
 Fail closed: signoff unreachable, a grant that does not verify, or any other error gives a
 tool error; nothing is forwarded without a valid, unused grant.
@@ -21,10 +30,11 @@ tool error; nothing is forwarded without a valid, unused grant.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import mcp_types as types
@@ -34,7 +44,7 @@ from mcp.server.context import ServerRequestContext
 
 from adapters.agent.approval import AsyncApprovals, adopt, json_arguments
 from adapters.agent.client import AsyncSignoff
-from adapters.agent.errors import AgentError, Pending
+from adapters.agent.errors import AgentError, Pending, Unavailable
 from adapters.agent.state import RequestState
 from bot.errors import RequestError
 from bot.evidence.canonical import arguments_sha256
@@ -43,6 +53,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOLD = 50.0
 DEFAULT_REMEMBER = 24 * 3600.0
+MAX_CACHED_CALLS = 10_000
 
 
 def tool_error(text: str) -> types.CallToolResult:
@@ -58,10 +69,13 @@ class _UpstreamToolError(Exception):
         self.result = result
 
 
-@dataclass
-class _Held:
-    request_id: str
-    since: float = field(default_factory=time.monotonic)
+def _when(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 class Gateway:
@@ -89,7 +103,10 @@ class Gateway:
         self.name = name
         #: prepended to MCP tool names to form the signoff tool name (e.g. ``github.``)
         self.prefix = prefix
-        self._held: dict[tuple[str, str], _Held] = {}
+        #: cache: newest generation per call key, and whether it is used up
+        self._generations: dict[str, tuple[int, bool]] = {}
+        #: cache: refusals shown to the model (request id → when), kept ``remember`` seconds
+        self._shown: dict[str, float] = {}
         self._lock = asyncio.Lock()
 
     def server(self) -> Server[Any]:
@@ -123,9 +140,10 @@ class Gateway:
     async def gate(self, tool: str, arguments: dict[str, Any]) -> types.CallToolResult:
         """Decide and (when approved) forward one call; never raises for a refusal."""
         try:
-            key = (tool, arguments_sha256(json_arguments(arguments)))
+            key = self._call_key(tool, arguments_sha256(json_arguments(arguments)))
         except (TypeError, RequestError) as exc:
             return tool_error(f"The call to {tool} has arguments signoff cannot hash: {exc}")
+        state: RequestState | None = None
         try:
             state = await self._decision(tool, arguments, key)
             if not state.final:
@@ -133,36 +151,96 @@ class Gateway:
             refusal = state.refusal()
             if refusal is not None:
                 raise refusal
-            return await self._forward(state, tool, arguments)
+            return await self._forward(state, tool, arguments, key)
         except AgentError as exc:
-            if not isinstance(exc, Pending):
-                self._forget(key)
+            if state is not None and state.final:
+                self._used_up(key, state)
             log.info("gateway refused %s: %s", tool, type(exc).__name__)
             return tool_error(str(exc))
 
-    async def _decision(
-        self, tool: str, arguments: dict[str, Any], key: tuple[str, str]
-    ) -> RequestState:
+    def _call_key(self, tool: str, digest: str) -> str:
+        identity = f"{self.name}\0{self.prefix}{tool}\0{digest}".encode()
+        return "mcp-gateway:" + hashlib.sha256(identity).hexdigest()[:40]
+
+    def _used_up(self, key: str, state: RequestState) -> None:
+        if not state.approved:
+            self._shown[state.id] = time.monotonic()
+        generation, _ = self._generations.get(key, (0, False))
+        self._generations[key] = (generation, True)
+
+    def _spent(self, state: RequestState) -> bool:
+        """Whether ``state`` was used up, so the same call needs a new request."""
+        if not state.final:
+            return False
+        if state.approved:
+            expires = _when(state.raw.get("grant_expires_at"))
+            return state.outcome is not None or (
+                expires is not None and expires <= datetime.now(UTC)
+            )
+        decided = _when(state.raw.get("decided_at"))
+        recent = decided is not None and (
+            (datetime.now(UTC) - decided).total_seconds() <= self.remember
+        )
+        return state.id in self._shown or not recent
+
+    async def _lookup(self, key: str, generation: int) -> RequestState | None:
+        return await self.signoff.find(f"{key}:{generation}")
+
+    async def _newest(self, key: str) -> tuple[int, RequestState | None]:
+        """The newest generation of ``key`` that has a request, searched on the server
+        (exponential, then binary search: generations are contiguous from 0)."""
+        first = await self._lookup(key, 0)
+        if first is None:
+            return 0, None
+        low, low_state, high = 0, first, 1
+        while (state := await self._lookup(key, high)) is not None:
+            low, low_state, high = high, state, high * 2
+        while high - low > 1:
+            middle = (low + high) // 2
+            state = await self._lookup(key, middle)
+            if state is None:
+                high = middle
+            else:
+                low, low_state = middle, state
+        return low, low_state
+
+    async def _decision(self, tool: str, arguments: dict[str, Any], key: str) -> RequestState:
         async with self._lock:
             self._expire_old()
-            held = self._held.get(key)
-            if held is None:
+            cached = self._generations.get(key)
+            state: RequestState | None
+            if cached is None:
+                generation, state = await self._newest(key)
+                spent = state is None or self._spent(state)
+                if state is None:
+                    generation = -1
+            else:
+                generation, spent = cached
+                state = None if spent else await self._lookup(key, generation)
+                spent = state is None or self._spent(state)
+            for _ in range(3):  # another gateway under the same name may have moved on
+                if not spent and state is not None:
+                    break
+                generation += 1
                 state = await self.signoff.submit(
                     self.prefix + tool,
                     arguments,
                     justification=self.justification,
                     context=self.context,
+                    idempotency_key=f"{key}:{generation}",
                 )
-                if not state.final:
-                    self._held[key] = _Held(state.id)
-            else:
-                state = await self.signoff.get(held.request_id)
+                spent = self._spent(state)
+            if state is None:  # unreachable: the loop submitted at least once
+                raise Unavailable("signoff answered no request")
+            self._generations[key] = (generation, False)
+            if len(self._generations) > MAX_CACHED_CALLS:  # a cache: drop the oldest entry
+                del self._generations[next(iter(self._generations))]
         if not state.final:
             state = await self.signoff.wait(state.id, timeout=self.hold)
         return state
 
     async def _forward(
-        self, state: RequestState, tool: str, arguments: dict[str, Any]
+        self, state: RequestState, tool: str, arguments: dict[str, Any], key: str
     ) -> types.CallToolResult:
         def forward(sent: Mapping[str, Any]) -> Callable[[], Awaitable[types.CallToolResult]]:
             async def call() -> types.CallToolResult:
@@ -186,15 +264,12 @@ class Gateway:
             log.warning("upstream call %s failed: %s", tool, type(exc).__name__)
             return tool_error(f"The call to {tool} was approved but the tool failed: {exc}")
         finally:
-            self._forget((tool, arguments_sha256(json_arguments(arguments))))
-
-    def _forget(self, key: tuple[str, str]) -> None:
-        self._held.pop(key, None)
+            self._used_up(key, state)
 
     def _expire_old(self) -> None:
         now = time.monotonic()
-        for key in [k for k, h in self._held.items() if now - h.since > self.remember]:
-            del self._held[key]
+        for request_id in [i for i, at in self._shown.items() if now - at > self.remember]:
+            del self._shown[request_id]
 
 
 __all__ = ["DEFAULT_HOLD", "Gateway", "tool_error"]

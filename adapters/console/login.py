@@ -70,16 +70,16 @@ async def login(request: web.Request) -> web.StreamResponse:
         console.settings.server.trusted_proxies,
     )
     keys = [user_key(name), address_key(address)]
-    if await console.throttle.locked_until(keys, now) is not None:
+    # Counted before the password is checked, atomically (adapters.console.throttle).
+    if await console.throttle.admit(keys, now) is not None:
         log.warning("console login refused while throttled")
         return _login_page(request, status=429, error=GENERIC_FAILURE, name=name)
     user = await console.users.get_user(name) if name else None
     ok = await verify_password_async(user.password_hash if user else None, password)
     if not ok or user is None or user.disabled:
-        await console.throttle.failed(keys, now)
         log.info("console login failed")
         return _login_page(request, status=401, error=GENERIC_FAILURE, name=name)
-    await console.throttle.succeeded(user.name)
+    await console.throttle.succeeded(user.name, address)
     target = safe_next(str(form.get("next", "")))
     response = web.HTTPSeeOther(target)
     await console.sessions.start(request, response, user.name)

@@ -7,6 +7,11 @@ that locks the key for ``base * 2**(failures - free)`` (capped at ``cap``). Whil
 locked, attempts are refused without checking the password and are not counted. A key's
 count starts again after ``reset`` without failures. A successful login clears its user
 key (not the address key, so one valid account cannot unlock guessing at others).
+
+Every attempt is counted *before* the password is checked, in one transaction that also
+decides whether the attempt may proceed (``UserStore.count_attempt``): a burst of parallel
+guesses cannot all slip in between a read and a write, and no update is lost. A success
+then clears the user key and takes its attempt back from the address key.
 """
 
 from __future__ import annotations
@@ -65,24 +70,23 @@ class LoginThrottle:
         self.users = users
         self.policies = {"user": user_policy, "ip": address_policy}
 
-    async def locked_until(self, keys: Sequence[str], now: datetime) -> datetime | None:
-        """The latest lock in force on any of ``keys`` (None when none is locked)."""
-        found = await self.users.throttles(keys)
-        locks = [t.locked_until for t in found.values() if t.locked_until and t.locked_until > now]
-        return max(locks, default=None)
+    async def admit(self, keys: Sequence[str], now: datetime) -> datetime | None:
+        """Count one attempt under every key, atomically, unless one is locked: returns the
+        lock in force (the attempt is refused uncounted) or None (go on to the password)."""
 
-    async def failed(self, keys: Sequence[str], now: datetime) -> None:
-        found = await self.users.throttles(keys)
-        for key in keys:
-            policy = self.policies[key.split(":", 1)[0]]
-            updated = policy.after_failure(key, found.get(key), now)
+        def step(key: str, previous: Throttle | None) -> Throttle:
+            updated = self.policies[key.split(":", 1)[0]].after_failure(key, previous, now)
             if updated.locked_until is not None:
                 log.warning(
-                    "console login locked for %s after %d failures",
+                    "console login locked for %s after %d attempts",
                     key.split(":")[0],
                     updated.failures,
                 )
-            await self.users.save_throttle(updated)
+            return updated
 
-    async def succeeded(self, user: str) -> None:
+        return await self.users.count_attempt(keys, now, step)
+
+    async def succeeded(self, user: str, address: str | None = None) -> None:
         await self.users.clear_throttle(user_key(user))
+        if address is not None:
+            await self.users.refund_attempt(address_key(address))

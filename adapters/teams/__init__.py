@@ -10,6 +10,7 @@ with the app's client credentials. This package may import ``bot`` and
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from adapters.teams.endpoint import PATH, MessagesEndpoint
 from adapters.teams.tokens import ClientCredentials, SingleConnection
 from bot.errors import ConfigError
 from bot.settings import TeamsSettings
+from bot.store.routes import RouteStore
 
 if TYPE_CHECKING:
     from adapters.main import Runtime
@@ -32,14 +34,33 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _refuse_unless_loopback(host: str) -> None:
+    """Raises ``ConfigError`` unless ``host`` binds to loopback only: with inbound checks off,
+    anyone who can reach the port approves as anyone."""
+    name = host.strip().strip("[]")
+    if name.casefold() == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(
+            f"teams.insecure_dev_disable_auth needs server.host on loopback (127.0.0.1 or ::1), "
+            f"not {host!r}: with it, anyone who can reach the server approves as anyone"
+        )
+
+
 def mount(runtime: Runtime) -> TeamsChannel:
     """Add ``POST /api/messages`` and the Teams channel to ``runtime``; returns the channel.
-    Raises ``ConfigError`` when ``teams.app_id`` is missing."""
+    Raises ``ConfigError`` when ``teams.app_id`` is missing, or when
+    ``teams.insecure_dev_disable_auth`` is set on a server not bound to loopback."""
     settings: TeamsSettings = runtime.settings.teams
     if not settings.app_id:
         raise ConfigError("teams.app_id is required to run the Teams adapter")
     secure = not settings.insecure_dev_disable_auth
     if not secure:
+        _refuse_unless_loopback(runtime.settings.server.host)
         log.warning(
             "!!! teams.insecure_dev_disable_auth is set: POST %s accepts activities WITHOUT "
             "verifying who sent them. Anyone who can reach this server can approve requests "
@@ -67,7 +88,9 @@ def mount(runtime: Runtime) -> TeamsChannel:
         if settings.escalation_service_url and settings.escalation_conversation_id
         else None
     )
-    channel = TeamsChannel(runtime.gate, connector, escalation=escalation)
+    channel = TeamsChannel(
+        runtime.gate, connector, escalation=escalation, routes=RouteStore(runtime.store)
+    )
     bot = ApprovalBot(
         runtime.gate,
         channel,

@@ -1,12 +1,19 @@
-"""Inbound authentication of Bot Framework / Entra tokens on ``POST /api/messages``.
+"""Inbound authentication of Bot Framework channel tokens on ``POST /api/messages`` (SPEC §8).
 
-The Agents SDK's ``JwtTokenValidator`` does the checks (RS256 signature against the issuer's
-published keys, expiry with 5 minutes of leeway, ``aud`` = our app id, issuer allow-list,
-``tid``-to-issuer binding); we switch its issuer allow-list on (``validate_issuer``) and add
-the Bot Framework rule the SDK only warns about: a token's ``serviceurl`` claim must name the
-activity's ``serviceUrl``, so a token minted for one service cannot steer our replies (and our
-connector token) to another. ``teams.jwks_url`` replaces the signing-key location (tests and
-private clouds); everything else is the SDK's code path.
+The Agents SDK's ``JwtTokenValidator`` does the cryptographic checks (RS256 signature against
+the published keys, expiry with 5 minutes of leeway, ``aud`` = our app id). Its issuer
+allow-list also admits Entra tokens of the app's own tenant (``sts.windows.net/<tenant>/``,
+``login.microsoftonline.com/<tenant>/v2.0``): any user or service principal of the customer's
+tenant can mint one for our app id, and such a token names no service. So on top of the SDK we
+accept exactly the token the Bot Framework channel service sends to bots
+(learn.microsoft.com, "Authenticate requests from the Bot Connector service to your bot"):
+
+* ``iss`` is exactly ``https://api.botframework.com``;
+* the ``serviceurl`` claim is present and names the activity's ``serviceUrl``, so a token
+  minted for one service cannot steer our replies (and our connector token) to another.
+
+Everything else is a 401. ``teams.jwks_url`` replaces the signing-key location (tests and
+private clouds).
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from bot.errors import NotAuthorized
 log = logging.getLogger(__name__)
 
 SERVICE_URL_CLAIM = "serviceurl"
+#: the only issuer of channel tokens (Bot Framework "Connector to bot" authentication)
+BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
 
 
 class _FixedKeySource(_JwkClientManager):
@@ -79,21 +88,33 @@ class InboundAuth:
         if scheme.lower() != "bearer" or not token or any(c.isspace() for c in token):
             raise NotAuthorized("Authorization header is not a bearer token")
         try:
-            return await self._validator.validate_token(token)
+            claims = await self._validator.validate_token(token)
         except (PyJWTError, ValueError, KeyError) as exc:
             # The type only: messages can echo claims, and the token itself is never logged.
             log.warning("Teams: inbound token refused (%s)", type(exc).__name__)
             raise NotAuthorized("invalid token") from exc
+        if claims.get_claim_value("iss") != BOT_FRAMEWORK_ISSUER:
+            # A tenant-issued Entra token (or any other issuer the SDK admits) is not a
+            # channel token: it proves nothing about the activity or where it came from.
+            log.warning("Teams: inbound token refused (not issued by the Bot Framework)")
+            raise NotAuthorized("not a Bot Framework channel token")
+        claimed = claims.get_claim_value(SERVICE_URL_CLAIM)
+        if not isinstance(claimed, str) or not claimed.strip():
+            log.warning("Teams: inbound token refused (no serviceurl claim)")
+            raise NotAuthorized("the token names no service URL")
+        return claims
 
     def check_service_url(self, claims: ClaimsIdentity, service_url: object) -> None:
-        """Raises ``NotAuthorized`` when the token names another service URL than the
-        activity (Bot Framework tokens carry ``serviceurl``; tokens without it pass)."""
+        """Raises ``NotAuthorized`` unless the token's ``serviceurl`` claim names the
+        activity's ``serviceUrl`` (a missing claim or a missing ``serviceUrl`` too)."""
         if not self.enabled:
             return
         claimed = claims.get_claim_value(SERVICE_URL_CLAIM)
-        if claimed is None:
-            return
-        if not isinstance(service_url, str) or _norm(claimed) != _norm(service_url):
+        if (
+            not isinstance(claimed, str)
+            or not isinstance(service_url, str)
+            or _norm(claimed) != _norm(service_url)
+        ):
             log.warning("Teams: activity serviceUrl does not match its token's serviceurl claim")
             raise NotAuthorized("serviceUrl does not match the token")
 
@@ -102,4 +123,4 @@ def _norm(url: object) -> str:
     return str(url).strip().rstrip("/").casefold()
 
 
-__all__ = ["SERVICE_URL_CLAIM", "InboundAuth"]
+__all__ = ["BOT_FRAMEWORK_ISSUER", "SERVICE_URL_CLAIM", "InboundAuth"]

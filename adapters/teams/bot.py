@@ -84,10 +84,10 @@ class ApprovalBot(ActivityHandler):
         self.learn_references = learn_references
 
     async def on_turn(self, turn_context: TurnContext) -> None:  # type: ignore[override]
-        self._learn(turn_context.activity)
+        await self._learn(turn_context.activity)
         await super().on_turn(turn_context)
 
-    def _learn(self, activity: Activity) -> None:
+    async def _learn(self, activity: Activity) -> None:
         sender = activity.from_property
         if (
             sender is not None
@@ -102,7 +102,7 @@ class ApprovalBot(ActivityHandler):
         tenant = tenant_of(conversation, activity.channel_data)
         if self.default_tenant and (tenant or "").casefold() != self.default_tenant.casefold():
             return  # only our own tenant's conversations may say where cards go
-        self.channel.remember(conversation.id, activity.service_url)
+        await self.channel.remember(conversation.id, activity.service_url)
 
     async def on_message_activity(self, turn_context: TurnContext) -> None:  # type: ignore[override]
         conversation = turn_context.activity.conversation

@@ -24,14 +24,17 @@ from adapters.teams.cards import CARD_CONTENT_TYPE, approval_card, when
 from adapters.teams.connector import Connector
 from adapters.teams.text import escape_markdown
 from bot.domain import Platform, Post, Request, Status, Verdict, Vote
-from bot.errors import ChannelError
+from bot.errors import ChannelError, StoreError
 from bot.policy.model import TeamsRoute
 from bot.ports import Notice, NoticeKind
 from bot.service import Gate
+from bot.store.routes import RouteStore
 
 log = logging.getLogger(__name__)
 
 _STRIPES = 64
+#: the kind of learned route: a conversation's Bot Framework service URL
+ROUTE_KIND = "service_url"
 _MENTION_LIMIT = 20
 
 
@@ -62,12 +65,20 @@ class TeamsChannel:
     platform = Platform.TEAMS
 
     def __init__(
-        self, gate: Gate, connector: Connector, *, escalation: Target | None = None
+        self,
+        gate: Gate,
+        connector: Connector,
+        *,
+        escalation: Target | None = None,
+        routes: RouteStore | None = None,
     ) -> None:
         self.gate = gate
         self.connector = connector
         self.escalation = escalation
-        #: conversation id → service URL Teams gave us for it (installation / any activity)
+        #: where learned service URLs persist (shared by every replica); None: memory only
+        self.routes = routes
+        #: conversation id → service URL Teams gave us for it (installation / any activity),
+        #: as this process learned or last read it
         self.references: dict[str, str] = {}
         #: Entra object id → display name, learned from activities, for mentions
         self.names: dict[str, str] = {}
@@ -75,16 +86,35 @@ class TeamsChannel:
 
     # ------------------------------------------------------------------ learned state
 
-    def remember(self, conversation_id: str, service_url: str) -> None:
+    async def remember(self, conversation_id: str, service_url: str) -> None:
         """Use ``service_url`` for ``conversation_id`` from now on (Teams told us so in an
-        authenticated activity; it wins over the policy's value, which can go stale)."""
+        authenticated activity; it wins over the policy's value, which can go stale). Stored,
+        so every replica and a restarted process use it too."""
         key = base_conversation(conversation_id)
-        if self.references.get(key) != service_url:
-            log.info("Teams: conversation %s is served at %s", key, service_url)
+        if self.references.get(key) == service_url:
+            return
+        log.info("Teams: conversation %s is served at %s", key, service_url)
         self.references[key] = service_url
+        if self.routes is not None:
+            try:
+                await self.routes.remember(
+                    "teams", ROUTE_KIND, key, service_url, at=self.gate.clock.now()
+                )
+            except StoreError as exc:  # the activity itself still counts; retried next time
+                self.references.pop(key, None)
+                log.warning("Teams: could not store the service URL: %s", exc.diagnostics())
 
-    def service_url(self, route: TeamsRoute) -> str:
-        return self.references.get(base_conversation(route.conversation_id), route.service_url)
+    async def _learned(self, conversation_id: str) -> str | None:
+        key = base_conversation(conversation_id)
+        if self.routes is not None:
+            stored = await self.routes.lookup("teams", ROUTE_KIND, key)
+            if stored is not None:
+                self.references[key] = stored
+                return stored
+        return self.references.get(key)
+
+    async def service_url(self, route: TeamsRoute) -> str:
+        return await self._learned(route.conversation_id) or route.service_url
 
     def card(
         self, request: Request, votes: Sequence[Vote], note: str | None = None
@@ -146,7 +176,7 @@ class TeamsChannel:
         for group, route in self._routes(names):
             if group in posted:
                 continue  # a repeated notice (restart, retry) never posts twice
-            service_url = self.service_url(route)
+            service_url = await self.service_url(route)
             try:
                 activity_id = await self.connector.send(
                     service_url, route.conversation_id, card_activity(card)
@@ -177,20 +207,18 @@ class TeamsChannel:
                 continue
             try:
                 await self.connector.update(
-                    self._post_url(post), post.channel, post.message_id, card_activity(card)
+                    await self._post_url(post), post.channel, post.message_id, card_activity(card)
                 )
             except ChannelError as exc:
                 failures.append(f"update in group {post.group}: {exc.message}")
 
-    def _post_url(self, post: Post) -> str:
-        return self.references.get(
-            base_conversation(post.channel), post.extra.get("service_url", "")
-        )
+    async def _post_url(self, post: Post) -> str:
+        return await self._learned(post.channel) or str(post.extra.get("service_url", ""))
 
     async def _reply(self, post: Post, activity: Activity, failures: list[str]) -> None:
         try:
             await self.connector.reply(
-                self._post_url(post), post.channel, post.message_id, activity
+                await self._post_url(post), post.channel, post.message_id, activity
             )
         except ChannelError as exc:
             failures.append(f"reply in group {post.group}: {exc.message}")

@@ -122,6 +122,17 @@ DOCUMENT: dict[str, Any] = {
                     },
                 },
             },
+            "RequestList": {
+                "type": "object",
+                "required": ["requests"],
+                "properties": {
+                    "requests": {
+                        "type": "array",
+                        "maxItems": 1,
+                        "items": {"$ref": "#/components/schemas/Request"},
+                    }
+                },
+            },
             "Execution": {
                 "type": "object",
                 "additionalProperties": False,
@@ -145,6 +156,22 @@ DOCUMENT: dict[str, Any] = {
     "security": [{"agentToken": []}],
     "paths": {
         "/v1/requests": {
+            "get": _op(
+                "Find the agent's own request by the Idempotency-Key it was submitted with",
+                {"200": _json("RequestList", "zero or one of the agent's own requests")},
+                400,
+                401,
+                403,
+                503,
+                parameters=[
+                    {
+                        "name": "idempotency_key",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                    }
+                ],
+            ),
             "post": _op(
                 "Submit a tool call for a decision",
                 {"201": _json("Request", "created"), "200": _json("Request", "idempotent replay")},
@@ -165,7 +192,7 @@ DOCUMENT: dict[str, Any] = {
                         "application/json": {"schema": {"$ref": "#/components/schemas/ToolCall"}}
                     },
                 },
-            )
+            ),
         },
         "/v1/requests/{id}": {
             "get": _op(

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from bot.addresses import check_callback_url
 from bot.api.context import APP_GATE, APP_SETTINGS, require_agent
 from bot.api.schema import parse_execution, parse_submission
 from bot.approvals import current_approvals
@@ -92,23 +93,49 @@ def _iso(value: Any) -> str | None:
     return str(value.isoformat().replace("+00:00", "Z"))
 
 
-async def _render(request: web.Request, r: Request, status: int = 200) -> web.Response:
+async def _public(request: web.Request, r: Request) -> dict[str, Any]:
     received = 0
     if r.tier is Tier.CONFIRM:
         votes = await request.app[APP_GATE].store.votes(r.id)
         received = len({v.approver.key for v in current_approvals(r, votes)})
+    return request_json(r, received)
+
+
+async def _render(request: web.Request, r: Request, status: int = 200) -> web.Response:
     return web.Response(
-        body=orjson.dumps(request_json(r, received)), status=status, content_type=JSON_TYPE
+        body=orjson.dumps(await _public(request, r)), status=status, content_type=JSON_TYPE
     )
+
+
+def _idempotency_key(value: str | None, where: str) -> str | None:
+    if value is not None and not 1 <= len(value) <= MAX_IDEMPOTENCY_KEY:
+        raise RequestError(f"{where} must be 1-{MAX_IDEMPOTENCY_KEY} characters")
+    return value
+
+
+async def find_requests(request: web.Request) -> web.Response:
+    """``GET /v1/requests?idempotency_key=K``: the agent's own request submitted with that
+    key, as a list of zero or one (so a restarted agent finds its pending request)."""
+    agent = await require_agent(request)
+    unknown = sorted(set(request.query) - {"idempotency_key"})
+    if unknown:
+        raise RequestError(f"unknown query parameter(s): {', '.join(unknown)}")
+    key = _idempotency_key(request.query.get("idempotency_key"), "idempotency_key")
+    if key is None:
+        raise RequestError("give idempotency_key: the key the request was submitted with")
+    found = await request.app[APP_GATE].find(agent, key)
+    items = [await _public(request, found)] if found is not None else []
+    return web.Response(body=orjson.dumps({"requests": items}), content_type=JSON_TYPE)
 
 
 async def submit(request: web.Request) -> web.Response:
     agent = await require_agent(request)
     body = await read_json(request)
     call, artifact, callback = parse_submission(body)
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
-        raise RequestError(f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} characters")
+    if callback is not None:
+        allow = request.app[APP_SETTINGS].callbacks.allow_private_networks
+        check_callback_url(callback, allow_private=allow)
+    key = _idempotency_key(request.headers.get("Idempotency-Key"), "Idempotency-Key")
     sub = Submission(
         call=call,
         artifact_digest=artifact,
@@ -158,6 +185,7 @@ async def execution(request: web.Request) -> web.Response:
 def routes() -> list[web.RouteDef]:
     return [
         web.post("/v1/requests", submit),
+        web.get("/v1/requests", find_requests),
         web.get("/v1/requests/{id}", get_request),
         web.post("/v1/requests/{id}/cancel", cancel),
         web.post("/v1/requests/{id}/execution", execution),

@@ -51,6 +51,8 @@ class CaseReport:
     total: int
     passed: int
     failures: tuple[str, ...]
+    #: names of the rules some case's call ended at (for the coverage lint)
+    covered: frozenset[str] = frozenset()
 
     @property
     def ok(self) -> bool:
@@ -77,12 +79,18 @@ def run_cases(policy: Policy, cases_path: Path | str, *, now: datetime | None = 
         lines = problems.lines()
         raise PolicyError(f"cases file has {len(lines)} problem(s)", details=lines)
     failures: list[str] = []
+    covered: set[str] = set()
     for path, node, case in cases:
-        failure = _run_case(policy, case, now or datetime.now(UTC))
+        failure = _run_case(policy, case, now or datetime.now(UTC), covered)
         if failure:
             label = case.get("name") or f"{case['tool']} {case.get('arguments', {})}"
             failures.append(f"{path}:{line(node)}: case {label!r}: {failure}")
-    return CaseReport(total=len(cases), passed=len(cases) - len(failures), failures=tuple(failures))
+    return CaseReport(
+        total=len(cases),
+        passed=len(cases) - len(failures),
+        failures=tuple(failures),
+        covered=frozenset(covered),
+    )
 
 
 def _cases(reader: Reader, document: Node) -> list[tuple[str, Node, dict[str, Any]]]:
@@ -146,7 +154,7 @@ def _when(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _run_case(policy: Policy, case: dict[str, Any], now: datetime) -> str | None:
+def _run_case(policy: Policy, case: dict[str, Any], now: datetime, covered: set[str]) -> str | None:
     call = ToolCall(
         tool=str(case["tool"]),
         arguments=case.get("arguments", case.get("args", {})),
@@ -156,6 +164,8 @@ def _run_case(policy: Policy, case: dict[str, Any], now: datetime) -> str | None
     result = evaluate(policy, call, to_agent(case.get("agent")), when or now)
     expect = case.get("expect", {})
     got_rule = result.rule.name if result.rule else None
+    if got_rule is not None:
+        covered.add(got_rule)
     wrong = []
     if (tier := expect.get("tier", case.get("tier"))) is not None and tier != result.tier.value:
         wrong.append(f"expected tier {tier}, got {result.tier.value}")

@@ -1,9 +1,10 @@
 """CEL conditions of policy rules: compile once at load, evaluate on every call.
 
-Owns the one shared CEL environment (variables ``args``, ``agent``, ``context`` as
-``map(string, dyn)`` and ``now`` as ``timestamp``, plus the CEL strings extension) and the
-load-time caps on expression size and nesting (SPEC §5). Imports nothing from the rest of
-``bot`` but the error family.
+Owns the one shared CEL environment (variables ``args``, ``agent``, ``context``, ``session``
+and ``call`` as ``map(string, dyn)`` and ``now`` as ``timestamp``, plus the CEL strings
+extension and signoff's own functions from ``bot.policy.functions``) and the load-time caps on
+expression size and nesting (SPEC §5). Imports nothing from the rest of ``bot`` but the error
+family and the helper functions.
 
 ``compile_condition`` raises ``PolicyError`` for anything wrong with an expression;
 ``Condition.evaluate`` raises ``ConditionError`` when the expression errors at run time
@@ -21,6 +22,7 @@ from cel_expr_python import cel
 from cel_expr_python.ext import ext_strings
 
 from bot.errors import PolicyError
+from bot.policy.functions import FUNCTIONS
 
 #: longest accepted ``when`` expression, in characters
 MAX_EXPRESSION_CHARS = 2048
@@ -29,9 +31,19 @@ MAX_NESTING = 24
 
 _DYN_MAP = cel.Type.Map(cel.Type.STRING, cel.Type.DYN)
 _ENV = cel.NewEnv(
-    variables={"args": _DYN_MAP, "agent": _DYN_MAP, "context": _DYN_MAP, "now": cel.Type.TIMESTAMP},
-    extensions=[ext_strings.ExtStrings()],
+    variables={
+        "args": _DYN_MAP,
+        "agent": _DYN_MAP,
+        "context": _DYN_MAP,
+        "session": _DYN_MAP,
+        "call": _DYN_MAP,
+        "now": cel.Type.TIMESTAMP,
+    },
+    extensions=[ext_strings.ExtStrings(), FUNCTIONS],
 )
+#: what CEL sees as ``session`` and ``call`` when sessions are off (or the call has no key)
+NO_SESSION: Mapping[str, Any] = {"labels": [], "calls": 0, "key": None}
+NO_CALL: Mapping[str, Any] = {"labels": []}
 _ERROR_LINE = re.compile(r"ERROR: <input>:(-?\d+):(-?\d+): (.*)")
 
 
@@ -55,12 +67,26 @@ class ConditionError(PolicyError):
 
 
 def activation(
-    args: Mapping[str, Any], agent: Mapping[str, Any], context: Mapping[str, Any], now: datetime
+    args: Mapping[str, Any],
+    agent: Mapping[str, Any],
+    context: Mapping[str, Any],
+    now: datetime,
+    session: Mapping[str, Any] = NO_SESSION,
+    call: Mapping[str, Any] = NO_CALL,
 ) -> Any:
     """One CEL activation for all conditions of one evaluation (built once: cheaper than
     passing the data to every ``eval``). Values CEL cannot represent surface as
     ``ConditionError`` when a condition reads them, never here."""
-    return _ENV.Activation({"args": args, "agent": agent, "context": context, "now": now})
+    return _ENV.Activation(
+        {
+            "args": args,
+            "agent": agent,
+            "context": context,
+            "now": now,
+            "session": session,
+            "call": call,
+        }
+    )
 
 
 class Condition:
@@ -94,7 +120,9 @@ class Condition:
 def compile_condition(text: str, source: str) -> Condition:
     """Compile and type-check ``text``; raises ``InvalidCondition`` (one detail naming
     ``source``) when it is too long, nested too deeply, does not parse, references
-    anything but ``args``/``agent``/``context``/``now``, or cannot be a bool."""
+    anything but ``args``/``agent``/``context``/``session``/``call``/``now`` and the
+    signoff functions (or calls those with arguments of the wrong type), or cannot be a
+    bool."""
     problem = _precheck(text)
     if problem is None:
         try:

@@ -7,8 +7,10 @@ auto/notify rules: errors only ever make a call stricter. No match uses
 ``defaults.unknown_tool`` (confirm or block, never auto).
 
 CEL sees ``args`` (the arguments), ``agent`` (``id``, ``artifact_digest``, ``labels``),
-``context`` and ``now``. Nothing here raises for a well-formed ``Policy``; the trace can quote
-CEL error text (which may include argument values), so log it at DEBUG only.
+``context``, ``now``, and with ``sessions`` in the policy ``call.labels`` and ``session``
+(``labels``, ``calls``, ``key``; see ``bot.policy.session``). Nothing here raises for a
+well-formed ``Policy``; the trace can quote CEL error text (which may include argument
+values), so log it at DEBUG only.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.domain import Agent, EscalationStep, PolicyRef, Requirement, Tier, ToolCall
-from bot.policy.cel import ConditionError, activation
+from bot.policy.cel import NO_CALL, NO_SESSION, ConditionError, activation
 from bot.policy.model import Decision, Policy, RateLimit, Rule
+from bot.policy.session import NO_SESSION as EMPTY_SESSION
+from bot.policy.session import SessionView, call_labels
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -44,6 +48,9 @@ class Evaluation:
     decision: Decision
     tool: str
     steps: tuple[tuple[Rule, str, str | None], ...] = ()
+    #: labels ``sessions.labels`` put on this call, and the session it was judged in
+    labels: tuple[str, ...] = ()
+    session: SessionView = EMPTY_SESSION
 
     @property
     def tier(self) -> Tier:
@@ -119,32 +126,57 @@ class Evaluation:
         return tuple(lines)
 
 
-def evaluate(policy: Policy, call: ToolCall, agent: Agent, now: datetime) -> Evaluation:
-    """The tier and requirements for ``call`` by ``agent`` at ``now`` (aware UTC)."""
+def evaluate(
+    policy: Policy,
+    call: ToolCall,
+    agent: Agent,
+    now: datetime,
+    session: SessionView = EMPTY_SESSION,
+) -> Evaluation:
+    """The tier and requirements for ``call`` by ``agent`` at ``now`` (aware UTC), in
+    ``session`` (the earlier calls the store summarised; empty without a session key)."""
     tool = call.tool
+    spec = policy.sessions
+    labels: tuple[str, ...] = ()
+    seen: Any = NO_SESSION
+    act: Any = None
+    if spec is not None:
+        seen = session.cel() if session.key is not None else NO_SESSION
+        if any(label.matches_tool(tool) for label in spec.labels.values()):
+            act = _activation(call, agent, now, seen, NO_CALL)
+            labels = call_labels(spec, tool, act)
+            if labels:
+                act = _activation(call, agent, now, seen, {"labels": list(labels)})
     candidates = policy.candidates(tool)
     steps: list[tuple[Rule, str, str | None]] = []
-    act: Any = None
     for rule in candidates:
         condition = rule.condition
         if condition is None:
             steps.append((rule, MATCHED, None))
-            return Evaluation(policy.decision(rule), tool, tuple(steps))
+            return Evaluation(policy.decision(rule), tool, tuple(steps), labels, session)
         if act is None:
-            act = activation(_plain(call.arguments), agent_view(agent), _plain(call.context), now)
+            act = _activation(call, agent, now, seen, NO_CALL)
         try:
             matched = condition.evaluate(act)
         except ConditionError as exc:
             if rule.strict:
                 steps.append((rule, ERROR_MATCHED, exc.problem))
-                return Evaluation(policy.decision(rule), tool, tuple(steps))
+                return Evaluation(policy.decision(rule), tool, tuple(steps), labels, session)
             steps.append((rule, ERROR_SKIPPED, exc.problem))
             continue
         if matched:
             steps.append((rule, MATCHED, None))
-            return Evaluation(policy.decision(rule), tool, tuple(steps))
+            return Evaluation(policy.decision(rule), tool, tuple(steps), labels, session)
         steps.append((rule, NOT_MATCHED, None))
-    return Evaluation(policy.unknown(tool), tool, tuple(steps))
+    return Evaluation(policy.unknown(tool), tool, tuple(steps), labels, session)
+
+
+def _activation(
+    call: ToolCall, agent: Agent, now: datetime, session: Any, labels: Mapping[str, Any]
+) -> Any:
+    return activation(
+        _plain(call.arguments), agent_view(agent), _plain(call.context), now, session, labels
+    )
 
 
 def agent_view(agent: Agent) -> dict[str, Any]:

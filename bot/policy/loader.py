@@ -35,12 +35,13 @@ from bot.domain import EscalationStep, Requirement, Tier
 from bot.errors import PolicyError
 from bot.policy.model import ConsoleRoute, GroupSpec, Policy, Rule, SlackRoute, TeamsRoute
 from bot.policy.rules import read_approvers, read_escalation, read_rule, read_tier
+from bot.policy.session import SessionSpec, read_sessions
 from bot.policy.source import Bad, Problems, Reader, compose, read_sources, scalar_of, to_plain
 
 API_VERSION = "signoff/v1"
 KIND = "ToolPolicy"
 DEFAULT_SLA = timedelta(minutes=15)
-_TOP_KEYS = ("apiVersion", "kind", "metadata", "groups", "defaults", "rules")
+_TOP_KEYS = ("apiVersion", "kind", "metadata", "groups", "defaults", "rules", "sessions")
 _DEFAULT_KEYS = ("unknown_tool", "sla", "approvers", "escalation")
 
 
@@ -83,6 +84,7 @@ class _Build:
     versions: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     first_path: str = "<policy>"
+    sessions: SessionSpec | None = None
 
     def run(self, sources: Sequence[tuple[str, str]]) -> Policy | None:
         if sources:
@@ -125,6 +127,7 @@ class _Build:
             files=tuple(dict.fromkeys(path for path, _ in sources)),
             default_approvers=approvers,
             default_escalation=ladder,
+            sessions=self.sessions,
         )
 
     def _document(self, reader: Reader, node: Node) -> None:
@@ -156,6 +159,13 @@ class _Build:
                 del found[key]
         if "groups" in found:
             self._groups(reader, found["groups"][1])
+        if "sessions" in found:  # SPEC §5 Sessions: one block for the whole policy
+            if self.sessions is not None:
+                reader.fail(
+                    found["sessions"][0], f"sessions is already set at {self.sessions.source}"
+                )
+            else:
+                self.sessions = read_sessions(reader, found["sessions"][1])
         if "defaults" in found and (
             values := reader.fields(found["defaults"][1], "defaults", _DEFAULT_KEYS)
         ):

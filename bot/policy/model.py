@@ -12,10 +12,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from fnmatch import translate
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from bot.domain import EscalationStep, PolicyRef, Requirement, Tier
 from bot.policy.cel import Condition
+
+if TYPE_CHECKING:
+    from bot.policy.session import SessionSpec
 
 RateKey = Literal["agent", "tool", "agent_tool", "global"]
 RATE_KEYS: tuple[RateKey, ...] = ("agent", "tool", "agent_tool", "global")
@@ -144,6 +147,7 @@ class Policy:
     files: tuple[str, ...] = ()
     default_approvers: Requirement = NO_APPROVERS
     default_escalation: tuple[EscalationStep, ...] = ()
+    sessions: SessionSpec | None = None
     _candidates: dict[str, tuple[Rule, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )

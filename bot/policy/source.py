@@ -51,9 +51,34 @@ class Problems:
         return len(self.items)
 
 
+#: suffixes of ``signoff policy test`` case files: skipped when a folder is loaded as policy
+CASES_SUFFIXES = (".cases.yaml", ".cases.yml")
+
+
+def is_cases_file(path: Path) -> bool:
+    return path.name.endswith(CASES_SUFFIXES)
+
+
+def cases_files(paths: Sequence[Path | str]) -> list[Path]:
+    """The case files that ship with the policy in ``paths``: ``*.cases.yaml`` in the given
+    folders (recursively) and next to the given files (``x.yaml`` → ``x.cases.yaml``)."""
+    found: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_cases_file(p)))
+        else:
+            for suffix in CASES_SUFFIXES:
+                sibling = path.with_name(path.stem + suffix)
+                if sibling.is_file():
+                    found.append(sibling)
+    return list(dict.fromkeys(found))
+
+
 def read_sources(paths: Sequence[Path | str], problems: Problems) -> list[tuple[str, str]]:
     """``(display path, text)`` of every policy file: files as given, folders searched
-    recursively for ``*.yaml``/``*.yml`` in sorted order; each file once."""
+    recursively for ``*.yaml``/``*.yml`` (but not ``*.cases.yaml``) in sorted order; each
+    file once."""
     found: list[tuple[str, str]] = []
     seen: set[Path] = set()
     if not paths:
@@ -62,7 +87,7 @@ def read_sources(paths: Sequence[Path | str], problems: Problems) -> list[tuple[
         path = Path(given)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.suffix in {".yaml", ".yml"})
-            files = [p for p in files if p.is_file()]
+            files = [p for p in files if p.is_file() and not is_cases_file(p)]
             if not files:
                 problems.add(str(path), 1, "folder holds no *.yaml or *.yml policy files")
         elif path.exists():

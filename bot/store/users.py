@@ -14,7 +14,7 @@ existing name; ``set_user_disabled`` raises ``NotFound``.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -212,6 +212,63 @@ class UserStore:
         statement = statement.on_conflict_do_update(
             index_elements=[LOGIN_THROTTLE.c.key],
             set_={k: v for k, v in values.items() if k != "key"},
+        )
+        await self._store._execute(statement)
+
+    async def count_attempt(
+        self,
+        keys: Collection[str],
+        now: datetime,
+        step: Callable[[str, Throttle | None], Throttle],
+    ) -> datetime | None:
+        """Atomically: when any of ``keys`` is locked at ``now``, the latest lock (nothing is
+        written); otherwise every key's counter becomes ``step(key, current)`` and None.
+
+        One write transaction: placeholder rows are inserted first (``ON CONFLICT DO
+        NOTHING``) so that ``SELECT … FOR UPDATE`` locks a row even for a key never seen
+        (PostgreSQL); SQLite's ``BEGIN IMMEDIATE`` serialises writers anyway. Concurrent
+        attempts, in one process or many, therefore never read the same count."""
+        ordered = sorted(set(keys))
+        placeholder = self._upsert(LOGIN_THROTTLE).on_conflict_do_nothing(
+            index_elements=[LOGIN_THROTTLE.c.key]
+        )
+        query = select(LOGIN_THROTTLE).where(LOGIN_THROTTLE.c.key.in_(ordered)).with_for_update()
+
+        def run(conn: Connection) -> datetime | None:
+            conn.execute(
+                placeholder,
+                [{"key": k, "failures": 0, "last_failure_at": utc(now)} for k in ordered],
+            )
+            found = {row.key: _to_throttle(row) for row in conn.execute(query).all()}
+            locks = [
+                t.locked_until
+                for t in found.values()
+                if t.locked_until is not None and t.locked_until > now
+            ]
+            if locks:
+                return max(locks)
+            for key in ordered:
+                current = found.get(key)
+                updated = step(key, current if current and current.failures else None)
+                conn.execute(
+                    update(LOGIN_THROTTLE)
+                    .where(LOGIN_THROTTLE.c.key == key)
+                    .values(
+                        failures=updated.failures,
+                        last_failure_at=utc(updated.last_failure_at),
+                        locked_until=utc(updated.locked_until) if updated.locked_until else None,
+                    )
+                )
+            return None
+
+        return await self._store.write(run)
+
+    async def refund_attempt(self, key: str) -> None:
+        """Take back one counted attempt under ``key`` (it turned out to be a success)."""
+        statement = (
+            update(LOGIN_THROTTLE)
+            .where(LOGIN_THROTTLE.c.key == key, LOGIN_THROTTLE.c.failures > 0)
+            .values(failures=LOGIN_THROTTLE.c.failures - 1)
         )
         await self._store._execute(statement)
 

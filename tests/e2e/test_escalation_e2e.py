@@ -35,7 +35,8 @@ from psycopg import sql
 from bot.evidence.keys import KeyRing
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.fakes.slack_api import FakeSlack
-from tests.integration.conftest import PG_URL, libpq_url, with_database
+from tests.integration.conftest import libpq_url, with_database
+from tests.pg_cluster import admin_url
 
 pytestmark = pytest.mark.slow
 
@@ -254,12 +255,13 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 def pg_database() -> Iterator[str]:
     name = f"signoff_e2e_{os.getpid()}_{secrets.token_hex(4)}"
-    with psycopg.connect(libpq_url(PG_URL), autocommit=True, connect_timeout=5) as conn:
+    admin = admin_url()
+    with psycopg.connect(libpq_url(admin), autocommit=True, connect_timeout=5) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        yield with_database(PG_URL, name)
+        yield with_database(admin, name)
     finally:
-        with psycopg.connect(libpq_url(PG_URL), autocommit=True, connect_timeout=5) as conn:
+        with psycopg.connect(libpq_url(admin), autocommit=True, connect_timeout=5) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )

@@ -136,9 +136,11 @@ class FakeBotFramework:
         issuer: str = BOT_FRAMEWORK_ISSUER,
         lifetime: int = 3600,
         key: rsa.RSAPrivateKey | None = None,
+        omit: tuple[str, ...] = (),
         **claims: Any,
     ) -> str:
-        """A token as the Bot Framework signs it for activities sent to the bot."""
+        """A token as the Bot Framework signs it for activities sent to the bot (``omit``:
+        claims to leave out, e.g. ``("serviceurl",)`` as in an Entra token of a tenant)."""
         now = int(time.time())
         payload = {
             "iss": issuer,
@@ -149,6 +151,8 @@ class FakeBotFramework:
             "serviceurl": service_url or self.service_url,
             **claims,
         }
+        for name in omit:
+            payload.pop(name, None)
         return jwt.encode(payload, key or self.key, algorithm="RS256", headers={"kid": self.kid})
 
     def posts(self, conversation_id: str | None = None) -> list[Message]:

@@ -147,7 +147,8 @@ class LiveServer:
 
 def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     """Body of each test module's ``live`` fixture (``yield from live_server(tmp_path)``)."""
-    write_home(tmp_path, policy=POLICY)
+    # The test's callback receiver listens on loopback.
+    write_home(tmp_path, policy=POLICY, extra="callbacks: {allow_private_networks: true}\n")
     server = LiveServer(tmp_path)
     try:
         yield server

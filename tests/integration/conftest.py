@@ -1,10 +1,10 @@
 """Integration fixtures: a real store on a fresh SQLite file and on a real PostgreSQL server.
 
-``store_url`` / ``store`` are parametrized over ``["sqlite", "postgres"]``. PostgreSQL comes
-from ``SIGNOFF_TEST_PG_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``):
-each session creates its own uniquely named database (dropped at the end) and each test gets
-a fresh schema in it, so tests never see each other's rows. When PostgreSQL is unreachable
-the postgres tests fail, they are not skipped (CI starts PostgreSQL).
+``store_url`` / ``store`` are parametrized over ``["sqlite", "postgres"]``. PostgreSQL is the
+server named by ``SIGNOFF_TEST_PG_URL``, else a throwaway cluster started for the run
+(``tests/pg_cluster.py``): each session creates its own uniquely named database (dropped at
+the end) and each test gets a fresh schema in it, so tests never see each other's rows. When
+PostgreSQL cannot be had the postgres tests fail, they are not skipped.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ import pytest_asyncio
 from psycopg import sql
 
 from bot.store import SqlStore
-
-PG_URL = os.environ.get("SIGNOFF_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from tests.pg_cluster import admin_url
 
 
 def libpq_url(url: str) -> str:
@@ -47,15 +46,21 @@ def _admin(url: str) -> psycopg.Connection[tuple[object, ...]]:
 
 
 @pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
+def pg_admin_url() -> str:
+    """SQLAlchemy URL of the server's admin database (may create and drop databases)."""
+    return admin_url()
+
+
+@pytest.fixture(scope="session")
+def pg_database(pg_admin_url: str) -> Iterator[str]:
     """SQLAlchemy URL of a fresh PostgreSQL database for this test session."""
     name = f"signoff_test_{os.getpid()}_{secrets.token_hex(4)}"
-    with _admin(PG_URL) as conn:
+    with _admin(pg_admin_url) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        yield with_database(PG_URL, name)
+        yield with_database(pg_admin_url, name)
     finally:
-        with _admin(PG_URL) as conn:
+        with _admin(pg_admin_url) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )

@@ -149,6 +149,45 @@ async def test_retry_of_the_same_call_picks_up_the_pending_decision(
     assert len(all_requests) == 2
 
 
+async def test_a_restarted_gateway_picks_up_the_pending_decision(
+    live: LiveServer, upstream: tuple[StdioServerParameters, Path]
+) -> None:
+    params, log = upstream
+    args = {"amount": 7500, "to": "acct-9"}
+    token = live.register("mcp-agent")
+
+    @asynccontextmanager
+    async def gateway() -> AsyncIterator[Client]:
+        async with (
+            AsyncSignoff(live.url, token) as signoff,
+            Client(params) as up,
+            Client(Gateway(signoff, up, hold=0.3).server(), mode="legacy") as session,
+        ):
+            yield session
+
+    async with gateway() as session:  # the first gateway process
+        first = await session.call_tool("transfer_money", args)
+        [pending] = live.pending()
+        assert first.is_error and pending.id in text(first)
+    await asyncio.to_thread(live.approve, pending.id)
+    async with gateway() as session:  # a new one: nothing of the first survives in memory
+        again = await session.call_tool("transfer_money", args)
+        assert not again.is_error and "sent 7500 to acct-9" in text(again)
+        assert live.outcome(pending.id).outcome is Outcome.SUCCEEDED
+    async with gateway() as session:  # and once used up, the same call asks anew
+        later = await session.call_tool("transfer_money", args)
+        assert later.is_error and pending.id not in text(later)
+        denied = live.pending()[0]
+        await asyncio.to_thread(live.deny, denied.id, "not today")
+    async with gateway() as session:  # a refusal decided meanwhile is shown once
+        shown = await session.call_tool("transfer_money", args)
+        assert shown.is_error and "not today" in text(shown)
+        fresh = await session.call_tool("transfer_money", args)
+        assert fresh.is_error and "waiting for human approval" in text(fresh)
+    assert executions(log) == [{"tool": "transfer_money", "args": args}]
+    assert len(live.run(live.runtime.store.list_requests())) == 3
+
+
 async def test_denied_call_returns_the_reason_and_never_reaches_the_tool(
     live: LiveServer, upstream: tuple[StdioServerParameters, Path]
 ) -> None:

@@ -213,6 +213,32 @@ async def test_idempotent_replay_and_conflicting_reuse(
     assert other.status == 409 and other.content_type == PROBLEM
 
 
+async def test_find_by_idempotency_key_sees_only_the_agents_own_request(
+    client: TestClient,  # type: ignore[type-arg]
+    token: str,
+    runtime: Runtime,
+) -> None:
+    body = {"tool": "payments.transfer", "arguments": {"amount": 30000}}
+    created = await (await submit(client, token, body, **{"Idempotency-Key": "k/ä 1"})).json()
+    found = await client.get(
+        "/v1/requests", params={"idempotency_key": "k/ä 1"}, headers=auth(token)
+    )
+    assert found.status == 200
+    assert [r["id"] for r in (await found.json())["requests"]] == [created["id"]]
+    assert (await found.json())["requests"][0]["status"] == "pending"
+    none = await client.get("/v1/requests", params={"idempotency_key": "k-2"}, headers=auth(token))
+    assert none.status == 200 and (await none.json()) == {"requests": []}
+    _, other = await runtime.gate.register_agent("other-agent")
+    theirs = await client.get(
+        "/v1/requests", params={"idempotency_key": "k/ä 1"}, headers=auth(other)
+    )
+    assert theirs.status == 200 and (await theirs.json()) == {"requests": []}
+    for params in ({}, {"idempotency_key": ""}, {"idempotency_key": "k" * 256}, {"x": "1"}):
+        bad = await client.get("/v1/requests", params=params, headers=auth(token))
+        assert bad.status == 400 and bad.content_type == PROBLEM, params
+    assert (await client.get("/v1/requests", params={"idempotency_key": "k"})).status == 401
+
+
 async def test_cancel_and_other_agents_requests_are_invisible(
     client: TestClient,
     token: str,
@@ -370,16 +396,14 @@ async def test_health_metrics_openapi(client: TestClient) -> None:  # type: igno
 
 @pytest.mark.postgres
 async def test_unreachable_store_answers_503_and_allows_nothing(
-    tmp_path: Path, pg_database: str, aiohttp_client: Any
+    tmp_path: Path, pg_admin_url: str, pg_database: str, aiohttp_client: Any
 ) -> None:
     rt = await build(load_settings(write_home(tmp_path, database_url=pg_database)), adapters=False)
     try:
         _, tok = await rt.gate.register_agent("a1")
         client = await aiohttp_client(rt.app)
         name = pg_database.rsplit("/", 1)[1]
-        with psycopg.connect(
-            libpq_url(pg_database.rsplit("/", 1)[0] + "/test"), autocommit=True
-        ) as conn:
+        with psycopg.connect(libpq_url(pg_admin_url), autocommit=True) as conn:
             conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
@@ -389,9 +413,7 @@ async def test_unreachable_store_answers_503_and_allows_nothing(
             assert resp.status == 503 and resp.content_type == PROBLEM
             assert (await client.get("/readyz")).status == 503
         finally:
-            with psycopg.connect(
-                libpq_url(pg_database.rsplit("/", 1)[0] + "/test"), autocommit=True
-            ) as conn:
+            with psycopg.connect(libpq_url(pg_admin_url), autocommit=True) as conn:
                 conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     finally:
         await rt.store.close()

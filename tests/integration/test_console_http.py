@@ -3,6 +3,7 @@ login CSRF, redirects, headers, disabled users; and the throttle's arithmetic.""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from adapters.console.addresses import client_address
-from adapters.console.throttle import ADDRESS_POLICY, ThrottlePolicy
+from adapters.console.throttle import ADDRESS_POLICY, USER_POLICY, ThrottlePolicy
 from bot.settings import Network
 from bot.store.users import Throttle, UserStore
 from tests.integration.console_support import PASSWORD, Server, running_server
@@ -216,3 +217,31 @@ def test_client_address_takes_the_rightmost_hop_no_trusted_proxy_wrote() -> None
     assert client_address("10.1.2.3", "10.0.0.1, 10.0.0.2", proxies) == "10.0.0.1"
     assert client_address(None, "203.0.113.5", proxies) == "unknown"
     assert client_address("10.1.2.3", "203.0.113.5", ()) == "10.1.2.3"
+
+
+async def test_parallel_wrong_passwords_are_throttled_before_the_password_check(
+    server: Server,
+) -> None:
+    """The review's race: 40 parallel wrong passwords for one user all reached the password
+    check (all 401, never 429). Counting first, atomically, lets only the free attempts
+    through (each 401 is a password check); the rest are 429."""
+
+    async def attempt() -> int:
+        async with fresh_session() as http, http.get(f"{server.url}/console/login") as page:
+            token = TOKEN.search(await page.text())
+            assert token is not None
+            cookie = page.cookies["signoff_login"].value
+            async with http.post(
+                f"{server.url}/console/login",
+                data={"csrf_token": token.group(1), "username": "alice", "password": "wrong"},
+                headers={"Cookie": f"signoff_login={cookie}"},
+                allow_redirects=False,
+            ) as response:
+                return response.status
+
+    statuses = await asyncio.gather(*(attempt() for _ in range(40)))
+    assert statuses.count(401) == USER_POLICY.free
+    assert statuses.count(429) == 40 - USER_POLICY.free
+    # the right password is refused too while the lock holds
+    async with fresh_session() as http:
+        assert (await login(http, server.url)).status == 429

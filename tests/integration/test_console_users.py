@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -47,3 +48,35 @@ async def test_users_sessions_and_throttles(store: SqlStore) -> None:
     assert found == {"user:alice": second}
     await users.clear_throttle("user:alice")
     assert await users.throttles(["user:alice"]) == {}
+
+
+async def test_parallel_attempts_lose_no_update_across_store_instances(store_url: str) -> None:
+    """Two ``SqlStore``s on one database (as two ``signoff serve`` processes): 40 attempts
+    counted concurrently add up to 40, and a lock set by one is seen by the other."""
+    stores = [await SqlStore.open(store_url), await SqlStore.open(store_url)]
+    try:
+        users = [UserStore(s) for s in stores]
+
+        def step(key: str, previous: Throttle | None) -> Throttle:
+            return Throttle(key, (previous.failures if previous else 0) + 1, NOW)
+
+        results = await asyncio.gather(
+            *(
+                users[i % 2].count_attempt(["user:alice", "ip:192.0.2.1"], NOW, step)
+                for i in range(40)
+            )
+        )
+        assert results == [None] * 40
+        found = await users[0].throttles(["user:alice", "ip:192.0.2.1"])
+        assert {t.failures for t in found.values()} == {40}
+
+        def lock(key: str, previous: Throttle | None) -> Throttle:
+            return Throttle(key, 41, NOW, NOW + timedelta(minutes=1))
+
+        assert await users[0].count_attempt(["user:alice"], NOW, lock) is None
+        locked = await users[1].count_attempt(["user:alice"], NOW, step)
+        assert locked == NOW + timedelta(minutes=1)
+        assert (await users[1].throttles(["user:alice"]))["user:alice"].failures == 41
+    finally:
+        for s in stores:
+            await s.close()

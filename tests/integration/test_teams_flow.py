@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from adapters.teams.channel import TeamsChannel
 from bot.domain import Change, Platform, Verdict
 from bot.ports import Notice, NoticeKind
+from bot.store.routes import RouteStore
 from tests.fakes.bot_connector import Message
 from tests.fakes.teams_env import (
     ALICE,
@@ -349,6 +351,14 @@ async def test_messages_get_setup_help_and_teach_the_service_url(
         (post,) = await env.posts(body["id"])
         assert post.extra["service_url"] == regional.service_url
         assert regional.posts(FINANCE) and env.fake.posts() == []
+        # The learned URL is in the store: another replica (or this one restarted) uses it.
+        replica = TeamsChannel(
+            env.runtime.gate, env.channel.connector, routes=RouteStore(env.runtime.store)
+        )
+        assert replica.references == {}
+        route = env.runtime.policies.current.groups["finance"].teams
+        assert route is not None and route.service_url != regional.service_url
+        assert await replica.service_url(route) == regional.service_url
     finally:
         await regional.stop()
 

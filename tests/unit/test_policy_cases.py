@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
-from bot.domain import Requirement, Tier
+from bot.domain import Requirement, Tier, ToolCall
 from bot.errors import PolicyError
 from bot.policy.cases import explain, run_cases, to_agent
+from bot.policy.evaluator import evaluate
+from bot.policy.lint import lint_policy
 from bot.policy.loader import check_policy, load_policy
 from bot.policy.model import Policy
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "policies" / "example.yaml"
-CASES = Path(__file__).with_name("policy_cases.yaml")
+CASES = ROOT / "policies" / "example.cases.yaml"
+NOW = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +161,49 @@ def test_report_renders_failures_then_a_summary() -> None:
         "c.yaml:3: case 'x': expected tier auto, got block",
         "FAILED: 1/2 case(s) passed",
     ]
+
+
+# --- issue 16: tricks that sidestepped the old example --------------------------------------
+
+TRICKS = [
+    ("db.delete", {"schema": ["production"], "table": "users", "where": "id = 1"}),
+    ("db.delete", {"schema": "PRODUCTION", "table": "users", "where": "id = 1"}),
+    ("db.delete", {"schema": " production", "table": "users"}),
+    ("db.execute", {"schema": "analytics", "statement": "/**/DROP TABLE production.users"}),
+    ("db.execute", {"schema": "analytics", "statement": "delete from production.users where a=1"}),
+    ("db.execute", {"schema": "analytics", "statement": "select 1; drop table users"}),
+    ("db.execute", {"schema": ["production"], "statement": "select 1"}),
+    ("email.send", {"from": "CEO@example.com", "to": ["board@example.com"]}),
+    ("email.send", {"from": "Boss <ceo@EXAMPLE.com>"}),
+    ("email.send", {"from": ["ceo@example.com"]}),
+    ("repos.force_push", {"branch": "MAIN"}),
+    ("payments.transfer", {"amount": "25000"}),
+]
+
+
+@pytest.mark.parametrize(("tool", "arguments"), TRICKS)
+def test_every_known_trick_lands_in_confirm_or_block(
+    example: Policy, tool: str, arguments: dict[str, object]
+) -> None:
+    result = evaluate(example, ToolCall(tool=tool, arguments=arguments), to_agent(None), NOW)
+    assert result.tier in (Tier.CONFIRM, Tier.BLOCK), result.trace
+
+
+def test_every_trick_ships_as_a_policy_test_case() -> None:
+    shipped = yaml.safe_load(CASES.read_text(encoding="utf-8"))
+    pairs = [(case["tool"], case.get("arguments")) for case in shipped]
+    issue = [
+        ("db.delete", {"schema": ["production"]}),
+        ("db.delete", {"schema": "PRODUCTION"}),
+        ("db.execute", {"schema": "analytics", "statement": "/**/DROP TABLE production.users"}),
+        ("email.send", {"from": "CEO@example.com"}),
+    ]
+    for tool, arguments in issue:
+        assert any(
+            t == tool and a is not None and a.items() >= arguments.items() for t, a in pairs
+        ), (tool, arguments)
+
+
+def test_the_example_cases_cover_every_rule_and_the_example_lints_clean(example: Policy) -> None:
+    assert lint_policy(example, [CASES]) == []
+    assert run_cases(example, CASES).covered == {rule.name for rule in example.rules}

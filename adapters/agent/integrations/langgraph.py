@@ -3,7 +3,7 @@
 ``signoff_tools_node(approvals, tools)`` replaces LangGraph's prebuilt ``ToolNode``. For the
 tool calls of the last AI message it:
 
-1. submits every call to signoff with an ``Idempotency-Key`` of
+1. finds or submits every call in signoff under an ``Idempotency-Key`` of
    ``langgraph:<thread_id>:<tool_call_id>``, so re-running the node after a resume (in this
    or another process) finds the same requests instead of creating new ones;
 2. if any is pending, calls ``interrupt({"signoff": [request ids]})`` *before running any
@@ -14,8 +14,9 @@ tool calls of the last AI message it:
    the graph state, ``started``, tool, outcome). Refusals become ``ToolMessage``s with
    ``status="error"`` and the reason, which the model sees.
 
-Arguments changed in the saved state after approval reuse the idempotency key with a new
-body, which signoff refuses (409); the grant check would refuse them too.
+Each call is found again by its key (``GET /v1/requests?idempotency_key=K``) before it is
+submitted. Arguments changed in the saved state after approval no longer match the request
+found under the key and are refused (``GrantRefused``); the grant check would refuse them too.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from langgraph.types import Command, interrupt
 
 from adapters.agent.approval import Approvals, json_arguments
 from adapters.agent.client import Signoff
-from adapters.agent.errors import AgentError, ApiError, GrantRefused, Pending
+from adapters.agent.errors import AgentError, Pending
+from adapters.agent.lookup import find_or_submit_sync
 from adapters.agent.state import RequestState
 
 log = logging.getLogger(__name__)
@@ -51,18 +53,14 @@ def _submit(
     justification: str,
     tool: str,
 ) -> RequestState:
-    try:
-        return approvals.client.submit(
-            tool,
-            json_arguments(call["args"]),
-            justification=justification,
-            context={"via": "langgraph", "tool_call_id": call["id"]},
-            idempotency_key=idempotency_key(config, call["id"]),
-        )
-    except ApiError as exc:
-        if exc.status == 409:
-            raise GrantRefused(tool, "the arguments changed after the request") from exc
-        raise
+    return find_or_submit_sync(
+        approvals.client,
+        tool,
+        json_arguments(call["args"]),
+        idempotency_key=idempotency_key(config, call["id"]),
+        justification=justification,
+        context={"via": "langgraph", "tool_call_id": call["id"]},
+    )
 
 
 def signoff_tools_node(

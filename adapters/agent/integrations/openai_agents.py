@@ -10,8 +10,9 @@ asks signoff (``Idempotency-Key`` ``openai-agents:<call_id>``):
   and calls ``state.approve(item)`` or ``state.reject(item, rejection_message=reason)``,
   then ``Runner.run(agent, state)`` continues.
 
-Whenever the tool is invoked, it re-reads its request from signoff (same idempotency key,
-so a changed argument is refused by the server with 409) and runs only through
+Whenever the tool is invoked, it finds its request again in signoff by that idempotency key
+(``GET /v1/requests?idempotency_key=K``, so a restarted process picks it up; a request found
+for other arguments is refused) and runs only through
 ``AsyncApprovals.run``: offline grant check against the arguments it is invoked with,
 ``started``, the function, then the outcome: a function that raises is reported
 ``failed`` (the model still gets the SDK's error answer, or the tool's own
@@ -31,7 +32,8 @@ from agents.tool import default_tool_error_function
 from agents.tool_context import ToolContext
 
 from adapters.agent.approval import AsyncApprovals, json_arguments
-from adapters.agent.errors import AgentError, ApiError, GrantRefused, Pending
+from adapters.agent.errors import AgentError, Pending
+from adapters.agent.lookup import find_or_submit
 from adapters.agent.state import RequestState
 
 
@@ -56,18 +58,14 @@ class SignoffTools:
         """Submit (or find again, by idempotency key) the request for one tool call.
         Raises ``GrantRefused`` when the call id was already used with other arguments."""
         why = self.justification(arguments) if callable(self.justification) else self.justification
-        try:
-            return await self.approvals.client.submit(
-                tool,
-                json_arguments(arguments),
-                justification=why,
-                context={"via": "openai-agents", "call_id": call_id},
-                idempotency_key=idempotency_key(call_id),
-            )
-        except ApiError as exc:
-            if exc.status == 409:
-                raise GrantRefused(tool, "the arguments changed after the request") from exc
-            raise
+        return await find_or_submit(
+            self.approvals.client,
+            tool,
+            json_arguments(arguments),
+            idempotency_key=idempotency_key(call_id),
+            justification=why,
+            context={"via": "openai-agents", "call_id": call_id},
+        )
 
     def tool(
         self,

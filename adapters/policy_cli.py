@@ -1,0 +1,105 @@
+"""``signoff policy check|test|explain|sign`` (SPEC §3): the policy author's tools.
+
+``check`` lists load problems (exit 1) and lint warnings (exit 0 unless ``--strict``);
+``test`` runs table cases (by default the ``*.cases.yaml`` shipped with the policy);
+``explain`` shows which rule a call meets and why, with the session it is part of;
+``sign`` writes a DSSE envelope over the policy bundle's digest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bot.errors import PolicyError, SignoffError
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from bot.policy.lint import lint_policy
+    from bot.policy.loader import check_policy, load_policy
+    from bot.policy.source import cases_files
+
+    problems = check_policy(args.paths)
+    for line in problems:
+        print(line, file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    policy = load_policy(args.paths)
+    cases = [Path(path) for path in args.cases] if args.cases else cases_files(args.paths)
+    warnings = lint_policy(policy, cases)
+    for line in warnings:
+        print(line, file=sys.stderr)
+    print(
+        f"ok: {len(policy.rules)} rule(s), {len(policy.groups)} group(s), {policy.digest}"
+        + (f", {len(warnings)} warning(s)" if warnings else "")
+    )
+    return 1 if warnings and args.strict else 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from bot.policy.cases import run_cases
+    from bot.policy.loader import load_policy
+    from bot.policy.source import cases_files
+
+    cases = [Path(path) for path in args.cases] if args.cases else cases_files(args.paths)
+    if not cases:
+        raise PolicyError("no cases: pass --cases FILE, or ship NAME.cases.yaml next to the policy")
+    policy = load_policy(args.paths)
+    ok = True
+    for path in cases:
+        report = run_cases(policy, path)
+        print(f"{path}: {report.render()}")
+        ok = ok and report.ok
+    return 0 if ok else 1
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from bot.policy.cases import explain
+    from bot.policy.loader import load_policy
+
+    arguments = _json_object(args.args, "--args")
+    context = _json_object(args.context, "--context") if args.context else {}
+    print(explain(load_policy(args.paths), args.tool, arguments, args.agent, context=context))
+    return 0
+
+
+def _json_object(text: str, flag: str) -> dict[str, Any]:
+    value = _json(text, flag)
+    if not isinstance(value, dict):
+        raise SignoffError(f"{flag} must be a JSON object")
+    return value
+
+
+def _json(text: str, flag: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise SignoffError(f"{flag} is not valid JSON: {exc}") from exc
+
+
+def register(sub: Any, add: Any, common: argparse.ArgumentParser) -> None:
+    policy = sub.add_parser(
+        "policy", help="check, test, explain and sign policies", parents=[common]
+    )
+    psub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    sp = add("check", cmd_check, "validate policy files and lint their conditions", psub)
+    sp.add_argument("paths", nargs="+")
+    sp.add_argument(
+        "--cases", action="append", help="case file(s) for the coverage lint (default: shipped)"
+    )
+    sp.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    sp = add("test", cmd_test, "run table cases against policy files", psub)
+    sp.add_argument("paths", nargs="+")
+    sp.add_argument(
+        "--cases", action="append", help="case file (default: the *.cases.yaml shipped with it)"
+    )
+    sp = add("explain", cmd_explain, "show which rule matches a call and why", psub)
+    sp.add_argument("paths", nargs="+")
+    sp.add_argument("--tool", required=True)
+    sp.add_argument("--args", required=True, help="the arguments as a JSON object")
+    sp.add_argument("--agent", default="cli")
+    sp.add_argument("--context", help="the call's context as a JSON object")
