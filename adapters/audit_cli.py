@@ -14,12 +14,20 @@ from typing import Any
 from tqdm import tqdm
 
 from bot.domain import LogEntry, utc
-from bot.errors import ConfigError, SignoffError
+from bot.errors import ConfigError, EvidenceError, SignoffError
 from bot.evidence import dsse
-from bot.evidence.audit import prove_bundle, verify_log
+from bot.evidence.audit import AuditError, prove_bundle, verify_log
+from bot.evidence.checkpoint import parse_checkpoint
+from bot.evidence.cosignature import (
+    VerifierKey,
+    note_parts,
+    parse_verifier_key,
+    verify_cosignatures,
+)
 from bot.settings import config_path, load_settings
 
 BATCH = 10_000
+WITNESS_LOOKBACK = 1000  # stored checkpoints searched for the newest cosigned one
 
 
 def _open(args: argparse.Namespace) -> Any:
@@ -45,9 +53,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigError(f"{args.checkpoint}: cannot read ({exc.strerror})") from exc
 
+    witnesses = [_witness_key(text) for text in args.witness or []]
+
     async def go() -> tuple[int, str]:
+        nonlocal older
         runtime = await _open(args)
         try:
+            if witnesses:
+                older = await _witnessed(runtime, witnesses, older)
             cp = await runtime.checkpoints.current()
             loop = asyncio.get_running_loop()
             bar = tqdm(total=cp.size, unit="entry", disable=None, file=sys.stderr, leave=False)
@@ -73,8 +86,49 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     count, root = asyncio.run(go())
     extra = " and consistent with the given checkpoint" if older else ""
+    if witnesses and older is not None:
+        size = parse_checkpoint(older).size
+        extra = f" and consistent with the checkpoint of size {size} cosigned by every witness"
     print(f"log intact: {count} entries, every signature valid, root {root}{extra}")
     return 0
+
+
+def _witness_key(text: str) -> VerifierKey:
+    try:
+        return parse_verifier_key(text)
+    except EvidenceError as exc:
+        raise ConfigError(f"--witness: {exc.message}") from exc
+
+
+async def _witnessed(runtime: Any, witnesses: list[VerifierKey], given: str | None) -> str:
+    """The checkpoint every witness must have cosigned: the given one, else the newest stored
+    one carrying cosignatures by these witnesses. Raises ``AuditError``."""
+    names = {w.name for w in witnesses}
+    explicit = given is not None
+    if given is None:
+        for cp in await runtime.store.recent_checkpoints(WITNESS_LOOKBACK):
+            signers = {line.split(" ")[1] for line in note_parts(cp.note)[1] if " " in line}
+            if names & signers:
+                given = cp.note
+                break
+        else:
+            raise AuditError(
+                "no checkpoint carries cosignatures by the given witnesses "
+                "(is log.witnesses configured and were the witnesses reachable?)"
+            )
+    try:
+        verify_cosignatures(given, witnesses)
+    except EvidenceError as exc:
+        raise AuditError(f"witnessed checkpoint: {exc.message}") from exc
+    size = await runtime.store.log_size()
+    witnessed = parse_checkpoint(given).size
+    if not explicit and witnessed < size:
+        raise AuditError(
+            f"the witnesses cosigned the log up to size {witnessed}, but it has {size} entries: "
+            "the newer entries are not witnessed (witnesses unreachable, or they refused a "
+            "history that does not extend what they saw)"
+        )
+    return given
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
@@ -148,6 +202,13 @@ def register(sub: Any, add: Any, common: argparse.ArgumentParser) -> None:
     asub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     sp = add("verify", cmd_verify, "recompute the whole log and check every signature", asub)
     sp.add_argument("--checkpoint", help="an older checkpoint file to prove consistency with")
+    sp.add_argument(
+        "--witness",
+        nargs="+",
+        metavar="KEY",
+        help="witness verifier keys (name+hash+key): require a checkpoint cosigned by every "
+        "one of them, and the log consistent with it",
+    )
     sp = add("prove", cmd_prove, "print a request's attestations with inclusion proofs", asub)
     sp.add_argument("request_id")
     sp = add("export", cmd_export, "JSON Lines of attestations with receipts", asub)

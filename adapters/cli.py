@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -41,9 +42,22 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from adapters.main import configure_logging, serve
+    from adapters.workers import check_workers, serve_workers
 
     settings = settings_of(args)
+    overrides = {
+        name: value
+        for name in ("host", "port", "workers")
+        if (value := getattr(args, name)) is not None
+    }
+    if overrides:
+        settings = dataclasses.replace(
+            settings, server=dataclasses.replace(settings.server, **overrides)
+        )
+    check_workers(settings)
     configure_logging(settings)
+    if settings.server.workers > 1:
+        return serve_workers(settings)
     serve(settings)
     return 0
 
@@ -171,6 +185,27 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from bot.errors import ConfigError
+    from bot.evidence.keys import KeyRing
+
+    settings = settings_of(args)
+    try:
+        since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--since {args.since!r} is not an ISO 8601 time") from None
+    if since.tzinfo is None:
+        raise ConfigError(f"--since {args.since!r} needs a time zone (e.g. append Z for UTC)")
+    KeyRing.load(settings.path(settings.keys.dir)).revoke(args.kid, since)
+    print(
+        f"key {args.kid} revoked since {args.since}: its signatures dated later fail "
+        "`audit verify` and its grants are refused; send SIGHUP to running servers"
+    )
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -196,7 +231,12 @@ def parser() -> argparse.ArgumentParser:
 
     sp = add("init", cmd_init, "write a working home (config, key, example policy, demo agent)")
     sp.add_argument("dir", nargs="?", default=".")
-    add("serve", cmd_serve, "run the server until SIGINT/SIGTERM")
+    sp = add("serve", cmd_serve, "run the server until SIGINT/SIGTERM")
+    sp.add_argument("--host", help="listen address (overrides server.host)")
+    sp.add_argument("--port", type=int, help="listen port (overrides server.port)")
+    sp.add_argument(
+        "--workers", type=int, help="server processes on one port (overrides server.workers)"
+    )
 
     agents = sub.add_parser("agents", help="manage agents", parents=[common])
     asub = agents.add_subparsers(dest="agents_command", required=True, metavar="ACTION")
@@ -215,6 +255,11 @@ def parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="manage signing keys", parents=[common])
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     add("rotate", cmd_keys_rotate, "create a new signing key; old keys stay published", ksub)
+    sp = add(
+        "revoke", cmd_keys_revoke, "stop trusting a key's signatures dated after --since", ksub
+    )
+    sp.add_argument("kid")
+    sp.add_argument("--since", required=True, help="ISO 8601 time with a zone (e.g. ...Z)")
 
     for extend in _extensions():
         extend(sub, add, common)

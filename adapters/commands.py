@@ -18,6 +18,7 @@ MODULES = (
     "adapters.policy_cli",  # signoff policy check|test|explain|sign
     "adapters.console.cli",  # signoff users …, signoff report
     "adapters.agent.cli",  # signoff mcp-gateway
+    "adapters.witness.cli",  # signoff witness init|serve|log-key
 )
 
 

@@ -2,7 +2,8 @@
 
 ``mount(runtime)`` builds the ``Scheduler`` over ``runtime.gate``, registers it as a final
 listener (a decided, cancelled or expired request loses its remaining steps) and as a
-background task (timers rebuilt from the store once the server is up, stopped on shutdown).
+background task that runs while this process leads the cluster (``bot.store.leader``):
+timers rebuilt from the store when it starts leading, stopped on shutdown or when it stops.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def mount(runtime: Runtime) -> Scheduler:
     scheduler = Scheduler(runtime.gate)
     runtime.gate.final_listeners.append(scheduler.on_final)
     runtime.gate.created_listeners.append(scheduler.on_created)
-    runtime.background.append(scheduler.run)
+    # one scheduler loop cluster-wide: the leading process's (bot.store.leader)
+    runtime.background.append(lambda: runtime.store.lead(scheduler.run))
     return scheduler
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.api.app import create_api
+from bot.caps import AgentCaps
 from bot.checkpoints import Checkpointer
 from bot.clock import SystemClock
 from bot.errors import ConfigError, SignoffError
@@ -43,6 +44,8 @@ class Runtime:
     checkpoints: Checkpointer
     app: web.Application
     background: list[Callable[[], Any]] = field(default_factory=list)
+    #: run after the final checkpoint, before the store closes (e.g. its last cosigning)
+    after_final_checkpoint: list[Callable[[], Any]] = field(default_factory=list)
 
 
 async def open_store(settings: Settings) -> SqlStore:
@@ -74,17 +77,39 @@ async def build(
         clock=clock,
         grant_ttl=settings.grants.ttl,
         issuer=settings.grants.issuer or settings.server.public_url,
+        caps=AgentCaps(
+            max_pending=settings.server.max_pending_per_agent,
+            max_long_polls=settings.server.max_long_polls_per_agent,
+        ),
     )
     publish = settings.path(settings.log.publish_file) if settings.log.publish_file else None
     checkpoints = Checkpointer(store, keys, clock, origin=settings.log.origin, publish_file=publish)
     app = create_api(gate, settings, checkpoints)
     runtime = Runtime(settings, store, keys, policies, gate, checkpoints, app)
+    if settings.log.witnesses:
+        _mount_cosigner(runtime)
     if adapters:
         _mount_adapters(runtime)
         runtime.background.append(
             lambda: store.watch_changes(gate.changed_elsewhere, gate.feed_state, gate.has_waiters)
         )
     return runtime
+
+
+def _mount_cosigner(runtime: Runtime) -> None:
+    """SPEC §7: checkpoints go to the witnesses from a background task, beside the log."""
+    from bot.cosigning import Cosigner, Witness
+
+    log_settings = runtime.settings.log
+    cosigner = Cosigner(
+        runtime.store,
+        [Witness.from_settings(w) for w in log_settings.witnesses],
+        quorum=log_settings.witness_quorum,
+        timeout=log_settings.witness_timeout.total_seconds(),
+    )
+    runtime.checkpoints.on_checkpoint.append(cosigner.notify)
+    runtime.background.append(cosigner.run)
+    runtime.after_final_checkpoint.append(cosigner.finish)
 
 
 def _mount_adapters(runtime: Runtime) -> None:
@@ -121,7 +146,9 @@ def _mount_adapters(runtime: Runtime) -> None:
     mount_callbacks(runtime)
 
 
-async def _run(runtime: Runtime, ready: Callable[[str], None] | None = None) -> None:
+async def _run(
+    runtime: Runtime, ready: Callable[[str], None] | None = None, *, reuse_port: bool = False
+) -> None:
     settings = runtime.settings
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -148,7 +175,9 @@ async def _run(runtime: Runtime, ready: Callable[[str], None] | None = None) -> 
     runtime.checkpoints.on_fatal = stop_on
     runner = web.AppRunner(runtime.app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.server.host, settings.server.port)
+    site = web.TCPSite(
+        runner, settings.server.host, settings.server.port, reuse_port=reuse_port or None
+    )
     await site.start()
     tasks = [
         loop.create_task(runtime.checkpoints.run(settings.log.checkpoint_interval.total_seconds()))
@@ -163,6 +192,8 @@ async def _run(runtime: Runtime, ready: Callable[[str], None] | None = None) -> 
         ready(url)
     await stop.wait()
     log.info("shutting down: draining")
+    # held long-polls answer now (still pending): the agent polls again, on another replica
+    runtime.gate.stop_waiting()
     for task in tasks:
         task.cancel()
     for task in tasks:
@@ -175,6 +206,8 @@ async def _run(runtime: Runtime, ready: Callable[[str], None] | None = None) -> 
             await runtime.checkpoints.current()  # a checkpoint covering everything appended
         except SignoffError as exc:
             log.warning("final checkpoint failed: %s", exc.diagnostics())
+        for finish in runtime.after_final_checkpoint:
+            await finish()
     await runtime.store.close()
     if fatal:
         raise fatal[0]
@@ -192,11 +225,14 @@ def reload(runtime: Runtime) -> None:
         )
 
 
-def serve(settings: Settings, ready: Callable[[str], None] | None = None) -> None:
-    """Run until SIGINT/SIGTERM, then drain and return."""
+def serve(
+    settings: Settings, ready: Callable[[str], None] | None = None, *, reuse_port: bool = False
+) -> None:
+    """Run until SIGINT/SIGTERM, then drain and return. ``reuse_port``: bind with
+    ``SO_REUSEPORT`` (one of several workers on one port, ``adapters.workers``)."""
 
     async def main() -> None:
-        await _run(await build(settings), ready)
+        await _run(await build(settings), ready, reuse_port=reuse_port)
 
     asyncio.run(main())
 

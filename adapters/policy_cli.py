@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     policy = load_policy(args.paths)
     cases = [Path(path) for path in args.cases] if args.cases else cases_files(args.paths)
-    warnings = lint_policy(policy, cases)
+    warnings = [*policy.people.warnings, *lint_policy(policy, cases)]
     for line in warnings:
         print(line, file=sys.stderr)
     print(
@@ -63,8 +64,64 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     arguments = _json_object(args.args, "--args")
     context = _json_object(args.context, "--context") if args.context else {}
-    print(explain(load_policy(args.paths), args.tool, arguments, args.agent, context=context))
+    policy = load_policy(args.paths)
+    if args.session_id is not None:
+        if args.session is not None:
+            raise SignoffError("give --session or --session-id, not both")
+        if policy.sessions is None:
+            raise PolicyError("--session-id: this policy has no `sessions` block")
+        view, tools = _stored_session(args, policy.sessions, args.session_id)
+        context = {**context, **_context_key(policy.sessions.path, args.session_id)}
+        text = explain(
+            policy, args.tool, arguments, args.agent, context=context, session=view, tools=tools
+        )
+    else:
+        earlier = _json_list(args.session, "--session") if args.session else []
+        text = explain(policy, args.tool, arguments, args.agent, context=context, session=earlier)
+    print(text)
     return 0
+
+
+def _context_key(path: tuple[str, ...], key: str) -> dict[str, Any]:
+    if path[0] != "context" or len(path) != 2:
+        raise SignoffError(f"--session-id needs sessions.key context.NAME, not {'.'.join(path)}")
+    return {path[1]: key}
+
+
+def _stored_session(args: argparse.Namespace, spec: Any, key: str) -> tuple[Any, dict[str, str]]:
+    """The session ``key`` as the server sees it now: the store's summary, and the tools of
+    the requests that put each label there."""
+    from datetime import UTC, datetime
+
+    from adapters.main import open_store
+    from bot.policy.session import summarise
+    from bot.settings import config_path, load_settings
+
+    async def go() -> tuple[Any, dict[str, str]]:
+        store = await open_store(load_settings(config_path(args.config)))
+        try:
+            since = datetime.now(UTC) - spec.window
+            view = summarise(key, await store.session_calls(key, since))
+            tools: dict[str, str] = {}
+            for origin in view.origins().values():
+                for request_id in {origin.first_request, origin.last_request}:
+                    request = await store.get_request(request_id)
+                    if request is not None:
+                        tools[request_id] = request.call.tool
+            return view, tools
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def _json_list(text: str, flag: str) -> list[Any]:
+    value = _json(text, flag)
+    if not isinstance(value, list) or not all(
+        isinstance(item, dict) and isinstance(item.get("tool"), str) for item in value
+    ):
+        raise SignoffError(f'{flag} must be a JSON list of earlier calls: [{{"tool": T, ...}}]')
+    return value
 
 
 def _json_object(text: str, flag: str) -> dict[str, Any]:
@@ -103,3 +160,10 @@ def register(sub: Any, add: Any, common: argparse.ArgumentParser) -> None:
     sp.add_argument("--args", required=True, help="the arguments as a JSON object")
     sp.add_argument("--agent", default="cli")
     sp.add_argument("--context", help="the call's context as a JSON object")
+    sp.add_argument(
+        "--session",
+        help='earlier calls of its session, oldest first: [{"tool": T, "arguments": {...}}]',
+    )
+    sp.add_argument(
+        "--session-id", help="judge the call in this stored session (reads the --config store)"
+    )

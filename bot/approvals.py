@@ -1,12 +1,16 @@
 """Who may decide a request and when enough of them have: group eligibility, self-approval,
-quorum and all-of counting over distinct humans. Pure functions over domain values."""
+quorum and all-of counting over distinct people (SPEC §5). Pure functions over domain values.
+
+Votes and approvers reaching these functions carry their ``person`` (``People.identify``), so
+``Approver.key`` is the person: one human voting from Slack and the console is one vote."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
-from bot.domain import Approver, Request, Verdict, Vote
+from bot.domain import JSON, Approver, Request, Verdict, Vote
 from bot.errors import NotAuthorized
+from bot.policy.people import NOBODY, People
 
 
 class SelfApproval(NotAuthorized):
@@ -14,13 +18,15 @@ class SelfApproval(NotAuthorized):
 
 
 def authorising_group(
-    request: Request, approver: Approver, memberships: Collection[str], votes: Sequence[Vote]
+    request: Request,
+    approver: Approver,
+    memberships: Collection[str],
+    votes: Sequence[Vote],
+    people: People = NOBODY,
 ) -> str:
     """The group in whose name ``approver`` decides. ``memberships`` are the groups the
     platform adapter verified them in. Raises ``SelfApproval`` or ``NotAuthorized``."""
-    requested_by = request.call.context.get("requested_by")
-    if isinstance(requested_by, str) and same_person(requested_by, approver):
-        raise SelfApproval("you requested this call, so someone else must decide it")
+    check_not_requester(request, approver, people)
     eligible = [g for g in request.approver_groups if g in memberships]
     if not eligible:
         raise NotAuthorized("you are not an approver for this request")
@@ -64,9 +70,22 @@ def quorum_met(request: Request, votes: Sequence[Vote]) -> bool:
     return all_of_ok
 
 
-def same_person(requested_by: str, approver: Approver) -> bool:
-    wanted = requested_by.strip().casefold()
-    if not wanted:
-        return False
-    candidates = [approver.user_id, approver.email or "", approver.key]
-    return any(wanted == c.casefold() for c in candidates if c)
+def check_not_requester(request: Request, approver: Approver, people: People = NOBODY) -> None:
+    """Raise ``SelfApproval`` when ``context.requested_by`` names the person ``approver`` is,
+    by person key, e-mail (any case) or any platform id of theirs."""
+    named = {n.strip().casefold() for n in _strings(request.call.context.get("requested_by"))}
+    if named & people.names(approver):
+        raise SelfApproval("you requested this call, so someone else must decide it")
+
+
+def _strings(value: JSON) -> Iterator[str]:
+    """The strings in ``requested_by``: the API only accepts a string, but requests stored
+    before that rule may hold a list or object; every name in it counts (fail closed)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)

@@ -127,8 +127,11 @@ class ToolCall:
 class Approver:
     """A human acting on a request, identified by an immutable platform id.
 
-    ``key`` identifies the human for quorum counting and duplicate-vote checks.
-    ``via`` says how they acted: ``chat_click`` or ``console_login``.
+    ``person`` is the policy person (SPEC §5) the gate resolved the account to: a ``people:``
+    key such as ``alice``, or ``<platform>:<id>`` for an id no person claims; empty until the
+    gate resolved it. ``key`` identifies the human for quorum counting and duplicate-vote
+    checks: the person when known, else the account. ``via`` says how they acted:
+    ``chat_click`` or ``console_login``.
     """
 
     platform: Platform
@@ -137,10 +140,16 @@ class Approver:
     display_name: str = ""
     email: str | None = None
     via: str = "chat_click"
+    person: str = ""
+
+    @property
+    def account(self) -> str:
+        """The platform account: ``<platform>:<workspace or tenant>:<user id>``."""
+        return f"{self.platform.value}:{self.tenant}:{self.user_id}"
 
     @property
     def key(self) -> str:
-        return f"{self.platform.value}:{self.tenant}:{self.user_id}"
+        return self.person or self.account
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +268,8 @@ class Request:
 @dataclass(frozen=True, slots=True)
 class SessionCalls:
     """Earlier calls of one session that carry the same labels, summarised by the store:
-    how many, the first and the latest (request ids are time-ordered UUIDv7)."""
+    how many, the first and the latest (request ids are UUIDv7: ordered by their
+    millisecond; two calls in the same millisecond may be taken in either order)."""
 
     labels: tuple[str, ...]
     count: int

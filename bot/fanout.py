@@ -38,6 +38,8 @@ class Fanout:
         #: True while the store's change feed reports other processes' changes; long-polls
         #: then wait for a wake-up alone instead of re-reading the store every few seconds
         self.feed_live = False
+        #: set when the process shuts down: long-polls answer at once (still pending)
+        self.draining = False
 
     def changed_elsewhere(self, request_id: str) -> None:
         """The change feed saw ``request_id`` change (maybe in another process)."""
@@ -47,6 +49,11 @@ class Fanout:
         """The change feed came up or went down: every waiter re-reads the store once, so a
         change made while the feed was down is not missed."""
         self.feed_live = live
+        self.waiters.wake_all()
+
+    def stop_waiting(self) -> None:
+        """Shutting down: every held long-poll returns now with the request as it is."""
+        self.draining = True
         self.waiters.wake_all()
 
     def has_waiters(self) -> bool:

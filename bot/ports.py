@@ -20,6 +20,7 @@ from bot.domain import (
     Platform,
     Post,
     Request,
+    SessionCalls,
     Status,
     Vote,
 )
@@ -63,6 +64,7 @@ class Store(Protocol):
         ...
 
     async def get_request(self, request_id: str) -> Request | None: ...
+    async def count_pending(self, agent_id: str, limit: int) -> int: ...
     async def request_by_idempotency_key(self, agent_id: str, key: str) -> Request | None: ...
     async def list_requests(
         self,
@@ -75,6 +77,11 @@ class Store(Protocol):
         offset: int = 0,
     ) -> list[Request]:
         """Newest first."""
+        ...
+
+    async def session_calls(self, key: str, since: datetime) -> list[SessionCalls]:
+        """Calls recorded with session key ``key`` since ``since``, summarised per label set
+        (SPEC §5 Sessions; one indexed query)."""
         ...
 
     async def commit(self, change: Change) -> Request:
@@ -103,6 +110,8 @@ class Store(Protocol):
     async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]: ...
     async def latest_checkpoint(self) -> Checkpoint | None: ...
     async def add_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+    async def set_checkpoint_note(self, size: int, root: bytes, note: str) -> None: ...
+    async def recent_checkpoints(self, limit: int) -> list[Checkpoint]: ...
 
 
 class NoticeKind(enum.StrEnum):

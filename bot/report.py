@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot.domain import Request, Status, Tier, Verdict, Vote
+from bot.policy.people import label as person_label
 
 HISTOGRAM_EDGES: tuple[float, ...] = (5, 30, 60, 300, 900, 3600, 14400)
 """Upper edges (seconds) of the time-to-decision bins; the last bin is open-ended."""
@@ -166,10 +167,9 @@ def human_decided(request: Request, votes: Sequence[Vote]) -> bool:
 
 
 def approver_label(vote: Vote) -> str:
-    """How an approver is named in the report: display name, platform and immutable id."""
-    a = vote.approver
-    name = a.display_name or a.user_id
-    return f"{name} ({a.platform.value}:{a.user_id})" if name != a.user_id else a.key
+    """How an approver is named in the report: the person (``alice``, SPEC §5), or for an
+    id no person claims, the display name and ``<platform>:<id>``."""
+    return person_label(vote.approver)
 
 
 def _breakdown(

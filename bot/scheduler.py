@@ -259,7 +259,10 @@ class Scheduler:
 
     def on_created(self, request: Request) -> None:
         """``Gate.created_listeners`` entry: time a new request at once instead of waiting
-        for the next sweep (which still catches requests created by other processes)."""
+        for the next sweep (which still catches requests created by other processes). A
+        process that does not lead (its scheduler is not running) leaves it to the leader."""
+        if not self._aps.running:
+            return
         due = next_due(request)
         if due is not None:
             self.schedule(request.id, due)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from bot.approvals import SelfApproval, authorising_group, quorum_met
+from bot.caps import AgentCaps
 from bot.domain import (
     JSON,
     Agent,
@@ -52,6 +53,8 @@ from bot.ids import AUTH_CACHE_TTL, AuthCache, new_token, request_ids, token_has
 from bot.metrics import Metrics
 from bot.policy.evaluator import evaluate, rate_key, window_start
 from bot.policy.holder import PolicyHolder
+from bot.policy.model import Policy
+from bot.policy.session import NO_SESSION, SessionView, session_key, summarise
 from bot.ports import ApprovalChannel, Clock, Notice, NoticeKind, Pager, Store
 
 log = logging.getLogger(__name__)
@@ -99,6 +102,7 @@ class Gate(Fanout):
         grant_ttl: timedelta = timedelta(minutes=10),
         issuer: str = "signoff",
         auth_cache_ttl: float = AUTH_CACHE_TTL,
+        caps: AgentCaps | None = None,
     ) -> None:
         super().__init__(metrics or Metrics(), pager)
         self.store = store
@@ -109,6 +113,7 @@ class Gate(Fanout):
         self.grant_ttl = grant_ttl
         self.issuer = issuer
         self.auth_cache = AuthCache(auth_cache_ttl)
+        self.caps = caps or AgentCaps()
 
     # ------------------------------------------------------------------ agents
 
@@ -196,7 +201,9 @@ class Gate(Fanout):
         view = (
             agent if artifact == agent.artifact_digest else replace(agent, artifact_digest=artifact)
         )
-        ev = evaluate(policy, sub.call, view, now)
+        ev = evaluate(
+            policy, sub.call, view, now, await self._session(policy, sub.call, agent, now)
+        )
         rule = ev.rule
         if ev.tier in (Tier.AUTO, Tier.NOTIFY) and ev.rate_limit is not None and rule is not None:
             start = window_start(now, ev.rate_limit.per)
@@ -267,12 +274,17 @@ class Gate(Fanout):
             grant_expires_at=grant_expires,
             editable=rule.editable if rule is not None and ev.tier is Tier.CONFIRM else False,
             step_up=rule.step_up if rule is not None and ev.tier is Tier.CONFIRM else None,
+            session=ev.session.key,
+            labels=ev.labels,
         )
         envelope = (
             attest(request, event, self.keys, at=now, reason=request.reason, prev_index=None)
             if event is not None
             else None
         )
+        pending = status is Status.PENDING
+        if pending:  # SPEC §6: a per-agent cap on pending requests (429)
+            await self.caps.reserve_pending(agent.id, self.store.count_pending)
         try:
             stored = await self.store.insert_request(request, envelope, event)
         except Conflict:
@@ -282,6 +294,9 @@ class Gate(Fanout):
             if replay is None:
                 raise
             return replay, False
+        finally:
+            if pending:
+                self.caps.release_pending(agent.id)
         self.metrics.requests.labels(stored.tier.value, stored.status.value).inc()
         if stored.tier in (Tier.CONFIRM, Tier.NOTIFY):
             self._publish(Notice(NoticeKind.CREATED, stored, groups=stored.approver_groups))
@@ -291,6 +306,19 @@ class Gate(Fanout):
         if stored.status.final:
             self._on_final(stored)
         return stored, True
+
+    async def _session(
+        self, policy: Policy, call: ToolCall, agent: Agent, now: datetime
+    ) -> SessionView:
+        """The call's session (SPEC §5): one store query when the policy has ``sessions`` and
+        the call a key. Raises ``RequestError`` for a session key of the wrong type."""
+        spec = policy.sessions
+        if spec is None:
+            return NO_SESSION
+        key = session_key(spec, call.arguments, call.context, agent.id)
+        if key is None:
+            return NO_SESSION
+        return summarise(key, await self.store.session_calls(key, now - spec.window))
 
     async def _replay(self, agent: Agent, sub: Submission) -> Request | None:
         if sub.idempotency_key is None:
@@ -326,13 +354,15 @@ class Gate(Fanout):
         return await self.store.request_by_idempotency_key(agent.id, idempotency_key)
 
     async def wait(self, request_id: str, agent: Agent, seconds: float) -> Request:
-        """Return the request as soon as it is no longer pending, or after ``seconds``."""
+        """Return the request as soon as it is no longer pending, or after ``seconds``.
+        Raises ``RateLimited`` when the agent holds ``caps.max_long_polls`` already."""
         loop = asyncio.get_running_loop()
         end = loop.time() + seconds
-        # registered before the first read: a change committed after it always wakes us
-        with self.waiters.watch(request_id) as watch:
+        # registered before the first read: a change committed after it always wakes us;
+        # one of the agent's long-poll slots held throughout (SPEC §6 cap, 429 when full)
+        with self.caps.long_poll(agent.id), self.waiters.watch(request_id) as watch:
             request = await self.get(request_id, agent)
-            while request.status is Status.PENDING:
+            while request.status is Status.PENDING and not self.draining:
                 left = end - loop.time()
                 if left <= 0:
                     break
@@ -375,6 +405,11 @@ class Gate(Fanout):
         reason = reason.strip()
         if verdict is Verdict.DENY and not reason:
             raise RequestError("a reason is required to deny")
+        # Votes count people (SPEC §5): the account resolves to its person, who is a member
+        # of the groups that list them as well as those the adapter found the account in.
+        people = self.policies.current.people
+        approver = people.identify(approver)
+        memberships = {*memberships, *people.groups_of(approver.person)}
         if verdict is Verdict.APPROVE and review.shown is not Shown.FULL:
             # SPEC §8: an approver never approves arguments they were not shown in full.
             self.metrics.refusals.labels(approver.platform.value, "not_shown_in_full").inc()
@@ -396,9 +431,12 @@ class Gate(Fanout):
             shown = review.arguments_sha256
             if shown is not None and shown != request.current_sha256:
                 raise Conflict("the arguments changed since you reviewed them; review again")
-            votes = await self.store.votes(request.id)
+            votes = [
+                replace(v, approver=people.identify(v.approver))
+                for v in await self.store.votes(request.id)
+            ]
             try:
-                group = authorising_group(request, approver, memberships, votes)
+                group = authorising_group(request, approver, memberships, votes, people)
             except NotAuthorized as exc:
                 tag = "self_approval" if isinstance(exc, SelfApproval) else "not_approver"
                 self.metrics.refusals.labels(approver.platform.value, tag).inc()
@@ -408,12 +446,21 @@ class Gate(Fanout):
             if changed is not None and changed.arguments_sha256 == request.current_sha256:
                 changed = None  # "edited" to what is already up for approval
             version = changed.arguments_sha256 if changed else request.current_sha256
-            if any(
-                v.approver.key == approver.key
-                and (v.arguments_sha256 or request.arguments_sha256) == version
-                for v in votes
-            ):
-                raise Conflict("you have already voted on this request")
+            # One person, one vote per version of the arguments (an edit resets approvals).
+            earlier = next(
+                (
+                    v
+                    for v in votes
+                    if v.approver.key == approver.key
+                    and (v.arguments_sha256 or request.arguments_sha256) == version
+                ),
+                None,
+            )
+            if earlier is not None:
+                raise Conflict(
+                    f"you have already voted on this request (as {earlier.approver.key}, "
+                    f"from {earlier.approver.platform.value}); one person has one vote"
+                )
             vote = Vote(request.id, approver, verdict, group, reason, now, version)
             all_votes = (*votes, vote)
             after = replace(request, version=request.version + 1, edit=changed or request.edit)

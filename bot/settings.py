@@ -98,10 +98,15 @@ class ServerSettings:
     public_url: str = "http://127.0.0.1:8080"
     max_body_bytes: int = 256 * 1024
     max_wait_seconds: int = 60
+    #: server processes on one port (``serve --workers``); each is a full signoff server
+    workers: int = 1
     trust_proxy_https: bool = False
     #: reverse proxies whose X-Forwarded-For is believed (the console's login throttle
     #: then counts the client's address, not the proxy's)
     trusted_proxies: tuple[Network, ...] = ()
+    #: SPEC §6 per-agent caps (429 with Retry-After beyond them)
+    max_pending_per_agent: int = 1000
+    max_long_polls_per_agent: int = 100
 
 
 @dataclass(frozen=True)
@@ -127,10 +132,23 @@ class GrantSettings:
 
 
 @dataclass(frozen=True)
+class WitnessSettings:
+    #: the witness's key name; ``key`` its note verifier key (``name+hash+base64``, 0x04)
+    name: str = ""
+    url: str = ""
+    key: str = ""
+
+
+@dataclass(frozen=True)
 class LogSettings:
     origin: str = "signoff.local/log"
     checkpoint_interval: Duration = field(default_factory=lambda: Duration(seconds=1))
     publish_file: str | None = None
+    witnesses: tuple[WitnessSettings, ...] = ()
+    #: cosignatures a checkpoint needs to count as witnessed (default 1 with witnesses)
+    witness_quorum: int = 1
+    #: how long one witness may take to answer before it is skipped for this checkpoint
+    witness_timeout: Duration = field(default_factory=lambda: Duration(seconds=5))
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,9 @@ from bot.domain import (
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 UNTIL = T0 + timedelta(hours=3)
 NOW = T0 + timedelta(hours=4)
-ALICE = Approver(Platform.CONSOLE, "console", "alice", "alice", via="console_login")
-BOB = Approver(Platform.CONSOLE, "console", "bob", "bob", via="console_login")
-CAROL = Approver(Platform.CONSOLE, "console", "carol", "carol", via="console_login")
+ALICE = Approver(Platform.CONSOLE, "console", "alice", "alice", via="console_login", person="alice")
+BOB = Approver(Platform.CONSOLE, "console", "bob", "bob", via="console_login", person="bob")
+CAROL = Approver(Platform.CONSOLE, "console", "carol", "carol", via="console_login", person="carol")
 
 
 def m(minutes: float) -> datetime:

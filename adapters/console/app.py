@@ -10,7 +10,6 @@ cached, and send no referrer.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,10 +23,12 @@ from aiohttp import web
 
 from adapters.console.channel import ConsoleChannel
 from adapters.console.sessions import CSRF_FIELD, Sessions, tokens_match
+from adapters.console.text import finalize, pretty_json
 from adapters.console.throttle import LoginThrottle
 from bot.checkpoints import Checkpointer
-from bot.domain import Platform, Request, Vote
+from bot.domain import Approver, Platform, Request, Vote
 from bot.errors import SignoffError
+from bot.policy.people import label as person_label
 from bot.service import Gate
 from bot.settings import Settings
 from bot.store.users import ConsoleSession, UserStore
@@ -62,11 +63,13 @@ APP_CONSOLE = web.AppKey("console", Console)
 
 @dataclass(frozen=True, slots=True)
 class Viewer:
-    """The logged-in console user and the policy groups they belong to."""
+    """The logged-in console user, the person they are (SPEC §5) and the policy groups
+    that person belongs to."""
 
     name: str
     groups: frozenset[str]
     session: ConsoleSession
+    person: str = ""
 
     @property
     def csrf(self) -> str:
@@ -76,18 +79,16 @@ class Viewer:
         return bool(self.groups.intersection(request.approver_groups))
 
     def voted(self, votes: list[Vote]) -> bool:
+        """Whether this person already voted, from any channel."""
         return any(
-            v.approver.platform is Platform.CONSOLE and v.approver.user_id == self.name
+            v.approver.key == self.person
+            or (v.approver.platform is Platform.CONSOLE and v.approver.user_id == self.name)
             for v in votes
         )
 
 
 def _fmt_time(value: datetime | None) -> str:
     return "—" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
 
 
 def make_templates() -> jinja2.Environment:
@@ -97,9 +98,11 @@ def make_templates() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=finalize,
     )
     env.filters["time"] = _fmt_time
-    env.filters["pretty"] = _pretty
+    env.filters["pretty"] = pretty_json
+    env.filters["person"] = person_label
     env.globals["csrf_field"] = CSRF_FIELD
     return env
 
@@ -116,14 +119,22 @@ def render(
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
 
-def memberships(gate: Gate, user: str) -> frozenset[str]:
-    """Policy groups whose ``console.users`` list ``user``."""
-    groups = gate.policies.current.groups
-    return frozenset(
+def console_approver(user: str) -> Approver:
+    """The console login ``user`` as an ``Approver`` (before the gate resolves the person)."""
+    return Approver(Platform.CONSOLE, "console", user, user, via="console_login")
+
+
+def memberships(gate: Gate, user: str) -> tuple[str, frozenset[str]]:
+    """The person console login ``user`` is, and the policy groups they belong to: groups
+    listing that person as a member, and groups whose ``console.users`` list ``user``."""
+    policy = gate.policies.current
+    person = policy.people.resolve(console_approver(user))
+    listed = (
         name
-        for name, spec in groups.items()
+        for name, spec in policy.groups.items()
         if spec.console is not None and user in spec.console.users
     )
+    return person, frozenset((*listed, *policy.people.groups_of(person)))
 
 
 async def viewer(request: web.Request) -> Viewer | None:
@@ -134,7 +145,8 @@ async def viewer(request: web.Request) -> Viewer | None:
     user = await console.users.get_user(session.user)
     if user is None or user.disabled:
         return None
-    return Viewer(user.name, memberships(console.gate, user.name), session)
+    person, groups = memberships(console.gate, user.name)
+    return Viewer(user.name, groups, session, person)
 
 
 async def require_viewer(request: web.Request) -> Viewer:

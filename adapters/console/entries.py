@@ -56,7 +56,12 @@ def describe(entry: LogEntry) -> EntryView:
         statement=statement,
         tool=str((predicate.get("request") or {}).get("tool") or ""),
         agent=str((predicate.get("agent") or {}).get("id") or ""),
-        approver=str(approver.get("display_name") or approver.get("user_id") or ""),
+        approver=str(
+            _person(approver.get("person"))
+            or approver.get("display_name")
+            or approver.get("user_id")
+            or ""
+        ),
         approver_id=f"{approver.get('platform')}:{approver.get('user_id')}" if approver else "",
         reason=str(predicate.get("reason") or ""),
         group=str(approver.get("group") or ""),
@@ -73,3 +78,8 @@ def envelope_text(view: EntryView) -> str:
         indent=2,
         ensure_ascii=False,
     )
+
+
+def _person(value: object) -> str | None:
+    """The person an attestation names, when a ``people:`` entry claimed the account."""
+    return value if isinstance(value, str) and ":" not in value else None

@@ -1,9 +1,10 @@
 """The approver inbox, the request detail page and the Approve/Deny form.
 
-Authorisation is the chat adapters': the user's groups are the policy groups whose
-``console.users`` name them, and ``Gate.decide`` enforces group membership, no
-self-approval and one vote per human. A user sees a request only when they may decide it or
-already voted on it; anyone else gets the same 404 as for an unknown id.
+Authorisation is the chat adapters': the user's groups are the groups listing the person
+their login belongs to as a member (SPEC §5), or whose ``console.users`` name the login, and
+``Gate.decide`` enforces group membership, no self-approval and one vote per person. A user
+sees a request only when they may decide it or already voted on it; anyone else gets the same
+404 as for an unknown id.
 """
 
 from __future__ import annotations
@@ -14,10 +15,17 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from adapters.console.app import Viewer, console_of, render, require_csrf, require_viewer
+from adapters.console.app import (
+    Viewer,
+    console_approver,
+    console_of,
+    render,
+    require_csrf,
+    require_viewer,
+)
 from adapters.console.entries import EntryView, describe
 from bot.approvals import current_approvals, current_votes
-from bot.domain import Approver, Platform, Request, Review, Shown, Status, Verdict, Vote
+from bot.domain import Request, Review, Shown, Status, Verdict, Vote
 from bot.edits import parse_proposal
 from bot.errors import Conflict, NotAuthorized, NotFound, RequestError
 
@@ -164,13 +172,7 @@ async def decide(request: web.Request) -> web.StreamResponse:
             edit_text=edit_text,
         )
     gate = console_of(request).gate
-    approver = Approver(
-        platform=Platform.CONSOLE,
-        tenant="console",
-        user_id=who.name,
-        display_name=who.name,
-        via="console_login",
-    )
+    approver = console_approver(who.name)
     # The detail page shows the arguments whole with their SHA-256 (sent back with the form,
     # so an approval of arguments that changed since the page was shown is refused).
     review = Review(Shown.FULL, "console_page", form.get("arguments_sha256") or None)

@@ -1,4 +1,5 @@
-"""The console's report page: the same figures as ``signoff report``, with charts."""
+"""The console's report page: the figures of ``signoff report``, with charts, over the
+requests routed to the viewer's own groups only (SPEC §8)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,12 @@ async def report_page(request: web.Request) -> web.StreamResponse:
             except RequestError as exc:
                 error = exc.message
     report = await load_report(
-        console.gate.store, console.settings, now=now, since=bounds["since"], until=bounds["until"]
+        console.gate.store,
+        console.settings,
+        now=now,
+        since=bounds["since"],
+        until=bounds["until"],
+        groups=who.groups,
     )
     if request.query.get("format") == "json":
         return web.json_response(to_json(report))

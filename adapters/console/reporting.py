@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -26,11 +27,17 @@ async def load_report(
     since: datetime | None = None,
     until: datetime | None = None,
     min_requests: int = DEFAULT_MIN_REQUESTS,
+    groups: Collection[str] | None = None,
 ) -> Report:
     """The report over requests created in ``[since, until)``; tools need
-    ``min_requests`` human decisions for an always-approved/denied signal. Raises
-    ``StoreError``."""
+    ``min_requests`` human decisions for an always-approved/denied signal. With
+    ``groups`` (a console viewer's), only requests routed to one of those groups count:
+    each viewer sees their own groups' review data, never another group's (SPEC §8).
+    Raises ``StoreError``."""
     requests = await store.list_requests(since=since, until=until, limit=None)
+    if groups is not None:
+        mine = frozenset(groups)
+        requests = [r for r in requests if mine.intersection(r.approver_groups)]
     votes: dict[str, list[Vote]] = {}
     for r in requests:
         if r.tier is Tier.CONFIRM:

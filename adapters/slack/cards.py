@@ -37,6 +37,7 @@ from adapters.slack.text import (
     pretty_json,
 )
 from bot.domain import Approver, Platform, Request, Status, Tier, Verdict, Vote
+from bot.policy.people import display
 
 ACTION_APPROVE = "signoff_approve"
 ACTION_DENY = "signoff_deny"
@@ -93,8 +94,7 @@ def who(approver: Approver) -> str:
         mention = mention_user(approver.user_id)
         if mention is not None:
             return mention
-    name = approver.display_name or approver.user_id
-    return f"{escape(name)} ({approver.platform.value})"
+    return f"{escape(display(approver))} ({approver.platform.value})"
 
 
 def _policy_line(request: Request) -> str:

@@ -227,9 +227,7 @@ class Interactions:
                 cut = arguments_cut(request)
                 review = Review(Shown.PREVIEW, "card") if cut else CARD_IN_FULL
             approver = await self._identify(body, request)
-            memberships = await self.directory.memberships(
-                user_id, request.approver_groups, self.gate.policies.current
-            )
+            memberships = await self._memberships(approver, request)
             stored = await self.gate.decide(
                 request_id,
                 approver,
@@ -292,6 +290,30 @@ class Interactions:
                 raise NotAuthorized("you requested this call, so someone else must decide it")
         return Approver(Platform.SLACK, team, user_id, user.name, user.email, via="chat_click")
 
+    async def _memberships(self, approver: Approver, request: Request) -> list[str]:
+        """Groups of ``request`` the clicker may decide for: those whose Slack route lists
+        them or whose user group holds them, and those listing their person as a member
+        (SPEC §5: by Slack id, then by the e-mail Slack reports)."""
+        policy = self.gate.policies.current
+        found = await self.directory.memberships(approver.user_id, request.approver_groups, policy)
+        mine = policy.people.groups_of(policy.people.resolve(approver))
+        return [*found, *(g for g in request.approver_groups if g in mine and g not in found)]
+
+    async def _require_approver(self, body: dict[str, Any], request: Request) -> None:
+        """Raise ``NotAuthorized`` unless the clicker is an approver of ``request``."""
+        user_id = str((body.get("user") or {}).get("id", ""))
+        if not user_id:
+            raise NotAuthorized("Slack did not say who you are")
+        try:
+            user = await self.directory.user(user_id)
+            email = None if user.deleted or user.is_bot else user.email
+        except ChannelError:
+            email = None  # membership by id still counts; by e-mail cannot be checked
+        approver = Approver(Platform.SLACK, _team(body), user_id, user_id, email)
+        if not await self._memberships(approver, request):
+            self._count("not_approver")
+            raise NotAuthorized("you are not an approver for this request")
+
     async def _open_deny(self, body: dict[str, Any]) -> None:
         request_id = str(body["actions"][0].get("value", ""))
         channel = _channel(body)
@@ -300,12 +322,7 @@ class Interactions:
             request = await self._pending(request_id)
             # Check before asking for a reason, so a non-approver is told at once; the
             # authoritative check runs again when the reason is submitted.
-            groups = await self.directory.memberships(
-                user_id, request.approver_groups, self.gate.policies.current
-            )
-            if not groups:
-                self._count("not_approver")
-                raise NotAuthorized("you are not an approver for this request")
+            await self._require_approver(body, request)
             await call_slack(
                 self.client.views_open(
                     trigger_id=body.get("trigger_id"), view=deny_modal(request, channel)
@@ -337,6 +354,9 @@ class Interactions:
         request_id = str(body["actions"][0].get("value", ""))
         try:
             request = await self.gate.get(request_id)
+            # The full arguments are for the request's approvers only, like the card's
+            # channel: a click relayed from elsewhere must not read them.
+            await self._require_approver(body, request)
             await call_slack(
                 self.client.views_open(
                     trigger_id=body.get("trigger_id"), view=arguments_modal(request)
@@ -345,7 +365,13 @@ class Interactions:
             )
         except SignoffError as exc:
             user_id = str((body.get("user") or {}).get("id", ""))
-            log.info("cannot show the arguments of request %s: %s", request_id, exc.message)
+            log.info(
+                "cannot show the arguments of request %s to %s:%s: %s",
+                request_id,
+                _team(body),
+                user_id,
+                exc.message,
+            )
             await self._ephemeral(_channel(body), user_id, refusal_text(exc))
 
     # ------------------------------------------------------------------ plumbing

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bot.policy.model import GroupSpec
+from bot.policy.people import NOBODY, People
 
 _MRI_PREFIX = "8:orgid:"
 
@@ -47,14 +48,19 @@ def memberships(
     return found
 
 
-def refresh_user_ids(groups: Mapping[str, GroupSpec], names: Iterable[str]) -> list[str]:
-    """Teams user MRIs (``8:orgid:<object id>``) of the approvers of ``names``, for the
-    card's automatic refresh, in policy order without duplicates."""
+def refresh_user_ids(
+    groups: Mapping[str, GroupSpec], names: Iterable[str], people: People = NOBODY
+) -> list[str]:
+    """Teams user MRIs (``8:orgid:<object id>``) of the approvers of ``names`` (the
+    route's ``users`` and the members' Entra ids), for the card's automatic refresh, in
+    policy order without duplicates."""
     out: dict[str, None] = {}
     for name in names:
         spec = groups.get(name)
         if spec is not None and spec.teams is not None:
-            for user in spec.teams.users:
+            members = (people.get(key) for key in spec.members)
+            ids = (*spec.teams.users, *(p.teams for p in members if p is not None and p.teams))
+            for user in ids:
                 out.setdefault(_MRI_PREFIX + user, None)
     return list(out)
 

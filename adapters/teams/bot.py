@@ -43,7 +43,7 @@ from adapters.teams.cards import (
     review_card,
 )
 from adapters.teams.channel import TeamsChannel, base_conversation
-from adapters.teams.text import escape_markdown
+from adapters.teams.text import escape_markdown, for_log
 from bot.domain import Approver, Platform, Request, Review, Shown, Verdict
 from bot.edits import parse_proposal
 from bot.errors import Conflict, NotAuthorized, NotFound, RequestError
@@ -59,6 +59,10 @@ def _error(status: HTTPStatus, code: str, message: str) -> AdaptiveCardInvokeRes
     return AdaptiveCardInvokeResponse(
         status_code=int(status), type=ERROR_CONTENT_TYPE, value={"code": code, "message": message}
     )
+
+
+def _same_tenant(tenant: str, wanted: str) -> bool:
+    return tenant.strip().casefold() == wanted.strip().casefold()
 
 
 def _card(card: dict[str, Any]) -> AdaptiveCardInvokeResponse:
@@ -117,8 +121,8 @@ class ApprovalBot(ActivityHandler):
         conversation = turn_context.activity.conversation
         log.info(
             "Teams: app installed in conversation %s (service URL %s)",
-            conversation.id if conversation is not None else "?",
-            turn_context.activity.service_url,
+            for_log(conversation.id if conversation is not None else None),
+            for_log(turn_context.activity.service_url),
         )
 
     async def on_adaptive_card_invoke(  # type: ignore[override]
@@ -158,6 +162,12 @@ class ApprovalBot(ActivityHandler):
         reason = data.get(REASON_INPUT)
         edited = data.get(EDITED_INPUT)
         try:
+            if self.default_tenant and not _same_tenant(tenant, self.default_tenant):
+                # An Entra object id only names a person inside our own tenant.
+                raise NotAuthorized(
+                    "you are not an approver for this request (the click came from another "
+                    "Microsoft 365 tenant)"
+                )
             review = _review(request, data.get(REVIEWED))
             edit = (
                 parse_proposal(edited, request.call.tool)
@@ -179,9 +189,9 @@ class ApprovalBot(ActivityHandler):
                 "Teams: %s on request %s by %s (tenant %s) refused: %s",
                 verb,
                 request_id,
-                aad or "unknown user",
-                tenant or "unknown",
-                exc.message,
+                for_log(aad),
+                for_log(tenant),
+                for_log(exc.message, 500),
             )
             current = await self.gate.get(request_id)
             votes = await self.gate.store.votes(request_id)
@@ -189,7 +199,7 @@ class ApprovalBot(ActivityHandler):
                 self.channel.card(current, votes, note=f"Nothing was recorded: {exc.message}.")
             )
         votes = await self.gate.store.votes(request_id)
-        log.info("Teams: %s recorded on request %s by %s", verb, request_id, aad)
+        log.info("Teams: %s recorded on request %s by %s", verb, request_id, for_log(aad))
         return _card(self.channel.card(decided, votes))
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from adapters.teams.text import cut, json_visible, visible
 from bot.domain import Request, Status, Tier, Verdict, Vote
+from bot.policy.people import display
 
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 ERROR_CONTENT_TYPE = "application/vnd.microsoft.error"
@@ -123,7 +124,7 @@ def approvals(request: Request, votes: Sequence[Vote]) -> tuple[int, int]:
 
 def _vote_line(vote: Vote) -> dict[str, Any]:
     verb = "Approved" if vote.verdict is Verdict.APPROVE else "Denied"
-    who = vote.approver.display_name or vote.approver.user_id
+    who = display(vote.approver)
     inlines = [
         _run(f"{verb} by ", weight="Bolder"),
         _run(cut(visible(who), NAME_LIMIT)[0], weight="Bolder"),

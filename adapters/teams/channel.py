@@ -22,7 +22,7 @@ from microsoft_agents.activity import Activity, Attachment, ChannelAccount, Enti
 from adapters.teams.approvers import refresh_user_ids
 from adapters.teams.cards import CARD_CONTENT_TYPE, approval_card, when
 from adapters.teams.connector import Connector
-from adapters.teams.text import escape_markdown
+from adapters.teams.text import escape_markdown, for_log
 from bot.domain import Platform, Post, Request, Status, Verdict, Vote
 from bot.errors import ChannelError, StoreError
 from bot.policy.model import TeamsRoute
@@ -93,7 +93,7 @@ class TeamsChannel:
         key = base_conversation(conversation_id)
         if self.references.get(key) == service_url:
             return
-        log.info("Teams: conversation %s is served at %s", key, service_url)
+        log.info("Teams: conversation %s is served at %s", for_log(key), for_log(service_url))
         self.references[key] = service_url
         if self.routes is not None:
             try:
@@ -120,12 +120,12 @@ class TeamsChannel:
         self, request: Request, votes: Sequence[Vote], note: str | None = None
     ) -> dict[str, Any]:
         """The card for ``request`` as it stands, with refresh for its Teams approvers."""
-        groups = self.gate.policies.current.groups
+        policy = self.gate.policies.current
         return approval_card(
             request,
             votes,
             note=note,
-            refresh_users=refresh_user_ids(groups, request.approver_groups),
+            refresh_users=refresh_user_ids(policy.groups, request.approver_groups, policy.people),
         )
 
     # ------------------------------------------------------------------ ApprovalChannel

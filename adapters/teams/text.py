@@ -23,6 +23,7 @@ _HIDDEN = re.compile(
 # CommonMark treats a backslash before any of these as the literal character; Teams'
 # Markdown subset honours it. ``&``, ``<`` and ``>`` become entities so nothing can open an
 # HTML tag (``<at>`` mentions) or a block quote.
+_LOG_UNSAFE = re.compile("[\\\\\t\n\r]|" + _HIDDEN.pattern)
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!~|])")
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 
@@ -30,6 +31,16 @@ _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 def visible(text: str) -> str:
     """``text`` with every hidden or reordering character shown as ``⟦U+XXXX⟧``."""
     return _HIDDEN.sub(lambda m: f"\u27e6U+{ord(m.group(0)):04X}\u27e7", text)
+
+
+def for_log(text: str | None, limit: int = 200) -> str:
+    """Sender-supplied ``text`` (ids, names, URLs from an activity) fit for one log line:
+    line breaks, tabs, controls and hidden characters written as ``\\uXXXX``, cut to
+    ``limit`` characters, so a crafted field can never forge or hide a log line."""
+    if not text:
+        return "?"
+    shown = _LOG_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text[:limit])
+    return shown + ("…" if len(text) > limit else "")
 
 
 def json_visible(value: Any) -> str:

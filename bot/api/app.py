@@ -3,6 +3,7 @@ the composition root (``adapters.main``)."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from aiohttp import web
@@ -15,6 +16,8 @@ from bot.checkpoints import Checkpointer
 from bot.errors import SignoffError, StoreError
 from bot.service import Gate
 from bot.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @web.middleware
@@ -46,7 +49,8 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await request.app[APP_GATE].store.ping()
     except StoreError as exc:
-        return problem(503, "store-unavailable", exc.message)
+        log.warning("readyz: %s", exc.diagnostics())  # the details stay in the server's log
+        return problem(503, "store-unavailable", "the store is unreachable")
     return web.json_response({"status": "ready"})
 
 

@@ -67,7 +67,16 @@ DOCUMENT: dict[str, Any] = {
                         "description": f"any JSON object, nested at most {MAX_DEPTH} levels",
                     },
                     "justification": {"type": "string", "maxLength": MAX_JUSTIFICATION},
-                    "context": {"type": "object"},
+                    "context": {
+                        "type": "object",
+                        "properties": {
+                            "requested_by": {
+                                "type": "string",
+                                "description": "who asked for the call: a person key, "
+                                "e-mail or platform id; that person can never approve it",
+                            }
+                        },
+                    },
                     "artifact_digest": {"type": "string", "examples": ["sha256:ab12…"]},
                     "callback_url": {"type": "string", "format": "uri"},
                 },

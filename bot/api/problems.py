@@ -59,6 +59,13 @@ def problem(
     )
 
 
+_PUBLIC_5XX = {
+    "store-unavailable": "the store is unavailable; nothing was recorded or allowed (fail-closed)",
+    "log-rollback": "the evidence log does not extend its published checkpoint; server stopping",
+    "channel": "a chat platform could not be reached",
+}
+
+
 def error_response(request: web.Request, exc: Exception) -> web.Response | None:
     """The problem+json answer for ``exc`` (a ``SignoffError`` or an aiohttp HTTP error), or
     ``None`` when it must propagate unchanged (non-error HTTP exceptions, answers that
@@ -67,13 +74,17 @@ def error_response(request: web.Request, exc: Exception) -> web.Response | None:
         headers = None
         if isinstance(exc, RateLimited):
             headers = {"Retry-After": str(exc.retry_after)}
+        detail = exc.message
         if exc.status >= 500:
+            # The diagnostics name the database, driver errors, paths: the operator's log
+            # gets them, the client a fixed sentence per kind.
             log.warning("%s %s: %s", request.method, request.path, exc.diagnostics())
+            detail = _PUBLIC_5XX.get(exc.slug, "the server could not complete the request")
         return problem(
             exc.status,
             exc.slug,
-            exc.message,
-            errors=exc.details,
+            detail,
+            errors=exc.details if exc.status < 500 else (),
             headers=headers,
             instance=request.path,
         )

@@ -25,8 +25,19 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """SPEC §6: duplicate object keys are a 400 (RFC 8259 leaves them undefined; parsers
+    disagree on which wins, so what was approved could differ from what runs)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate object key {dup[:64]!r}")
+    return obj
+
+
 # one decoder for every body (``json.loads`` with an option builds a new one per call)
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
 
 
 async def read_json(request: web.Request) -> Any:

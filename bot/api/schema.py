@@ -76,6 +76,10 @@ def parse_submission(body: Any) -> tuple[ToolCall, str | None, str | None]:
     elif len(justification) > MAX_JUSTIFICATION:
         errors.append(f"justification: longer than {MAX_JUSTIFICATION} characters")
     context = _check_object("context", body.get("context") or {}, errors)
+    if "requested_by" in context and not isinstance(context["requested_by"], str):
+        # SPEC §5: one string naming the requester (person key, e-mail or platform id); a
+        # list or object could hide a name from the no-self-approval check.
+        errors.append("context.requested_by: must be a string (one person key, email or id)")
     artifact = body.get("artifact_digest")
     if artifact is not None and (
         not isinstance(artifact, str) or not DIGEST_PATTERN.match(artifact)

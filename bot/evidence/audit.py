@@ -24,6 +24,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import islice
 from typing import Any
 
@@ -63,8 +64,8 @@ class AuditReport:
 
 # -- per-entry work (runs in worker processes for big logs) -----------------------------
 
-_Checked = tuple[bytes, str, int | None, str, str, str]
-"""(recomputed leaf, subject digest, previous index, request id, decision, kid)"""
+_Checked = tuple[bytes, str, int | None, str, str, str, str]
+"""(recomputed leaf, subject digest, previous index, request id, decision, kid, signed at)"""
 
 
 def _check_envelope(data: bytes, keys: PublicKeys) -> _Checked:
@@ -80,6 +81,7 @@ def _check_envelope(data: bytes, keys: PublicKeys) -> _Checked:
         predicate["request"]["id"],
         predicate["decision"],
         kid,
+        str((predicate.get("timestamps") or {}).get("at") or ""),
     )
 
 
@@ -136,7 +138,10 @@ class _Mark:
 class _Auditor:
     """Order-dependent checks, run in this process in index order."""
 
-    def __init__(self, marks: Sequence[_Mark]) -> None:
+    def __init__(
+        self, marks: Sequence[_Mark], revoked: Mapping[str, datetime] | None = None
+    ) -> None:
+        self.revoked = dict(revoked or {})
         self.tree = CompactRange()
         self.last: dict[str, int] = {}
         self.report = AuditReport(size=0, root=merkle.EMPTY_ROOT)
@@ -156,6 +161,22 @@ class _Auditor:
                 )
             self.matched.append(mark)
 
+    def _check_revocation(self, index: int, kid: str, at: str) -> None:
+        """``keys revoke KID --since T``: entries signed by KID dated after T fail."""
+        try:
+            signed = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            signed = None  # undated: cannot be shown to predate the revocation
+        if signed is not None and signed.tzinfo is None:
+            signed = None
+        since = self.revoked[kid]
+        if signed is None or signed > since:
+            raise AuditError(
+                f"log entry {index}: signed by revoked key {kid} at {at or '(no date)'}, "
+                f"after its revocation ({since.isoformat().replace('+00:00', 'Z')})",
+                index=index,
+            )
+
     def add(self, entry: LogEntry, checked: _Checked | str) -> None:
         index = self.tree.size
         if entry.index != index:
@@ -169,7 +190,9 @@ class _Auditor:
             )
         if isinstance(checked, str):
             raise AuditError(f"log entry {index}: {checked}", index=index)
-        leaf, digest, prev, request_id, decision, kid = checked
+        leaf, digest, prev, request_id, decision, kid, at = checked
+        if kid in self.revoked:
+            self._check_revocation(index, kid, at)
         if entry.leaf_hash != leaf:
             raise AuditError(
                 f"log entry {index}: stored leaf hash does not match its envelope", index=index
@@ -256,7 +279,7 @@ def verify_log(
             f"older checkpoint covers {marks[1].size} entries, more than the latest "
             f"({marks[0].size}): the log was truncated"
         )
-    auditor = _Auditor(marks)
+    auditor = _Auditor(marks, keys.revoked)
     for mark in marks:
         if mark.name == "checkpoint":
             auditor.report.checkpoint_size = mark.size

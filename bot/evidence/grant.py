@@ -143,6 +143,7 @@ def verify_grant(
     kid = header.get("kid")
     if not isinstance(kid, str) or kid not in keys:
         raise EvidenceError(f"grant is signed by an unknown key {kid!r}")
+    keys.check_not_revoked(kid)  # a revoked key's grants are refused, whatever their date
     keys.verify(kid, f"{header_b64}.{claims_b64}".encode("ascii"), _segment(sig_b64, "signature"))
     claims = _json_object(_segment(claims_b64, "claims"), "claims")
 

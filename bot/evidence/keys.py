@@ -82,7 +82,12 @@ class PublicKeys:
     signs new evidence, if known.
     """
 
-    def __init__(self, keys: Mapping[str, bytes], current: str | None = None) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, bytes],
+        current: str | None = None,
+        revoked: Mapping[str, datetime] | None = None,
+    ) -> None:
         self._keys: dict[str, bytes] = {}
         self._verifiers: dict[str, nacl.signing.VerifyKey] = {}
         for kid, public in keys.items():
@@ -90,6 +95,20 @@ class PublicKeys:
         if current is not None and current not in self._keys:
             raise EvidenceError(f"current key {current} is not among the keys")
         self._current = current
+        #: kid -> the time after which its signatures no longer count (``keys revoke``)
+        self.revoked: dict[str, datetime] = dict(revoked or {})
+
+    def check_not_revoked(self, kid: str, at: datetime | None = None) -> None:
+        """Raises ``EvidenceError`` when ``kid`` is revoked and the signature is dated after
+        the revocation (``at`` None: undated, e.g. a grant: refused outright)."""
+        since = self.revoked.get(kid)
+        if since is None:
+            return
+        if at is None or at > since:
+            raise EvidenceError(
+                f"signed by key {kid}, revoked since {_iso(since)}"
+                + (f" (signature dated {_iso(at)})" if at is not None else "")
+            )
 
     def _add(self, kid: str, public: bytes) -> None:
         if len(public) != 32:
@@ -109,6 +128,7 @@ class PublicKeys:
         if not isinstance(entries, list):
             raise EvidenceError('key set is not a JWKS object with a "keys" list')
         keys: dict[str, bytes] = {}
+        revoked: dict[str, datetime] = {}
         current = None
         for entry in entries:
             if not isinstance(entry, Mapping):
@@ -124,7 +144,9 @@ class PublicKeys:
                 raise EvidenceError(f"key {kid} has a malformed x value") from exc
             if entry.get("status") == CURRENT:
                 current = kid
-        return cls(keys, current)
+            if isinstance(entry.get("revoked_since"), str):
+                revoked[kid] = _parse_iso(entry["revoked_since"])
+        return cls(keys, current, revoked)
 
     @property
     def kids(self) -> tuple[str, ...]:
@@ -183,6 +205,7 @@ class PublicKeys:
                     "use": "sig",
                     "alg": "EdDSA",
                     "status": CURRENT if kid == self._current else RETIRED,
+                    **({"revoked_since": _iso(self.revoked[kid])} if kid in self.revoked else {}),
                 }
                 for kid, public in self._keys.items()
             ]
@@ -266,6 +289,14 @@ class KeyRing(PublicKeys):
         except EvidenceError as exc:
             raise ConfigError(f"{manifest_path}: {exc.message}") from exc
         ring._created = created
+        try:
+            ring.revoked = {
+                entry["kid"]: _parse_iso(entry["revoked_since"])
+                for entry in manifest["keys"]
+                if entry.get("revoked_since")
+            }
+        except EvidenceError as exc:
+            raise ConfigError(f"{manifest_path}: {exc.message}") from exc
         return ring
 
     def rotate(self, *, now: datetime | None = None) -> str:
@@ -286,11 +317,10 @@ class KeyRing(PublicKeys):
             seed = nacl.signing.SigningKey.generate()
             kid = _write_key(self.directory, seed)
             entry = _manifest_entry(kid, seed, now)
-            entries = [
-                {"kid": k, "public": b64url(pub), "created_at": self._created.get(k, "")}
-                for k, pub in self.items()
-            ]
-            _write_manifest(self.directory, {"current": kid, "keys": [*entries, entry]})
+            self.revoked.update(on_disk.revoked)
+            _write_manifest(
+                self.directory, {"current": kid, "keys": [*self._manifest_entries(), entry]}
+            )
         old = self._current
         self._add(kid, bytes(seed.verify_key))
         self._created[kid] = entry["created_at"]
@@ -298,6 +328,34 @@ class KeyRing(PublicKeys):
         self._current = kid
         log.info("rotated signing key %s -> %s", old, kid)
         return kid
+
+    def _manifest_entries(self) -> list[dict[str, str]]:
+        entries = []
+        for k, pub in self.items():
+            entry = {"kid": k, "public": b64url(pub), "created_at": self._created.get(k, "")}
+            if k in self.revoked:
+                entry["revoked_since"] = _iso(self.revoked[k])
+            entries.append(entry)
+        return entries
+
+    def revoke(self, kid: str, since: datetime) -> None:
+        """Mark ``kid`` revoked from ``since`` on (kept published: older signatures still
+        verify). Raises ``ConfigError`` for an unknown kid or the current signing key."""
+        with _locked(self.directory):
+            on_disk = KeyRing.load(self.directory)
+            if kid not in on_disk:
+                raise ConfigError(f"no key {kid} in {self.directory}")
+            if kid == on_disk.kid:
+                raise ConfigError(
+                    f"{kid} is the current signing key; run `signoff keys rotate` first"
+                )
+            self.reload()
+            self.revoked.update(on_disk.revoked)
+            self.revoked[kid] = since.astimezone(UTC)
+            _write_manifest(
+                self.directory, {"current": on_disk.kid, "keys": self._manifest_entries()}
+            )
+        log.warning("key %s revoked since %s", kid, _iso(since))
 
     def reload(self) -> bool:
         """Re-read the directory, e.g. after `signoff keys rotate` in another process; True
@@ -311,6 +369,7 @@ class KeyRing(PublicKeys):
             if kid not in self:
                 self._add(kid, public)
         self._created.update(fresh._created)
+        self.revoked.update(fresh.revoked)
         self._signing = fresh._signing
         self._current = fresh._current
         if changed:
@@ -335,7 +394,22 @@ class KeyRing(PublicKeys):
 
     def public(self) -> PublicKeys:
         """An immutable snapshot of the published keys (for verifiers and worker processes)."""
-        return PublicKeys(self.raw(), self._current)
+        return PublicKeys(self.raw(), self._current, self.revoked)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_iso(text: str) -> datetime:
+    """An RFC 3339 / ISO 8601 time with a zone. Raises ``EvidenceError``."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise EvidenceError(f"{text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise EvidenceError(f"{text!r} has no time zone (add Z for UTC)")
+    return moment.astimezone(UTC)
 
 
 def _manifest_entry(kid: str, key: nacl.signing.SigningKey, now: datetime | None) -> dict[str, str]:

@@ -15,9 +15,9 @@ Owns the predicate schema ``https://signoff.dev/attestation/decision/v1`` (SPEC 
        "agent": {"id", "artifact_digest"},
        "policy": {"digest", "version", "rule"},
        "approver": {"platform", "tenant", "user_id", "display_name", "group", "via",
-                    "shown", "view"} | null,  # shown/view: what they saw (SPEC §8)
+                    "person", "shown", "view"} | null,  # shown/view: what they saw (SPEC §8)
        "approvals": {"required": n, "votes": [{"approver", "platform", "tenant", "user_id",
-                     "display_name", "group", "via", "verdict", "reason", "at"}]},
+                     "display_name", "group", "via", "person", "verdict", "reason", "at"}]},
        "edit": {"arguments_sha256", "call_sha256", "by", "by_name", "at"} | null,
        "reason", "justification", "context_sha256", "detail",
        "timestamps": {"at": <this change>, "decided_at": <request decided_at>},
@@ -27,9 +27,11 @@ Owns the predicate schema ``https://signoff.dev/attestation/decision/v1`` (SPEC 
 digests of the approved arguments and call, beside the agent's own in ``request``, and who
 edited. Each vote records the ``arguments_sha256`` it approved.
 
-``request`` passed in is the request *after* the change it records. Times are RFC 3339 UTC
-with a ``Z``. Tool arguments never appear in the statement, only their digest; ``detail``
-(execution outcome details) is embedded as given.
+``person`` is the policy person (SPEC §5) the platform identity resolved to (``alice``, or
+``slack:U0X`` for an id no person claims); ``approver`` in a vote is the platform account
+``<platform>:<tenant>:<user id>``. ``request`` passed in is the request *after* the change
+it records. Times are RFC 3339 UTC with a ``Z``. Tool arguments never appear in the
+statement, only their digest; ``detail`` (execution outcome details) is embedded as given.
 
 Errors: ``RequestError`` when ``detail`` or the context have no canonical JSON form;
 ``EvidenceError`` from ``parse_statement`` for payloads that are not such a statement.
@@ -82,6 +84,7 @@ def _approver(approver: Approver, group: str | None) -> dict[str, Any]:
         "display_name": approver.display_name,
         "group": group,
         "via": approver.via,
+        "person": approver.person or None,
     }
 
 
@@ -95,7 +98,7 @@ def _acting(approver: Approver, group: str | None, review: Review | None) -> dic
 
 def _vote(vote: Vote) -> dict[str, Any]:
     entry = _approver(vote.approver, vote.group)
-    entry["approver"] = vote.approver.key
+    entry["approver"] = vote.approver.account
     entry["verdict"] = vote.verdict.value
     entry["reason"] = vote.reason
     entry["at"] = rfc3339(vote.at)

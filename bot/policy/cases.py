@@ -8,6 +8,8 @@ A cases file is a YAML (or JSON) list, or a mapping with a ``cases`` list, of::
       agent: billing-agent                    # or {id, artifact_digest, labels}; optional
       context: {}                             # optional
       now: "2026-11-21T10:00:00Z"             # optional, for conditions that read `now`
+      session:                                # optional: earlier calls of the same session,
+        - {tool: crm.read, arguments: {id: 1}}  # oldest first (they share the case's key)
       expect: {tier: confirm, rule: large-transfer}   # or tier/rule at the top level;
                                               # `rule: null` expects no rule to match
 
@@ -17,7 +19,7 @@ malformed; mismatches are reported in the ``CaseReport``, not raised.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,10 +27,11 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node, SequenceNode
 
-from bot.domain import Agent, Tier, ToolCall
-from bot.errors import PolicyError
+from bot.domain import Agent, SessionCalls, Tier, ToolCall
+from bot.errors import PolicyError, RequestError
 from bot.policy.evaluator import Evaluation, evaluate
 from bot.policy.model import Policy
+from bot.policy.session import NO_SESSION, SessionView, session_key, summarise
 from bot.policy.source import Bad, Problems, Reader, compose, line, read_sources, show, to_plain
 
 _CASE_KEYS = (
@@ -39,6 +42,7 @@ _CASE_KEYS = (
     "agent",
     "context",
     "now",
+    "session",
     "expect",
     "tier",
     "rule",
@@ -140,6 +144,22 @@ def _valid(reader: Reader, node: Node, case: Any) -> bool:
     ):
         reader.fail(found["agent"][1], "case agent must be an id or a mapping with an id")
         return False
+    session = case.get("session")
+    if session is not None and not (
+        isinstance(session, list)
+        and all(
+            isinstance(item, dict)
+            and isinstance(item.get("tool"), str)
+            and set(item) <= {"tool", "arguments", "args", "context"}
+            and all(isinstance(item.get(k, {}), dict) for k in ("arguments", "args", "context"))
+            for item in session
+        )
+    ):
+        reader.fail(
+            found["session"][1],
+            "case session must be a list of earlier calls ({tool, arguments, context})",
+        )
+        return False
     if "now" in case and _when(case["now"]) is None:
         reader.fail(found["now"][1], "case now must be an ISO 8601 timestamp")
         return False
@@ -160,8 +180,13 @@ def _run_case(policy: Policy, case: dict[str, Any], now: datetime, covered: set[
         arguments=case.get("arguments", case.get("args", {})),
         context=case.get("context", {}),
     )
-    when = _when(case["now"]) if "now" in case else now
-    result = evaluate(policy, call, to_agent(case.get("agent")), when or now)
+    when = (_when(case["now"]) if "now" in case else now) or now
+    agent = to_agent(case.get("agent"))
+    try:
+        session, _ = replay_session(policy, call, agent, case.get("session") or [], when)
+    except RequestError as exc:
+        return f"the call is refused: {exc.message}"
+    result = evaluate(policy, call, agent, when, session)
     expect = case.get("expect", {})
     got_rule = result.rule.name if result.rule else None
     if got_rule is not None:
@@ -176,6 +201,48 @@ def _run_case(policy: Policy, case: dict[str, Any], now: datetime, covered: set[
     if not wrong:
         return None
     return "; ".join(wrong) + " | " + " | ".join(result.trace)
+
+
+def replay_session(
+    policy: Policy,
+    call: ToolCall,
+    agent: Agent,
+    earlier: Sequence[Mapping[str, Any]],
+    now: datetime,
+) -> tuple[SessionView, dict[str, str]]:
+    """The session ``call`` would be judged in after the ``earlier`` calls (oldest first,
+    all in the call's session and window), and ``{call id: tool}`` naming them (``#1``…).
+    Labels of earlier calls are worked out by the policy, as the server does. Raises
+    ``RequestError`` for a session key of the wrong type."""
+    spec = policy.sessions
+    if spec is None:
+        return NO_SESSION, {}
+    key = session_key(spec, call.arguments, call.context, agent.id)
+    if key is None:
+        return NO_SESSION, {}
+    rows: list[SessionCalls] = []
+    tools: dict[str, str] = {}
+    for number, item in enumerate(earlier, start=1):
+        before = ToolCall(
+            tool=str(item["tool"]),
+            arguments=item.get("arguments", item.get("args", {})),
+            context={**item.get("context", {}), **_with_key(spec.path, key)},
+        )
+        name = f"#{number:04d}"
+        tools[name] = before.tool
+        labels = evaluate(policy, before, agent, now).labels
+        rows.append(SessionCalls(labels, 1, name, name, now))
+    return summarise(key, rows), tools
+
+
+def _with_key(path: tuple[str, ...], key: str) -> dict[str, Any]:
+    """The context entry that puts an earlier call in the same session (context keys only)."""
+    if path[0] != "context":
+        return {}
+    value: Any = key
+    for part in reversed(path[1:]):
+        value = {part: value}
+    return dict(value)
 
 
 def to_agent(value: str | Mapping[str, Any] | None) -> Agent:
@@ -202,10 +269,22 @@ def explain(
     *,
     context: Mapping[str, Any] | None = None,
     now: datetime | None = None,
+    session: SessionView | Sequence[Mapping[str, Any]] = (),
+    tools: Mapping[str, str] | None = None,
 ) -> str:
-    """A multi-line account of how ``policy`` treats this call, for ``signoff policy explain``."""
+    """A multi-line account of how ``policy`` treats this call, for ``signoff policy explain``.
+
+    ``session`` is either the earlier calls (replayed as ``policy test`` does) or a view the
+    store summarised, with ``tools`` naming its request ids. Raises ``RequestError`` for a
+    session key of the wrong type."""
     call = ToolCall(tool=tool, arguments=dict(args), context=dict(context or {}))
-    result = evaluate(policy, call, to_agent(agent_id), now or datetime.now(UTC))
+    agent = to_agent(agent_id)
+    when = now or datetime.now(UTC)
+    if isinstance(session, SessionView):
+        view, names = session, dict(tools or {})
+    else:
+        view, names = replay_session(policy, call, agent, session, when)
+    result = evaluate(policy, call, agent, when, view)
     rule = result.rule
     out = [
         f"policy:   {policy.digest}" + (f" (version {policy.version})" if policy.version else ""),
@@ -215,10 +294,39 @@ def explain(
     ]
     if rule and rule.description:
         out.append(f"about:    {rule.description}")
+    out.extend(_session_lines(policy, result, names))
     out.append("why:")
     out.extend(f"  - {step}" for step in result.trace)
     out.extend(_requirements(result))
     return "\n".join(out)
+
+
+def _session_lines(policy: Policy, result: Evaluation, tools: Mapping[str, str]) -> list[str]:
+    """This call's labels and, for each session label, the earlier calls that put it there."""
+    if policy.sessions is None:
+        return []
+    session = result.session
+    out = [f"labels:   {', '.join(result.labels) or '(none)'}"]
+    if session.key is None:
+        out.append(f"session:  none ({policy.sessions.key} not given: a session of its own)")
+        return out
+    out.append(f"session:  {session.key!r}, {session.calls} earlier call(s) in the window")
+    for label, origin in sorted(session.origins().items()):
+        first = _call_name(origin.first_request, tools)
+        line = f"  - {label}: put there by {origin.count} call(s), first {first}"
+        if origin.count > 1:
+            line += f", latest {_call_name(origin.last_request, tools)}"
+        out.append(line)
+    if not session.labels:
+        out.append("  - (no labels yet)")
+    return out
+
+
+def _call_name(request_id: str, tools: Mapping[str, str]) -> str:
+    tool = tools.get(request_id)
+    if request_id.startswith("#"):
+        return f"call {request_id.lstrip('#').lstrip('0') or '0'} ({tool})"
+    return f"request {request_id}" + (f" ({tool})" if tool else "")
 
 
 def _requirements(result: Evaluation) -> list[str]:

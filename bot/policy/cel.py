@@ -89,15 +89,67 @@ def activation(
     )
 
 
-class Condition:
-    """A compiled ``when`` expression."""
+_STRINGS = re.compile(r"""[rR]?("(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')""")
+_CALL_DATA = re.compile(r"(?<![.\w])(args|agent|context|now)(?!\w)")
 
-    __slots__ = ("_expr", "source", "text")
+
+def session_only(text: str) -> bool:
+    """Does ``text`` read nothing but ``session`` and ``call``? (Then it is evaluated on a
+    small activation of those two: no arguments converted for it.) Conservative: any bare
+    ``args``/``agent``/``context``/``now`` outside string literals says no."""
+    return _CALL_DATA.search(_STRINGS.sub('""', text)) is None
+
+
+_SESSION_REFS = re.compile(r"(?<![.\w])(session|call)(?!\w)(\s*\.\s*labels(?!\w))?")
+#: how many (call labels, session labels) results one labels-only condition remembers
+_MEMO_LIMIT = 1024
+
+
+def labels_only(text: str) -> bool:
+    """Does ``text`` read nothing but ``call.labels`` and ``session.labels``? Its result is
+    then a pure function of those two label sets, and is remembered per pair."""
+    bare = _STRINGS.sub('""', text)
+    if not session_only(text):
+        return False
+    return all(found.group(2) for found in _SESSION_REFS.finditer(bare))
+
+
+def session_activation(session: Mapping[str, Any], call: Mapping[str, Any]) -> Any:
+    """An activation holding only ``session`` and ``call`` (see ``session_only``)."""
+    return _ENV.Activation({"session": session, "call": call})
+
+
+class Condition:
+    """A compiled ``when`` expression. ``session_only``: it reads only ``session``/``call``;
+    ``labels_only``: only their ``labels`` (see ``evaluate_labels``)."""
+
+    __slots__ = ("_expr", "_memo", "labels_only", "session_only", "source", "text")
 
     def __init__(self, text: str, source: str, expr: Any) -> None:
         self.text = text
         self.source = source
         self._expr = expr
+        self.session_only = session_only(text)
+        self.labels_only = labels_only(text)
+        self._memo: dict[tuple[tuple[str, ...], tuple[str, ...]], bool | str] = {}
+
+    def evaluate_labels(self, call: tuple[str, ...], session: tuple[str, ...]) -> bool:
+        """``evaluate`` for a ``labels_only`` condition, remembered per pair of label sets
+        (an error is remembered too, and raised again)."""
+        key = (call, session)
+        found = self._memo.get(key)
+        if found is None:
+            act = session_activation({"labels": list(session)}, {"labels": list(call)})
+            try:
+                found = self.evaluate(act)
+            except ConditionError as exc:
+                found = exc.problem
+            if len(self._memo) >= _MEMO_LIMIT:
+                self._memo.clear()
+            self._memo[key] = found
+        if isinstance(found, str):
+            raise ConditionError(self.source, found)
+        return found
 
     def evaluate(self, act: Any) -> bool:
         """True/False for this activation; raises ``ConditionError`` on a CEL error value

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.domain import Agent, EscalationStep, PolicyRef, Requirement, Tier, ToolCall
-from bot.policy.cel import NO_CALL, NO_SESSION, ConditionError, activation
+from bot.policy.cel import NO_CALL, NO_SESSION, ConditionError, activation, session_activation
 from bot.policy.model import Decision, Policy, RateLimit, Rule
 from bot.policy.session import NO_SESSION as EMPTY_SESSION
 from bot.policy.session import SessionView, call_labels
@@ -138,26 +138,43 @@ def evaluate(
     tool = call.tool
     spec = policy.sessions
     labels: tuple[str, ...] = ()
-    seen: Any = NO_SESSION
+    seen: Any = NO_SESSION  # what CEL sees as ``session``: built only when a condition needs it
     act: Any = None
+    if session.key is not None:
+        seen = session
     if spec is not None:
-        seen = session.cel() if session.key is not None else NO_SESSION
-        if any(label.matches_tool(tool) for label in spec.labels.values()):
-            act = _activation(call, agent, now, seen, NO_CALL)
-            labels = call_labels(spec, tool, act)
-            if labels:
+        labels, conditional = spec.for_tool(tool)
+        if labels or conditional:
+            seen = _cel(seen)
+            act = _activation(call, agent, now, seen, {"labels": list(labels)})
+        if conditional:
+            found = call_labels(conditional, labels, act)
+            if found != labels:  # rebuilt only when a condition added a label
+                labels = found
                 act = _activation(call, agent, now, seen, {"labels": list(labels)})
     candidates = policy.candidates(tool)
     steps: list[tuple[Rule, str, str | None]] = []
+    small: Any = None
     for rule in candidates:
         condition = rule.condition
         if condition is None:
             steps.append((rule, MATCHED, None))
             return Evaluation(policy.decision(rule), tool, tuple(steps), labels, session)
-        if act is None:
-            act = _activation(call, agent, now, seen, NO_CALL)
         try:
-            matched = condition.evaluate(act)
+            if condition.labels_only:  # e.g. the lethal trifecta: a pure function of labels
+                matched = condition.evaluate_labels(labels, session.labels)
+            else:
+                if act is not None:
+                    use = act
+                elif condition.session_only:  # no arguments to convert for it
+                    seen = _cel(seen)
+                    if small is None:
+                        small = session_activation(seen, NO_CALL)  # no labels, else act is built
+                    use = small
+                else:
+                    seen = _cel(seen)
+                    use = act = _activation(call, agent, now, seen, NO_CALL)
+                matched = condition.evaluate(use)
         except ConditionError as exc:
             if rule.strict:
                 steps.append((rule, ERROR_MATCHED, exc.problem))
@@ -169,6 +186,10 @@ def evaluate(
             return Evaluation(policy.decision(rule), tool, tuple(steps), labels, session)
         steps.append((rule, NOT_MATCHED, None))
     return Evaluation(policy.unknown(tool), tool, tuple(steps), labels, session)
+
+
+def _cel(seen: Any) -> Any:
+    return seen.cel() if isinstance(seen, SessionView) else seen
 
 
 def _activation(

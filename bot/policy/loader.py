@@ -34,6 +34,7 @@ from yaml.nodes import MappingNode, Node, SequenceNode
 from bot.domain import EscalationStep, Requirement, Tier
 from bot.errors import PolicyError
 from bot.policy.model import ConsoleRoute, GroupSpec, Policy, Rule, SlackRoute, TeamsRoute
+from bot.policy.people import Person, build_people, read_people
 from bot.policy.rules import read_approvers, read_escalation, read_rule, read_tier
 from bot.policy.session import SessionSpec, read_sessions
 from bot.policy.source import Bad, Problems, Reader, compose, read_sources, scalar_of, to_plain
@@ -41,7 +42,7 @@ from bot.policy.source import Bad, Problems, Reader, compose, read_sources, scal
 API_VERSION = "signoff/v1"
 KIND = "ToolPolicy"
 DEFAULT_SLA = timedelta(minutes=15)
-_TOP_KEYS = ("apiVersion", "kind", "metadata", "groups", "defaults", "rules", "sessions")
+_TOP_KEYS = ("apiVersion", "kind", "metadata", "people", "groups", "defaults", "rules", "sessions")
 _DEFAULT_KEYS = ("unknown_tool", "sla", "approvers", "escalation")
 
 
@@ -79,6 +80,8 @@ class _Build:
     problems: Problems
     documents: list[Any] = field(default_factory=list)
     groups: dict[str, GroupSpec] = field(default_factory=dict)
+    persons: dict[str, Person] = field(default_factory=dict)
+    group_nodes: dict[str, tuple[Reader, Node]] = field(default_factory=dict)
     defaults: dict[str, tuple[Reader, Node, Node]] = field(default_factory=dict)
     rule_nodes: list[tuple[Reader, Node]] = field(default_factory=list)
     versions: list[str] = field(default_factory=list)
@@ -93,6 +96,7 @@ class _Build:
             reader = Reader(path, self.problems)
             for node in compose(path, text, self.problems):
                 self._document(reader, node)
+        people = build_people(self.persons, self.groups, self.group_nodes)
         unknown_tool, sla, approvers, ladder = self._defaults()
         rules: list[Rule] = []
         seen: dict[str, str] = {}
@@ -127,6 +131,7 @@ class _Build:
             files=tuple(dict.fromkeys(path for path, _ in sources)),
             default_approvers=approvers,
             default_escalation=ladder,
+            people=people,
             sessions=self.sessions,
         )
 
@@ -154,9 +159,11 @@ class _Build:
             return
         if "metadata" in found:
             self._metadata(reader, found["metadata"][1])
-        for key in ("groups", "rules"):  # an empty `rules:` or `groups:` means none
+        for key in ("people", "groups", "rules"):  # an empty `rules:` or `groups:` means none
             if key in found and _is_null(found[key][1]):
                 del found[key]
+        if "people" in found:
+            read_people(reader, found["people"][1], self.persons)
         if "groups" in found:
             self._groups(reader, found["groups"][1])
         if "sessions" in found:  # SPEC §5 Sessions: one block for the whole policy
@@ -211,6 +218,7 @@ class _Build:
             group = _read_group(reader, name, key_node, value)
             if group is not None:
                 self.groups[name] = group
+                self.group_nodes[name] = (reader, key_node)
 
     def _defaults(self) -> tuple[Tier, timedelta, Requirement, tuple[EscalationStep, ...]]:
         unknown_tool, sla = Tier.CONFIRM, DEFAULT_SLA
@@ -245,21 +253,21 @@ def _rule_name(node: Node) -> str | None:
 
 
 def _read_group(reader: Reader, name: str, key_node: Node, node: Node) -> GroupSpec | None:
-    found = reader.fields(node, f"group {name!r}", ("slack", "teams", "console", "description"))
+    keys = ("members", "slack", "teams", "console", "description")
+    found = reader.fields(node, f"group {name!r}", keys)
     if found is None:
         return None
     before = len(reader.problems)
     slack = teams = console = None
+    members: tuple[str, ...] = ()
+    if "members" in found:
+        members = reader.names(found["members"][1], f"group {name!r} members") or ()
     if "slack" in found:
-        slack = _slack(reader, name, found["slack"][1])
+        slack = _slack(reader, name, found["slack"][1], bool(members))
     if "teams" in found:
-        teams = _teams(reader, name, found["teams"][1])
+        teams = _teams(reader, name, found["teams"][1], bool(members))
     if "console" in found:
-        got = reader.fields(found["console"][1], f"group {name!r} console", ("users",), ("users",))
-        if got and "users" in got and (users := reader.names(got["users"][1], "console users")):
-            console = ConsoleRoute(users=users)
-        elif got and "users" in got and len(reader.problems) == before:
-            reader.fail(got["users"][1], f"group {name!r} console needs at least one user")
+        console = _console(reader, name, found["console"][1], bool(members))
     description = (
         reader.text(found["description"][1], "description") if "description" in found else None
     )
@@ -267,10 +275,31 @@ def _read_group(reader: Reader, name: str, key_node: Node, node: Node) -> GroupS
         reader.fail(node, f"group {name!r} has no slack, teams or console route")
     if len(reader.problems) > before:
         return None
-    return GroupSpec(name, slack, teams, console, description, source=reader.at(key_node))
+    return GroupSpec(
+        name, slack, teams, console, description, source=reader.at(key_node), members=members
+    )
 
 
-def _slack(reader: Reader, group: str, node: Node) -> SlackRoute | None:
+def _console(reader: Reader, group: str, node: Node, members: bool) -> ConsoleRoute | None:
+    what = f"group {group!r} console"
+    got = {} if _is_null(node) else reader.fields(node, what, ("users",))
+    if got is None:
+        return None
+    if "users" not in got:  # `console: {}`: the group's members decide in the console
+        if not members:
+            reader.fail(node, f"{what} names nobody: list the group's members (or users)")
+            return None
+        return ConsoleRoute()
+    users = reader.names(got["users"][1], f"{what} users")
+    if users is None:
+        return None
+    if not users and not members:
+        reader.fail(got["users"][1], f"{what} needs at least one user")
+        return None
+    return ConsoleRoute(users=users)
+
+
+def _slack(reader: Reader, group: str, node: Node, members: bool) -> SlackRoute | None:
     what = f"group {group!r} slack"
     found = reader.fields(node, what, ("channel", "usergroup", "users"), ("channel",))
     if found is None or "channel" not in found:
@@ -280,32 +309,31 @@ def _slack(reader: Reader, group: str, node: Node) -> SlackRoute | None:
         reader.string(found["usergroup"][1], f"{what} usergroup") if "usergroup" in found else None
     )
     users = reader.names(found["users"][1], f"{what} users") if "users" in found else ()
-    if users is not None and not users and usergroup is None:
-        reader.fail(node, f"{what} needs users or a usergroup (who may approve)")
+    if users is not None and not users and usergroup is None and not members:
+        reader.fail(node, f"{what} needs members, users or a usergroup (who may approve)")
         return None
     if channel is None or users is None:
         return None
     return SlackRoute(channel=channel, usergroup=usergroup, users=users)
 
 
-def _teams(reader: Reader, group: str, node: Node) -> TeamsRoute | None:
+def _teams(reader: Reader, group: str, node: Node, members: bool) -> TeamsRoute | None:
     what = f"group {group!r} teams"
     keys = ("service_url", "conversation_id", "tenant_id", "users")
-    found = reader.fields(node, what, keys, ("service_url", "conversation_id", "users"))
-    if found is None or any(
-        key not in found for key in ("service_url", "conversation_id", "users")
-    ):
+    required = ("service_url", "conversation_id") if members else (*keys[:2], "users")
+    found = reader.fields(node, what, keys, required)
+    if found is None or any(key not in found for key in required):
         return None
     url = reader.string(found["service_url"][1], f"{what} service_url")
     conversation = reader.string(found["conversation_id"][1], f"{what} conversation_id")
     tenant = (
         reader.string(found["tenant_id"][1], f"{what} tenant_id") if "tenant_id" in found else None
     )
-    users = reader.names(found["users"][1], f"{what} users")
+    users = reader.names(found["users"][1], f"{what} users") if "users" in found else ()
     if url is not None and not url.startswith(("https://", "http://")):
         reader.fail(found["service_url"][1], f"{what} service_url must be an http(s) URL")
         return None
-    if users is not None and not users:
+    if users is not None and not users and not members:
         reader.fail(found["users"][1], f"{what} needs at least one user")
         return None
     if url is None or conversation is None or users is None:

@@ -1,4 +1,4 @@
-"""The loaded tool policy (SPEC §5): groups, rules and defaults as frozen values.
+"""The loaded tool policy (SPEC §5): people, groups, rules and defaults as frozen values.
 
 Built only by ``bot.policy.loader``; read by the evaluator, the service and the adapters
 (which route cards with ``GroupSpec``). Compiled parts (tool matchers, CEL conditions, the
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from bot.domain import EscalationStep, PolicyRef, Requirement, Tier
 from bot.policy.cel import Condition
+from bot.policy.people import NOBODY, People
 
 if TYPE_CHECKING:
     from bot.policy.session import SessionSpec
@@ -57,12 +58,16 @@ class ConsoleRoute:
 
 @dataclass(frozen=True, slots=True)
 class GroupSpec:
+    """Where a group's cards go and who decides for it: ``members`` (people keys, SPEC §5)
+    plus the older per-platform ``users`` lists of its routes."""
+
     name: str
     slack: SlackRoute | None = None
     teams: TeamsRoute | None = None
     console: ConsoleRoute | None = None
     description: str | None = None
     source: str = ""
+    members: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +152,7 @@ class Policy:
     files: tuple[str, ...] = ()
     default_approvers: Requirement = NO_APPROVERS
     default_escalation: tuple[EscalationStep, ...] = ()
+    people: People = NOBODY
     sessions: SessionSpec | None = None
     _candidates: dict[str, tuple[Rule, ...]] = field(
         default_factory=dict, compare=False, repr=False

@@ -3,8 +3,9 @@
 ``sessions.key`` names where a call says which session it belongs to (default
 ``context.session_id``; any ``context.…``, ``args.…`` or ``agent.id`` path). ``sessions.window``
 bounds how far back the session reaches (default 1h). ``sessions.labels`` attaches labels to
-calls by tool glob and an optional CEL ``when`` (same variables as rule conditions); a label
-condition that errors attaches the label (a label only ever makes a later call stricter).
+calls by tool glob and an optional CEL ``when`` (same variables as rule conditions; there
+``call.labels`` holds the call's labels that have no condition); a label condition that errors
+attaches the label (a label only ever makes a later call stricter).
 
 CEL then sees ``call.labels`` (this call's labels), ``session.labels`` (labels of the earlier
 calls in the window), ``session.calls`` (how many earlier calls) and ``session.key``. A call
@@ -34,6 +35,7 @@ from bot.policy.source import Reader
 DEFAULT_KEY = "context.session_id"
 DEFAULT_WINDOW = timedelta(hours=1)
 MAX_KEY_CHARS = 256
+_CACHE_LIMIT = 4096
 _KEY_ROOTS = ("context", "args", "agent")
 _KEYS = ("key", "window", "labels")
 
@@ -60,10 +62,26 @@ class SessionSpec:
     window: timedelta = DEFAULT_WINDOW
     labels: Mapping[str, LabelSpec] = field(default_factory=dict)
     source: str = ""
+    _by_tool: dict[str, tuple[tuple[str, ...], tuple[LabelSpec, ...]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def path(self) -> tuple[str, ...]:
         return tuple(self.key.split("."))
+
+    def for_tool(self, tool: str) -> tuple[tuple[str, ...], tuple[LabelSpec, ...]]:
+        """Labels ``tool`` always gets (sorted), and the labels whose condition decides
+        (cached per tool name, like the rule candidates)."""
+        found = self._by_tool.get(tool)
+        if found is None:
+            matching = [label for label in self.labels.values() if label.matches_tool(tool)]
+            always = tuple(sorted(label.name for label in matching if label.condition is None))
+            found = (always, tuple(label for label in matching if label.condition is not None))
+            if len(self._by_tool) >= _CACHE_LIMIT:
+                self._by_tool.clear()
+            self._by_tool[tool] = found
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,41 +94,68 @@ class LabelOrigin:
     last_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
 class SessionView:
-    """What one evaluation knows about its session (built from the store's summary)."""
+    """What one evaluation knows about its session (built from the store's summary rows).
 
-    key: str | None = None
-    calls: int = 0
-    labels: Mapping[str, LabelOrigin] = field(default_factory=dict)
+    ``labels`` are the label names on the session's earlier calls (sorted); ``origins()``
+    says which calls put each one there (worked out only when asked: ``policy explain``).
+    A plain slotted class: one is built on every evaluation."""
+
+    __slots__ = ("_cel", "calls", "key", "labels", "rows")
+
+    def __init__(
+        self,
+        key: str | None = None,
+        calls: int = 0,
+        labels: tuple[str, ...] = (),
+        rows: tuple[SessionCalls, ...] = (),
+    ) -> None:
+        self.key = key
+        self.calls = calls
+        self.labels = labels
+        self.rows = rows
+        self._cel: dict[str, Any] | None = None
 
     def cel(self) -> dict[str, Any]:
-        return {"key": self.key, "calls": self.calls, "labels": sorted(self.labels)}
+        """What CEL sees as ``session`` (built once per view, when a condition needs it)."""
+        if self._cel is None:
+            self._cel = {"key": self.key, "calls": self.calls, "labels": list(self.labels)}
+        return self._cel
+
+    def __repr__(self) -> str:
+        return f"SessionView(key={self.key!r}, calls={self.calls}, labels={self.labels!r})"
+
+    def origins(self) -> dict[str, LabelOrigin]:
+        out: dict[str, LabelOrigin] = {}
+        for row in self.rows:
+            for label in row.labels:
+                seen = out.get(label)
+                if seen is None:
+                    out[label] = LabelOrigin(
+                        row.count, row.first_request, row.last_request, row.last_at
+                    )
+                else:
+                    out[label] = LabelOrigin(
+                        seen.count + row.count,
+                        min(seen.first_request, row.first_request),
+                        max(seen.last_request, row.last_request),
+                        max(seen.last_at, row.last_at),
+                    )
+        return out
 
 
 NO_SESSION = SessionView()
 
 
 def summarise(key: str, rows: Sequence[SessionCalls]) -> SessionView:
-    """Fold the store's per-label-set summary rows into one view."""
+    """Fold the store's per-label-set summary rows into one view (cheap: it runs on every
+    evaluation; the per-label origins wait until ``origins()`` is asked)."""
     calls = 0
-    origins: dict[str, LabelOrigin] = {}
+    names: set[str] = set()
     for row in rows:
         calls += row.count
-        for label in row.labels:
-            seen = origins.get(label)
-            if seen is None:
-                origins[label] = LabelOrigin(
-                    row.count, row.first_request, row.last_request, row.last_at
-                )
-            else:
-                origins[label] = LabelOrigin(
-                    seen.count + row.count,
-                    min(seen.first_request, row.first_request),
-                    max(seen.last_request, row.last_request),
-                    max(seen.last_at, row.last_at),
-                )
-    return SessionView(key=key, calls=calls, labels=origins)
+        names.update(row.labels)
+    return SessionView(key=key, calls=calls, labels=tuple(sorted(names)), rows=tuple(rows))
 
 
 def session_key(spec: SessionSpec, arguments: Mapping[str, Any], context: Mapping[str, Any],
@@ -146,21 +191,22 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def call_labels(spec: SessionSpec, tool: str, act: Any) -> tuple[str, ...]:
-    """Labels ``spec`` attaches to a call of ``tool``; ``act`` is the CEL activation (or a
-    zero-argument function building it, called only when a label has a condition)."""
-    out: list[str] = []
-    for name, label in spec.labels.items():
-        if not label.matches_tool(tool):
-            continue
-        if label.condition is not None:
-            try:
-                if not label.condition.evaluate(act() if callable(act) else act):
-                    continue
-            except ConditionError:
-                pass  # an error attaches the label: it can only make later calls stricter
-        out.append(name)
-    return tuple(sorted(out))
+def call_labels(
+    conditional: Sequence[LabelSpec], always: tuple[str, ...], act: Any
+) -> tuple[str, ...]:
+    """``always`` plus the ``conditional`` labels whose condition holds for activation
+    ``act`` (there ``call.labels`` holds ``always``); a condition that errors attaches its
+    label, which can only make later calls stricter."""
+    extra: list[str] = []
+    for label in conditional:
+        assert label.condition is not None  # noqa: S101 - for_tool sorted them so
+        try:
+            if not label.condition.evaluate(act):
+                continue
+        except ConditionError:
+            pass
+        extra.append(label.name)
+    return tuple(sorted((*always, *extra))) if extra else always
 
 
 def read_sessions(reader: Reader, node: Node) -> SessionSpec | None:

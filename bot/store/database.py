@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL
 
 from bot.errors import StoreError
 from bot.ports import Clock
-from bot.store import changes, log, migrate
+from bot.store import changes, leader, log, migrate
 from bot.store.engine import make_engine, parse_url, store_error
 from bot.store.group import GroupCommit
 from bot.store.writer import Op, pooled, run_transaction
@@ -89,6 +89,11 @@ class Database:
             await changes.listen_postgres(self._url, on_change, on_live)
         elif self._url.database not in (None, "", ":memory:"):
             await changes.poll_sqlite(self._url.database, on_change, on_live, interested)
+
+    async def lead(self, work: leader.Work) -> None:
+        """Run ``work()`` while this process is the cluster-wide leader, until cancelled
+        (``bot.store.leader``)."""
+        await leader.lead(self._url, work)
 
     async def close(self) -> None:
         """Release every connection; later calls raise ``StoreError``. Idempotent."""

@@ -13,6 +13,7 @@ PostgreSQL (``postgresql+psycopg://``): a small connection pool and a connect ti
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -58,11 +59,27 @@ def make_engine(url: URL, *, pool_size: int) -> Engine:
     )
 
 
+def _create_private(path: str) -> None:
+    """Create the database file readable by its owner only (0600) before SQLite does (with
+    the umask's 0644): it holds the evidence, agent token hashes and console sessions.
+    SQLite gives its ``-wal``/``-shm`` files the database file's permissions."""
+    if path.startswith("file:"):
+        return  # a URI filename: SQLite's own business
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # SQLite reports the problem (with a hint) when it opens the file
+    os.close(fd)
+
+
 def _sqlite_engine(url: URL) -> Engine:
     if url.database in (None, "", ":memory:"):
         # one private in-memory database: every use must share its single connection
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
+        _create_private(url.database)
         # two kept connections: the group writer's on the event loop, and the store thread's
         # (reads, checkpoints, writes that must wait for a lock); a connection may be
         # opened on one thread and used on the other, never by two at once (the pool)

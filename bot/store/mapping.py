@@ -9,6 +9,7 @@ requirement, escalation ladder, extra groups) are stored as JSON.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -139,6 +140,8 @@ def from_request(request: Request) -> dict[str, Any]:
         "outcome": None if request.outcome is None else request.outcome.value,
         "last_log_index": request.last_log_index,
         "version": request.version,
+        "session_key": request.session,
+        "labels": ",".join(request.labels),
         "options": from_options(request),
         "edit": from_edit(request.edit),
     }
@@ -209,6 +212,8 @@ def to_request(row: Any) -> Request:
         outcome=None if row.outcome is None else Outcome(row.outcome),
         last_log_index=row.last_log_index,
         version=row.version,
+        session=row.session_key,
+        labels=tuple(row.labels.split(",")) if row.labels else (),
         editable=bool((row.options or {}).get("editable", False)),
         step_up=(row.options or {}).get("step_up"),
         edit=to_edit(row.edit),
@@ -235,16 +240,21 @@ def from_vote(vote: Vote) -> dict[str, Any]:
 
 
 def to_vote(row: Any) -> Vote:
+    approver = Approver(
+        platform=Platform(row.platform),
+        tenant=row.tenant,
+        user_id=row.user_id,
+        display_name=row.display_name,
+        email=row.email,
+        via=row.via,
+    )
+    # ``approver_key`` holds the person the vote counted for (``Approver.key``); votes
+    # recorded before people existed hold the account there.
+    if row.approver_key != approver.account:
+        approver = replace(approver, person=row.approver_key)
     return Vote(
         request_id=row.request_id,
-        approver=Approver(
-            platform=Platform(row.platform),
-            tenant=row.tenant,
-            user_id=row.user_id,
-            display_name=row.display_name,
-            email=row.email,
-            via=row.via,
-        ),
+        approver=approver,
         verdict=Verdict(row.verdict),
         group=row.group,
         reason=row.reason,

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, exc, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, exc, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.domain import (
@@ -28,6 +28,7 @@ from bot.domain import (
     Platform,
     Post,
     Request,
+    SessionCalls,
     Status,
     Vote,
     utc,
@@ -58,6 +59,25 @@ _CAS_REQUEST = update(REQUESTS).where(
 )
 
 
+# SPEC §5 Sessions: earlier calls of one session grouped by their label set; memory is bounded
+# by the distinct label sets (2^labels at most), not by the calls, and the scan stays inside
+# the partial covering index ix_requests_session
+_SESSION_CALLS = (
+    select(
+        REQUESTS.c.labels,
+        func.count(),
+        func.min(REQUESTS.c.id),
+        func.max(REQUESTS.c.id),
+        func.max(REQUESTS.c.created_at),
+    )
+    .where(
+        REQUESTS.c.session_key == bindparam("session_key"),
+        REQUESTS.c.created_at >= bindparam("since", type_=REQUESTS.c.created_at.type),
+    )
+    .group_by(REQUESTS.c.labels)
+)
+
+
 def _all(conn: Connection, *, query: Any, params: dict[str, Any]) -> list[Any]:
     return list(conn.execute(query, params).all())
 
@@ -70,6 +90,11 @@ def _append(
     if event is None:
         raise ValueError("an attestation needs the event it records")
     return pending.add(attestation, event, request_id)
+
+
+def _parse_at(value: Any) -> datetime:
+    # SQLite hands an aggregate of a DATETIME column back as the stored text
+    return utc(datetime.fromisoformat(str(value)))
 
 
 class SqlStore(Database):
@@ -168,6 +193,17 @@ class SqlStore(Database):
         row = await self.read(lambda conn: conn.execute(query).first())
         return None if row is None else mapping.to_request(row)
 
+    async def count_pending(self, agent_id: str, limit: int) -> int:
+        """How many of the agent's requests are pending, counting no further than ``limit``."""
+        ids = (
+            select(REQUESTS.c.id)
+            .where(REQUESTS.c.agent_id == agent_id, REQUESTS.c.status == Status.PENDING.value)
+            .limit(limit)
+            .subquery()
+        )
+        query = select(func.count()).select_from(ids)
+        return int(await self.read(lambda conn: conn.execute(query).scalar_one()))
+
     async def list_requests(
         self,
         *,
@@ -193,6 +229,22 @@ class SqlStore(Database):
         query = query.limit(limit).offset(offset or None)
         rows = await self.read(lambda conn: conn.execute(query).all())
         return [mapping.to_request(row) for row in rows]
+
+    async def session_calls(self, key: str, since: datetime) -> list[SessionCalls]:
+        """The calls recorded with session key ``key`` at or after ``since``, one summary per
+        distinct label set (one indexed query)."""
+        params = {"session_key": key, "since": utc(since)}
+        rows = await self.read(lambda conn: conn.execute(_SESSION_CALLS, params).all())
+        return [
+            SessionCalls(
+                labels=tuple(labels.split(",")) if labels else (),
+                count=int(count),
+                first_request=first,
+                last_request=last,
+                last_at=utc(last_at) if isinstance(last_at, datetime) else _parse_at(last_at),
+            )
+            for labels, count, first, last, last_at in rows
+        ]
 
     async def commit(self, change: Change) -> Request:
         """Compare-and-set ``change.before`` → ``change.after`` with its vote and attestation
@@ -373,3 +425,23 @@ class SqlStore(Database):
 
     async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
         await self.execute(insert(CHECKPOINTS), mapping.from_checkpoint(checkpoint))
+
+    async def set_checkpoint_note(self, size: int, root: bytes, note: str) -> None:
+        """Replace the note of the checkpoint(s) of ``size`` and ``root`` (witness
+        cosignatures added; the body and the log's signature stay as they were)."""
+        statement = (
+            update(CHECKPOINTS)
+            .where(CHECKPOINTS.c.size == size, CHECKPOINTS.c.root == root)
+            .values(note=note)
+        )
+        await self.execute(statement)
+
+    async def recent_checkpoints(self, limit: int) -> list[Checkpoint]:
+        """The newest ``limit`` checkpoints, newest first."""
+        query = (
+            select(CHECKPOINTS)
+            .order_by(CHECKPOINTS.c.size.desc(), CHECKPOINTS.c.id.desc())
+            .limit(limit)
+        )
+        rows = await self.read(lambda conn: conn.execute(query).all())
+        return [mapping.to_checkpoint(row) for row in rows]

@@ -58,6 +58,17 @@ class RequestRow(Base, table=True):
         Index("ix_requests_status_created_at", "status", "created_at"),
         Index("ix_requests_agent_id_created_at", "agent_id", "created_at"),
         Index("ix_requests_created_at", "created_at"),
+        # SPEC §5 Sessions: one index range scan per evaluation, covering (no table reads);
+        # partial, so calls without a session key cost no index write
+        Index(
+            "ix_requests_session",
+            "session_key",
+            "created_at",
+            "labels",
+            "id",
+            sqlite_where=text("session_key IS NOT NULL"),
+            postgresql_where=text("session_key IS NOT NULL"),
+        ),
         Index(
             "uq_requests_agent_id_idempotency_key",
             "agent_id",
@@ -97,6 +108,9 @@ class RequestRow(Base, table=True):
     outcome: str | None = Field(default=None, nullable=True)
     last_log_index: int | None = Field(default=None, sa_type=BigInteger, nullable=True)
     version: int = Field(default=0, nullable=False)
+    session_key: str | None = Field(default=None, nullable=True)
+    #: the call's session labels, sorted and comma-joined ("" for none): groupable text
+    labels: str = Field(default="", nullable=False, sa_column_kwargs={"server_default": ""})
     # rule options for approvers ({"editable": bool, "step_up": str | null}) and an
     # approver's edit of the arguments ({"arguments", "arguments_sha256", "call_sha256",
     # "by", "by_name", "at"}); null when none

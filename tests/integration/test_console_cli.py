@@ -114,11 +114,11 @@ def test_report_json_on_a_seeded_database(
     tools = {t["key"]: t for t in data["tools"]}
     assert tools["payments.transfer"]["time_to_decision"]["median_seconds"] == 120.0
     approvers = {a["key"]: a for a in data["approvers"]}
-    assert approvers["console:console:alice"]["fast_decisions"] == 1
+    assert approvers["alice"]["fast_decisions"] == 1
     assert data["denial_reasons"][0] == {"reason": "not allowed", "count": 2}
     assert data["escalations"] == {"requests": 1, "steps": 2, "to_groups": 1}
     assert [(s["kind"], s["subject"]) for s in data["signals"]] == [
-        ("fast_approver", "console:console:alice"),
+        ("fast_approver", "alice"),
         ("always_approved", "db.delete"),
         ("always_denied", "repos.force_push"),
         ("growing_backlog", "ops"),

@@ -119,7 +119,7 @@ async def test_an_edit_is_what_the_grant_binds_and_the_attestation_records(
     (approved,) = [p for p in await predicates(server, rid) if p["decision"] == "approved"]
     assert approved["request"]["arguments_sha256"] == answer["arguments_sha256"]
     assert approved["edit"]["arguments_sha256"] == arguments_sha256(edited)
-    assert approved["edit"]["by"] == "console:console:alice"
+    assert approved["edit"]["by"] == "console:alice"  # the person
     assert approved["approver"]["shown"] == "full"
     assert approved["approver"]["view"] == "console_page"
 

@@ -231,7 +231,13 @@ async def test_done_when_approve(env: Env) -> None:
     assert "<@U0ALICE>" in reply.text and f"log index {request.last_log_index}" in reply.text
     (vote,) = await env.runtime.gate.store.votes(rid)
     assert vote.approver == Approver(
-        Platform.SLACK, "T0TEAM", "U0ALICE", "alice", "alice@example.com", via="chat_click"
+        Platform.SLACK,
+        "T0TEAM",
+        "U0ALICE",
+        "alice",
+        "alice@example.com",
+        via="chat_click",
+        person="slack:U0ALICE",  # no people entry claims U0ALICE: a person of its own
     )
     assert vote.group == "finance"
 
@@ -475,7 +481,7 @@ async def test_view_all_arguments_opens_the_whole_value(env: Env) -> None:
     card = await env.card()
     await env.settle()
     assert ACTION_VIEW_ARGS in action_ids(card)  # a decided card still offers the whole value
-    await env.click(block_actions(ACTION_VIEW_ARGS, rid, user="U0MALLORY", message_ts=card.ts))
+    await env.click(block_actions(ACTION_VIEW_ARGS, rid, user="U0ALICE", message_ts=card.ts))
     (opened,) = env.fake.ok_calls("views.open")
     shown = "".join(
         b["text"]["text"] for b in opened.args["view"]["blocks"] if b["type"] == "section"

@@ -150,7 +150,7 @@ async def test_an_editable_rule_edits_in_the_review_modal(review_env: Env) -> No
     assert answer["status"] == "approved"
     assert answer["approved_arguments"] == {"amount": 900, "to": "acct-123"}
     approved = [p for p in await _predicates(env, rid) if p["decision"] == "approved"][-1]
-    assert approved["edit"]["by"] == "slack:T0TEAM:U0ALICE"
+    assert approved["edit"]["by"] == "slack:U0ALICE"  # the person (unmapped id)
     assert approved["request"]["arguments_sha256"] == created["arguments_sha256"]
     await env.settle()
     assert "edited by alice" in card_text(card)

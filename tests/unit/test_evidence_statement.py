@@ -42,7 +42,7 @@ from bot.evidence.statement import (
 )
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
-ALICE = Approver(Platform.SLACK, "T0ACME", "U0ALICE", "Alice", via="chat_click")
+ALICE = Approver(Platform.SLACK, "T0ACME", "U0ALICE", "Alice", via="chat_click", person="alice")
 BOB = Approver(Platform.CONSOLE, "local", "bob", "Bob", via="console_login")
 
 
@@ -106,9 +106,11 @@ def test_statement_shape_for_a_quorum_vote() -> None:
         "display_name": "Alice",
         "group": "finance",
         "via": "chat_click",
+        "person": "alice",
     }
     assert p["approvals"]["required"] == 2
     assert p["approvals"]["votes"][0]["approver"] == "slack:T0ACME:U0ALICE"
+    assert p["approvals"]["votes"][0]["person"] == "alice"
     assert p["approvals"]["votes"][0]["verdict"] == "approve"
     assert p["request"] == {
         "id": "req-1",

@@ -95,6 +95,7 @@ def test_json_cases_are_accepted(example: Policy, tmp_path: Path) -> None:
                     {
                         "tool": "email.send",
                         "arguments": {"from": "cfo@example.com"},
+                        "context": {"session_id": "s-1"},
                         "agent": {"id": "a", "labels": {"team": "x"}},
                         "expect": {"tier": "confirm", "rule": "executive-mail"},
                     }

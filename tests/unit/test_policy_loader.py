@@ -148,7 +148,10 @@ rules:
         ),
         ("rules: {a: 1}\n", ":6: rules must be a list"),
         ("  x: {console: {users: [a]}, email: {to: b}}\n", ":6: unknown key 'email' in group 'x'"),
-        ("  x: {slack: {channel: C1}}\n", ":6: group 'x' slack needs users or a usergroup"),
+        (
+            "  x: {slack: {channel: C1}}\n",
+            ":6: group 'x' slack needs members, users or a usergroup",
+        ),
         ("  y: {}\n", ":6: group 'y' has no slack, teams or console route"),
         (
             "  z:\n    teams: {service_url: ftp://x, conversation_id: c, users: [u]}\n",
