@@ -12,10 +12,10 @@ FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home /var/lib/signoff signoff \
  && mkdir -p /var/lib/signoff && chown signoff /var/lib/signoff
 COPY --from=build /usr/local /usr/local
-USER signoff
+USER 10001
 WORKDIR /var/lib/signoff
 ENV SIGNOFF_CONFIG=/etc/signoff/signoff.yaml PYTHONUNBUFFERED=1
 EXPOSE 8080
-HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status == 200 else 1)"
+HEALTHCHECK --interval=30s --timeout=3s CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status == 200 else 1)"]
 ENTRYPOINT ["signoff"]
 CMD ["serve"]

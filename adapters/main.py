@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.api.app import create_api
 from bot.caps import AgentCaps
@@ -247,6 +248,27 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _MalformedRequestFilter) for f in server_log.filters):
+        server_log.addFilter(_MalformedRequestFilter())
+
+
+class _MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse (bad header bytes, broken framing) as an ERROR
+    with a traceback, though it answers the client 400 itself: that is the client's mistake,
+    so it becomes one INFO line naming what was wrong."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 400) < 500:
+            record.msg = f"{record.getMessage()}: malformed HTTP request ({exc.message})"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno = logging.INFO
+            record.levelname = "INFO"
+            return logging.getLogger().isEnabledFor(logging.INFO)
+        return True
 
 
 class _JsonFormatter(logging.Formatter):

@@ -113,6 +113,9 @@ class Agent:
     artifact_digest: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     suspended: bool = False
+    #: what a request said it runs when that differs from ``artifact_digest`` (a claim,
+    #: never verified; set only on the per-request view policy evaluates)
+    claimed_artifact_digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +211,8 @@ class Request:
     """One evaluated tool call and everything decided about it.
 
     ``version`` increments on every committed change; stores compare-and-set on it.
+    ``artifact_digest`` is the agent's registered digest; ``claimed_artifact_digest`` is a
+    differing one the request body claimed (shown separately, never in its place).
     ``steps_done`` counts escalation steps already run. ``extra_groups`` holds groups added
     by escalation (``to:``), who become approvers in addition to the rule's groups.
     """
@@ -223,6 +228,7 @@ class Request:
     arguments_sha256: str
     call_sha256: str
     artifact_digest: str | None = None
+    claimed_artifact_digest: str | None = None
     escalation: tuple[EscalationStep, ...] = ()
     deadline: datetime | None = None
     decided_at: datetime | None = None

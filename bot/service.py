@@ -197,10 +197,11 @@ class Gate(Fanout):
                 return replay, False
         now = self.clock.now()
         policy = self.policies.current
-        artifact = sub.artifact_digest or agent.artifact_digest
-        view = (
-            agent if artifact == agent.artifact_digest else replace(agent, artifact_digest=artifact)
-        )
+        # The registered digest stays the agent's; a differing claim in the body is only a
+        # claim, which policy sees (and cards show) separately (issue 12 item 7).
+        artifact = agent.artifact_digest
+        claimed = sub.artifact_digest if sub.artifact_digest != artifact else None
+        view = agent if claimed is None else replace(agent, claimed_artifact_digest=claimed)
         ev = evaluate(
             policy, sub.call, view, now, await self._session(policy, sub.call, agent, now)
         )
@@ -263,6 +264,7 @@ class Gate(Fanout):
             arguments_sha256=args_digest,
             call_sha256=call_digest,
             artifact_digest=artifact,
+            claimed_artifact_digest=claimed,
             escalation=escalation,
             deadline=deadline,
             decided_at=decided_at,

@@ -171,6 +171,12 @@ def build_card(request: Request, votes: Sequence[Vote] = ()) -> Card:
         f"*Tier*\n{request.tier.value}",
         f"*Agent*\n{inline_code(request.agent_id)}",
         f"*Artifact*\n{inline_code(request.artifact_digest or '')}",
+    ]
+    if request.claimed_artifact_digest is not None:
+        # what the request said it runs, when that differs from the registered digest
+        claimed = inline_code(request.claimed_artifact_digest)
+        fields.append(f"*Claimed artifact (unverified)*\n{claimed}")
+    fields += [
         f"*Rule*\n{inline_code(request.policy.rule or 'defaults.unknown_tool')}",
         f"*Policy*\n{_policy_line(request)}",
     ]

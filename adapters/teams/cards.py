@@ -257,6 +257,11 @@ def approval_card(
         },
         _fact("Agent", request.agent_id),
         _fact("Artifact digest", artifact, fontType="Monospace"),
+        *(
+            [_fact("Claimed artifact (unverified)", claimed, fontType="Monospace")]
+            if (claimed := request.claimed_artifact_digest) is not None
+            else []
+        ),
         _fact("Rule", request.policy.rule or "none (default for unknown tools)"),
         _fact("Policy version", request.policy.version or "unversioned"),
         _fact("Policy digest", request.policy.digest, fontType="Monospace"),

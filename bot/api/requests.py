@@ -72,7 +72,11 @@ def request_json(r: Request, approvals_received: int = 0) -> dict[str, Any]:
         "tool": r.call.tool,
         "arguments_sha256": r.arguments_sha256,
         "call_sha256": r.call_sha256,
-        "agent": {"id": r.agent_id, "artifact_digest": r.artifact_digest},
+        "agent": {
+            "id": r.agent_id,
+            "artifact_digest": r.artifact_digest,
+            "claimed_artifact_digest": r.claimed_artifact_digest,
+        },
         "policy": {"digest": r.policy.digest, "version": r.policy.version, "rule": r.policy.rule},
         "approvals": {
             "required": r.requirement.required if r.tier is Tier.CONFIRM else 0,

@@ -12,7 +12,7 @@ Owns the predicate schema ``https://signoff.dev/attestation/decision/v1`` (SPEC 
        "status": "pending",             # the request status after the change
        "request": {"id", "tool", "arguments_sha256", "call_sha256", "tier",
                    "created_at", "deadline"},
-       "agent": {"id", "artifact_digest"},
+       "agent": {"id", "artifact_digest", "claimed_artifact_digest"},
        "policy": {"digest", "version", "rule"},
        "approver": {"platform", "tenant", "user_id", "display_name", "group", "via",
                     "person", "shown", "view"} | null,  # shown/view: what they saw (SPEC §8)
@@ -171,7 +171,11 @@ def build_statement(
                 "created_at": rfc3339(request.created_at),
                 "deadline": rfc3339(request.deadline),
             },
-            "agent": {"id": request.agent_id, "artifact_digest": request.artifact_digest},
+            "agent": {
+                "id": request.agent_id,
+                "artifact_digest": request.artifact_digest,
+                "claimed_artifact_digest": request.claimed_artifact_digest,
+            },
             "policy": {"digest": policy.digest, "version": policy.version, "rule": policy.rule},
             "approver": _acting(approver, group, review) if approver is not None else None,
             "edit": _edit(request),

@@ -6,7 +6,8 @@ true. A condition that errors counts as a match for confirm/block rules and as n
 auto/notify rules: errors only ever make a call stricter. No match uses
 ``defaults.unknown_tool`` (confirm or block, never auto).
 
-CEL sees ``args`` (the arguments), ``agent`` (``id``, ``artifact_digest``, ``labels``),
+CEL sees ``args`` (the arguments), ``agent`` (``id``, ``artifact_digest`` as registered,
+``claimed_artifact_digest`` when the request claimed a different one, ``labels``),
 ``context``, ``now``, and with ``sessions`` in the policy ``call.labels`` and ``session``
 (``labels``, ``calls``, ``key``; see ``bot.policy.session``). Nothing here raises for a
 well-formed ``Policy``; the trace can quote CEL error text (which may include argument
@@ -205,6 +206,7 @@ def agent_view(agent: Agent) -> dict[str, Any]:
     return {
         "id": agent.id,
         "artifact_digest": agent.artifact_digest,
+        "claimed_artifact_digest": agent.claimed_artifact_digest,
         "labels": _plain(agent.labels),
     }
 

@@ -111,6 +111,7 @@ class RequestRow(Base, table=True):
     session_key: str | None = Field(default=None, nullable=True)
     #: the call's session labels, sorted and comma-joined ("" for none): groupable text
     labels: str = Field(default="", nullable=False, sa_column_kwargs={"server_default": ""})
+    claimed_artifact_digest: str | None = Field(default=None, nullable=True)  # 0005
     # rule options for approvers ({"editable": bool, "step_up": str | null}) and an
     # approver's edit of the arguments ({"arguments", "arguments_sha256", "call_sha256",
     # "by", "by_name", "at"}); null when none

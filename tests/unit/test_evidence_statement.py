@@ -121,7 +121,11 @@ def test_statement_shape_for_a_quorum_vote() -> None:
         "created_at": "2026-11-21T10:00:00Z",
         "deadline": "2026-11-21T10:15:00Z",
     }
-    assert p["agent"] == {"id": "billing-agent", "artifact_digest": "sha256:" + "a" * 64}
+    assert p["agent"] == {
+        "id": "billing-agent",
+        "artifact_digest": "sha256:" + "a" * 64,
+        "claimed_artifact_digest": None,
+    }
     assert p["policy"] == {
         "digest": "sha256:" + "d" * 64,
         "version": "2026-11-21",

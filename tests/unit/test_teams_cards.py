@@ -266,3 +266,13 @@ def test_golden_card_with_hostile_input() -> None:
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)
         GOLDEN.write_text(rendered, encoding="utf-8")
     assert rendered == GOLDEN.read_text(encoding="utf-8")
+
+
+def test_a_claimed_artifact_digest_is_shown_apart_from_the_registered_one() -> None:
+    registered, claimed = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    card = approval_card(request(artifact_digest=registered, claimed_artifact_digest=claimed))
+    text = "".join(t for _, t in texts(card))
+    assert f"Artifact digest: {registered}" in text
+    assert f"Claimed artifact (unverified): {claimed}" in text
+    plain = approval_card(request(artifact_digest=registered))
+    assert "Claimed artifact" not in all_text(plain)
