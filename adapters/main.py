@@ -22,9 +22,16 @@ from bot.api.app import create_api
 from bot.caps import AgentCaps
 from bot.checkpoints import Checkpointer
 from bot.clock import SystemClock
-from bot.errors import ConfigError, SignoffError
+from bot.errors import ConfigError, EvidenceError, SignoffError
+from bot.evidence.bundle import (
+    default_signature_path,
+    load_trusted_keys,
+    read_envelope,
+    verify_bundle,
+)
 from bot.evidence.keys import KeyRing
 from bot.policy.holder import PolicyHolder
+from bot.policy.model import Policy
 from bot.ports import Clock
 from bot.service import Gate
 from bot.settings import Settings
@@ -58,7 +65,23 @@ def load_keys(settings: Settings) -> KeyRing:
 
 
 def load_policies(settings: Settings) -> PolicyHolder:
-    return PolicyHolder([settings.path(p) for p in settings.policy.paths])
+    """The policy in force. With ``policy.trusted_keys`` only a bundle whose signature
+    verifies loads (``bot.evidence.bundle``); raises ``PolicyError``/``EvidenceError``/
+    ``ConfigError`` when it does not (the server refuses to start)."""
+    paths = [settings.path(p) for p in settings.policy.paths]
+    if not settings.policy.trusted_keys:
+        return PolicyHolder(paths)
+    trusted = load_trusted_keys([settings.path(p) for p in settings.policy.trusted_keys])
+    signature = (
+        settings.path(settings.policy.signature)
+        if settings.policy.signature
+        else default_signature_path(paths)
+    )
+
+    def verify(policy: Policy) -> str:
+        return verify_bundle(read_envelope(signature), policy.digest, trusted)
+
+    return PolicyHolder(paths, verify=verify, also_watch=(signature,))
 
 
 async def build(
@@ -83,6 +106,9 @@ async def build(
             max_long_polls=settings.server.max_long_polls_per_agent,
         ),
     )
+    policies.on_failure = lambda exc: gate.metrics.policy_reload_failures.labels(
+        "signature" if isinstance(exc, EvidenceError | ConfigError) else "invalid"
+    ).inc()
     publish = settings.path(settings.log.publish_file) if settings.log.publish_file else None
     checkpoints = Checkpointer(store, keys, clock, origin=settings.log.origin, publish_file=publish)
     app = create_api(gate, settings, checkpoints)

@@ -189,6 +189,8 @@ class PolicyRef:
     digest: str
     version: str | None
     rule: str | None
+    #: key id that signed the policy bundle (``policy.trusted_keys`` set), else None
+    signer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -258,7 +258,7 @@ class Gate(Fanout):
             call=sub.call,
             tier=ev.tier,
             status=status,
-            policy=PolicyRef(policy.digest, policy.version, rule_name),
+            policy=PolicyRef(policy.digest, policy.version, rule_name, policy.signer),
             requirement=ev.requirement,
             created_at=now,
             arguments_sha256=args_digest,

@@ -122,6 +122,11 @@ class KeySettings:
 @dataclass(frozen=True)
 class PolicySettings:
     paths: tuple[str, ...] = ("./policies",)
+    #: files of Ed25519 public keys (JWKS as /v1/keys serves, or PEM): only bundles signed
+    #: by one of them load (``signoff policy sign``)
+    trusted_keys: tuple[str, ...] = ()
+    #: the bundle's DSSE envelope (default: policy.sig.json in the first policy folder)
+    signature: str = ""
     watch: bool = True
 
 

@@ -13,7 +13,7 @@ Owns the predicate schema ``https://signoff.dev/attestation/decision/v1`` (SPEC 
        "request": {"id", "tool", "arguments_sha256", "call_sha256", "tier",
                    "created_at", "deadline"},
        "agent": {"id", "artifact_digest", "claimed_artifact_digest"},
-       "policy": {"digest", "version", "rule"},
+       "policy": {"digest", "version", "rule", "signer"},   # signer: bundle key id or null
        "approver": {"platform", "tenant", "user_id", "display_name", "group", "via",
                     "person", "shown", "view"} | null,  # shown/view: what they saw (SPEC §8)
        "approvals": {"required": n, "votes": [{"approver", "platform", "tenant", "user_id",
@@ -176,7 +176,12 @@ def build_statement(
                 "artifact_digest": request.artifact_digest,
                 "claimed_artifact_digest": request.claimed_artifact_digest,
             },
-            "policy": {"digest": policy.digest, "version": policy.version, "rule": policy.rule},
+            "policy": {
+                "digest": policy.digest,
+                "version": policy.version,
+                "rule": policy.rule,
+                "signer": policy.signer,
+            },
             "approver": _acting(approver, group, review) if approver is not None else None,
             "edit": _edit(request),
             "approvals": {

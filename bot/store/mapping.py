@@ -65,11 +65,19 @@ def to_agent(row: Any) -> Agent:
 
 
 def from_policy(policy: PolicyRef) -> dict[str, Any]:
-    return {"digest": policy.digest, "version": policy.version, "rule": policy.rule}
+    out = {"digest": policy.digest, "version": policy.version, "rule": policy.rule}
+    if policy.signer is not None:
+        out["signer"] = policy.signer
+    return out
 
 
 def to_policy(value: dict[str, Any]) -> PolicyRef:
-    return PolicyRef(digest=value["digest"], version=value["version"], rule=value["rule"])
+    return PolicyRef(
+        digest=value["digest"],
+        version=value["version"],
+        rule=value["rule"],
+        signer=value.get("signer"),
+    )
 
 
 def from_requirement(requirement: Requirement) -> dict[str, Any]:
