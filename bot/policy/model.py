@@ -103,6 +103,8 @@ class Rule:
     reason: str | None = None
     source: str = ""
     description: str | None = None
+    editable: bool = False
+    step_up: str | None = None
     condition: Condition | None = field(default=None, compare=False, repr=False)
     matches_tool: Callable[[str], bool] = field(init=False, compare=False, repr=False)
 
