@@ -59,7 +59,13 @@ def check_callback_url(url: str, *, allow_private: bool) -> None:
     when the connection is made). Raises ``PrivateAddress`` (a 400)."""
     if allow_private:
         return
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError as exc:
+        raise PrivateAddress(
+            "callback_url is not a valid URL", details=[f"callback_url: {exc}"]
+        ) from None
     if parts.scheme != "https":
         raise PrivateAddress(
             "callback_url must be https",

@@ -3,6 +3,7 @@ the composition root (``adapters.main``)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -10,7 +11,7 @@ from aiohttp import web
 
 from bot.api import evidence, requests
 from bot.api.context import APP_CHECKPOINTS, APP_GATE, APP_SETTINGS
-from bot.api.openapi import DOCUMENT
+from bot.api.openapi import document
 from bot.api.problems import Handler, error_response, problem
 from bot.checkpoints import Checkpointer
 from bot.errors import SignoffError, StoreError
@@ -59,8 +60,11 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
 
 
+APP_OPENAPI = web.AppKey("openapi", bytes)
+
+
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(DOCUMENT)
+    return web.Response(body=request.app[APP_OPENAPI], content_type="application/json")
 
 
 def create_api(gate: Gate, settings: Settings, checkpoints: Checkpointer) -> web.Application:
@@ -72,6 +76,9 @@ def create_api(gate: Gate, settings: Settings, checkpoints: Checkpointer) -> web
     app[APP_GATE] = gate
     app[APP_SETTINGS] = settings
     app[APP_CHECKPOINTS] = checkpoints
+    app[APP_OPENAPI] = json.dumps(
+        document(http_callbacks=settings.callbacks.allow_private_networks)
+    ).encode()
     app.add_routes(requests.routes())
     app.add_routes(evidence.routes())
     app.add_routes(

@@ -9,14 +9,14 @@ from typing import Any
 from aiohttp import web
 
 from bot.api.context import APP_CHECKPOINTS, APP_GATE, require_agent
-from bot.errors import RequestError
+from bot.errors import NotFound, RequestError
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _int_param(request: web.Request, name: str) -> int:
+def _int_param(request: web.Request, name: str, minimum: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         raise RequestError(f"query parameter {name!r} is required")
@@ -24,8 +24,8 @@ def _int_param(request: web.Request, name: str) -> int:
         value = int(raw)
     except ValueError as exc:
         raise RequestError(f"{name} must be a whole number") from exc
-    if value < 0:
-        raise RequestError(f"{name} must not be negative")
+    if value < minimum:
+        raise RequestError(f"{name} must be at least {minimum}")
     return value
 
 
@@ -39,12 +39,14 @@ async def checkpoint(request: web.Request) -> web.Response:
 
 
 async def inclusion(request: web.Request) -> web.Response:
-    index = _int_param(request, "index")
-    size = _int_param(request, "size")
+    index = _int_param(request, "index", 0)
+    size = _int_param(request, "size", 1)
     store = request.app[APP_GATE].store
     current = await store.log_size()
-    if not index < size <= current:
-        raise RequestError(f"need index < size <= {current} (the log size)")
+    if size > current:
+        raise NotFound(f"no tree of size {size}: the log has {current} entries")
+    if index >= size:
+        raise NotFound(f"no entry {index} in the tree of size {size}")
     proof = await store.inclusion_proof(index, size)
     return web.json_response(
         {"index": index, "tree_size": size, "hashes": [_b64(h) for h in proof]}
@@ -52,12 +54,14 @@ async def inclusion(request: web.Request) -> web.Response:
 
 
 async def consistency(request: web.Request) -> web.Response:
-    old = _int_param(request, "from")
-    new = _int_param(request, "to")
+    old = _int_param(request, "from", 1)
+    new = _int_param(request, "to", 1)
     store = request.app[APP_GATE].store
     current = await store.log_size()
-    if not 0 < old <= new <= current:
-        raise RequestError(f"need 0 < from <= to <= {current} (the log size)")
+    if new > current:
+        raise NotFound(f"no tree of size {new}: the log has {current} entries")
+    if old > new:
+        raise NotFound(f"no consistency proof from a tree of size {old} to a smaller one")
     proof = await store.consistency_proof(old, new)
     return web.json_response({"from": old, "to": new, "hashes": [_b64(h) for h in proof]})
 

@@ -1,11 +1,23 @@
-"""The OpenAPI 3.1 document of the agent API, served at ``/openapi.json``."""
+"""The OpenAPI 3.1 document of the agent API, served at ``/openapi.json``: ``document``
+describes exactly what the server configured by ``settings`` accepts (``DOCUMENT`` is the
+default configuration's)."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from bot import __version__
-from bot.api.schema import MAX_DEPTH, MAX_JUSTIFICATION, TOOL_PATTERN
+from bot.api.requests import MAX_IDEMPOTENCY_KEY
+from bot.api.schema import (
+    DIGEST_PATTERN,
+    MAX_DEPTH,
+    MAX_JUSTIFICATION,
+    MAX_NUMBER,
+    MAX_URL,
+    TOOL_PATTERN,
+    URL_PATTERN,
+)
 
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
 _RATE_LIMITED = {"$ref": "#/components/responses/RateLimited"}
@@ -22,6 +34,28 @@ def _json(schema: str, description: str) -> dict[str, Any]:
     return {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+def _count(name: str, minimum: int, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": True,
+        "description": description,
+        "schema": {"type": "integer", "minimum": minimum},
+    }
+
+
+_VALUE = {"$ref": "#/components/schemas/JsonValue"}
+
+
+def _object(description: str, *, nullable: bool = False) -> dict[str, Any]:
+    return {
+        "type": ["object", "null"] if nullable else "object",
+        "additionalProperties": _VALUE,
+        "description": f"{description}; nested at most {MAX_DEPTH} levels, numbers within "
+        f"±{MAX_NUMBER} (I-JSON)",
     }
 
 
@@ -71,19 +105,25 @@ DOCUMENT: dict[str, Any] = {
                     "errors": {"type": "array", "items": {"type": "string"}},
                 },
             },
+            "JsonValue": {
+                "description": "any JSON value whose numbers lie within ±(2^53 - 1)",
+                "anyOf": [
+                    {"type": ["string", "boolean", "null"]},
+                    {"type": "number", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER},
+                    {"type": "array", "items": _VALUE},
+                    {"type": "object", "additionalProperties": _VALUE},
+                ],
+            },
             "ToolCall": {
                 "type": "object",
                 "additionalProperties": False,
                 "required": ["tool", "arguments"],
                 "properties": {
                     "tool": {"type": "string", "pattern": TOOL_PATTERN.pattern},
-                    "arguments": {
-                        "type": "object",
-                        "description": f"any JSON object, nested at most {MAX_DEPTH} levels",
-                    },
-                    "justification": {"type": "string", "maxLength": MAX_JUSTIFICATION},
+                    "arguments": _object("the tool call's arguments"),
+                    "justification": {"type": ["string", "null"], "maxLength": MAX_JUSTIFICATION},
                     "context": {
-                        "type": "object",
+                        **_object("what led to the call (prompt, session, user...)", nullable=True),
                         "properties": {
                             "requested_by": {
                                 "type": "string",
@@ -92,15 +132,18 @@ DOCUMENT: dict[str, Any] = {
                             }
                         },
                     },
-                    "artifact_digest": {"type": "string", "examples": ["sha256:ab12…"]},
+                    "artifact_digest": {
+                        "type": ["string", "null"],
+                        "pattern": DIGEST_PATTERN.pattern,
+                        "examples": [
+                            "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+                        ],
+                    },
                     "callback_url": {
-                        "type": "string",
-                        "format": "uri",
-                        "pattern": "^https://",
-                        "description": "https to a public address (checked at submit for a "
-                        "literal address, and after DNS when connecting); loopback, private, "
-                        "link-local, unique-local and IPv4-mapped addresses are a 400 unless "
-                        "the server sets callbacks.allow_private_networks",
+                        "type": ["string", "null"],
+                        "pattern": URL_PATTERN.pattern,
+                        "maxLength": MAX_URL,
+                        "description": "absolute http(s) URL the final state is POSTed to",
                     },
                 },
             },
@@ -150,6 +193,15 @@ DOCUMENT: dict[str, Any] = {
                     "grant": {"type": ["string", "null"], "description": "EdDSA JWT"},
                     "grant_expires_at": {"type": ["string", "null"], "format": "date-time"},
                     "outcome": {"enum": ["started", "succeeded", "failed", None]},
+                    "approved_arguments": {
+                        "type": ["object", "null"],
+                        "description": "set when an approver edited the arguments (rule "
+                        "option editable): the grant binds these, so the agent must run them",
+                    },
+                    "approved_arguments_sha256": {
+                        "type": ["string", "null"],
+                        "description": "arguments_sha256 of the edited arguments",
+                    },
                 },
             },
             "RequestList": {
@@ -168,13 +220,12 @@ DOCUMENT: dict[str, Any] = {
                 "additionalProperties": False,
                 "required": ["grant", "outcome"],
                 "properties": {
-                    "grant": {"type": "string"},
+                    "grant": {"type": "string", "minLength": 1},
                     "outcome": {"enum": ["started", "succeeded", "failed"]},
-                    "detail": {"type": "object"},
-                    "arguments": {
-                        "type": "object",
-                        "description": "the arguments about to be used; must match the grant",
-                    },
+                    "detail": _object("free-form outcome detail, attested", nullable=True),
+                    "arguments": _object(
+                        "the arguments about to be used; must match the grant", nullable=True
+                    ),
                 },
             },
             "Proof": {
@@ -216,7 +267,15 @@ DOCUMENT: dict[str, Any] = {
                 429,
                 503,
                 parameters=[
-                    {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": MAX_IDEMPOTENCY_KEY,
+                        },
+                    }
                 ],
                 requestBody={
                     "required": True,
@@ -300,40 +359,29 @@ DOCUMENT: dict[str, Any] = {
         },
         "/v1/log/proof/inclusion": {
             "get": _op(
-                "RFC 6962 inclusion proof",
+                "RFC 6962 inclusion proof of entry `index` in the tree of the first `size` "
+                "entries; 404 when the log is smaller than `size` or `index` >= `size`",
                 {"200": _json("Proof", "proof")},
                 400,
+                404,
                 security=[],
                 parameters=[
-                    {
-                        "name": "index",
-                        "in": "query",
-                        "required": True,
-                        "schema": {"type": "integer"},
-                    },
-                    {
-                        "name": "size",
-                        "in": "query",
-                        "required": True,
-                        "schema": {"type": "integer"},
-                    },
+                    _count("index", 0, "index of the entry (0-based)"),
+                    _count("size", 1, "size of the tree the proof is against"),
                 ],
             )
         },
         "/v1/log/proof/consistency": {
             "get": _op(
-                "RFC 6962 consistency proof",
+                "RFC 6962 consistency proof between the trees of sizes `from` and `to`; 404 "
+                "when the log is smaller than `to` or `from` > `to`",
                 {"200": _json("Proof", "proof")},
                 400,
+                404,
                 security=[],
                 parameters=[
-                    {
-                        "name": "from",
-                        "in": "query",
-                        "required": True,
-                        "schema": {"type": "integer"},
-                    },
-                    {"name": "to", "in": "query", "required": True, "schema": {"type": "integer"}},
+                    _count("from", 1, "size of the older tree"),
+                    _count("to", 1, "size of the newer tree"),
                 ],
             )
         },
@@ -348,3 +396,21 @@ DOCUMENT: dict[str, Any] = {
         },
     },
 }
+
+
+HTTPS_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]://[^/?#]"
+
+
+def document(*, http_callbacks: bool) -> dict[str, Any]:
+    """The document for a server whose ``callbacks.allow_private_networks`` is
+    ``http_callbacks``: without it, a ``callback_url`` must be https (and a literal host
+    public, which no JSON Schema can say: a 400 ``private-address`` names it)."""
+    doc = copy.deepcopy(DOCUMENT)
+    url = doc["components"]["schemas"]["ToolCall"]["properties"]["callback_url"]
+    if not http_callbacks:
+        url["pattern"] = HTTPS_URL_PATTERN
+        url["description"] = (
+            "absolute https URL of a public host the final state is POSTed to "
+            "(http and private addresses only with callbacks.allow_private_networks)"
+        )
+    return doc

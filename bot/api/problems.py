@@ -95,5 +95,7 @@ def error_response(request: web.Request, exc: Exception) -> web.Response | None:
         detail = exc.reason
         if exc.status == 413:
             detail = "request body is too large"
-        return problem(exc.status, slug, detail, instance=request.path)
+        allow = exc.headers.get("Allow")
+        headers = {"Allow": allow} if allow is not None else None
+        return problem(exc.status, slug, detail, headers=headers, instance=request.path)
     return None

@@ -6,44 +6,75 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from bot.domain import JSON, Outcome, ToolCall
 from bot.errors import RequestError
+from bot.evidence.canonical import canonical
 
 TOOL_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,199}$")
 DIGEST_PATTERN = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[A-Za-z0-9=_-]{16,512}$")
+URL_PATTERN = re.compile(r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]")
+MAX_URL = 2048
 MAX_DEPTH = 32
 MAX_JUSTIFICATION = 8000
 MAX_KEY = 1024
+MAX_NUMBER = 2**53 - 1  # I-JSON (RFC 7493): numbers an IEEE-754 double holds exactly
 
 SUBMIT_KEYS = {"tool", "arguments", "justification", "context", "artifact_digest", "callback_url"}
 EXECUTION_KEYS = {"grant", "outcome", "detail", "arguments"}
 
 
-def depth(value: JSON, limit: int = MAX_DEPTH) -> int:
-    """Nesting depth of a JSON value, stopping early past ``limit``."""
+def scan(value: JSON, limit: int = MAX_DEPTH) -> tuple[int, bool]:
+    """Nesting depth of a JSON value (stopping early past ``limit``) and whether it holds a
+    number beyond ±``MAX_NUMBER`` (which has no RFC 8785 canonical form as an integer)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     deepest = 0
+    too_big = False
     while stack:
         item, d = stack.pop()
         if d > deepest:
             deepest = d
             if deepest > limit:
-                return deepest
-        if isinstance(item, dict):
+                return deepest, too_big
+        kind = type(item)
+        if kind is dict:
             stack.extend((v, d + 1) for v in item.values())
-        elif isinstance(item, list):
+        elif kind is list:
             stack.extend((v, d + 1) for v in item)
-    return deepest
+        elif (kind is int or kind is float) and not -MAX_NUMBER <= item <= MAX_NUMBER:
+            too_big = True
+    return deepest, too_big
 
 
-def _check_object(name: str, value: Any, errors: list[str]) -> dict[str, JSON]:
+def depth(value: JSON, limit: int = MAX_DEPTH) -> int:
+    """Nesting depth of a JSON value, stopping early past ``limit``."""
+    return scan(value, limit)[0]
+
+
+def _or_empty(value: Any) -> Any:
+    """An optional object: absent or ``null`` is ``{}``; anything else is checked as given."""
+    return {} if value is None else value
+
+
+def _check_object(
+    name: str, value: Any, errors: list[str], *, canonical_form: bool = False
+) -> dict[str, JSON]:
+    """``value`` if it is a JSON object within the limits, else ``{}`` with ``errors`` told.
+    With ``canonical_form``, also check it has an RFC 8785 form (no lone surrogates), for
+    values that are only signed later."""
     if not isinstance(value, dict):
         errors.append(f"{name}: must be a JSON object")
         return {}
-    if depth(value) > MAX_DEPTH:
+    deepest, too_big = scan(value)
+    if deepest > MAX_DEPTH:
         errors.append(f"{name}: nested deeper than {MAX_DEPTH} levels")
+    elif too_big:
+        errors.append(f"{name}: numbers must lie within ±{MAX_NUMBER} (I-JSON, RFC 7493)")
+    elif canonical_form and value:
+        try:
+            canonical(value)
+        except RequestError as exc:
+            errors.append(f"{name}: {exc.message}")
     return value
 
 
@@ -75,7 +106,7 @@ def parse_submission(body: Any) -> tuple[ToolCall, str | None, str | None]:
         errors.append("justification: must be a string")
     elif len(justification) > MAX_JUSTIFICATION:
         errors.append(f"justification: longer than {MAX_JUSTIFICATION} characters")
-    context = _check_object("context", body.get("context") or {}, errors)
+    context = _check_object("context", _or_empty(body.get("context")), errors, canonical_form=True)
     if "requested_by" in context and not isinstance(context["requested_by"], str):
         # SPEC §5: one string naming the requester (person key, e-mail or platform id); a
         # list or object could hide a name from the no-self-approval check.
@@ -94,10 +125,9 @@ def parse_submission(body: Any) -> tuple[ToolCall, str | None, str | None]:
 
 
 def _check_url(name: str, value: Any) -> list[str]:
-    if not isinstance(value, str) or len(value) > 2048:
-        return [f"{name}: must be an http(s) URL"]
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if not isinstance(value, str) or len(value) > MAX_URL:
+        return [f"{name}: must be an http(s) URL of at most {MAX_URL} characters"]
+    if not URL_PATTERN.match(value):
         return [f"{name}: must be an absolute http(s) URL"]
     return []
 
@@ -118,7 +148,7 @@ def parse_execution(body: Any) -> tuple[str, Outcome, dict[str, JSON], Mapping[s
         outcome = Outcome(str(outcome_raw))
     except ValueError:
         errors.append("outcome: must be one of started, succeeded, failed")
-    detail = _check_object("detail", body.get("detail") or {}, errors)
+    detail = _check_object("detail", _or_empty(body.get("detail")), errors, canonical_form=True)
     arguments = body.get("arguments")
     if arguments is not None:
         arguments = _check_object("arguments", arguments, errors)

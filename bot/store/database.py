@@ -1,9 +1,10 @@
 """``Database``: a migrated SQLite or PostgreSQL database, used from asyncio.
 
 Reads run on the database's own threads: one for SQLite, a small pool for PostgreSQL.
-PostgreSQL writes run there too; SQLite writes are grouped into shared commits on the event
-loop's thread by ``bot.store.group.GroupCommit`` (its docstring says why, and how lock waits
-and checkpoints are kept off the loop). Database failures come out as ``StoreError`` (one
+Writes are grouped into shared transactions: on SQLite on the event loop's thread by
+``bot.store.group.GroupCommit`` (its docstring says why, and how lock waits and checkpoints
+are kept off the loop), on PostgreSQL one group at a time on a store thread by
+``bot.store.pggroup.PgGroupCommit``. Database failures come out as ``StoreError`` (one
 line, no password); a closed database raises ``StoreError`` too.
 
 ``SqlStore`` builds on it; other stores inside ``bot.store`` (``UserStore``) use the public
@@ -27,7 +28,8 @@ from bot.ports import Clock
 from bot.store import changes, leader, log, migrate
 from bot.store.engine import make_engine, parse_url, store_error
 from bot.store.group import GroupCommit
-from bot.store.writer import Op, pooled, run_transaction
+from bot.store.pggroup import PgGroupCommit
+from bot.store.writer import Op
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -50,10 +52,10 @@ class Database:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="signoff-store")
         self._frontier = log.Frontier()
         self._closed = False
-        self._group = (
+        self._group: GroupCommit | PgGroupCommit = (
             GroupCommit(engine, url, self._pool, self._frontier, clock.now)
             if engine.dialect.name == "sqlite"
-            else None
+            else PgGroupCommit(engine, url, self._pool, self._frontier, clock.now)
         )
 
     @classmethod
@@ -101,8 +103,7 @@ class Database:
             return
         self._closed = True
         loop = asyncio.get_running_loop()
-        if self._group is not None:
-            await self._group.close()
+        await self._group.close()
         await loop.run_in_executor(self._pool, self._engine.dispose)
         self._pool.shutdown(wait=True)
 
@@ -129,12 +130,7 @@ class Database:
         """Run ``op(conn, pending)`` in a write transaction (on SQLite, grouped with other
         writes, inside its own savepoint); attestations queued on ``pending`` are appended
         to the log in the same transaction. Raises what ``op`` raises, or ``StoreError``."""
-        if self._group is not None:
-            return await self._group.submit(op)
-        outcomes = await self._run(
-            run_transaction, pooled(self._engine), self._frontier, self._clock.now, [op]
-        )
-        return outcomes[0][1]  # type: ignore[no-any-return]
+        return await self._group.submit(op)
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(conn)`` in a write transaction (see ``transact``)."""

@@ -8,7 +8,7 @@ alone and gets its own exception while the others commit together with their att
 Operations must therefore be safe to run again (they only touch the database and ``pending``).
 
 On SQLite, ``bot.store.group.GroupCommit`` gathers many operations into each transaction;
-on PostgreSQL each write is a transaction of its own on the store's thread pool.
+on PostgreSQL ``bot.store.pggroup.PgGroupCommit`` does the same, one group at a time.
 """
 
 from __future__ import annotations

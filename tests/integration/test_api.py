@@ -448,3 +448,63 @@ async def test_an_auto_request_spawns_no_background_work(
             task.cancel()
         await rt.gate.drain()
         await rt.store.close()
+
+
+async def test_a_wrong_method_answers_405_with_allow(client: TestClient) -> None:  # type: ignore[type-arg]
+    resp = await client.delete("/v1/requests")
+    assert resp.status == 405 and resp.content_type == PROBLEM
+    assert "POST" in resp.headers["Allow"]
+    resp = await client.put("/v1/log/checkpoint")
+    assert resp.status == 405 and "GET" in resp.headers["Allow"]
+
+
+async def test_proofs_beyond_the_log_are_404_and_bad_numbers_400(
+    client: TestClient,  # type: ignore[type-arg]
+    token: str,
+) -> None:
+    await submit(client, token, {"tool": "crm.read", "arguments": {}})
+    ok = await client.get("/v1/log/proof/inclusion", params={"index": 0, "size": 1})
+    assert ok.status == 200 and (await ok.json())["hashes"] == []
+    for params in ({"index": 0, "size": 10**6}, {"index": 5, "size": 1}):
+        resp = await client.get("/v1/log/proof/inclusion", params=params)
+        assert resp.status == 404 and resp.content_type == PROBLEM, params
+    for params in ({"from": 1, "to": 10**6}, {"from": 2, "to": 1}):
+        resp = await client.get("/v1/log/proof/consistency", params=params)
+        assert resp.status == 404, params
+    for params in ({"index": -1, "size": 1}, {"index": 0, "size": 0}, {"index": "x", "size": 1}):
+        resp = await client.get("/v1/log/proof/inclusion", params=params)
+        assert resp.status == 400, params
+    resp = await client.get("/v1/log/proof/consistency", params={"from": 0, "to": 1})
+    assert resp.status == 400
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("arguments", {"n": 2**53}, "arguments: numbers must lie within"),
+        ("context", {"n": [-(2**60)]}, "context: numbers must lie within"),
+        ("context", "", "context: must be a JSON object"),
+        ("artifact_digest", "sha256:ab12…", "artifact_digest:"),
+        ("callback_url", "ftp://example.com/x", "callback_url:"),
+    ],
+)
+async def test_what_the_openapi_document_forbids_is_a_400_naming_the_field(
+    client: TestClient,  # type: ignore[type-arg]
+    token: str,
+    field: str,
+    value: Any,
+    error: str,
+) -> None:
+    body = {"tool": "crm.read", "arguments": {}, field: value}
+    resp = await submit(client, token, body)
+    assert resp.status == 400
+    assert any(e.startswith(error) for e in (await resp.json())["errors"])
+
+
+async def test_null_optional_fields_are_accepted_as_absent(
+    client: TestClient,  # type: ignore[type-arg]
+    token: str,
+) -> None:
+    body = {"tool": "crm.read", "arguments": {}, "context": None, "justification": None}
+    resp = await submit(client, token, {**body, "artifact_digest": None, "callback_url": None})
+    assert resp.status == 201

@@ -1,0 +1,295 @@
+"""Soak: 200 concurrent agents for 60 s against one real ``signoff serve``, on SQLite and on
+PostgreSQL (issue 14: PostgreSQL ≥ 70 % of SQLite's calls/s with p99 ≤ 1 s).
+
+Each agent loops over a mix: 70 % auto-tier calls (approved at once), 10 % blocked calls,
+20 % confirm-tier calls that long-poll briefly and are then either cancelled by the agent or
+approved by a human through the console (half each), the agent's long-poll returning the
+decision. A *call* is one HTTP request (submit, long-poll, cancel, console decision).
+
+Prints per backend: calls/s, latency p50/p99 of all calls except the long-polls (which
+wait on purpose), errors (transport failures and unexpected statuses), the server's RSS
+sampled every 5 s (flat = within ±10 % of its mean after a 15 s warm-up), open file
+descriptors, and the server's CPU time per call from /proc/PID/stat. Also the load average:
+the client runs on the same (shared) machine and takes a good part of it.
+
+``SIGNOFF_SOAK_SECONDS`` / ``SIGNOFF_SOAK_AGENTS`` change the length and the concurrency;
+``SIGNOFF_BENCH_PG_URL`` (else ``SIGNOFF_TEST_PG_URL``, else a throwaway cluster) names the
+PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import psycopg
+from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.serving import SIGNOFF, free_port, quiet_env
+from tests.pg_cluster import admin_url
+from tests.support import write_home
+
+SECONDS = float(os.environ.get("SIGNOFF_SOAK_SECONDS", "60"))
+AGENTS = int(os.environ.get("SIGNOFF_SOAK_AGENTS", "200"))
+WARM_UP = 15.0
+PASSWORD = "soak password 123"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+AUTO = {"tool": "crm.contacts.read", "arguments": {"id": 7}}
+BLOCK = {"tool": "repos.force_push", "arguments": {"branch": "main"}}
+
+
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)
+    calls: int = 0
+    errors: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)
+
+    def error(self, kind: str) -> None:
+        self.errors += 1
+        self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+
+
+def proc_stat(pid: int) -> tuple[float, int, int]:
+    """(CPU seconds, RSS bytes, open fds) of ``pid``."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    return cpu, rss, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
+
+
+class Agent:
+    def __init__(self, http: aiohttp.ClientSession, base: str, token: str, tally: Tally):
+        self.http, self.base, self.tally = http, base, tally
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    async def call(self, method: str, path: str, *, timed: bool = True, **kw: object) -> dict:
+        started = time.perf_counter()
+        try:
+            async with self.http.request(method, self.base + path, **kw) as resp:  # type: ignore[arg-type]
+                body = await resp.json(content_type=None) if resp.status != 303 else {}
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.tally.error(type(exc).__name__)
+            return {}
+        self.tally.calls += 1
+        if timed:
+            self.tally.latencies.append(time.perf_counter() - started)
+        if status >= 400:
+            self.tally.error(f"HTTP {status}")
+            return {}
+        return body if isinstance(body, dict) else {}
+
+    async def submit(self, body: dict) -> dict:
+        return await self.call("POST", "/v1/requests", json=body, headers=self.headers)
+
+
+async def console(http: aiohttp.ClientSession, base: str) -> tuple[dict[str, str], str]:
+    async with http.get(f"{base}/console/login") as page:
+        token = CSRF.search(await page.text())
+        cookie = page.cookies["signoff_login"].value
+    assert token is not None
+    async with http.post(
+        f"{base}/console/login",
+        data={"csrf_token": token.group(1), "username": "alice", "password": PASSWORD},
+        headers={"Cookie": f"signoff_login={cookie}"},
+        allow_redirects=False,
+    ) as resp:
+        session = resp.cookies["signoff_session"].value
+    headers = {"Cookie": f"signoff_session={session}"}
+    async with http.get(f"{base}/console/", headers=headers) as page:
+        token = CSRF.search(await page.text())
+    assert token is not None
+    return headers, token.group(1)
+
+
+async def agent_loop(
+    agent: Agent, stop: float, rng: random.Random, decide: tuple[dict[str, str], str]
+) -> None:
+    cookie, csrf = decide
+    n = 0
+    while time.monotonic() < stop:
+        n += 1
+        roll = rng.random()
+        if roll < 0.7:
+            await agent.submit(AUTO)
+        elif roll < 0.8:
+            await agent.submit(BLOCK)
+        else:
+            body = {"tool": "payments.transfer", "arguments": {"amount": 20000 + n}}
+            created = await agent.submit(body)
+            rid = created.get("id")
+            if not rid:
+                continue
+            path = f"/v1/requests/{rid}"
+            await agent.call("GET", path + "?wait=0.2", timed=False, headers=agent.headers)
+            if rng.random() < 0.5:
+                await agent.call("POST", path + "/cancel", headers=agent.headers)
+            else:
+                poll = asyncio.ensure_future(
+                    agent.call("GET", path + "?wait=10", timed=False, headers=agent.headers)
+                )
+                await agent.call(
+                    "POST",
+                    f"/console/requests/{rid}/decide",
+                    data={"csrf_token": csrf, "verdict": "approve", "reason": "soak"},
+                    headers=cookie,
+                    allow_redirects=False,
+                )
+                if (await poll).get("status") != "approved":
+                    agent.tally.error("decision not seen by the long-poll")
+
+
+async def soak(root: Path, database_url: str) -> dict[str, object]:
+    port = free_port()
+    config = write_home(
+        root, database_url=database_url, port=port, extra="logging: {level: WARNING}\n"
+    )
+    env = quiet_env()
+    tokens = []
+    for i in range(8):
+        out = subprocess.run(
+            [SIGNOFF, "--config", str(config), "agents", "add", f"soak-{i}", "--quiet"],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
+        tokens.append(out.stdout.decode().strip())
+    subprocess.run(
+        [SIGNOFF, "--config", str(config), "users", "add", "alice", "--password-stdin"],
+        input=PASSWORD.encode(),
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    proc = subprocess.Popen([SIGNOFF, "--config", str(config), "serve"], env=env)
+    base = f"http://127.0.0.1:{port}"
+    tally = Tally()
+    samples: list[tuple[float, int, int]] = []
+    try:
+        connector = aiohttp.TCPConnector(limit=AGENTS + 10)
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            async with asyncio.timeout(60):
+                while True:
+                    try:
+                        async with http.get(base + "/readyz") as resp:
+                            if resp.status == 200:
+                                break
+                    except aiohttp.ClientError:
+                        pass
+                    await asyncio.sleep(0.1)
+            decide = await console(http, base)
+            cpu0, _, _ = proc_stat(proc.pid)
+            started = time.monotonic()
+            stop = started + SECONDS
+
+            async def sample() -> None:
+                while time.monotonic() < stop:
+                    await asyncio.sleep(5)
+                    _, rss, fds = proc_stat(proc.pid)
+                    samples.append((time.monotonic() - started, rss, fds))
+
+            rng = random.Random(14)
+            agents = [Agent(http, base, tokens[i % len(tokens)], tally) for i in range(AGENTS)]
+            sampler = asyncio.ensure_future(sample())
+            await asyncio.gather(
+                *(agent_loop(a, stop, random.Random(rng.random()), decide) for a in agents)
+            )
+            elapsed = time.monotonic() - started
+            sampler.cancel()
+            cpu1, _, fds = proc_stat(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    warm = [rss for at, rss, _ in samples if at >= WARM_UP]
+    mean = statistics.fmean(warm) if warm else float("nan")
+    spread = max(abs(r - mean) / mean for r in warm) if warm else float("nan")
+    return {
+        "calls_per_s": tally.calls / elapsed,
+        "p50_ms": statistics.median(tally.latencies) * 1000 if tally.latencies else float("nan"),
+        "p99_ms": pct(tally.latencies, 0.99) * 1000,
+        "errors": tally.errors,
+        "error_kinds": tally.error_kinds,
+        "rss_mb": [round(r / 2**20, 1) for _, r, _ in samples],
+        "rss_spread": spread,
+        "fds": fds,
+        "fds_max": max((f for _, _, f in samples), default=fds),
+        "cpu_ms_per_call": (cpu1 - cpu0) * 1000 / max(1, tally.calls),
+    }
+
+
+def report(name: str, r: dict[str, object]) -> None:
+    spread = float(r["rss_spread"])  # type: ignore[arg-type]
+    print(
+        f"soak {name}: {AGENTS} agents x {SECONDS:.0f} s: {r['calls_per_s']:.0f} calls/s, "
+        f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, errors {r['errors']}"
+        + (f" {r['error_kinds']}" if r["errors"] else "")
+        + f"; server CPU {r['cpu_ms_per_call']:.2f} ms/call; RSS MB every 5 s {r['rss_mb']} "
+        f"({'flat' if spread <= 0.10 else 'NOT flat'}: within {spread * 100:.1f} % of its mean "
+        f"after {WARM_UP:.0f} s); open fds {r['fds']} (max {r['fds_max']})"
+    )
+
+
+def libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def with_database(url: str, name: str) -> str:
+    head, _, tail = url.partition("?")
+    return head.rsplit("/", 1)[0] + f"/{name}" + (f"?{tail}" if tail else "")
+
+
+async def main() -> None:
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        results["SQLite"] = await soak(Path(tmp) / "sqlite", "")
+        report("SQLite", results["SQLite"])
+    admin = os.environ.get("SIGNOFF_BENCH_PG_URL") or admin_url()
+    name = f"signoff_soak_{os.getpid()}_{secrets.token_hex(3)}"
+    with psycopg.connect(libpq(admin), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            results["PostgreSQL"] = await soak(Path(tmp), with_database(admin, name))
+    finally:
+        with psycopg.connect(libpq(admin), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+    report("PostgreSQL", results["PostgreSQL"])
+    sqlite_rate = float(results["SQLite"]["calls_per_s"])  # type: ignore[arg-type]
+    pg_rate = float(results["PostgreSQL"]["calls_per_s"])  # type: ignore[arg-type]
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"soak: PostgreSQL at {pg_rate / sqlite_rate * 100:.0f} % of SQLite's calls/s "
+        f"(target >= 70 %, PostgreSQL p99 <= 1 s); load average {load}"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
