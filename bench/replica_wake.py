@@ -2,7 +2,7 @@
 p99 ≤ 100 ms on PostgreSQL).
 
 Two real ``signoff serve`` processes share one fresh PostgreSQL database
-(``SIGNOFF_BENCH_PG_URL``, else ``SIGNOFF_TEST_PG_URL``, else the local test server). Each
+(``SIGNOFF_BENCH_PG_URL``, else ``SIGNOFF_TEST_PG_URL``, else a throwaway cluster). Each
 round submits a confirm-tier request to A, holds ``GET /v1/requests/{id}?wait=30`` on A, then
 records the approval through B's console (a logged-in HTTP form post) and times, from the
 moment the decision is sent to B, until A's long-poll returns. That includes B's whole
@@ -33,13 +33,10 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.serving import SIGNOFF, free_port, quiet_env
+from tests.pg_cluster import admin_url
 from tests.support import write_home
 
 ROUNDS = int(os.environ.get("SIGNOFF_BENCH_ROUNDS", "200"))
-PG_URL = os.environ.get(
-    "SIGNOFF_BENCH_PG_URL",
-    os.environ.get("SIGNOFF_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
-)
 PASSWORD = "bench password 123"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -168,14 +165,15 @@ async def run(root: Path, database_url: str) -> tuple[list[float], list[float]]:
 
 
 async def main() -> None:
+    admin = os.environ.get("SIGNOFF_BENCH_PG_URL") or admin_url()
     name = f"signoff_bench_{os.getpid()}_{secrets.token_hex(3)}"
-    with psycopg.connect(libpq(PG_URL), autocommit=True) as conn:
+    with psycopg.connect(libpq(admin), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            sent, acked = await run(Path(tmp), with_database(PG_URL, name))
+            sent, acked = await run(Path(tmp), with_database(admin, name))
     finally:
-        with psycopg.connect(libpq(PG_URL), autocommit=True) as conn:
+        with psycopg.connect(libpq(admin), autocommit=True) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
