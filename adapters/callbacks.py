@@ -39,7 +39,8 @@ from prometheus_client import Counter
 from adapters.agent.webhooks import sign
 from bot.addresses import PrivateAddress, check_public
 from bot.api.requests import request_json
-from bot.domain import Request, Tier, Verdict
+from bot.approvals import current_approvals
+from bot.domain import Request, Tier
 from bot.service import Gate
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ class CallbackSender:
         received = 0
         if request.tier is Tier.CONFIRM:
             votes = await self.gate.store.votes(request.id)
-            received = sum(1 for v in votes if v.verdict is Verdict.APPROVE)
+            received = len({v.approver.key for v in current_approvals(request, votes)})
         return json.dumps(request_json(request, received), separators=(",", ":")).encode()
 
     async def deliver(self, request: Request) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import signal
@@ -22,9 +23,16 @@ from bot.api.app import create_api
 from bot.caps import AgentCaps
 from bot.checkpoints import Checkpointer
 from bot.clock import SystemClock
-from bot.errors import ConfigError, SignoffError
+from bot.errors import ConfigError, EvidenceError, SignoffError
+from bot.evidence.bundle import (
+    default_signature_path,
+    load_trusted_keys,
+    read_envelope,
+    verify_bundle,
+)
 from bot.evidence.keys import KeyRing
 from bot.policy.holder import PolicyHolder
+from bot.policy.model import Policy
 from bot.ports import Clock
 from bot.service import Gate
 from bot.settings import Settings
@@ -58,7 +66,23 @@ def load_keys(settings: Settings) -> KeyRing:
 
 
 def load_policies(settings: Settings) -> PolicyHolder:
-    return PolicyHolder([settings.path(p) for p in settings.policy.paths])
+    """The policy in force. With ``policy.trusted_keys`` only a bundle whose signature
+    verifies loads (``bot.evidence.bundle``); raises ``PolicyError``/``EvidenceError``/
+    ``ConfigError`` when it does not (the server refuses to start)."""
+    paths = [settings.path(p) for p in settings.policy.paths]
+    if not settings.policy.trusted_keys:
+        return PolicyHolder(paths)
+    trusted = load_trusted_keys([settings.path(p) for p in settings.policy.trusted_keys])
+    signature = (
+        settings.path(settings.policy.signature)
+        if settings.policy.signature
+        else default_signature_path(paths)
+    )
+
+    def verify(policy: Policy) -> str:
+        return verify_bundle(read_envelope(signature), policy.digest, trusted)
+
+    return PolicyHolder(paths, verify=verify, also_watch=(signature,))
 
 
 async def build(
@@ -83,6 +107,9 @@ async def build(
             max_long_polls=settings.server.max_long_polls_per_agent,
         ),
     )
+    policies.on_failure = lambda exc: gate.metrics.policy_reload_failures.labels(
+        "signature" if isinstance(exc, EvidenceError | ConfigError) else "invalid"
+    ).inc()
     publish = settings.path(settings.log.publish_file) if settings.log.publish_file else None
     checkpoints = Checkpointer(store, keys, clock, origin=settings.log.origin, publish_file=publish)
     app = create_api(gate, settings, checkpoints)
@@ -179,7 +206,21 @@ async def _run(
     site = web.TCPSite(
         runner, settings.server.host, settings.server.port, reuse_port=reuse_port or None
     )
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        await runtime.store.close()
+        where = f"{settings.server.host}:{settings.server.port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"cannot listen on {where}: the port is already in use (another signoff "
+                "serve?); stop it, or choose another port with --port or server.port"
+            ) from None
+        raise ConfigError(
+            f"cannot listen on {where}: {exc.strerror or exc}; choose another address with "
+            "--host/--port or server.host/server.port"
+        ) from None
     tasks = [
         loop.create_task(runtime.checkpoints.run(settings.log.checkpoint_interval.total_seconds()))
     ]
@@ -251,6 +292,24 @@ def configure_logging(settings: Settings) -> None:
     server_log = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, _MalformedRequestFilter) for f in server_log.filters):
         server_log.addFilter(_MalformedRequestFilter())
+
+
+def warn_unset_variables(settings: Settings) -> None:
+    """One WARNING per configuration section that an unset ``${VAR}`` left empty (which
+    switches that adapter off), naming the variables, so a typo or a forgotten ``export``
+    does not go unnoticed."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    for key, variable in settings.unset_variables:
+        sections.setdefault(key.split(".", 1)[0], []).append((key, variable))
+    for section, pairs in sections.items():
+        names = ", ".join(dict.fromkeys(f"${{{v}}}" for _, v in pairs))
+        keys = ", ".join(dict.fromkeys(k for k, _ in pairs))
+        log.warning(
+            "%s is off or incomplete: %s not set in the environment (%s left empty)",
+            section,
+            names,
+            keys,
+        )
 
 
 class _MalformedRequestFilter(logging.Filter):

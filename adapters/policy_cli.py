@@ -124,6 +124,25 @@ def _json_list(text: str, flag: str) -> list[Any]:
     return value
 
 
+def cmd_sign(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from bot.evidence.bundle import FileSigner, default_signature_path, sign_bundle
+    from bot.evidence.dsse import encode
+    from bot.policy.loader import load_policy
+
+    policy = load_policy(args.paths)
+    signer = FileSigner(Path(args.key))
+    envelope = sign_bundle(policy.digest, policy.version, policy.name, signer, datetime.now(UTC))
+    out = Path(args.out) if args.out else default_signature_path([Path(p) for p in args.paths])
+    try:
+        out.write_bytes(encode(envelope) + b"\n")
+    except OSError as exc:
+        raise SignoffError(f"{out}: cannot write the signature ({exc.strerror})") from exc
+    print(f"signed {policy.digest} with {signer.kid} -> {out}")
+    return 0
+
+
 def _json_object(text: str, flag: str) -> dict[str, Any]:
     value = _json(text, flag)
     if not isinstance(value, dict):
@@ -154,6 +173,10 @@ def register(sub: Any, add: Any, common: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--cases", action="append", help="case file (default: the *.cases.yaml shipped with it)"
     )
+    sp = add("sign", cmd_sign, "sign the policy bundle (DSSE over its digest)", psub)
+    sp.add_argument("paths", nargs="+")
+    sp.add_argument("--key", required=True, help="a signoff private key file (keys/*.key)")
+    sp.add_argument("--out", help="where to write the envelope (default: policy.sig.json)")
     sp = add("explain", cmd_explain, "show which rule matches a call and why", psub)
     sp.add_argument("paths", nargs="+")
     sp.add_argument("--tool", required=True)

@@ -32,7 +32,7 @@ def authorising_group(
         raise NotAuthorized("you are not an approver for this request")
     # One approval from each all_of group is required: count this human for an all_of group
     # nobody has approved for yet, then any all_of group, then the any-of groups.
-    covered = {v.group for v in votes if v.verdict is Verdict.APPROVE}
+    covered = {v.group for v in current_approvals(request, votes)}
     all_of = [g for g in request.requirement.all_of if g in eligible]
     for group in all_of:
         if group not in covered:
@@ -40,11 +40,23 @@ def authorising_group(
     return all_of[0] if all_of and not request.requirement.groups else eligible[0]
 
 
+def current_votes(request: Request, votes: Sequence[Vote]) -> list[Vote]:
+    """The votes on the arguments now up for approval (``request.current_sha256``): an
+    approver's edit resets votes on earlier versions (``bot.edits``)."""
+    current = request.current_sha256
+    return [v for v in votes if (v.arguments_sha256 or request.arguments_sha256) == current]
+
+
+def current_approvals(request: Request, votes: Sequence[Vote]) -> list[Vote]:
+    """The approvals among ``current_votes``: only these count toward quorum."""
+    return [v for v in current_votes(request, votes) if v.verdict is Verdict.APPROVE]
+
+
 def quorum_met(request: Request, votes: Sequence[Vote]) -> bool:
-    """True when the approvals in ``votes`` satisfy the request's requirement: ``quorum``
-    distinct humans from the any-of groups (escalation groups count there too), and one
-    distinct human from each ``all_of`` group."""
-    approvals = [v for v in votes if v.verdict is Verdict.APPROVE]
+    """True when the approvals in ``votes`` of the current arguments satisfy the request's
+    requirement: ``quorum`` distinct humans from the any-of groups (escalation groups count
+    there too), and one distinct human from each ``all_of`` group."""
+    approvals = current_approvals(request, votes)
     req = request.requirement
     any_of = set(req.groups) | set(request.extra_groups)
     all_of_ok = all(any(v.group == g for v in approvals) for g in req.all_of)

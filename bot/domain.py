@@ -74,12 +74,27 @@ class Shown(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Review:
-    """What an approver saw when deciding: ``shown`` (full or a cut preview) and ``view``,
-    the surface that showed it (``card``, ``review_modal``, ``console_page``,
-    ``task_module``, ``email_page``). Recorded in the attestation of their vote."""
+    """What an approver saw when deciding: ``shown`` (full or a cut preview), ``view``, the
+    surface that showed it (``card``, ``review_modal``, ``review_card``, ``console_page``,
+    ``email_page``), and, when the surface knows it, the ``arguments_sha256`` it showed (an
+    approval of arguments that changed since is refused). Recorded in the vote's attestation."""
 
     shown: Shown
     view: str
+    arguments_sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """Arguments an approver changed before approving (rule option ``editable``, SPEC §5):
+    the grant binds these. ``by`` is the editor's approver key, ``by_name`` their name."""
+
+    arguments: Mapping[str, JSON]
+    arguments_sha256: str
+    call_sha256: str
+    by: str
+    by_name: str
+    at: datetime
 
 
 class Platform(enum.StrEnum):
@@ -174,6 +189,8 @@ class PolicyRef:
     digest: str
     version: str | None
     rule: str | None
+    #: key id that signed the policy bundle (``policy.trusted_keys`` set), else None
+    signer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +203,9 @@ class Vote:
     group: str
     reason: str
     at: datetime
+    arguments_sha256: str | None = None
+    """The version of the arguments approved (None: the agent's original, for votes recorded
+    before edits existed). Only approvals of the current version count toward quorum."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +249,24 @@ class Request:
     #: the session key the call gave (``sessions.key``) and the labels the policy put on it
     session: str | None = None
     labels: tuple[str, ...] = ()
+    editable: bool = False
+    step_up: str | None = None
+    edit: Edit | None = None
+
+    @property
+    def current_arguments(self) -> Mapping[str, JSON]:
+        """The arguments up for approval: an approver's edit, else the agent's."""
+        return self.edit.arguments if self.edit is not None else self.call.arguments
+
+    @property
+    def current_sha256(self) -> str:
+        """``arguments_sha256`` of ``current_arguments``."""
+        return self.edit.arguments_sha256 if self.edit is not None else self.arguments_sha256
+
+    @property
+    def current_call_sha256(self) -> str:
+        """``call_sha256`` of the call with ``current_arguments`` (what a grant binds)."""
+        return self.edit.call_sha256 if self.edit is not None else self.call_sha256
 
     @property
     def approver_groups(self) -> tuple[str, ...]:
@@ -312,6 +350,7 @@ __all__ = [
     "Approver",
     "Change",
     "Checkpoint",
+    "Edit",
     "EscalationStep",
     "Event",
     "LogEntry",

@@ -43,6 +43,12 @@ class Metrics:
             registry=r,
         )
         self.pending = Gauge("signoff_waiters", "Long-polls currently waiting", registry=r)
+        self.policy_reload_failures = Counter(
+            "signoff_policy_reload_failures",
+            "Policy reloads refused (the previous policy stayed in force)",
+            ["reason"],
+            registry=r,
+        )
         self._http_children: dict[tuple[str, str], Any] = {}
 
     def observe_http(self, route: str, method: str, seconds: float) -> None:

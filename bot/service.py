@@ -34,6 +34,7 @@ from bot.domain import (
     Verdict,
     Vote,
 )
+from bot.edits import Proposal, check_edit
 from bot.errors import (
     Conflict,
     EvidenceError,
@@ -68,6 +69,10 @@ CARD_IN_FULL = Review(Shown.FULL, "card")
 
 class NotShownInFull(NotAuthorized):
     """An approval from a view that showed the arguments cut (SPEC §8)."""
+
+
+class StepUpRequired(NotAuthorized):
+    """An approval of a ``step_up`` rule without a verified security-key assertion."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +258,7 @@ class Gate(Fanout):
             call=sub.call,
             tier=ev.tier,
             status=status,
-            policy=PolicyRef(policy.digest, policy.version, rule_name),
+            policy=PolicyRef(policy.digest, policy.version, rule_name, policy.signer),
             requirement=ev.requirement,
             created_at=now,
             arguments_sha256=args_digest,
@@ -269,6 +274,8 @@ class Gate(Fanout):
             body_sha256=sub.body_sha256,
             grant=grant,
             grant_expires_at=grant_expires,
+            editable=rule.editable if rule is not None and ev.tier is Tier.CONFIRM else False,
+            step_up=rule.step_up if rule is not None and ev.tier is Tier.CONFIRM else None,
             session=ev.session.key,
             labels=ev.labels,
         )
@@ -383,13 +390,20 @@ class Gate(Fanout):
         *,
         memberships: Collection[str],
         review: Review = CARD_IN_FULL,
+        edit: Proposal | None = None,
+        step_up: Mapping[str, JSON] | None = None,
     ) -> Request:
         """Record one human's verdict. ``memberships`` are the groups the platform adapter
         found the approver in; ``review`` is what the adapter showed them (recorded in the
         attestation). Raises ``NotFound``, ``NotAuthorized`` (not an approver of the
         request's groups, the requester, or an approval of arguments shown only cut:
-        ``NotShownInFull``), ``Conflict`` (already final, or this human already voted),
-        ``RequestError`` (deny without a reason)."""
+        ``NotShownInFull``), ``Conflict`` (already final, this human already voted on these
+        arguments, or the arguments changed since ``review`` showed them), ``RequestError``
+        (deny without a reason, a bad ``edit``).
+
+        ``edit`` is the approver's changed arguments (rule option ``editable``): their vote
+        approves the edited version, which the grant then binds; approvals of the earlier
+        version stop counting (``bot.edits``)."""
         reason = reason.strip()
         if verdict is Verdict.DENY and not reason:
             raise RequestError("a reason is required to deny")
@@ -404,10 +418,21 @@ class Gate(Fanout):
             raise NotShownInFull(
                 "this card cut the arguments: use Review and approve to see them in full first"
             )
+        if edit is not None and verdict is not Verdict.APPROVE:
+            raise RequestError("only an approval can change the arguments")
+        if verdict is Verdict.APPROVE and step_up is None:
+            needs = await self.get(request_id)
+            if needs.step_up is not None:
+                # SPEC §5 step_up: only a verified security-key assertion approves.
+                self.metrics.refusals.labels(approver.platform.value, "step_up").inc()
+                raise StepUpRequired("this rule needs your security key: approve it in the console")
         for _ in range(_CAS_RETRIES):
             request = await self.get(request_id)
             if request.status.final:
                 raise Conflict(f"request is already {request.status.value}")
+            shown = review.arguments_sha256
+            if shown is not None and shown != request.current_sha256:
+                raise Conflict("the arguments changed since you reviewed them; review again")
             votes = [
                 replace(v, approver=people.identify(v.approver))
                 for v in await self.store.votes(request.id)
@@ -418,20 +443,33 @@ class Gate(Fanout):
                 tag = "self_approval" if isinstance(exc, SelfApproval) else "not_approver"
                 self.metrics.refusals.labels(approver.platform.value, tag).inc()
                 raise
-            earlier = next((v for v in votes if v.approver.key == approver.key), None)
+            now = self.clock.now()
+            changed = check_edit(request, edit, approver, now) if edit is not None else None
+            if changed is not None and changed.arguments_sha256 == request.current_sha256:
+                changed = None  # "edited" to what is already up for approval
+            version = changed.arguments_sha256 if changed else request.current_sha256
+            # One person, one vote per version of the arguments (an edit resets approvals).
+            earlier = next(
+                (
+                    v
+                    for v in votes
+                    if v.approver.key == approver.key
+                    and (v.arguments_sha256 or request.arguments_sha256) == version
+                ),
+                None,
+            )
             if earlier is not None:
                 raise Conflict(
                     f"you have already voted on this request (as {earlier.approver.key}, "
                     f"from {earlier.approver.platform.value}); one person has one vote"
                 )
-            now = self.clock.now()
-            vote = Vote(request.id, approver, verdict, group, reason, now)
+            vote = Vote(request.id, approver, verdict, group, reason, now, version)
             all_votes = (*votes, vote)
-            after = replace(request, version=request.version + 1)
+            after = replace(request, version=request.version + 1, edit=changed or request.edit)
             event = Event.DENIED if verdict is Verdict.DENY else Event.APPROVED
             if verdict is Verdict.DENY:
                 after = replace(after, status=Status.DENIED, decided_at=now, reason=reason)
-            elif quorum_met(request, all_votes):
+            elif quorum_met(after, all_votes):
                 after = self._approve(replace(after, decided_at=now, reason=reason or None), now)
             envelope = attest(
                 after,
@@ -558,7 +596,7 @@ class Gate(Fanout):
                 request_id=request.id,
                 agent_id=agent.id,
                 tool=request.call.tool,
-                arguments=arguments if arguments is not None else request.call.arguments,
+                arguments=arguments if arguments is not None else request.current_arguments,
             )
             event = {
                 Outcome.STARTED: Event.EXECUTION_STARTED,

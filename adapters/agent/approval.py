@@ -13,6 +13,11 @@ The sequence for one call (SPEC §6, §7):
    server), call the function, then report ``succeeded`` or ``failed`` with a small detail
    (never the function's output unless ``detail`` says so).
 
+When an approver edited the arguments (rule option ``editable``), the answer carries
+``approved_arguments`` and the grant binds them: the tool runs with the approved arguments,
+never the original ones, and the log says so with both digests (``adopt``). A caller that
+cannot run other arguments (no ``edited`` hook) gets ``GrantRefused``.
+
 The function is never called without a valid, unused grant.
 """
 
@@ -29,6 +34,7 @@ from adapters.agent.client import AsyncSignoff, Signoff
 from adapters.agent.errors import ApiError, GrantRefused, Unavailable
 from adapters.agent.grants import AsyncGrantVerifier, GrantVerifier
 from adapters.agent.state import RequestState
+from bot.evidence.canonical import arguments_sha256
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 Detail = Callable[[Any], Mapping[str, Any]]
 Text = str | Callable[[Mapping[str, Any]], str]
+C = TypeVar("C")
 
 DEFAULT_TIMEOUT = 600.0
 
@@ -57,6 +64,37 @@ def bound_arguments(
     bound = signature.bind(*args, **kwargs)
     bound.apply_defaults()
     return bound
+
+
+def adopt(
+    state: RequestState,
+    tool: str,
+    arguments: Mapping[str, Any],
+    rebind: Callable[[dict[str, Any]], C] | None,
+) -> tuple[Mapping[str, Any], C | None]:
+    """The arguments to run and the call to make: the approver's edit when there is one
+    (logged with both digests), else ``arguments`` unchanged (``rebind`` unused). Raises
+    ``GrantRefused`` for an edit when ``rebind`` is None (the caller cannot run it)."""
+    approved = state.approved_arguments
+    if approved is None:
+        return arguments, None
+    if rebind is None:
+        raise GrantRefused(
+            tool,
+            "an approver edited the arguments and this caller cannot run edited arguments",
+            request_id=state.id,
+        )
+    edited = json_arguments(approved)
+    # Digests only: tool arguments never go to the log at INFO (SPEC/STYLE).
+    log.info(
+        "request %s: an approver edited the arguments of %s (sha256 %s -> %s); running the "
+        "tool with the approved arguments",
+        state.id,
+        tool,
+        state.arguments_sha256,
+        arguments_sha256(edited),
+    )
+    return edited, rebind(edited)
 
 
 def _error_detail(exc: BaseException) -> dict[str, Any]:
@@ -144,8 +182,10 @@ class AsyncApprovals:
         context: Mapping[str, Any] | None = None,
         detail: Detail | None = None,
         idempotency_key: str | None = None,
+        edited: Callable[[dict[str, Any]], Callable[[], Awaitable[T]]] | None = None,
     ) -> T:
-        """``approve`` then ``run``."""
+        """``approve`` then ``run``. ``edited`` makes the call for arguments an approver
+        edited (see ``adopt``); without it an edited approval raises ``GrantRefused``."""
         state = await self.approve(
             tool,
             json_arguments(arguments),
@@ -153,7 +193,8 @@ class AsyncApprovals:
             context=context,
             idempotency_key=idempotency_key,
         )
-        return await self.run(state, tool, arguments, call, detail=detail)
+        arguments, runner = adopt(state, tool, arguments, edited)
+        return await self.run(state, tool, arguments, runner or call, detail=detail)
 
     async def _report(self, state: RequestState, outcome: str, detail: Mapping[str, Any]) -> None:
         try:
@@ -228,6 +269,7 @@ class Approvals:
         context: Mapping[str, Any] | None = None,
         detail: Detail | None = None,
         idempotency_key: str | None = None,
+        edited: Callable[[dict[str, Any]], Callable[[], T]] | None = None,
     ) -> T:
         state = self.approve(
             tool,
@@ -236,13 +278,36 @@ class Approvals:
             context=context,
             idempotency_key=idempotency_key,
         )
-        return self.run(state, tool, arguments, call, detail=detail)
+        arguments, runner = adopt(state, tool, arguments, edited)
+        return self.run(state, tool, arguments, runner or call, detail=detail)
 
     def _report(self, state: RequestState, outcome: str, detail: Mapping[str, Any]) -> None:
         try:
             self.client.report(state.id, _grant(state, state.tool), outcome, detail)
         except (ApiError, Unavailable, GrantRefused) as exc:
             log.warning("could not report %s for request %s: %s", outcome, state.id, exc)
+
+
+def rebound(
+    signature: inspect.Signature, approved: Mapping[str, Any], tool: str
+) -> inspect.BoundArguments:
+    """The function's arguments rebuilt from an approver's edit. Raises ``GrantRefused``
+    when the edit names parameters the function does not have (nothing runs)."""
+    params = signature.parameters
+    unknown = [k for k in approved if k not in params]
+    if unknown:
+        raise GrantRefused(tool, f"the edited arguments name unknown parameters {unknown}")
+    values: dict[str, Any] = {}
+    for key, value in approved.items():
+        kind = params[key].kind
+        values[key] = tuple(value) if kind is inspect.Parameter.VAR_POSITIONAL else value
+    try:
+        bound = inspect.BoundArguments(signature, values)
+        # Every required parameter must be present, as for a normal call.
+        signature.bind(*bound.args, **bound.kwargs)
+    except TypeError as exc:
+        raise GrantRefused(tool, f"the edited arguments do not fit the function: {exc}") from None
+    return bound
 
 
 def _text(value: Text, arguments: Mapping[str, Any]) -> str:
@@ -301,8 +366,24 @@ def require_approval(
                         *bound.args, **bound.kwargs
                     )
 
+                def edited(approved: dict[str, Any]) -> Callable[[], Awaitable[Any]]:
+                    again = rebound(signature, approved, name)
+
+                    async def invoke_edited() -> Any:
+                        return await cast(Callable[..., Awaitable[Any]], func)(
+                            *again.args, **again.kwargs
+                        )
+
+                    return invoke_edited
+
                 return await approvals_a.call(
-                    name, bound.arguments, invoke, justification=why, context=ctx, detail=detail
+                    name,
+                    bound.arguments,
+                    invoke,
+                    justification=why,
+                    context=ctx,
+                    detail=detail,
+                    edited=edited,
                 )
 
             return cast(Callable[P, T], run_async)
@@ -317,6 +398,11 @@ def require_approval(
         @functools.wraps(func)
         def run_sync(*args: Any, **kwargs: Any) -> Any:
             bound, why, ctx = prepare(args, kwargs)
+
+            def edited(approved: dict[str, Any]) -> Callable[[], Any]:
+                again = rebound(signature, approved, name)
+                return lambda: func(*again.args, **again.kwargs)
+
             return approvals_s.call(
                 name,
                 bound.arguments,
@@ -324,6 +410,7 @@ def require_approval(
                 justification=why,
                 context=ctx,
                 detail=detail,
+                edited=edited,
             )
 
         return cast(Callable[P, T], run_sync)
@@ -334,6 +421,7 @@ def require_approval(
 __all__ = [
     "Approvals",
     "AsyncApprovals",
+    "adopt",
     "bound_arguments",
     "json_arguments",
     "require_approval",

@@ -33,7 +33,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +42,7 @@ from mcp import Client
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 
-from adapters.agent.approval import AsyncApprovals, json_arguments
+from adapters.agent.approval import AsyncApprovals, adopt, json_arguments
 from adapters.agent.client import AsyncSignoff
 from adapters.agent.errors import AgentError, Pending, Unavailable
 from adapters.agent.state import RequestState
@@ -242,14 +242,20 @@ class Gateway:
     async def _forward(
         self, state: RequestState, tool: str, arguments: dict[str, Any], key: str
     ) -> types.CallToolResult:
-        async def call() -> types.CallToolResult:
-            result = await self.upstream.call_tool(tool, arguments)
-            if result.is_error:
-                raise _UpstreamToolError(result)
-            return result
+        def forward(sent: Mapping[str, Any]) -> Callable[[], Awaitable[types.CallToolResult]]:
+            async def call() -> types.CallToolResult:
+                result = await self.upstream.call_tool(tool, dict(sent))
+                if result.is_error:
+                    raise _UpstreamToolError(result)
+                return result
 
+            return call
+
+        # An approver's edit (rule option editable) is what the grant binds: forward that.
+        run_with, edited = adopt(state, self.prefix + tool, arguments, forward)
+        call = edited or forward(arguments)
         try:
-            return await self.approvals.run(state, self.prefix + tool, arguments, call)
+            return await self.approvals.run(state, self.prefix + tool, run_with, call)
         except _UpstreamToolError as exc:
             return exc.result
         except AgentError:

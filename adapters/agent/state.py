@@ -30,6 +30,8 @@ class RequestState:
     approvals_required: int = 0
     approvals_received: int = 0
     outcome: str | None = None
+    approved_arguments: Mapping[str, Any] | None = None
+    """Set when an approver edited the arguments: the grant binds these, so run these."""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -54,6 +56,7 @@ class RequestState:
                 approvals_required=int(approvals.get("required") or 0),
                 approvals_received=int(approvals.get("received") or 0),
                 outcome=data.get("outcome"),
+                approved_arguments=_object_or_none(data.get("approved_arguments")),
                 raw=dict(data),
             )
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
@@ -87,6 +90,14 @@ class RequestState:
         if refusal is not None:
             raise refusal
         return self
+
+
+def _object_or_none(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError("approved_arguments is not an object")
+    return value
 
 
 __all__ = ["RequestState"]

@@ -9,6 +9,7 @@ sees a request only when they may decide it or already voted on it; anyone else 
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
@@ -23,7 +24,9 @@ from adapters.console.app import (
     require_viewer,
 )
 from adapters.console.entries import EntryView, describe
+from bot.approvals import current_approvals, current_votes
 from bot.domain import Request, Review, Shown, Status, Verdict, Vote
+from bot.edits import parse_proposal
 from bot.errors import Conflict, NotAuthorized, NotFound, RequestError
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ CHANGE_WAIT = 25.0
 
 DONE = {
     "approve": "You approved this request.",
+    "approve_edited": "You approved this request with your edited arguments.",
     "deny": "You denied this request.",
 }
 
@@ -46,7 +50,7 @@ class Progress:
 
 
 def progress(request: Request, votes: list[Vote]) -> Progress:
-    approvals = {v.approver.key for v in votes if v.verdict is Verdict.APPROVE}
+    approvals = {v.approver.key for v in current_approvals(request, votes)}
     return Progress(len(approvals), request.requirement.required)
 
 
@@ -59,7 +63,7 @@ async def inbox(request: web.Request) -> web.StreamResponse:
         if not who.may_decide(r):
             continue
         votes = await gate.store.votes(r.id)
-        if who.voted(votes):
+        if who.voted(current_votes(r, votes)):
             continue
         rows.append((r, progress(r, votes)))
     return render(
@@ -104,11 +108,16 @@ async def _detail_page(
     flash: str = "",
     error: str = "",
     status: int = 200,
+    edit_text: str = "",
 ) -> web.Response:
     gate = console_of(request).gate
     entries: list[EntryView] = [describe(e) for e in await gate.store.log_entries_for(found.id)]
     agent = await gate.store.get_agent(found.agent_id)
-    can_decide = found.status is Status.PENDING and who.may_decide(found) and not who.voted(votes)
+    can_decide = (
+        found.status is Status.PENDING
+        and who.may_decide(found)
+        and not who.voted(current_votes(found, votes))
+    )
     return render(
         request,
         "detail.html",
@@ -124,6 +133,12 @@ async def _detail_page(
         error=error,
         now=gate.clock.now(),
         my_groups=sorted(who.groups.intersection(found.approver_groups)),
+        edit_text=edit_text,
+        edit_default=json.dumps(
+            {"tool": found.call.tool, "arguments": found.current_arguments},
+            indent=2,
+            ensure_ascii=False,
+        ),
     )
 
 
@@ -141,25 +156,38 @@ async def decide(request: web.Request) -> web.StreamResponse:
     found, votes = await _visible(request, who)
     verdict_text = form.get("verdict", "")
     reason = form.get("reason", "").strip()
-    if verdict_text not in ("approve", "deny"):
+    edit_text = form.get("edited", "") if verdict_text == "approve_edited" else ""
+    if verdict_text not in ("approve", "deny", "approve_edited"):
         return await _detail_page(
             request, who, found, votes, error="Choose Approve or Deny.", status=400
         )
     if not reason:
         return await _detail_page(
-            request, who, found, votes, error="A reason is required to approve or deny.", status=400
+            request,
+            who,
+            found,
+            votes,
+            error="A reason is required to approve or deny.",
+            status=400,
+            edit_text=edit_text,
         )
     gate = console_of(request).gate
     approver = console_approver(who.name)
+    # The detail page shows the arguments whole with their SHA-256 (sent back with the form,
+    # so an approval of arguments that changed since the page was shown is refused).
+    review = Review(Shown.FULL, "console_page", form.get("arguments_sha256") or None)
     try:
-        # The detail page shows the arguments whole (and their SHA-256): the approver saw them.
+        edit = parse_proposal(edit_text, found.call.tool) if edit_text else None
+        if verdict_text == "approve_edited" and edit is None:
+            raise RequestError("the edited arguments are empty")
         await gate.decide(
             found.id,
             approver,
-            Verdict(verdict_text),
+            Verdict.APPROVE if verdict_text == "approve_edited" else Verdict(verdict_text),
             reason,
             memberships=who.groups,
-            review=Review(Shown.FULL, "console_page"),
+            review=review,
+            edit=edit,
         )
     except NotAuthorized as exc:
         status, message = 403, exc.diagnostics()
@@ -172,7 +200,9 @@ async def decide(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther(f"/console/requests/{found.id}?done={verdict_text}")
     found = await gate.get(found.id)
     votes = await gate.store.votes(found.id)
-    return await _detail_page(request, who, found, votes, error=message, status=status)
+    return await _detail_page(
+        request, who, found, votes, error=message, status=status, edit_text=edit_text
+    )
 
 
 def _conflict_text(exc: Conflict) -> str:

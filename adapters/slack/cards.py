@@ -187,15 +187,21 @@ def build_card(request: Request, votes: Sequence[Vote] = ()) -> Card:
     blocks.append(SectionBlock(fields=[MarkdownTextObject(text=f) for f in fields]))
 
     arguments, cut = arguments_text(request)
+    cut = cut or request.edit is not None
     blocks.append(SectionBlock(text=MarkdownTextObject(text=f"*Arguments*\n{arguments}")))
     note = ""
-    if cut:
+    if request.edit is not None:
+        note = (
+            f" · edited by {escape(request.edit.by_name)}; the agent's SHA-256 was "
+            f"`{request.arguments_sha256}`"
+        )
+    elif cut:
         note = " (cut to fit; use *Review and approve*)" if pending else " (cut to fit)"
     blocks.append(
         ContextBlock(
             elements=[
                 MarkdownTextObject(
-                    text=f"Arguments SHA-256 `{request.arguments_sha256}`{note} · "
+                    text=f"Arguments SHA-256 `{request.current_sha256}`{note} · "
                     f"request `{escape(request.id)}`"
                 )
             ]
@@ -237,14 +243,16 @@ def build_card(request: Request, votes: Sequence[Vote] = ()) -> Card:
 def arguments_text(request: Request) -> tuple[str, bool]:
     """The arguments code block of the card and whether it had to cut them (then the card
     cannot approve: its approve button becomes "Review and approve", SPEC §8)."""
-    shown, values_cut = preview(request.call.arguments)
+    shown, values_cut = preview(request.current_arguments)
     text, block_cut = code_block(pretty_json(shown), ARGUMENTS_BUDGET)
     return text, values_cut or block_cut
 
 
 def arguments_cut(request: Request) -> bool:
-    """Whether the card of ``request`` shows its arguments cut."""
-    return arguments_text(request)[1]
+    """Whether approving from the card itself is impossible: it shows the arguments cut, or
+    an approver edited them (a click carries no digest, so it could approve a stale copy of
+    the card; the review modal binds the digest it showed)."""
+    return request.edit is not None or arguments_text(request)[1]
 
 
 def preview(value: Any, limit: int = VALUE_PREVIEW, depth: int = 0) -> tuple[Any, bool]:
@@ -287,7 +295,7 @@ def _decision_buttons(request: Request, cut: bool) -> list[ButtonElement]:
             text="Review and approve", action_id=ACTION_REVIEW, value=request.id, style="primary"
         )
         return [review, deny]
-    sha = request.arguments_sha256[:16]
+    sha = request.current_sha256[:16]
     confirm = ConfirmObject(
         title=PlainTextObject(text="Approve this tool call?"),
         text=PlainTextObject(
@@ -297,16 +305,18 @@ def _decision_buttons(request: Request, cut: bool) -> list[ButtonElement]:
         confirm=PlainTextObject(text="Approve"),
         deny=PlainTextObject(text="Cancel"),
     )
-    return [
-        ButtonElement(
-            text="Approve",
-            action_id=ACTION_APPROVE,
-            value=request.id,
-            style="primary",
-            confirm=confirm,
-        ),
-        deny,
-    ]
+    approve = ButtonElement(
+        text="Approve",
+        action_id=ACTION_APPROVE,
+        value=request.id,
+        style="primary",
+        confirm=confirm,
+    )
+    if request.editable:
+        # Rule option editable: the review modal holds the JSON editor.
+        edit = ButtonElement(text="Edit and approve", action_id=ACTION_REVIEW, value=request.id)
+        return [approve, edit, deny]
+    return [approve, deny]
 
 
 def _context_text(context: Mapping[str, Any]) -> tuple[str, bool]:

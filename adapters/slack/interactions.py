@@ -37,6 +37,7 @@ from adapters.slack.cards import (
 from adapters.slack.channel import call_slack
 from adapters.slack.directory import Directory
 from adapters.slack.modals import (
+    EDIT_BLOCK,
     REASON_ACTION,
     REASON_BLOCK,
     VIEW_DENY,
@@ -45,12 +46,14 @@ from adapters.slack.modals import (
     ReviewOrigin,
     arguments_modal,
     deny_modal,
+    edited_text,
     review_modal,
 )
 from adapters.slack.replies import refusal_text, vote_recorded_text
 from adapters.slack.seen import SeenSet
 from bot.domain import Approver, Platform, Request, Review, Shown, Verdict
-from bot.errors import ChannelError, Conflict, NotAuthorized, SignoffError
+from bot.edits import parse_proposal
+from bot.errors import ChannelError, Conflict, NotAuthorized, RequestError, SignoffError
 from bot.service import CARD_IN_FULL, Gate
 
 log = logging.getLogger(__name__)
@@ -138,14 +141,23 @@ class Interactions:
             self._spawn(self._open_review(body))
 
     async def on_review_approve(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
-        if not self._fresh(body):
-            return
         view = body.get("view") or {}
         try:
             origin = ReviewOrigin.from_metadata(str(view.get("private_metadata") or ""))
         except ValueError:
+            await ack()
             log.warning("ignored a review submission without signoff metadata")
+            return
+        text = edited_text((view.get("state") or {}).get("values") or {})
+        if text is not None:
+            try:
+                parse_proposal(text, "")  # JSON errors show in the modal at once
+            except RequestError as exc:
+                # Shown under the editor; the modal stays open and nothing is recorded.
+                await ack(response_action="errors", errors={EDIT_BLOCK: exc.message[:150]})
+                return
+        await ack()
+        if not self._fresh(body):
             return
         self._spawn(
             self.decide(
@@ -154,8 +166,8 @@ class Interactions:
                 Verdict.APPROVE,
                 "",
                 origin.channel,
-                review=Review(Shown.FULL, "review_modal"),
-                shown_sha256=origin.arguments_sha256,
+                review=Review(Shown.FULL, "review_modal", origin.arguments_sha256),
+                edited=text,
             )
         )
 
@@ -201,24 +213,29 @@ class Interactions:
         channel: str | None,
         *,
         review: Review | None = None,
-        shown_sha256: str | None = None,
+        edited: str | None = None,
     ) -> None:
         """Authorise the clicker and record their verdict; refuse with an ephemeral line.
         Without ``review`` the click came from the card itself: it showed the arguments in
-        full unless the card had to cut them. ``shown_sha256`` is the digest the review
-        modal showed (an approval of arguments that changed since is refused)."""
+        full unless the card had to cut them. ``edited`` is the editor's JSON from the review
+        modal (rule option ``editable``): the arguments object, for the request's own tool."""
         user_id = str((body.get("user") or {}).get("id", ""))
         try:
             request = await self._pending(request_id)
+            edit = parse_proposal(edited, request.call.tool) if edited is not None else None
             if review is None:
                 cut = arguments_cut(request)
                 review = Review(Shown.PREVIEW, "card") if cut else CARD_IN_FULL
-            if shown_sha256 is not None and shown_sha256 != request.arguments_sha256:
-                raise Conflict("the arguments changed since you reviewed them; review again")
             approver = await self._identify(body, request)
             memberships = await self._memberships(approver, request)
             stored = await self.gate.decide(
-                request_id, approver, verdict, reason, memberships=memberships, review=review
+                request_id,
+                approver,
+                verdict,
+                reason,
+                memberships=memberships,
+                review=review,
+                edit=edit,
             )
         except SignoffError as exc:
             self._log_refusal(body, request_id, verdict, exc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from slack_sdk.models.blocks import (
     Block,
@@ -29,6 +30,10 @@ from bot.domain import Request
 VIEW_DENY = "signoff_deny_reason"
 VIEW_ARGUMENTS = "signoff_arguments"
 VIEW_REVIEW = "signoff_review"
+EDIT_BLOCK = "edited"
+EDIT_ACTION = "edited"
+#: Slack's plain_text_input holds at most 3000 characters; longer arguments edit in the console
+EDIT_MAX = 3000
 REASON_BLOCK = "reason"
 REASON_ACTION = "reason"
 REASON_MAX = 2000
@@ -111,7 +116,7 @@ def _head(request: Request) -> ContextBlock:
             MarkdownTextObject(
                 text=f"{inline_code(request.call.tool)} from agent "
                 f"{inline_code(request.agent_id)} · arguments SHA-256 "
-                f"`{request.arguments_sha256}` · request `{escape(request.id)}`"
+                f"`{request.current_sha256}` · request `{escape(request.id)}`"
             )
         ]
     )
@@ -121,7 +126,7 @@ def arguments_modal(request: Request) -> View:
     """Every argument (and the whole context) of ``request``, exact and escaped."""
     blocks: list[Block] = [_head(request)]
     room = MODAL_BLOCKS - len(blocks)
-    args = _code_sections("Arguments", pretty_json(request.call.arguments), room)
+    args = _code_sections("Arguments", pretty_json(request.current_arguments), room)
     blocks += args
     room = MODAL_BLOCKS - len(blocks)
     if request.call.context and room >= 2:
@@ -141,7 +146,7 @@ def review_modal(request: Request, channel: str | None, console_url: str) -> Vie
     and sends the approver to the console page instead (SPEC §8: never approve unseen)."""
     head = _head(request)
     room = MODAL_BLOCKS - 2
-    args, too_long = _sections("Arguments", pretty_json(request.call.arguments), room)
+    args, too_long = _sections("Arguments", pretty_json(request.current_arguments), room)
     blocks: list[Block] = [head, *args]
     if request.call.context and MODAL_BLOCKS - len(blocks) >= 3:
         blocks += _code_sections(
@@ -174,15 +179,48 @@ def review_modal(request: Request, channel: str | None, console_url: str) -> Vie
             ]
         )
     )
+    if request.editable:
+        blocks.append(_editor(request, link))
     return View(
         type="modal",
         callback_id=VIEW_REVIEW,
-        private_metadata=ReviewOrigin(request.id, channel, request.arguments_sha256).to_metadata(),
+        private_metadata=ReviewOrigin(request.id, channel, request.current_sha256).to_metadata(),
         title=PlainTextObject(text="Review tool call"),
         submit=PlainTextObject(text="Approve"),
         close=PlainTextObject(text="Cancel"),
         blocks=blocks,
     )
+
+
+def _editor(request: Request, link: str) -> Block:
+    """The arguments as editable JSON (rule option ``editable``), or a pointer to the
+    console when they are longer than a Slack input holds."""
+    text = json.dumps(dict(request.current_arguments), indent=2, ensure_ascii=False)
+    if len(text) > EDIT_MAX:
+        return SectionBlock(
+            text=MarkdownTextObject(
+                text=f"These arguments are too long to edit in Slack; edit them in the console: "
+                f"{link}"
+            )
+        )
+    return InputBlock(
+        block_id=EDIT_BLOCK,
+        label=PlainTextObject(text="Edit before approving (JSON; the tool cannot change)"),
+        element=PlainTextInputElement(
+            action_id=EDIT_ACTION, multiline=True, initial_value=text, max_length=EDIT_MAX
+        ),
+        optional=True,
+        hint=PlainTextObject(
+            text="Change the arguments to approve the call with them instead; the grant binds "
+            "what you submit."
+        ),
+    )
+
+
+def edited_text(values: dict[str, Any]) -> str | None:
+    """The editor's text from a review modal submission (None when it had no editor)."""
+    value = ((values.get(EDIT_BLOCK) or {}).get(EDIT_ACTION) or {}).get("value")
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def deny_modal(request: Request, channel: str | None) -> View:
@@ -199,7 +237,7 @@ def deny_modal(request: Request, channel: str | None) -> View:
                 text=MarkdownTextObject(
                     text=f"You are denying {inline_code(request.call.tool)} from agent "
                     f"{inline_code(request.agent_id)} (arguments SHA-256 "
-                    f"`{request.arguments_sha256[:16]}…`). The agent receives your reason "
+                    f"`{request.current_sha256[:16]}…`). The agent receives your reason "
                     "and it is recorded in the signed audit log."
                 )
             ),

@@ -33,6 +33,7 @@ from adapters.teams.cards import (
     APPROVE_VERB,
     CARD_CONTENT_TYPE,
     DENY_VERB,
+    EDITED_INPUT,
     ERROR_CONTENT_TYPE,
     REASON_INPUT,
     REFRESH_VERB,
@@ -44,6 +45,7 @@ from adapters.teams.cards import (
 from adapters.teams.channel import TeamsChannel, base_conversation
 from adapters.teams.text import escape_markdown, for_log
 from bot.domain import Approver, Platform, Request, Review, Shown, Verdict
+from bot.edits import parse_proposal
 from bot.errors import Conflict, NotAuthorized, NotFound, RequestError
 from bot.service import CARD_IN_FULL, Gate
 
@@ -158,6 +160,7 @@ class ApprovalBot(ActivityHandler):
         )
         approver = Approver(Platform.TEAMS, tenant, aad, name, via="chat_click")
         reason = data.get(REASON_INPUT)
+        edited = data.get(EDITED_INPUT)
         try:
             if self.default_tenant and not _same_tenant(tenant, self.default_tenant):
                 # An Entra object id only names a person inside our own tenant.
@@ -166,6 +169,11 @@ class ApprovalBot(ActivityHandler):
                     "Microsoft 365 tenant)"
                 )
             review = _review(request, data.get(REVIEWED))
+            edit = (
+                parse_proposal(edited, request.call.tool)
+                if isinstance(edited, str) and edited.strip() and verb == APPROVE_VERB
+                else None
+            )
             decided = await self.gate.decide(
                 request_id,
                 approver,
@@ -173,6 +181,7 @@ class ApprovalBot(ActivityHandler):
                 reason if isinstance(reason, str) else "",
                 memberships=groups,
                 review=review,
+                edit=edit,
             )
         except (NotAuthorized, Conflict, RequestError) as exc:
             # NotFound is a RequestError too, but the request was just read: a refusal.
@@ -195,13 +204,11 @@ class ApprovalBot(ActivityHandler):
 
 
 def _review(request: Request, reviewed: object) -> Review:
-    """What the clicker saw: the review card (its Approve names the digest it showed), the
-    whole card, or a card that cut the arguments. Raises ``Conflict`` when the arguments
-    changed since the review card was shown."""
-    if reviewed is not None:
-        if reviewed != request.arguments_sha256:
-            raise Conflict("the arguments changed since you reviewed them; review again")
-        return Review(Shown.FULL, "review_card")
+    """What the clicker saw: the review card (its Approve names the digest it showed; the
+    gate refuses it when the arguments changed since), the whole card, or a card that cut
+    the arguments."""
+    if isinstance(reviewed, str):
+        return Review(Shown.FULL, "review_card", reviewed)
     return Review(Shown.PREVIEW, "card") if arguments_cut(request) else CARD_IN_FULL
 
 

@@ -19,6 +19,7 @@ Pure functions of domain values; no I/O.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +38,7 @@ DENY_VERB = "deny"
 REFRESH_VERB = "refresh"
 REVIEW_VERB = "review"
 REVIEWED = "reviewed"
+EDITED_INPUT = "edited"
 #: the whole arguments on a review card, kept under Teams' 28 KB message limit
 REVIEW_LIMIT = 20_000
 REASON_INPUT = "reason"
@@ -159,17 +161,26 @@ def _approve_action(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def arguments_cut(request: Request) -> bool:
-    """Whether the card shows ``request``'s arguments cut (then it cannot approve)."""
-    return cut(json_visible(dict(request.call.arguments)), ARGUMENTS_LIMIT)[1]
+    """Whether the card cannot approve: it shows the arguments cut, or an approver edited
+    them (the review card's Approve binds the digest it showed; a card click does not)."""
+    return (
+        request.edit is not None
+        or cut(json_visible(dict(request.current_arguments)), ARGUMENTS_LIMIT)[1]
+    )
 
 
 def _actions(request: Request) -> list[dict[str, Any]]:
     data = {"request_id": request.id}
     approve = _approve_action(data)
+    edit: list[dict[str, Any]] = []
     if arguments_cut(request):
         approve = {**approve, "title": "Review and approve", "verb": REVIEW_VERB}
+    elif request.editable:
+        # Rule option editable: the review card holds the JSON editor.
+        edit = [{**approve, "title": "Edit and approve", "verb": REVIEW_VERB, "style": "default"}]
     return [
         approve,
+        *edit,
         {
             "type": "Action.ShowCard",
             "title": "Deny…",
@@ -259,13 +270,11 @@ def approval_card(
         _fact("Request", request.id, fontType="Monospace"),
         *_block(
             "Arguments (exact JSON)",
-            json_visible(dict(request.call.arguments)),
+            json_visible(dict(request.current_arguments)),
             ARGUMENTS_LIMIT,
             monospace=True,
         ),
-        _fact(
-            "SHA-256 of the arguments (RFC 8785)", request.arguments_sha256, fontType="Monospace"
-        ),
+        _fact("SHA-256 of the arguments (RFC 8785)", request.current_sha256, fontType="Monospace"),
         *_block(
             "Justification",
             visible(request.call.justification or "(none given)"),
@@ -315,7 +324,7 @@ def approval_card(
 def review_card(request: Request, console_url: str) -> dict[str, Any]:
     """The whole arguments of ``request`` with an Approve bound to their digest, or, when
     they do not fit a Teams card, a link to review and approve them in the console."""
-    text = json_visible(dict(request.call.arguments))
+    text = json_visible(dict(request.current_arguments))
     link = f"{console_url.rstrip('/')}/console/requests/{request.id}"
     body: list[dict[str, Any]] = [
         {
@@ -328,9 +337,7 @@ def review_card(request: Request, console_url: str) -> dict[str, Any]:
         _fact("Tool", request.call.tool, fontType="Monospace"),
         _fact("Agent", request.agent_id),
         _fact("Request", request.id, fontType="Monospace"),
-        _fact(
-            "SHA-256 of the arguments (RFC 8785)", request.arguments_sha256, fontType="Monospace"
-        ),
+        _fact("SHA-256 of the arguments (RFC 8785)", request.current_sha256, fontType="Monospace"),
     ]
     card: dict[str, Any] = {
         "type": "AdaptiveCard",
@@ -352,9 +359,21 @@ def review_card(request: Request, console_url: str) -> dict[str, Any]:
         _label("Arguments (exact JSON)", spacing="Medium"),
         _rich(_run(text, fontType="Monospace")),
     ]
-    card["actions"] = [
-        _approve_action({"request_id": request.id, REVIEWED: request.arguments_sha256})
-    ]
+    approve = _approve_action({"request_id": request.id, REVIEWED: request.current_sha256})
+    if request.editable:
+        # Rule option editable: the JSON editor's text comes back with the Approve.
+        body.append(
+            {
+                "type": "Input.Text",
+                "id": EDITED_INPUT,
+                "label": "Edit before approving (JSON; the tool cannot change)",
+                "isMultiline": True,
+                "value": json.dumps(dict(request.current_arguments), indent=2, ensure_ascii=False),
+                "maxLength": REVIEW_LIMIT,
+            }
+        )
+        approve = {**approve, "associatedInputs": "auto"}
+    card["actions"] = [approve]
     return card
 
 
@@ -376,6 +395,7 @@ __all__ = [
     "APPROVE_VERB",
     "CARD_CONTENT_TYPE",
     "DENY_VERB",
+    "EDITED_INPUT",
     "REASON_INPUT",
     "REFRESH_VERB",
     "REVIEWED",

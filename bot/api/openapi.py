@@ -178,6 +178,15 @@ DOCUMENT: dict[str, Any] = {
                     "grant": {"type": ["string", "null"], "description": "EdDSA JWT"},
                     "grant_expires_at": {"type": ["string", "null"], "format": "date-time"},
                     "outcome": {"enum": ["started", "succeeded", "failed", None]},
+                    "approved_arguments": {
+                        "type": ["object", "null"],
+                        "description": "set when an approver edited the arguments (rule "
+                        "option editable): the grant binds these, so the agent must run them",
+                    },
+                    "approved_arguments_sha256": {
+                        "type": ["string", "null"],
+                        "description": "arguments_sha256 of the edited arguments",
+                    },
                 },
             },
             "RequestList": {

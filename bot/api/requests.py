@@ -11,7 +11,8 @@ from aiohttp import web
 from bot.addresses import check_callback_url
 from bot.api.context import APP_GATE, APP_SETTINGS, require_agent
 from bot.api.schema import parse_execution, parse_submission
-from bot.domain import Request, Tier, Verdict
+from bot.approvals import current_approvals
+from bot.domain import Request, Status, Tier
 from bot.errors import PayloadTooLarge, RequestError, UnsupportedMediaType
 from bot.evidence.canonical import canonical, sha256_hex
 from bot.service import Submission
@@ -88,7 +89,17 @@ def request_json(r: Request, approvals_received: int = 0) -> dict[str, Any]:
         "grant": r.grant,
         "grant_expires_at": _iso(r.grant_expires_at),
         "outcome": r.outcome.value if r.outcome else None,
+        # SPEC §7: when an approver edited the arguments, the grant binds these; run them.
+        "approved_arguments": approved_arguments(r),
+        "approved_arguments_sha256": r.current_sha256 if r.edit is not None else None,
     }
+
+
+def approved_arguments(r: Request) -> dict[str, Any] | None:
+    """The approver-edited arguments of an approved request (None when nobody edited)."""
+    if r.edit is None or r.status is not Status.APPROVED:
+        return None
+    return dict(r.edit.arguments)
 
 
 def _iso(value: Any) -> str | None:
@@ -101,7 +112,7 @@ async def _public(request: web.Request, r: Request) -> dict[str, Any]:
     received = 0
     if r.tier is Tier.CONFIRM:
         votes = await request.app[APP_GATE].store.votes(r.id)
-        received = sum(1 for v in votes if v.verdict is Verdict.APPROVE)
+        received = len({v.approver.key for v in current_approvals(r, votes)})
     return request_json(r, received)
 
 

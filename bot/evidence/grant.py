@@ -44,14 +44,15 @@ def issue_grant(
 ) -> tuple[str, datetime]:
     """Sign a grant for ``request``; returns ``(token, expires_at)``.
 
-    ``expires_at`` is ``now + ttl`` truncated to whole seconds (what ``exp`` says).
+    ``expires_at`` is ``now + ttl`` truncated to whole seconds (what ``exp`` says). The grant
+    binds the approved arguments: an approver's edit when there is one (SPEC §7).
     """
     return sign_grant(
         request_id=request.id,
         agent_id=request.agent_id,
         tool=request.call.tool,
-        arguments_sha256=request.arguments_sha256,
-        call_sha256=request.call_sha256,
+        arguments_sha256=request.current_sha256,
+        call_sha256=request.current_call_sha256,
         policy_digest=request.policy.digest,
         signer=signer,
         issuer=issuer,

@@ -466,6 +466,11 @@ def _write_manifest(directory: Path, manifest: Mapping[str, Any]) -> None:
         raise ConfigError(f"{target}: cannot write the key manifest: {exc.strerror}") from exc
 
 
+def read_private_key(path: Path) -> bytes:
+    """The 32-byte seed in one private key file (``keys/*.key``). Raises ``ConfigError``."""
+    return _read_key(path)
+
+
 def _read_key(path: Path) -> bytes:
     try:
         mode = path.stat().st_mode

@@ -13,14 +13,19 @@ Owns the predicate schema ``https://signoff.dev/attestation/decision/v1`` (SPEC 
        "request": {"id", "tool", "arguments_sha256", "call_sha256", "tier",
                    "created_at", "deadline"},
        "agent": {"id", "artifact_digest", "claimed_artifact_digest"},
-       "policy": {"digest", "version", "rule"},
+       "policy": {"digest", "version", "rule", "signer"},   # signer: bundle key id or null
        "approver": {"platform", "tenant", "user_id", "display_name", "group", "via",
                     "person", "shown", "view"} | null,  # shown/view: what they saw (SPEC §8)
        "approvals": {"required": n, "votes": [{"approver", "platform", "tenant", "user_id",
                      "display_name", "group", "via", "person", "verdict", "reason", "at"}]},
+       "edit": {"arguments_sha256", "call_sha256", "by", "by_name", "at"} | null,
        "reason", "justification", "context_sha256", "detail",
        "timestamps": {"at": <this change>, "decided_at": <request decided_at>},
        "previous_log_index": <int | null>}}
+
+``edit`` is set once an approver changed the arguments (rule option ``editable``): the
+digests of the approved arguments and call, beside the agent's own in ``request``, and who
+edited. Each vote records the ``arguments_sha256`` it approved.
 
 ``person`` is the policy person (SPEC §5) the platform identity resolved to (``alice``, or
 ``slack:U0X`` for an id no person claims); ``approver`` in a vote is the platform account
@@ -97,7 +102,22 @@ def _vote(vote: Vote) -> dict[str, Any]:
     entry["verdict"] = vote.verdict.value
     entry["reason"] = vote.reason
     entry["at"] = rfc3339(vote.at)
+    if vote.arguments_sha256 is not None:
+        entry["arguments_sha256"] = vote.arguments_sha256
     return entry
+
+
+def _edit(request: Request) -> dict[str, Any] | None:
+    edit = request.edit
+    if edit is None:
+        return None
+    return {
+        "arguments_sha256": edit.arguments_sha256,
+        "call_sha256": edit.call_sha256,
+        "by": edit.by,
+        "by_name": edit.by_name,
+        "at": rfc3339(edit.at),
+    }
 
 
 def build_statement(
@@ -156,8 +176,14 @@ def build_statement(
                 "artifact_digest": request.artifact_digest,
                 "claimed_artifact_digest": request.claimed_artifact_digest,
             },
-            "policy": {"digest": policy.digest, "version": policy.version, "rule": policy.rule},
+            "policy": {
+                "digest": policy.digest,
+                "version": policy.version,
+                "rule": policy.rule,
+                "signer": policy.signer,
+            },
             "approver": _acting(approver, group, review) if approver is not None else None,
+            "edit": _edit(request),
             "approvals": {
                 "required": request.requirement.required,
                 "votes": [_vote(vote) for vote in votes],

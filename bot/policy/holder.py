@@ -2,8 +2,14 @@
 
 ``PolicyHolder(paths)`` loads at construction and raises ``PolicyError`` when that first load
 fails (the server refuses to start). Later, a policy that fails to load keeps the previous one
-in force; the failure is logged at WARNING with its diagnostics and kept in ``last_error``.
-``watch`` polls the files' names, sizes and modification times (no extra dependency).
+in force; the failure is logged at WARNING with its diagnostics, kept in ``last_error`` and
+reported to ``on_failure`` (the metric). ``watch`` polls the files' names, sizes and
+modification times (no extra dependency).
+
+With ``verify`` (the composition root passes the signed-bundle check of ``policy.trusted_keys``)
+a policy is in force only once ``verify(policy)`` returns the key id that signed it; a
+``SignoffError`` from it is a failed load like any other: refused at start, the previous
+policy kept on reload.
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from bot.errors import PolicyError
+from bot.errors import SignoffError
 from bot.policy.loader import load_policy
 from bot.policy.model import Policy
 
@@ -31,19 +38,33 @@ class PolicyHolder:
         paths: Sequence[Path | str],
         *,
         on_change: Callable[[Policy], None] | None = None,
+        verify: Callable[[Policy], str] | None = None,
+        on_failure: Callable[[SignoffError], None] | None = None,
+        also_watch: Sequence[Path] = (),
     ) -> None:
-        """Loads the policy now; raises ``PolicyError`` if it does not load."""
+        """Loads the policy now; raises ``PolicyError`` if it does not load, or the error of
+        ``verify`` if its signature does not verify."""
         self.paths = tuple(Path(path) for path in paths)
+        self._watched = (*self.paths, *also_watch)  # e.g. the bundle's signature file
         self.on_change = on_change
-        self.last_error: PolicyError | None = None
-        self._fingerprint = fingerprint(self.paths)
-        self._policy = load_policy(self.paths)
+        self.verify = verify
+        self.on_failure = on_failure
+        self.last_error: SignoffError | None = None
+        self._fingerprint = fingerprint(self._watched)
+        self._policy = self._load()
         log.info(
-            "policy loaded: %s (version %s, %d rules)",
+            "policy loaded: %s (version %s, %d rules%s)",
             self._policy.digest,
             self._policy.version,
             len(self._policy.rules),
+            f", signed by {self._policy.signer}" if self._policy.signer else "",
         )
+
+    def _load(self) -> Policy:
+        policy = load_policy(self.paths)
+        if self.verify is None:
+            return policy
+        return replace(policy, signer=self.verify(policy))
 
     @property
     def current(self) -> Policy:
@@ -52,19 +73,21 @@ class PolicyHolder:
     def reload(self) -> bool:
         """Load the files again. True when a policy with a new digest is now in force;
         False when the content is unchanged or the new policy failed (the old one stays)."""
-        self._fingerprint = fingerprint(self.paths)
+        self._fingerprint = fingerprint(self._watched)
         try:
-            fresh = load_policy(self.paths)
-        except PolicyError as exc:
+            fresh = self._load()
+        except SignoffError as exc:
             self.last_error = exc
             log.warning(
                 "policy reload failed, keeping %s: %s", self._policy.digest, exc.diagnostics()
             )
             for detail in exc.details:
                 log.warning("policy problem: %s", detail)
+            if self.on_failure is not None:
+                self.on_failure(exc)
             return False
         self.last_error = None
-        if fresh.digest == self._policy.digest:
+        if fresh.digest == self._policy.digest and fresh.signer == self._policy.signer:
             return False
         old, self._policy = self._policy, fresh
         log.info("policy reloaded: %s -> %s (version %s)", old.digest, fresh.digest, fresh.version)
@@ -74,7 +97,7 @@ class PolicyHolder:
 
     def poll(self) -> bool:
         """Reload if any policy file was added, removed or changed since the last look."""
-        if fingerprint(self.paths) == self._fingerprint:
+        if fingerprint(self._watched) == self._fingerprint:
             return False
         return self.reload()
 

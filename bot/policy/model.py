@@ -103,6 +103,8 @@ class Rule:
     reason: str | None = None
     source: str = ""
     description: str | None = None
+    editable: bool = False
+    step_up: str | None = None
     condition: Condition | None = field(default=None, compare=False, repr=False)
     matches_tool: Callable[[str], bool] = field(init=False, compare=False, repr=False)
 
@@ -152,6 +154,8 @@ class Policy:
     default_escalation: tuple[EscalationStep, ...] = ()
     people: People = NOBODY
     sessions: SessionSpec | None = None
+    #: key id that signed this bundle (set by the holder when ``policy.trusted_keys`` is on)
+    signer: str | None = None
     _candidates: dict[str, tuple[Rule, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -162,7 +166,7 @@ class Policy:
         object.__setattr__(self, "_decisions", decisions)
 
     def ref(self, rule: str | None) -> PolicyRef:
-        return PolicyRef(digest=self.digest, version=self.version, rule=rule)
+        return PolicyRef(digest=self.digest, version=self.version, rule=rule, signer=self.signer)
 
     def decision(self, rule: Rule) -> Decision:
         """What ``rule`` decides (precomputed)."""

@@ -8,6 +8,8 @@ Semantics decided here (SPEC §5):
   step, and it must be last. Without a deny step the ladder ends in an implicit deny at the
   SLA (the rule's, else ``defaults.sla``), so every step must come before it.
 - ``rate_limit`` belongs to auto/notify rules; ``reason`` is required on block rules.
+- ``editable`` (approvers may change the arguments before approving) and ``step_up``
+  (``webauthn``: approving needs the approver's security key) belong to confirm rules.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from bot.policy.source import Reader, scalar_of, show
 
 RULE_KEYS = (
     "name", "description", "tool", "when", "tier", "approvers", "sla", "escalation",
-    "rate_limit", "reason",
+    "rate_limit", "reason", "editable", "step_up",
 )  # fmt: skip
+STEP_UPS = ("webauthn",)
 _STEP_KEYS = ("after", "remind", "to", "page", "action")
 
 
@@ -220,6 +223,7 @@ def read_rule(
             rate_limit = read_rate_limit(reader, found["rate_limit"][1])
         if tier is Tier.BLOCK and "reason" not in found:
             reader.fail(node, f"{label} is block and must give a reason")
+    editable, step_up = _approver_options(reader, found)
     if len(reader.problems) > problems_before or name is None or tool is None or tier is None:
         return None
     return Rule(
@@ -234,14 +238,39 @@ def read_rule(
         reason=reason,
         source=reader.at(node),
         description=description,
+        editable=editable,
+        step_up=step_up,
         condition=condition,
     )
+
+
+def _approver_options(
+    reader: Reader, found: dict[str, tuple[Node, Node]]
+) -> tuple[bool, str | None]:
+    editable, step_up = False, None
+    if "editable" in found:
+        value = scalar_of(found["editable"][1])
+        if not isinstance(value, bool):
+            reader.fail(found["editable"][1], f"editable must be true or false, not {value!r}")
+        else:
+            editable = value
+    if "step_up" in found:
+        value = scalar_of(found["step_up"][1])
+        if value not in STEP_UPS:
+            reader.fail(
+                found["step_up"][1], f"step_up must be one of {' | '.join(STEP_UPS)}, not {value!r}"
+            )
+        else:
+            step_up = str(value)
+    return editable, step_up
 
 
 _ONLY = {
     "approvers": (Tier.CONFIRM, Tier.NOTIFY),
     "sla": (Tier.CONFIRM,),
     "escalation": (Tier.CONFIRM,),
+    "editable": (Tier.CONFIRM,),
+    "step_up": (Tier.CONFIRM,),
     "rate_limit": (Tier.AUTO, Tier.NOTIFY),
 }
 

@@ -17,6 +17,7 @@ from bot.domain import (
     Agent,
     Approver,
     Checkpoint,
+    Edit,
     EscalationStep,
     Event,
     LogEntry,
@@ -64,11 +65,19 @@ def to_agent(row: Any) -> Agent:
 
 
 def from_policy(policy: PolicyRef) -> dict[str, Any]:
-    return {"digest": policy.digest, "version": policy.version, "rule": policy.rule}
+    out = {"digest": policy.digest, "version": policy.version, "rule": policy.rule}
+    if policy.signer is not None:
+        out["signer"] = policy.signer
+    return out
 
 
 def to_policy(value: dict[str, Any]) -> PolicyRef:
-    return PolicyRef(digest=value["digest"], version=value["version"], rule=value["rule"])
+    return PolicyRef(
+        digest=value["digest"],
+        version=value["version"],
+        rule=value["rule"],
+        signer=value.get("signer"),
+    )
 
 
 def from_requirement(requirement: Requirement) -> dict[str, Any]:
@@ -142,7 +151,41 @@ def from_request(request: Request) -> dict[str, Any]:
         "version": request.version,
         "session_key": request.session,
         "labels": ",".join(request.labels),
+        "options": from_options(request),
+        "edit": from_edit(request.edit),
     }
+
+
+def from_options(request: Request) -> dict[str, Any] | None:
+    if not request.editable and request.step_up is None:
+        return None
+    return {"editable": request.editable, "step_up": request.step_up}
+
+
+def from_edit(edit: Edit | None) -> dict[str, Any] | None:
+    if edit is None:
+        return None
+    return {
+        "arguments": dict(edit.arguments),
+        "arguments_sha256": edit.arguments_sha256,
+        "call_sha256": edit.call_sha256,
+        "by": edit.by,
+        "by_name": edit.by_name,
+        "at": utc(edit.at).isoformat(),
+    }
+
+
+def to_edit(value: dict[str, Any] | None) -> Edit | None:
+    if value is None:
+        return None
+    return Edit(
+        arguments=value["arguments"],
+        arguments_sha256=value["arguments_sha256"],
+        call_sha256=value["call_sha256"],
+        by=value["by"],
+        by_name=value["by_name"],
+        at=utc(datetime.fromisoformat(value["at"])),
+    )
 
 
 def to_request(row: Any) -> Request:
@@ -181,6 +224,9 @@ def to_request(row: Any) -> Request:
         version=row.version,
         session=row.session_key,
         labels=tuple(row.labels.split(",")) if row.labels else (),
+        editable=bool((row.options or {}).get("editable", False)),
+        step_up=(row.options or {}).get("step_up"),
+        edit=to_edit(row.edit),
     )
 
 
@@ -199,6 +245,7 @@ def from_vote(vote: Vote) -> dict[str, Any]:
         "group": vote.group,
         "reason": vote.reason,
         "at": utc(vote.at),
+        "arguments_sha256": vote.arguments_sha256 or "",
     }
 
 
@@ -222,6 +269,7 @@ def to_vote(row: Any) -> Vote:
         group=row.group,
         reason=row.reason,
         at=utc(row.at),
+        arguments_sha256=row.arguments_sha256 or None,
     )
 
 

@@ -112,12 +112,24 @@ class RequestRow(Base, table=True):
     #: the call's session labels, sorted and comma-joined ("" for none): groupable text
     labels: str = Field(default="", nullable=False, sa_column_kwargs={"server_default": ""})
     claimed_artifact_digest: str | None = Field(default=None, nullable=True)  # 0005
+    # rule options for approvers ({"editable": bool, "step_up": str | null}) and an
+    # approver's edit of the arguments ({"arguments", "arguments_sha256", "call_sha256",
+    # "by", "by_name", "at"}); null when none
+    options: Any = Field(default=None, sa_type=JSON, nullable=True)
+    edit: Any = Field(default=None, sa_type=JSON, nullable=True)
 
 
 class VoteRow(Base, table=True):
     __tablename__ = "votes"
     __table_args__ = (
-        UniqueConstraint("request_id", "approver_key", name="uq_votes_request_id_approver_key"),
+        # One vote per human per version of the arguments ("" = the agent's original):
+        # an approver's edit resets earlier approvals, whose approvers may approve again.
+        UniqueConstraint(
+            "request_id",
+            "approver_key",
+            "arguments_sha256",
+            name="uq_votes_request_id_approver_key_arguments",
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -133,6 +145,9 @@ class VoteRow(Base, table=True):
     group: str = Field(nullable=False)
     reason: str = Field(nullable=False)
     at: datetime = Field(sa_type=TIMESTAMP, nullable=False)
+    arguments_sha256: str = Field(
+        default="", nullable=False, sa_column_kwargs={"server_default": ""}
+    )
 
 
 class PostRow(Base, table=True):

@@ -60,6 +60,11 @@ rules:
     tool: payments.wire
     tier: confirm
     approvers: {{groups: [finance], quorum: 2}}
+  - name: editable-payout
+    tool: payments.payout
+    tier: confirm
+    editable: true
+    approvers: {{groups: [finance]}}
   - name: notify-email
     tool: email.send
     tier: notify

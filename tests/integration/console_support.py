@@ -62,6 +62,21 @@ rules:
     tier: confirm
     approvers: {groups: [dba]}
     sla: 30m
+  - name: editable-payout
+    tool: payments.payout
+    tier: confirm
+    editable: true
+    approvers: {groups: [finance]}
+  - name: editable-wire
+    tool: payments.wire
+    tier: confirm
+    editable: true
+    approvers: {groups: [finance], quorum: 2}
+  - name: keyed-drop
+    tool: db.drop
+    tier: confirm
+    step_up: webauthn
+    approvers: {groups: [finance]}
 """
 
 TRANSFER = {

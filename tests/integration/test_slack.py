@@ -71,6 +71,11 @@ rules:
     tool: payments.refund
     tier: notify
     approvers: {groups: [finance]}
+  - name: editable-payout
+    tool: payments.payout
+    tier: confirm
+    editable: true
+    approvers: {groups: [finance]}
 """
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest_asyncio
 
 from adapters.slack.cards import ACTION_APPROVE, ACTION_DENY, ACTION_REVIEW
-from adapters.slack.modals import VIEW_ARGUMENTS, VIEW_REVIEW
+from adapters.slack.modals import EDIT_ACTION, EDIT_BLOCK, VIEW_ARGUMENTS, VIEW_REVIEW
 from bot.domain import Status
 from bot.evidence.dsse import b64decode
 from tests.fakes.slack_api import FakeSlack
@@ -112,3 +112,45 @@ async def test_arguments_too_long_for_a_modal_send_the_approver_to_the_console(
     view = opened.args["view"]
     assert view["callback_id"] == VIEW_ARGUMENTS and "submit" not in view
     assert f"/console/requests/{rid}" in json.dumps(view["blocks"])
+
+
+def edit_values(text: str) -> dict[str, Any]:
+    return {EDIT_BLOCK: {EDIT_ACTION: {"type": "plain_text_input", "value": text}}}
+
+
+async def test_an_editable_rule_edits_in_the_review_modal(review_env: Env) -> None:
+    env = review_env
+    created = await env.submit("payments.payout")
+    rid = created["id"]
+    card = await env.card()
+    await env.click(block_actions(ACTION_REVIEW, rid, user="U0ALICE", message_ts=card.ts))
+    (opened,) = env.fake.ok_calls("views.open")
+    view = opened.args["view"]
+    editor = [b for b in view["blocks"] if b.get("block_id") == EDIT_BLOCK]
+    assert editor and json.loads(editor[0]["element"]["initial_value"]) == {
+        "amount": 25000,
+        "to": "acct-123",
+    }
+    metadata = view["private_metadata"]
+
+    bad = await env.post(
+        view_submission(VIEW_REVIEW, metadata, edit_values("{oops"), user="U0ALICE")
+    )
+    answer = await bad.json()
+    assert (
+        answer["response_action"] == "errors" and "not valid JSON" in answer["errors"][EDIT_BLOCK]
+    )
+    await env.settle()
+    assert (await env.request(rid)).status is Status.PENDING
+
+    edited = '{"amount": 900, "to": "acct-123"}'
+    poll = env.poll(rid)
+    await env.click(view_submission(VIEW_REVIEW, metadata, edit_values(edited), user="U0ALICE"))
+    answer = await asyncio.wait_for(poll, 5)
+    assert answer["status"] == "approved"
+    assert answer["approved_arguments"] == {"amount": 900, "to": "acct-123"}
+    approved = [p for p in await _predicates(env, rid) if p["decision"] == "approved"][-1]
+    assert approved["edit"]["by"] == "slack:U0ALICE"  # the person (unmapped id)
+    assert approved["request"]["arguments_sha256"] == created["arguments_sha256"]
+    await env.settle()
+    assert "edited by alice" in card_text(card)

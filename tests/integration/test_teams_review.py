@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest_asyncio
 
-from adapters.teams.cards import REVIEW_VERB, REVIEWED
+from adapters.teams.cards import EDITED_INPUT, REVIEW_VERB, REVIEWED
 from bot.domain import Status
 from bot.evidence.dsse import b64decode
 from tests.fakes.teams_env import ALICE, TeamsEnv, teams_env
@@ -54,3 +54,16 @@ async def test_a_cut_teams_card_approves_only_after_the_review_card(env: TeamsEn
     statement = json.loads(b64decode(json.loads(entries[-1].envelope)["payload"], "payload"))
     approver = statement["predicate"]["approver"]
     assert (approver["shown"], approver["view"]) == ("full", "review_card")
+
+
+async def test_an_editable_rule_edits_on_the_teams_review_card(env: TeamsEnv) -> None:
+    body = await env.submit("payments.payout", {"amount": 25000, "to": "acct-1"})
+    rid = body["id"]
+    review = await env.click(REVIEW_VERB, rid, ALICE)
+    (editor,) = [b for b in review["value"]["body"] if b.get("id") == EDITED_INPUT]
+    assert json.loads(editor["value"]) == {"amount": 25000, "to": "acct-1"}
+    data = {REVIEWED: body["arguments_sha256"], EDITED_INPUT: '{"amount": 7, "to": "acct-1"}'}
+    done = await env.click("approve", rid, ALICE, data=data)
+    assert "Approved" in card_text(done["value"])
+    final = await env.poll(rid, wait=0)
+    assert final["approved_arguments"] == {"amount": 7, "to": "acct-1"}

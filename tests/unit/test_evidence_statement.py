@@ -130,6 +130,7 @@ def test_statement_shape_for_a_quorum_vote() -> None:
         "digest": "sha256:" + "d" * 64,
         "version": "2026-11-21",
         "rule": "large-transfer",
+        "signer": None,  # the policy bundle was not signed (no policy.trusted_keys)
     }
     assert p["justification"] == "Refund for order 8812"
     assert p["context_sha256"] == sha256_hex(b'{"session_id":"s-1"}')

@@ -34,10 +34,11 @@ def test_the_example_policy_is_clean(example: Policy) -> None:
     assert example.unknown_tool is Tier.CONFIRM
     assert {"finance", "finance-leads", "dba", "exec-ops", "security"} <= set(example.groups)
     finance = example.groups["finance"]
-    assert finance.console is not None and finance.console.users == ("alice",)
+    assert finance.console is not None and finance.members == ("alice",)
     assert finance.slack is not None and finance.slack.channel == "C0FINANCE"
-    assert example.groups["dba"].console.users == ("bob",)  # type: ignore[union-attr]
-    assert example.groups["finance-leads"].console.users == ("carol",)  # type: ignore[union-attr]
+    assert example.groups["dba"].members == ("bob",)
+    assert example.groups["finance-leads"].members == ("carol",)
+    assert example.people.warnings == ()  # every approver is a person
 
 
 def test_large_transfer_escalation_ladder(example: Policy) -> None:

@@ -159,6 +159,18 @@ rules:
         ),
         ("  bad name: {console: {users: [a]}}\n", ":6: group name 'bad name' may only use"),
         ("  w: {console: {users: []}}\n", ":6: group 'w' console needs at least one user"),
+        (
+            RULE + "    tier: confirm\n" + FIN + "    editable: yes please\n",
+            ":11: editable must be true or false",
+        ),
+        (
+            RULE + "    tier: confirm\n" + FIN + "    step_up: sms\n",
+            ":11: step_up must be one of webauthn",
+        ),
+        (
+            RULE + "    tier: auto\n    editable: true\n",
+            ":10: rule 'r': `editable` only applies to confirm rules, not auto",
+        ),
     ],
 )
 def test_each_problem_is_reported_at_its_line(tmp_path: Path, body: str, expected: str) -> None:
@@ -377,3 +389,9 @@ def test_non_string_keys_and_yaml_tags_are_problems() -> None:
     with pytest.raises(PolicyError) as caught:
         load_sources([("a", HEAD + "metadata: {name: !custom x}\n")])
     assert "a:6: unsupported YAML tag !custom" in caught.value.details[0]
+
+
+def test_approver_options_load_on_confirm_rules(tmp_path: Path) -> None:
+    body = HEAD + RULE + "    tier: confirm\n" + FIN + "    editable: true\n    step_up: webauthn\n"
+    (rule,) = load_policy([write(tmp_path, "p.yaml", body)]).rules
+    assert rule.editable and rule.step_up == "webauthn"

@@ -18,6 +18,27 @@
   tick();
   setInterval(tick, 1000);
 
+  // The arguments editor: the JSON must parse (the server checks the schema and the tool).
+  document.querySelectorAll("[data-json-editor]").forEach(function (area) {
+    var error = document.getElementById("edited-error");
+    var button = document.getElementById("approve-edited");
+    function check() {
+      var problem = "";
+      try {
+        var value = JSON.parse(area.value);
+        if (value === null || typeof value !== "object" || Array.isArray(value)) {
+          problem = "The call must be a JSON object.";
+        }
+      } catch (e) {
+        problem = "Not valid JSON: " + e.message;
+      }
+      if (error) { error.textContent = problem; error.hidden = !problem; }
+      if (button) button.disabled = !!problem;
+    }
+    area.addEventListener("input", check);
+    check();
+  });
+
   var inbox = document.querySelector("[data-inbox-version]");
   if (!inbox || !window.fetch) return;
   var seen = inbox.getAttribute("data-inbox-version");
