@@ -8,12 +8,13 @@ import asyncio
 import dataclasses
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
-from bot.errors import SignoffError
+from bot.errors import PolicyError, SignoffError
 from bot.settings import Settings, config_path, load_settings
 
 T = TypeVar("T")
@@ -41,7 +42,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from adapters.main import configure_logging, serve
+    from adapters.main import configure_logging, serve, warn_unset_variables
     from adapters.workers import check_workers, serve_workers
 
     settings = settings_of(args)
@@ -56,9 +57,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     check_workers(settings)
     configure_logging(settings)
-    if settings.server.workers > 1:
-        return serve_workers(settings)
-    serve(settings)
+    warn_unset_variables(settings)
+    try:
+        if settings.server.workers > 1:
+            return serve_workers(settings)
+        serve(settings)
+    except PolicyError as exc:
+        paths = " ".join(
+            shlex.quote(os.path.relpath(settings.path(p))) for p in settings.policy.paths
+        )
+        exc.hint = f"run `signoff policy check {paths}` to list every problem"
+        raise
     return 0
 
 
@@ -209,15 +218,33 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors that name the (sub)command they belong to."""
+
+    argv: Sequence[str] = ()
+
+    def error(self, message: str) -> NoReturn:
+        if "required: COMMAND" in message:
+            unknown = [
+                a for a in self.argv if a.startswith("-") and a.split("=")[0] not in _TOP_FLAGS
+            ]
+            if unknown:
+                message = f"unrecognized arguments: {' '.join(unknown)} (a COMMAND comes first)"
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+_TOP_FLAGS = ("--config", "-h", "--help")
+
+
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--config",
         # SUPPRESS: a subcommand's own --config must not reset one given before it
         default=argparse.SUPPRESS,
         help="configuration file (default $SIGNOFF_CONFIG or ./signoff.yaml)",
     )
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="signoff",
         description="Human-in-the-loop gate for AI-agent tool calls.",
     )
@@ -226,7 +253,7 @@ def parser() -> argparse.ArgumentParser:
 
     def add(name: str, fn: Command, help: str, parent: Any = sub) -> argparse.ArgumentParser:
         sp: argparse.ArgumentParser = parent.add_parser(name, help=help, parents=[common])
-        sp.set_defaults(fn=fn)
+        sp.set_defaults(fn=fn, command_prog=sp.prog)
         return sp
 
     sp = add("init", cmd_init, "write a working home (config, key, example policy, demo agent)")
@@ -274,7 +301,17 @@ def _extensions() -> list[Callable[[Any, Any, argparse.ArgumentParser], None]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    if isinstance(p, _Parser):
+        p.argv = words
+    args, extra = p.parse_known_args(words)
+    if extra:
+        prog = getattr(args, "command_prog", p.prog)
+        p.exit(
+            2,
+            f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see `{prog} --help`)\n",
+        )
     try:
         code = int(args.fn(args))
     except SignoffError as exc:

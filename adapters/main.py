@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import signal
@@ -209,7 +210,21 @@ async def _run(
     site = web.TCPSite(
         runner, settings.server.host, settings.server.port, reuse_port=reuse_port or None
     )
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        await runtime.store.close()
+        where = f"{settings.server.host}:{settings.server.port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"cannot listen on {where}: the port is already in use (another signoff "
+                "serve?); stop it, or choose another port with --port or server.port"
+            ) from None
+        raise ConfigError(
+            f"cannot listen on {where}: {exc.strerror or exc}; choose another address with "
+            "--host/--port or server.host/server.port"
+        ) from None
     tasks = [
         loop.create_task(runtime.checkpoints.run(settings.log.checkpoint_interval.total_seconds()))
     ]
@@ -281,6 +296,24 @@ def configure_logging(settings: Settings) -> None:
     server_log = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, _MalformedRequestFilter) for f in server_log.filters):
         server_log.addFilter(_MalformedRequestFilter())
+
+
+def warn_unset_variables(settings: Settings) -> None:
+    """One WARNING per configuration section that an unset ``${VAR}`` left empty (which
+    switches that adapter off), naming the variables, so a typo or a forgotten ``export``
+    does not go unnoticed."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    for key, variable in settings.unset_variables:
+        sections.setdefault(key.split(".", 1)[0], []).append((key, variable))
+    for section, pairs in sections.items():
+        names = ", ".join(dict.fromkeys(f"${{{v}}}" for _, v in pairs))
+        keys = ", ".join(dict.fromkeys(k for k, _ in pairs))
+        log.warning(
+            "%s is off or incomplete: %s not set in the environment (%s left empty)",
+            section,
+            names,
+            keys,
+        )
 
 
 class _MalformedRequestFilter(logging.Filter):

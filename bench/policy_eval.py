@@ -16,6 +16,7 @@ in this figure (see tests/integration/test_sessions.py for its shape).
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -51,7 +52,6 @@ CONDITIONS = [
     'agent.labels.team == "billing"',
     "size(args) > 3",
     'args.statement.upperAscii().startsWith("DELETE")',
-    'fold(args.env) == "production"',
 ]
 SESSIONS = [
     "sessions:",
@@ -140,12 +140,14 @@ def session_rows(policy: Policy, calls: list[ToolCall], agent: Agent) -> list[Se
 
 
 def measure(policy: Policy, calls: list[ToolCall], agent: Agent, options: Any,
-            session: list[SessionCalls] | None) -> list[float]:  # fmt: skip
+            session: list[SessionCalls] | None) -> list[tuple[float, float]]:  # fmt: skip
+    """(wall-clock rate, CPU-time rate) per round: on a shared machine the CPU-time rate is
+    what this process could do with a core to itself."""
     now = datetime.now(UTC)
     rates = []
     for _ in range(options.rounds):
         done = 0
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         deadline = start + options.seconds
         while time.perf_counter() < deadline:
             if session is None:
@@ -155,16 +157,22 @@ def measure(policy: Policy, calls: list[ToolCall], agent: Agent, options: Any,
                 for call in calls:
                     evaluate(policy, call, agent, now, summarise("s", session))
             done += len(calls)
-        rates.append(done / (time.perf_counter() - start))
+        wall, used = time.perf_counter() - start, time.process_time() - cpu
+        rates.append((done / wall, done / used))
     return rates
 
 
-def report(name: str, policy: Policy, rates: list[float], rounds: int, target: int) -> None:
-    best, median = max(rates), statistics.median(rates)
+def report(
+    name: str, policy: Policy, rates: list[tuple[float, float]], rounds: int, target: int
+) -> None:
+    walls = [wall for wall, _ in rates]
+    best, median = max(walls), statistics.median(walls)
+    cpu = statistics.median(rate for _, rate in rates)
     print(
         f"policy_eval{name}: {len(policy.rules)} rules, {median:,.0f} evaluations/s median "
         f"({1e6 / median:.2f} us/eval), best {best:,.0f}/s over {rounds} rounds "
-        f"-> target >= {target:,}/s {'MET' if median >= target else 'MISSED'}"
+        f"-> target >= {target:,}/s {'MET' if median >= target else 'MISSED'}; "
+        f"by CPU time {cpu:,.0f}/s; load average {os.getloadavg()[0]:.1f}"
     )
 
 

@@ -35,12 +35,16 @@ class PolicyError(SignoffError):
 
     slug = "policy"
 
+    #: what to do about it, appended to ``diagnostics()`` (e.g. the command that lists all)
+    hint = ""
+
     def diagnostics(self) -> str:
+        text = self.message
         if self.details:
-            return f"{self.message}: {self.details[0]}" + (
+            text = f"{self.message}: {self.details[0]}" + (
                 f" (and {len(self.details) - 1} more)" if len(self.details) > 1 else ""
             )
-        return self.message
+        return f"{text}; {self.hint}" if self.hint else text
 
 
 class RequestError(SignoffError):

@@ -237,6 +237,8 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     #: the folder relative paths are resolved against (the config file's folder)
     base_dir: str = "."
+    #: (setting, variable) for each ``${VAR}`` that was unset, leaving the setting empty
+    unset_variables: tuple[tuple[str, str], ...] = ()
 
     def path(self, value: str) -> Path:
         """Resolve a configured path against the config file's folder."""
@@ -303,36 +305,70 @@ def parse_settings(
     reader = _Reader(source, env)
     if node is None:
         return Settings(base_dir=base_dir)
-    settings = reader.build(Settings, node, "")
-    return dataclasses.replace(settings, base_dir=base_dir)
+    try:
+        settings = reader.build(Settings, node, "")
+    except _Invalid:
+        settings = Settings()  # not returned: ``reader.problems`` says what is wrong
+    if reader.problems:
+        raise ConfigError(
+            "; ".join(reader.problems)
+            if len(reader.problems) == 1
+            else f"{source} has {len(reader.problems)} problems: " + "; ".join(reader.problems),
+            details=reader.problems,
+        )
+    return dataclasses.replace(
+        settings, base_dir=base_dir, unset_variables=tuple(dict.fromkeys(reader.unset))
+    )
+
+
+class _Invalid(Exception):
+    """One setting is wrong (recorded in ``_Reader.problems``); reading goes on with the next."""
 
 
 class _Reader:
+    """Builds ``Settings`` from the YAML nodes, recording every problem (not just the first)
+    and every ``${VAR}`` left unset."""
+
     def __init__(self, source: str, env: typing.Mapping[str, str]) -> None:
         self.source = source
         self.env = env
+        self.problems: list[str] = []
+        self.unset: list[tuple[str, str]] = []
 
     def fail(self, node: yaml.Node, key: str, message: str) -> typing.NoReturn:
         where = f"{self.source}:{node.start_mark.line + 1}"
-        raise ConfigError(f"{where}: {key or 'configuration'}: {message}")
+        self.problems.append(f"{where}: {key or 'configuration'}: {message}")
+        raise _Invalid
 
     def build(self, cls: type[T], node: yaml.Node, prefix: str) -> T:
         if not isinstance(node, yaml.MappingNode):
             self.fail(node, prefix, "expected a mapping")
         hints = typing.get_type_hints(cls)
-        fields = {f.name for f in dataclasses.fields(cls) if f.name != "base_dir"}  # type: ignore[arg-type]
+        fields = {
+            f.name
+            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            if f.name not in ("base_dir", "unset_variables")
+        }
         values: dict[str, Any] = {}
+        seen: set[str] = set()
+        broken = False
         for key_node, value_node in node.value:
             key = str(key_node.value)
             dotted = f"{prefix}.{key}" if prefix else key
             if key not in fields and f"{key}_" in fields:
                 key = f"{key}_"  # a Python keyword as a key (``email.from``)
-            if key not in fields:
-                known = ", ".join(sorted(fields))
-                self.fail(key_node, dotted, f"unknown key (expected one of: {known})")
-            if key in values:
-                self.fail(key_node, dotted, "duplicate key")
-            values[key] = self.convert(hints[key], value_node, dotted)
+            try:
+                if key not in fields:
+                    known = ", ".join(sorted(fields))
+                    self.fail(key_node, dotted, f"unknown key (expected one of: {known})")
+                if key in seen:
+                    self.fail(key_node, dotted, "duplicate key")
+                seen.add(key)
+                values[key] = self.convert(hints[key], value_node, dotted)
+            except _Invalid:
+                broken = True
+        if broken:
+            raise _Invalid
         return cls(**values)
 
     def scalar(self, node: yaml.Node, key: str) -> str | None:
@@ -354,6 +390,7 @@ class _Reader:
 
         out = _ENV.sub(sub, raw)
         if missing and out.strip() == "":
+            self.unset.extend((key, name) for name in missing)
             return None  # an unset ${VAR} alone means "not configured"
         return out
 

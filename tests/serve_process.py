@@ -108,6 +108,7 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self._reap()
                 raise RuntimeError(f"signoff serve exited early:\n{self.log_path.read_text()}")
             try:
                 if http("GET", self.base + "/readyz", timeout=5)[0] == 200:

@@ -51,8 +51,16 @@ def read_password(from_stdin: bool) -> str:
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = getpass.getpass("password: ")
-        if getpass.getpass("again: ") != password:
+        if not sys.stdin.isatty():
+            raise RequestError(
+                "no terminal to type the password on: pipe it in with --password-stdin"
+            )
+        try:
+            password = getpass.getpass("password: ")
+            again = getpass.getpass("again: ")
+        except EOFError:
+            raise RequestError("no password given") from None
+        if again != password:
             raise RequestError("the two passwords differ")
     if not password:
         raise RequestError("no password given")

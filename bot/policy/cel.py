@@ -100,6 +100,7 @@ def session_only(text: str) -> bool:
     return _CALL_DATA.search(_STRINGS.sub('""', text)) is None
 
 
+_CALL_REF = re.compile(r"(?<![.\w])call(?!\w)")
 _SESSION_REFS = re.compile(r"(?<![.\w])(session|call)(?!\w)(\s*\.\s*labels(?!\w))?")
 #: how many (call labels, session labels) results one labels-only condition remembers
 _MEMO_LIMIT = 1024
@@ -114,6 +115,11 @@ def labels_only(text: str) -> bool:
     return all(found.group(2) for found in _SESSION_REFS.finditer(bare))
 
 
+def reads_call(text: str) -> bool:
+    """Does ``text`` mention ``call`` (outside string literals)? Conservative."""
+    return _CALL_REF.search(_STRINGS.sub('""', text)) is not None
+
+
 def session_activation(session: Mapping[str, Any], call: Mapping[str, Any]) -> Any:
     """An activation holding only ``session`` and ``call`` (see ``session_only``)."""
     return _ENV.Activation({"session": session, "call": call})
@@ -123,7 +129,7 @@ class Condition:
     """A compiled ``when`` expression. ``session_only``: it reads only ``session``/``call``;
     ``labels_only``: only their ``labels`` (see ``evaluate_labels``)."""
 
-    __slots__ = ("_expr", "_memo", "labels_only", "session_only", "source", "text")
+    __slots__ = ("_expr", "_memo", "labels_only", "reads_call", "session_only", "source", "text")
 
     def __init__(self, text: str, source: str, expr: Any) -> None:
         self.text = text
@@ -131,6 +137,7 @@ class Condition:
         self._expr = expr
         self.session_only = session_only(text)
         self.labels_only = labels_only(text)
+        self.reads_call = reads_call(text)
         self._memo: dict[tuple[tuple[str, ...], tuple[str, ...]], bool | str] = {}
 
     def evaluate_labels(self, call: tuple[str, ...], session: tuple[str, ...]) -> bool:

@@ -136,23 +136,22 @@ def evaluate(
 ) -> Evaluation:
     """The tier and requirements for ``call`` by ``agent`` at ``now`` (aware UTC), in
     ``session`` (the earlier calls the store summarised; empty without a session key)."""
-    tool = call.tool
     spec = policy.sessions
+    if spec is None:
+        return _evaluate_plain(policy, call, agent, now)
+    tool = call.tool
     labels: tuple[str, ...] = ()
     seen: Any = NO_SESSION  # what CEL sees as ``session``: built only when a condition needs it
-    act: Any = None
     if session.key is not None:
         seen = session
-    if spec is not None:
-        labels, conditional = spec.for_tool(tool)
-        if labels or conditional:
-            seen = _cel(seen)
-            act = _activation(call, agent, now, seen, {"labels": list(labels)})
-        if conditional:
-            found = call_labels(conditional, labels, act)
-            if found != labels:  # rebuilt only when a condition added a label
-                labels = found
-                act = _activation(call, agent, now, seen, {"labels": list(labels)})
+    act: Any = None  # the full activation, built when the first condition needs it
+    stale = False  # ``act`` holds fewer labels than the call has (see the label conditions)
+    labels, conditional = spec.for_tool(tool)
+    if conditional:  # label conditions see the labels without a condition as call.labels
+        seen = _cel(seen)
+        act = _activation(call, agent, now, seen, _labels(labels))
+        found = call_labels(conditional, labels, act)
+        stale, labels = found != labels, found
     candidates = policy.candidates(tool)
     steps: list[tuple[Rule, str, str | None]] = []
     small: Any = None
@@ -165,16 +164,18 @@ def evaluate(
             if condition.labels_only:  # e.g. the lethal trifecta: a pure function of labels
                 matched = condition.evaluate_labels(labels, session.labels)
             else:
-                if act is not None:
-                    use = act
-                elif condition.session_only:  # no arguments to convert for it
-                    seen = _cel(seen)
-                    if small is None:
-                        small = session_activation(seen, NO_CALL)  # no labels, else act is built
-                    use = small
+                if act is None or (stale and condition.reads_call):
+                    if not condition.session_only or labels:
+                        seen = _cel(seen)
+                        act = _activation(call, agent, now, seen, _labels(labels))
+                        stale = False
+                        use = act
+                    else:  # reads only session/call, and the call has no labels
+                        if small is None:
+                            small = session_activation(_cel(seen), NO_CALL)
+                        use = small
                 else:
-                    seen = _cel(seen)
-                    use = act = _activation(call, agent, now, seen, NO_CALL)
+                    use = act
                 matched = condition.evaluate(use)
         except ConditionError as exc:
             if rule.strict:
@@ -187,6 +188,38 @@ def evaluate(
             return Evaluation(policy.decision(rule), tool, tuple(steps), labels, session)
         steps.append((rule, NOT_MATCHED, None))
     return Evaluation(policy.unknown(tool), tool, tuple(steps), labels, session)
+
+
+def _evaluate_plain(policy: Policy, call: ToolCall, agent: Agent, now: datetime) -> Evaluation:
+    """``evaluate`` for a policy without ``sessions``: the hot path of most deployments, kept
+    free of the session bookkeeping (``session``/``call`` are empty for every condition)."""
+    tool = call.tool
+    steps: list[tuple[Rule, str, str | None]] = []
+    act: Any = None
+    for rule in policy.candidates(tool):
+        condition = rule.condition
+        if condition is None:
+            steps.append((rule, MATCHED, None))
+            return Evaluation(policy.decision(rule), tool, tuple(steps))
+        if act is None:
+            act = activation(_plain(call.arguments), agent_view(agent), _plain(call.context), now)
+        try:
+            matched = condition.evaluate(act)
+        except ConditionError as exc:
+            if rule.strict:
+                steps.append((rule, ERROR_MATCHED, exc.problem))
+                return Evaluation(policy.decision(rule), tool, tuple(steps))
+            steps.append((rule, ERROR_SKIPPED, exc.problem))
+            continue
+        if matched:
+            steps.append((rule, MATCHED, None))
+            return Evaluation(policy.decision(rule), tool, tuple(steps))
+        steps.append((rule, NOT_MATCHED, None))
+    return Evaluation(policy.unknown(tool), tool, tuple(steps))
+
+
+def _labels(labels: tuple[str, ...]) -> Any:
+    return {"labels": list(labels)} if labels else NO_CALL
 
 
 def _cel(seen: Any) -> Any:
