@@ -420,6 +420,8 @@ class Gate(Fanout):
             )
         if edit is not None and verdict is not Verdict.APPROVE:
             raise RequestError("only an approval can change the arguments")
+        if step_up is not None and step_up.get("call_sha256") is None:
+            raise RequestError("a step-up record must name the call it signed")
         if verdict is Verdict.APPROVE and step_up is None:
             needs = await self.get(request_id)
             if needs.step_up is not None:
@@ -433,6 +435,9 @@ class Gate(Fanout):
             shown = review.arguments_sha256
             if shown is not None and shown != request.current_sha256:
                 raise Conflict("the arguments changed since you reviewed them; review again")
+            if step_up is not None and step_up["call_sha256"] != request.current_call_sha256:
+                # The assertion's challenge was bound to another call (an edit happened).
+                raise Conflict("the call changed since your security key signed it; try again")
             votes = [
                 replace(v, approver=people.identify(v.approver))
                 for v in await self.store.votes(request.id)
@@ -482,6 +487,7 @@ class Gate(Fanout):
                 votes=all_votes,
                 prev_index=request.last_log_index,
                 review=review,
+                step_up=step_up,
             )
             try:
                 stored = await self.store.commit(
