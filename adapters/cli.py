@@ -63,9 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return serve_workers(settings)
         serve(settings)
     except PolicyError as exc:
-        paths = " ".join(
-            shlex.quote(os.path.relpath(settings.path(p))) for p in settings.policy.paths
-        )
+        paths = " ".join(shlex.quote(_shown(settings.path(p))) for p in settings.policy.paths)
         exc.hint = f"run `signoff policy check {paths}` to list every problem"
         raise
     return 0
@@ -216,6 +214,12 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- parser
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it, else absolute."""
+    relative = os.path.relpath(path)
+    return str(path.resolve()) if relative.startswith("..") else relative
 
 
 class _Parser(argparse.ArgumentParser):

@@ -16,7 +16,8 @@ DEMO_AGENT = "demo-agent"
 TOKEN_FILE = "demo-agent.token"  # noqa: S105 - a file name, not a secret
 
 CONFIG_TEMPLATE = """\
-# signoff configuration (SPEC §4). ${VAR} reads the environment; unset means "off".
+# signoff configuration (README.md, "Configuration"). ${VAR} reads the environment;
+# an unset variable means "off".
 server:
   host: 127.0.0.1
   port: 8080
@@ -47,7 +48,7 @@ email:
   from: signoff@example.com
 log:
   # the newest checkpoint, outside the database: a restored or rewritten database that
-  # does not extend it stops the server (SPEC §7)
+  # does not extend it stops the server (README.md, "Evidence formats")
   publish_file: ./checkpoints/latest
 """
 

@@ -17,7 +17,6 @@ import asyncio
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
@@ -25,15 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.serving import SIGNOFF, init_home, quiet_env
+from bench.stats import percentile
 
 RATE = int(os.environ.get("BENCH_RATE", "1000"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(len(values) * p))]
 
 
 class _Connection(asyncio.Protocol):
@@ -106,7 +101,9 @@ class LeanClient:
     async def paced(self, rate: int, seconds: float) -> list[float]:
         """Send at ``rate`` req/s, open loop: a request never waits for an earlier answer
         (a new connection opens when all are busy), so a slow server cannot slow the
-        sending down and hide its own delay; latency counts from the actual send."""
+        sending down and hide its own delay. Latency counts from each request's scheduled
+        send time, not from when it actually went out: a client held up (by the server's
+        stalls or its own) still charges the wait to the request (no coordinated omission)."""
         self.idle.extend([await self._open() for _ in range(16)])
         self.latencies, self.statuses = [], {}
         interval, n = 1.0 / rate, int(rate * seconds)
@@ -118,7 +115,7 @@ class LeanClient:
                 await asyncio.sleep(delay)
             conn = self.idle.pop() if self.idle else await self._open()
             self.outstanding += 1
-            conn.send(self.request, time.perf_counter())
+            conn.send(self.request, due)
         if self.outstanding:
             self.finished.clear()
             await self.finished.wait()
@@ -173,12 +170,21 @@ def saturate_wrk(url: str, token: str, tmp: Path) -> str | None:
     p99 = re.search(r"^\s*99%\s+(\S+)", out, re.MULTILINE)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if rps is None:
-        return f"wrk output not understood:\n{out}"
+        raise SystemExit(f"wrk output not understood:\n{out}")
+    if errors is not None and int(errors.group(1)) > 0:
+        raise SystemExit(f"wrk saw {errors.group(1)} non-2xx answers:\n{out}")
     return (
         f"{float(rps.group(1)):,.0f} req/s (latency under saturation p50 "
         f"{p50.group(1) if p50 else '?'}, p99 {p99.group(1) if p99 else '?'}"
         f"{', NON-2xx: ' + errors.group(1) if errors else ''})"
     )
+
+
+def require_2xx(what: str, statuses: dict[int, int]) -> None:
+    """A benchmark whose answers were not all 2xx measured something else: fail it."""
+    bad = {status: n for status, n in statuses.items() if not 200 <= status < 300}
+    if bad:
+        raise SystemExit(f"{what}: non-2xx answers {bad} (all statuses {statuses})")
 
 
 async def wait_ready(port: int) -> None:
@@ -202,14 +208,16 @@ async def main() -> None:
             await wait_ready(port)
             warm = LeanClient(port, token, b'{"tool":"a.read","arguments":{}}')
             await warm.paced(500, 1.0)  # warm-up
+            require_2xx("warm-up", warm.statuses)
             client = LeanClient(port, token, b'{"tool":"crm.read","arguments":{"id":1}}')
             ms = [x * 1000 for x in await client.paced(RATE, SECONDS)]
             print(
                 f"auto-tier at {RATE} req/s for {SECONDS:.0f}s: n={len(ms)} "
-                f"p50={statistics.median(ms):.2f} ms p99={pct(ms, 0.99):.2f} ms "
-                f"p99.9={pct(ms, 0.999):.2f} ms (targets p50<=1 ms, p99<=5 ms; "
+                f"p50={percentile(ms, 0.5):.2f} ms p99={percentile(ms, 0.99):.2f} ms "
+                f"p99.9={percentile(ms, 0.999):.2f} ms (targets p50<=1 ms, p99<=5 ms; "
                 f"statuses {client.statuses})"
             )
+            require_2xx("auto-tier at a fixed rate", client.statuses)
             loader = LeanClient(port, token, b'{"tool":"crm.read","arguments":{"id":2}}')
             rps = await loader.saturate(CONCURRENCY, SECONDS)
             print(
@@ -217,6 +225,7 @@ async def main() -> None:
                 f"{rps:,.0f} req/s (target >= 3,000; the client shares the two cores; "
                 f"statuses {loader.statuses})"
             )
+            require_2xx("auto-tier saturation", loader.statuses)
             wrk = saturate_wrk(f"http://127.0.0.1:{port}/v1/requests", token, Path(tmp))
             if wrk is None:
                 print("auto-tier saturation, wrk: not installed (apt-get install wrk)")

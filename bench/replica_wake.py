@@ -2,7 +2,8 @@
 p99 ≤ 100 ms on PostgreSQL).
 
 Two real ``signoff serve`` processes share one fresh PostgreSQL database
-(``SIGNOFF_BENCH_PG_URL``, else ``SIGNOFF_TEST_PG_URL``, else the local test server). Each
+(``SIGNOFF_BENCH_PG_URL``, else ``SIGNOFF_TEST_PG_URL``, which ``make bench`` sets to a
+throwaway cluster). Each
 round submits a confirm-tier request to A, holds ``GET /v1/requests/{id}?wait=30`` on A, then
 records the approval through B's console (a logged-in HTTP form post) and times, from the
 moment the decision is sent to B, until A's long-poll returns. That includes B's whole
@@ -19,7 +20,6 @@ import os
 import re
 import secrets
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,13 +33,12 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.serving import SIGNOFF, free_port, quiet_env
+from bench.stats import percentile
 from tests.support import write_home
 
 ROUNDS = int(os.environ.get("SIGNOFF_BENCH_ROUNDS", "200"))
-PG_URL = os.environ.get(
-    "SIGNOFF_BENCH_PG_URL",
-    os.environ.get("SIGNOFF_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
-)
+#: a server whose role may create databases; `make bench` starts a throwaway one
+PG_URL = os.environ.get("SIGNOFF_BENCH_PG_URL") or os.environ.get("SIGNOFF_TEST_PG_URL", "")
 PASSWORD = "bench password 123"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -52,11 +51,6 @@ def with_database(url: str, name: str) -> str:
     head, _, tail = url.partition("?")
     base = head.rsplit("/", 1)[0]
     return f"{base}/{name}" + (f"?{tail}" if tail else "")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 async def wait_up(http: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes]) -> None:
@@ -168,6 +162,11 @@ async def run(root: Path, database_url: str) -> tuple[list[float], list[float]]:
 
 
 async def main() -> None:
+    if not PG_URL:
+        raise SystemExit(
+            "replica_wake needs PostgreSQL: set SIGNOFF_BENCH_PG_URL, or run it through "
+            "`make bench` (which starts a throwaway cluster)"
+        )
     name = f"signoff_bench_{os.getpid()}_{secrets.token_hex(3)}"
     with psycopg.connect(libpq(PG_URL), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -182,10 +181,11 @@ async def main() -> None:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
         f"decision on replica B -> long-poll on replica A returns ({ROUNDS} rounds, PostgreSQL, "
-        f"2 x signoff serve): p50={statistics.median(sent):.1f} ms p99={pct(sent, 0.99):.1f} ms "
+        f"2 x signoff serve): p50={percentile(sent, 0.5):.1f} ms "
+        f"p99={percentile(sent, 0.99):.1f} ms "
         f"max={max(sent):.1f} ms from the decision sent to B (target p50 <= 20 ms, "
-        f"p99 <= 100 ms); after B's answer p50={statistics.median(acked):.1f} ms "
-        f"p99={pct(acked, 0.99):.1f} ms; load average {load}"
+        f"p99 <= 100 ms); after B's answer p50={percentile(acked, 0.5):.1f} ms "
+        f"p99={percentile(acked, 0.99):.1f} ms; load average {load}"
     )
 
 

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.slack.cards import ACTION_APPROVE
 from bench.serving import SIGNOFF, free_port, quiet_env
+from bench.stats import percentile
 from tests.fakes.slack_api import Call, FakeSlack
 from tests.fakes.slack_payloads import block_actions, form, sign
 from tests.support import write_home
@@ -57,11 +58,6 @@ rules:
     tier: confirm
     approvers: {{groups: [finance]}}
 """
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
 class CardClock:
@@ -199,16 +195,16 @@ async def run(options: argparse.Namespace) -> None:
             await asyncio.to_thread(proc.wait, 20)
             await fake.close()
 
-    p50 = pct(card_ms, 0.5)
+    p50 = percentile(card_ms, 0.5)
     print(
         f"slack_card: confirm request -> card posted to the local fake: p50 {p50:.1f} ms, "
-        f"p99 {pct(card_ms, 0.99):.1f} ms over {len(card_ms)} requests "
+        f"p99 {percentile(card_ms, 0.99):.1f} ms over {len(card_ms)} requests "
         f"-> target p50 <= 25 ms {'MET' if p50 <= 25 else 'MISSED'}"
     )
-    p99 = pct(ack_ms, 0.99)
+    p99 = percentile(ack_ms, 0.99)
     print(
         f"slack_card: click -> ack with {options.clicks} concurrent clicks: p50 "
-        f"{pct(ack_ms, 0.5):.1f} ms, p99 {p99:.1f} ms, max {max(ack_ms):.1f} ms over "
+        f"{percentile(ack_ms, 0.5):.1f} ms, p99 {p99:.1f} ms, max {max(ack_ms):.1f} ms over "
         f"{len(ack_ms)} clicks ({decided} cards updated after the acks) "
         f"-> target p99 <= 100 ms {'MET' if p99 <= 100 else 'MISSED'}"
     )

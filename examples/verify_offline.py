@@ -1,4 +1,4 @@
-"""Verify a signoff evidence bundle with nothing but the public key (SPEC §7).
+"""Verify a signoff evidence bundle with nothing but the public key (README.md, "Evidence formats").
 
     signoff audit prove REQUEST_ID > bundle.json
     curl -s http://127.0.0.1:8080/v1/keys > keys.json        # or a key obtained out of band

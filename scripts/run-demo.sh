@@ -9,7 +9,7 @@ first=0
 if [ -x .venv/bin/python ] && "$bin" --help 2>/dev/null | grep -q " users "; then
   if [ ! -f "$home/demo-console.password" ]; then
     pw=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(12))')
-    for u in alice bob carol; do
+    for u in alice bob carol dave; do
       printf '%s\n' "$pw" | "$bin" --config "$home/signoff.yaml" users add "$u" --password-stdin >/dev/null 2>&1 || true
     done
     umask 077; printf '%s\n' "$pw" > "$home/demo-console.password"
@@ -29,7 +29,7 @@ cat <<MSG
   console:           $url/console
 MSG
 if [ -f "$home/demo-console.password" ]; then
-  echo "  console login:     alice (finance) / bob (dba) / carol (leads), password $(cat "$home/demo-console.password")"
+  echo "  console login:     alice (finance) / bob (dba) / carol (leads) / dave (security: unknown tools), password $(cat "$home/demo-console.password")"
 fi
 cat <<MSG
   demo agent token:  $token

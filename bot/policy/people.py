@@ -94,14 +94,7 @@ class People:
     _ids: dict[tuple[str, str], str] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        ids: dict[tuple[str, str], str] = {}
-        for person in self.persons.values():
-            if person.email:
-                ids[("email", person.email.casefold())] = person.key
-            for platform in Platform:
-                account = person.account(platform)
-                if account:
-                    ids[(platform.value, _norm(platform, account))] = person.key
+        ids = {ident: p.key for p in self.persons.values() for ident in _identities(p)}
         object.__setattr__(self, "_ids", ids)
 
     def get(self, key: str) -> Person | None:
@@ -137,21 +130,13 @@ class People:
         """Groups that list person ``key`` among their ``members``."""
         return self.groups.get(key, frozenset())
 
-    def label(self, approver: Approver) -> str:
-        """How reports and the console name whoever ``approver`` is: the person key
-        (``alice``), or for an account no person claims, its name and platform id."""
-        key = approver.person or self.resolve(approver)
-        if key in self.persons:
-            return key
-        name = approver.display_name or approver.user_id
-        return key if name == approver.user_id else f"{name} ({key})"
-
 
 NOBODY = People()
 
 
 def label(approver: Approver) -> str:
-    """``People.label`` with only what the vote itself recorded."""
+    """How reports and the console name whoever ``approver`` is: the person key (``alice``),
+    or for an account no person claimed when it voted, its name and ``<platform>:<id>``."""
     key = approver.person or own_key(approver.platform, approver.user_id)
     if ":" not in key:
         return key

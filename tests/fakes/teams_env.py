@@ -191,13 +191,18 @@ async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) ->
 
 @contextlib.asynccontextmanager
 async def teams_env(
-    tmp_path: Path, aiohttp_client: Any, *, insecure: bool = False, teams_extra: str = ""
+    tmp_path: Path,
+    aiohttp_client: Any,
+    *,
+    insecure: bool = False,
+    teams_extra: str = "",
+    policy_template: str = POLICY,
 ) -> AsyncIterator[TeamsEnv]:
     """``teams_extra``: more ``teams:`` keys, one ``key: value`` per line (``{service_url}``
-    stands for the fake's service URL)."""
+    stands for the fake's service URL). ``policy_template`` is formatted like ``POLICY``."""
     fake = await FakeBotFramework(app_id=APP_ID, app_password=APP_PASSWORD).start()
     try:
-        policy = POLICY.format(
+        policy = policy_template.format(
             url=fake.service_url, finance=FINANCE, leads=LEADS, alice=ALICE, bob=BOB, carol=CAROL
         )
         config = write_home(

@@ -184,6 +184,11 @@ async def test_one_person_voting_from_slack_and_the_console_is_one_vote(env: Env
         "alice",
         "carol",
     ]
+    # the console names people, with the channel each vote came from
+    page = await (await env.http.get(f"/console/requests/{rid}")).text()
+    assert '<td>alice <span class="muted">slack</span></td>' in page
+    assert '<td>carol <span class="muted">console</span></td>' in page
+    assert "slack:T0TEAM:U0ALICE" not in page and "console:console:carol" not in page
 
 
 async def test_one_person_voting_from_the_console_then_slack_is_one_vote(env: Env) -> None:
