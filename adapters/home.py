@@ -42,6 +42,10 @@ pagerduty:
   events_url: https://events.pagerduty.com/v2/enqueue
 console:
   enabled: true
+email:
+  # the email channel is on when this is set (smtp://host:port, smtps://…, smtp+starttls://…)
+  smtp_url: ${SIGNOFF_SMTP_URL}
+  from: signoff@example.com
 log:
   # the newest checkpoint, outside the database: a restored or rewritten database that
   # does not extend it stops the server (README.md, "Evidence formats")

@@ -158,6 +158,10 @@ def _mount_adapters(runtime: Runtime) -> None:
         from adapters.teams import mount as mount_teams
 
         mount_teams(runtime)
+    if settings.email_enabled:
+        from adapters.email import mount as mount_email
+
+        mount_email(runtime)
     if settings.console.enabled:
         from adapters.console import mount as mount_console
 

@@ -101,6 +101,7 @@ class Platform(enum.StrEnum):
     SLACK = "slack"
     TEAMS = "teams"
     CONSOLE = "console"
+    EMAIL = "email"
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,8 @@ class Scheduler:
         self.observer = observer
         self._limit = asyncio.Semaphore(concurrency)
         self._running: set[str] = set()
+        self._quiet = asyncio.Event()  # set while no step runs
+        self._quiet.set()
         self._swept_at: datetime | None = None
         # steps beyond the horizon: request id -> due, and a heap of (due, id) to promote
         # them in time order (entries whose due no longer matches are stale and skipped)
@@ -133,9 +135,11 @@ class Scheduler:
             await self.sweep_forever()
         finally:
             self.shutdown()
-            # let pages already on their way reach the pager (bounded)
+            # let steps already running finish, and pages on their way reach the pager
+            # (bounded): the store closes right after
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5):
+                    await self._quiet.wait()
                     await settle_pages()
 
     async def sweep_forever(self) -> None:
@@ -295,6 +299,7 @@ class Scheduler:
     async def fire(self, request_id: str) -> None:
         """Run what is due for the request and schedule its next step. Never raises."""
         self._running.add(request_id)
+        self._quiet.clear()
         try:
             async with self._limit:
                 progress = await run_due_steps(self.gate, request_id)
@@ -306,6 +311,8 @@ class Scheduler:
             return
         finally:
             self._running.discard(request_id)
+            if not self._running:
+                self._quiet.set()
         if progress.next_due is not None:
             self.schedule(request_id, progress.next_due)
         else:

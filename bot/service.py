@@ -403,7 +403,9 @@ class Gate(Fanout):
 
         ``edit`` is the approver's changed arguments (rule option ``editable``): their vote
         approves the edited version, which the grant then binds; approvals of the earlier
-        version stop counting (``bot.edits``)."""
+        version stop counting (``bot.edits``). ``step_up`` is the verified security-key record
+        an adapter made (rule option ``step_up``): it goes into the attestation; approving a
+        ``step_up`` request without one raises ``StepUpRequired``."""
         reason = reason.strip()
         if verdict is Verdict.DENY and not reason:
             raise RequestError("a reason is required to deny")
@@ -420,12 +422,8 @@ class Gate(Fanout):
             )
         if edit is not None and verdict is not Verdict.APPROVE:
             raise RequestError("only an approval can change the arguments")
-        if verdict is Verdict.APPROVE and step_up is None:
-            needs = await self.get(request_id)
-            if needs.step_up is not None:
-                # SPEC §5 step_up: only a verified security-key assertion approves.
-                self.metrics.refusals.labels(approver.platform.value, "step_up").inc()
-                raise StepUpRequired("this rule needs your security key: approve it in the console")
+        if step_up is not None and step_up.get("call_sha256") is None:
+            raise RequestError("a step-up record must name the call it signed")
         for _ in range(_CAS_RETRIES):
             request = await self.get(request_id)
             if request.status.final:
@@ -433,6 +431,13 @@ class Gate(Fanout):
             shown = review.arguments_sha256
             if shown is not None and shown != request.current_sha256:
                 raise Conflict("the arguments changed since you reviewed them; review again")
+            if verdict is Verdict.APPROVE and step_up is None and request.step_up is not None:
+                # SPEC §5 step_up: only a verified security-key assertion approves.
+                self.metrics.refusals.labels(approver.platform.value, "step_up").inc()
+                raise StepUpRequired("this rule needs your security key: approve it in the console")
+            if step_up is not None and step_up["call_sha256"] != request.current_call_sha256:
+                # The assertion's challenge was bound to another call (an edit happened).
+                raise Conflict("the call changed since your security key signed it; try again")
             votes = [
                 replace(v, approver=people.identify(v.approver))
                 for v in await self.store.votes(request.id)
@@ -482,6 +487,7 @@ class Gate(Fanout):
                 votes=all_votes,
                 prev_index=request.last_log_index,
                 review=review,
+                step_up=step_up,
             )
             try:
                 stored = await self.store.commit(

@@ -197,6 +197,17 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True)
+class EmailSettings:
+    """The email channel (SPEC §4): on when ``smtp_url`` is set
+    (``smtp://[user:password@]host[:port]``, ``smtps://`` for implicit TLS,
+    ``smtp+starttls://`` for STARTTLS). ``from`` is the sender address."""
+
+    smtp_url: Secret | None = None
+    from_: str = "signoff@localhost"
+    timeout: Duration = field(default_factory=lambda: Duration(seconds=10))
+
+
+@dataclass(frozen=True)
 class CallbackSettings:
     #: let ``callback_url`` name http URLs and loopback/private/link-local addresses
     #: (local development and tests only: it lets agents make the server call internal hosts)
@@ -222,6 +233,7 @@ class Settings:
     pagerduty: PagerDutySettings = field(default_factory=PagerDutySettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
+    email: EmailSettings = field(default_factory=EmailSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     #: the folder relative paths are resolved against (the config file's folder)
     base_dir: str = "."
@@ -249,6 +261,10 @@ class Settings:
     @property
     def teams_enabled(self) -> bool:
         return bool(self.teams.app_id)
+
+    @property
+    def email_enabled(self) -> bool:
+        return bool(self.email.smtp_url)
 
 
 T = TypeVar("T")
@@ -339,6 +355,8 @@ class _Reader:
         for key_node, value_node in node.value:
             key = str(key_node.value)
             dotted = f"{prefix}.{key}" if prefix else key
+            if key not in fields and f"{key}_" in fields:
+                key = f"{key}_"  # a Python keyword as a key (``email.from``)
             try:
                 if key not in fields:
                     known = ", ".join(sorted(fields))

@@ -7,6 +7,12 @@
 Uses only the standard library and PyNaCl (for Ed25519); it does not import signoff, so it
 doubles as an independent check of the formats: DSSE v1 PAE, in-toto Statement v1,
 RFC 6962 leaf hashing and inclusion proofs (RFC 9162 §2.1.3.2), and the C2SP signed note.
+
+An approval of a ``step_up: webauthn`` rule also carries the approver's WebAuthn assertion;
+it is checked too (with ``py_webauthn``'s COSE helpers, imported only then): the client data
+is a ``webauthn.get`` for the recorded origin whose challenge is SHA-256(call_sha256 ‖ nonce)
+of the statement's own call, and the signature over authenticatorData ‖ SHA-256(clientData)
+verifies with the public key recorded beside it.
 """
 
 from __future__ import annotations
@@ -100,6 +106,40 @@ def verify_checkpoint(note: str, keys: dict[str, bytes]) -> tuple[int, bytes]:
     raise SystemExit(f"checkpoint for {origin} has no signature by a trusted key")
 
 
+def verify_step_up(step_up: dict[str, Any], call: str) -> None:
+    """Check a WebAuthn assertion recorded in an approval (raises ``SystemExit``)."""
+    from cryptography.exceptions import InvalidSignature
+    from webauthn.helpers import decode_credential_public_key
+    from webauthn.helpers.decoded_public_key_to_cryptography import (
+        decoded_public_key_to_cryptography,
+    )
+    from webauthn.helpers.verify_signature import verify_signature
+
+    if step_up.get("call_sha256") != call:
+        raise SystemExit("the security key signed another call than this statement's")
+    client_data = b64url(step_up["client_data_json"])
+    parsed = json.loads(client_data)
+    nonce = b64url(step_up["nonce"])
+    challenge = hashlib.sha256(bytes.fromhex(call) + nonce).digest()
+    if parsed.get("type") != "webauthn.get" or b64url(parsed.get("challenge", "")) != challenge:
+        raise SystemExit("the WebAuthn assertion's challenge is not bound to this call")
+    if parsed.get("origin") != step_up["origin"]:
+        raise SystemExit("the WebAuthn assertion comes from another origin")
+    auth_data = b64url(step_up["authenticator_data"])
+    if auth_data[:32] != hashlib.sha256(step_up["rp_id"].encode()).digest():
+        raise SystemExit("the WebAuthn assertion is for another relying party")
+    decoded = decode_credential_public_key(b64url(step_up["public_key"]))
+    try:
+        verify_signature(
+            public_key=decoded_public_key_to_cryptography(decoded),
+            signature_alg=decoded.alg,
+            signature=b64url(step_up["signature"]),
+            data=auth_data + hashlib.sha256(client_data).digest(),
+        )
+    except InvalidSignature:
+        raise SystemExit("the WebAuthn assertion's signature does not verify") from None
+
+
 def main(bundle_path: str, keys_path: str) -> None:
     with open(bundle_path, encoding="utf-8") as fh:
         bundle = json.load(fh)
@@ -112,6 +152,16 @@ def main(bundle_path: str, keys_path: str) -> None:
         if root_from_inclusion(leaf_hash(entry["envelope"]), entry["index"], size, proof) != root:
             raise SystemExit(f"entry {entry['index']} is not in the signed tree")
         predicate = statement["predicate"]
+        step_up = (predicate.get("approver") or {}).get("step_up")
+        if step_up is not None:
+            # the call approved: an approver's edit of it, else the statement's subject
+            edit = predicate.get("edit") or {}
+            call = edit.get("call_sha256") or statement["subject"][0]["digest"]["sha256"]
+            verify_step_up(step_up, call)
+            print(
+                f"entry {entry['index']}: approved with security key "
+                f"{step_up['credential_id'][:16]}… (WebAuthn assertion verified)"
+            )
         print(
             f"entry {entry['index']}: {predicate['decision']} verified "
             f"(subject sha256 {statement['subject'][0]['digest']['sha256'][:16]}…, "

@@ -1,5 +1,8 @@
-"""Take the console screenshots for the docs: docs/console-inbox.png, docs/console-detail.png
-and docs/console-report.png.
+"""Take the console screenshots for the docs: docs/console-inbox.png, docs/console-detail.png,
+docs/console-report.png, docs/console-edit.png (editing before approving), docs/console-keys.png
+(registering a security key), and for the email
+channel docs/email-message.png (an approval message) and docs/email-confirm.png (the page a
+link opens).
 
 Starts a throwaway signoff server (temporary home, example policy, demo users) on a free
 loopback port, submits a few requests as an agent, decides some of them as console users, and
@@ -22,6 +25,8 @@ from aiohttp import web
 from playwright.async_api import async_playwright
 
 from adapters.console.passwords import hash_password
+from adapters.email.links import Link, make_link
+from adapters.email.message import Links, approval_message
 from adapters.home import CONFIG_TEMPLATE, example_policy
 from adapters.main import build
 from bot.domain import Approver, Platform, Verdict
@@ -38,6 +43,15 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+SHOTS = (
+    "console-inbox.png",
+    "console-detail.png",
+    "console-report.png",
+    "console-edit.png",
+    "console-keys.png",
+    "email-message.png",
+    "email-confirm.png",
+)
 PASSWORD = "demo-password"  # noqa: S105 - a throwaway local server
 
 CALLS: list[dict[str, Any]] = [
@@ -67,10 +81,44 @@ CALLS: list[dict[str, Any]] = [
 ]
 
 
+EDITABLE = """\
+apiVersion: signoff/v1
+kind: ToolPolicy
+rules:
+  - name: refund-payout
+    description: Refunds need finance; the approver may lower the amount before approving.
+    tool: payments.payout
+    tier: confirm
+    editable: true
+    approvers: {groups: [finance]}
+"""
+PAYOUT: dict[str, Any] = {
+    "tool": "payments.payout",
+    "arguments": {"amount": 25000, "currency": "USD", "to": "acct-123"},
+    "justification": "Refund for order 8812 (customer asked for the damaged items only)",
+    "context": {
+        "requested_by": "dana@example.com",
+        "arguments_schema": {
+            "type": "object",
+            "properties": {
+                "amount": {"type": "integer", "minimum": 1, "maximum": 50000},
+                "currency": {"enum": ["USD", "EUR"]},
+                "to": {"type": "string"},
+            },
+            "required": ["amount", "currency", "to"],
+        },
+    },
+}
+
+
 def prepare_home(home: Path) -> None:
     (home / "policies").mkdir()
     (home / "policies" / "example.yaml").write_text(example_policy(), encoding="utf-8")
-    (home / "signoff.yaml").write_text(CONFIG_TEMPLATE, encoding="utf-8")
+    (home / "policies" / "refunds.yaml").write_text(EDITABLE, encoding="utf-8")
+    # The email channel on (so /email/decide exists); no group here routes to email, so
+    # nothing is ever sent to this unused port.
+    config = CONFIG_TEMPLATE.replace("${SIGNOFF_SMTP_URL}", "smtp://127.0.0.1:9")
+    (home / "signoff.yaml").write_text(config, encoding="utf-8")
     KeyRing.create(home / "keys")
 
 
@@ -92,7 +140,7 @@ async def main(home: Path, out: Path) -> None:
     try:
         ids = []
         async with aiohttp.ClientSession() as http:
-            for call in CALLS:
+            for call in [*CALLS, PAYOUT]:
                 async with http.post(
                     f"{url}/v1/requests", json=call, headers={"Authorization": f"Bearer {token}"}
                 ) as r:
@@ -107,14 +155,39 @@ async def main(home: Path, out: Path) -> None:
         await runtime.gate.decide(
             ids[3], bob, Verdict.APPROVE, "cleanup is overdue", memberships={"dba"}
         )
-        await shoot(url, ids[0], out)
+        payout = await runtime.gate.get(ids[-1])
+        deadline = int(payout.deadline.timestamp()) if payout.deadline else 0
+        token = make_link(
+            Link(
+                payout.id,
+                "alice",
+                "alice@example.com",
+                Verdict.APPROVE,
+                payout.current_sha256,
+                deadline,
+            ),
+            runtime.gate.keys,
+        )
+        message = approval_message(
+            payout,
+            to="alice@example.com",
+            sender="signoff@example.com",
+            links=Links(f"{url}/email/decide?t={token}", f"{url}/email/decide?t=…", url),
+            received=0,
+        )
+        html = message.get_body(("html",))
+        if html is None:
+            raise SystemExit("the approval message has no HTML part")
+        await shoot(url, ids[0], out, payout.id, str(html.get_content()), token)
     finally:
         await runner.cleanup()
         await runtime.gate.drain()
         await runtime.store.close()
 
 
-async def shoot(url: str, request_id: str, out: Path) -> None:
+async def shoot(
+    url: str, request_id: str, out: Path, payout: str, email_html: str, token: str
+) -> None:
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = await browser.new_page(viewport={"width": 1280, "height": 800})
@@ -130,8 +203,26 @@ async def shoot(url: str, request_id: str, out: Path) -> None:
         await page.click("#approve")
         await page.goto(f"{url}/console/report")
         await page.screenshot(path=str(out / "console-report.png"), full_page=True)
+        await page.goto(f"{url}/console/requests/{payout}")
+        await page.click("#edit-box summary")
+        await page.fill(
+            "#edited",
+            '{\n  "tool": "payments.payout",\n  "arguments": {\n    "amount": 1200,\n'
+            '    "currency": "USD",\n    "to": "acct-123"\n  }\n}',
+        )
+        await page.fill("#reason", "refund the damaged items only (1,200 USD)")
+        await page.screenshot(path=str(out / "console-edit.png"), full_page=True)
+        await page.goto(f"{url}/console/security-keys")
+        await page.fill("#label", "YubiKey 5C")
+        await page.screenshot(path=str(out / "console-keys.png"))
+        mail = await browser.new_page(viewport={"width": 900, "height": 800})
+        await mail.set_content(email_html)
+        await mail.screenshot(path=str(out / "email-message.png"), full_page=True)
+        await mail.goto(f"{url}/email/decide?t={token}")
+        await mail.fill("#reason", "matches the ticket")
+        await mail.screenshot(path=str(out / "email-confirm.png"), full_page=True)
         await browser.close()
-    for name in ("console-inbox.png", "console-detail.png", "console-report.png"):
+    for name in SHOTS:
         print(out / name)
 
 

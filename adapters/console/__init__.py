@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from adapters.console import audit, inbox, login, report_page
+from adapters.console import audit, inbox, keys, login, report_page
 from adapters.console.app import APP_CONSOLE, Console, make_templates, page_middleware
 from adapters.console.channel import ConsoleChannel
 from adapters.console.sessions import Sessions
+from adapters.console.stepup import StepUp
 from adapters.console.throttle import LoginThrottle
+from bot.store.passkeys import PasskeyStore
 from bot.store.users import UserStore
 
 if TYPE_CHECKING:
@@ -44,6 +46,10 @@ def create_console(console: Console) -> web.Application:
             web.get("/inbox/changes", inbox.changes),
             web.get("/requests/{id}", inbox.detail),
             web.post("/requests/{id}/decide", inbox.decide),
+            web.post("/requests/{id}/step-up/options", keys.assertion_options),
+            web.get("/security-keys", keys.keys_page),
+            web.post("/security-keys/options", keys.registration_options),
+            web.post("/security-keys", keys.register),
             web.get("/audit", audit.audit),
             web.post("/audit/verify", audit.verify),
             web.get("/audit/{index}", audit.entry),
@@ -67,6 +73,7 @@ def mount(runtime: Runtime) -> ConsoleChannel:
         settings=runtime.settings,
         channel=channel,
         templates=make_templates(),
+        stepup=StepUp(PasskeyStore(runtime.store), runtime.settings.server.public_url),
     )
     runtime.app.router.add_get("/console", _to_inbox)
     runtime.app.add_subapp("/console", create_console(console))

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from adapters.console.channel import ConsoleChannel
 from adapters.console.sessions import CSRF_FIELD, Sessions, tokens_match
+from adapters.console.stepup import StepUp
 from adapters.console.text import finalize, pretty_json
 from adapters.console.throttle import LoginThrottle
 from bot.checkpoints import Checkpointer
@@ -55,6 +56,7 @@ class Console:
     settings: Settings
     channel: ConsoleChannel
     templates: jinja2.Environment
+    stepup: StepUp
     verify_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 

@@ -176,10 +176,18 @@ async def decide(request: web.Request) -> web.StreamResponse:
     # The detail page shows the arguments whole with their SHA-256 (sent back with the form,
     # so an approval of arguments that changed since the page was shown is refused).
     review = Review(Shown.FULL, "console_page", form.get("arguments_sha256") or None)
+    step_up = None
     try:
         edit = parse_proposal(edit_text, found.call.tool) if edit_text else None
         if verdict_text == "approve_edited" and edit is None:
             raise RequestError("the edited arguments are empty")
+        if found.step_up is not None and verdict_text != "deny":
+            if edit is not None:
+                raise RequestError("a step-up rule is approved as shown; edits are not signed")
+            # SPEC §5 step_up: the approver's own key signs this exact call.
+            step_up = await console_of(request).stepup.verify(
+                who.session.id_hash, who.name, found, form.get("assertion", "")
+            )
         await gate.decide(
             found.id,
             approver,
@@ -188,6 +196,7 @@ async def decide(request: web.Request) -> web.StreamResponse:
             memberships=who.groups,
             review=review,
             edit=edit,
+            step_up=step_up,
         )
     except NotAuthorized as exc:
         status, message = 403, exc.diagnostics()

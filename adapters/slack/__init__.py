@@ -72,7 +72,12 @@ def mount(
     runtime.app.on_startup.append(session.open)
 
     directory = Directory(client, ttl=settings.usergroup_ttl.total_seconds())
-    channel = SlackChannel(gate, client, escalation_channel=settings.escalation_channel)
+    channel = SlackChannel(
+        gate,
+        client,
+        escalation_channel=settings.escalation_channel,
+        console_url=runtime.settings.server.public_url,
+    )
     gate.channels.append(channel)
 
     secret = settings.signing_secret.reveal() if settings.signing_secret else ""

@@ -43,6 +43,7 @@ ACTION_APPROVE = "signoff_approve"
 ACTION_DENY = "signoff_deny"
 ACTION_VIEW_ARGS = "signoff_view_args"
 ACTION_REVIEW = "signoff_review"
+ACTION_CONSOLE = "signoff_console"
 ACTIONS_BLOCK = "signoff_actions"
 
 #: room left for the arguments code block inside one section (3000) after its heading
@@ -155,7 +156,7 @@ def decision_text(request: Request, votes: Sequence[Vote]) -> str:
     return line
 
 
-def build_card(request: Request, votes: Sequence[Vote] = ()) -> Card:
+def build_card(request: Request, votes: Sequence[Vote] = (), console_url: str = "") -> Card:
     """The card for ``request`` as it stands (buttons only while a confirm request is pending)."""
     pending = request.status is Status.PENDING
     notify = request.tier is Tier.NOTIFY
@@ -228,7 +229,7 @@ def build_card(request: Request, votes: Sequence[Vote] = ()) -> Card:
 
     buttons: list[ButtonElement] = []
     if pending and request.tier is Tier.CONFIRM:
-        buttons += _decision_buttons(request, cut)
+        buttons += _decision_buttons(request, cut, console_url)
     if (cut and not (pending and request.tier is Tier.CONFIRM)) or context_cut:
         buttons.append(
             ButtonElement(text="View all arguments", action_id=ACTION_VIEW_ARGS, value=request.id)
@@ -287,8 +288,19 @@ def preview(value: Any, limit: int = VALUE_PREVIEW, depth: int = 0) -> tuple[Any
     return value, False
 
 
-def _decision_buttons(request: Request, cut: bool) -> list[ButtonElement]:
+def _decision_buttons(request: Request, cut: bool, console_url: str) -> list[ButtonElement]:
     deny = ButtonElement(text="Deny", action_id=ACTION_DENY, value=request.id, style="danger")
+    if request.step_up is not None:
+        # SPEC §5 step_up: only the approver's security key, in the console, approves.
+        link = f"{console_url.rstrip('/')}/console/requests/{request.id}"
+        console = ButtonElement(
+            text="Approve in the console (security key)",
+            action_id=ACTION_CONSOLE,
+            url=link if console_url else None,
+            value=request.id,
+            style="primary",
+        )
+        return [console, deny]
     if cut:
         # The card cannot show everything: approving happens only in the review modal.
         review = ButtonElement(

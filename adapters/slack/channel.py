@@ -76,9 +76,15 @@ class SlackChannel:
     platform = Platform.SLACK
 
     def __init__(
-        self, gate: Gate, client: AsyncWebClient, *, escalation_channel: str | None = None
+        self,
+        gate: Gate,
+        client: AsyncWebClient,
+        *,
+        escalation_channel: str | None = None,
+        console_url: str = "",
     ) -> None:
         self.gate = gate
+        self.console_url = console_url
         self.client = client
         self.escalation_channel = escalation_channel
         self.on_undeliverable: list[Undeliverable] = []
@@ -121,7 +127,7 @@ class SlackChannel:
     async def _post_cards(self, request_id: str, groups: Sequence[str]) -> None:
         request, votes = await self._state(request_id)
         have = {p.group for p in await self._posts(request_id)}
-        card = build_card(request, votes)
+        card = build_card(request, votes, self.console_url)
         posted: list[Post] = []
         failures: list[str] = []
         for group in dict.fromkeys(groups):
@@ -140,7 +146,7 @@ class SlackChannel:
             # (the DECIDED handler could not see them yet).
             latest, votes = await self._state(request_id)
             if latest.version != request.version:
-                fresh = build_card(latest, votes)
+                fresh = build_card(latest, votes, self.console_url)
                 for post in posted:
                     with contextlib.suppress(ChannelError):
                         await self._update(post, fresh)
@@ -186,7 +192,7 @@ class SlackChannel:
     async def _refresh(self, request_id: str) -> None:
         request, votes = await self._state(request_id)
         posts = await self._posts(request_id)
-        card = build_card(request, votes)
+        card = build_card(request, votes, self.console_url)
         failures: list[str] = []
         for post in posts:
             try:

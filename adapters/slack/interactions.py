@@ -29,6 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.cards import (
     ACTION_APPROVE,
+    ACTION_CONSOLE,
     ACTION_DENY,
     ACTION_REVIEW,
     ACTION_VIEW_ARGS,
@@ -54,7 +55,7 @@ from adapters.slack.seen import SeenSet
 from bot.domain import Approver, Platform, Request, Review, Shown, Verdict
 from bot.edits import parse_proposal
 from bot.errors import ChannelError, Conflict, NotAuthorized, RequestError, SignoffError
-from bot.service import CARD_IN_FULL, Gate
+from bot.service import CARD_IN_FULL, Gate, StepUpRequired
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class Interactions:
         self.app.action(ACTION_DENY)(self.on_deny)
         self.app.action(ACTION_VIEW_ARGS)(self.on_view_arguments)
         self.app.action(ACTION_REVIEW)(self.on_review)
+        self.app.action(ACTION_CONSOLE)(self.on_console_link)
         self.app.view(VIEW_DENY)(self.on_deny_reason)
         self.app.view(VIEW_REVIEW)(self.on_review_approve)
 
@@ -134,6 +136,9 @@ class Interactions:
         if self._fresh(body):
             request_id = str(body["actions"][0].get("value", ""))
             self._spawn(self.decide(body, request_id, Verdict.APPROVE, "", _channel(body)))
+
+    async def on_console_link(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()  # a link button: Slack opens the console; nothing to decide here
 
     async def on_review(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
@@ -239,7 +244,10 @@ class Interactions:
             )
         except SignoffError as exc:
             self._log_refusal(body, request_id, verdict, exc)
-            await self._ephemeral(channel, user_id, refusal_text(exc))
+            text = refusal_text(exc)
+            if isinstance(exc, StepUpRequired):
+                text += f" {self.console_url.rstrip('/')}/console/requests/{request_id}"
+            await self._ephemeral(channel, user_id, text)
             return
         log.info(
             "Slack %s by %s:%s recorded on request %s",

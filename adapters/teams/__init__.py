@@ -89,7 +89,11 @@ def mount(runtime: Runtime) -> TeamsChannel:
         else None
     )
     channel = TeamsChannel(
-        runtime.gate, connector, escalation=escalation, routes=RouteStore(runtime.store)
+        runtime.gate,
+        connector,
+        escalation=escalation,
+        routes=RouteStore(runtime.store),
+        console_url=runtime.settings.server.public_url,
     )
     bot = ApprovalBot(
         runtime.gate,

@@ -169,11 +169,18 @@ def arguments_cut(request: Request) -> bool:
     )
 
 
-def _actions(request: Request) -> list[dict[str, Any]]:
+def _actions(request: Request, console_url: str = "") -> list[dict[str, Any]]:
     data = {"request_id": request.id}
     approve = _approve_action(data)
     edit: list[dict[str, Any]] = []
-    if arguments_cut(request):
+    if request.step_up is not None and console_url:
+        # SPEC §5 step_up: only the approver's security key, in the console, approves.
+        approve = {
+            "type": "Action.OpenUrl",
+            "title": "Approve in the console (security key)",
+            "url": f"{console_url.rstrip('/')}/console/requests/{request.id}",
+        }
+    elif arguments_cut(request):
         approve = {**approve, "title": "Review and approve", "verb": REVIEW_VERB}
     elif request.editable:
         # Rule option editable: the review card holds the JSON editor.
@@ -217,6 +224,7 @@ def approval_card(
     *,
     note: str | None = None,
     refresh_users: Sequence[str] = (),
+    console_url: str = "",
 ) -> dict[str, Any]:
     """The card for ``request`` in its current state.
 
@@ -308,7 +316,7 @@ def approval_card(
         "body": body,
     }
     if pending and confirm:
-        card["actions"] = _actions(request)
+        card["actions"] = _actions(request, console_url)
         card["refresh"] = {
             "action": {
                 "type": "Action.Execute",

@@ -71,8 +71,10 @@ class TeamsChannel:
         *,
         escalation: Target | None = None,
         routes: RouteStore | None = None,
+        console_url: str = "",
     ) -> None:
         self.gate = gate
+        self.console_url = console_url
         self.connector = connector
         self.escalation = escalation
         #: where learned service URLs persist (shared by every replica); None: memory only
@@ -126,6 +128,7 @@ class TeamsChannel:
             votes,
             note=note,
             refresh_users=refresh_user_ids(policy.groups, request.approver_groups, policy.people),
+            console_url=self.console_url,
         )
 
     # ------------------------------------------------------------------ ApprovalChannel

@@ -23,6 +23,12 @@ Owns the predicate schema ``https://signoff.dev/attestation/decision/v1`` (SPEC 
        "timestamps": {"at": <this change>, "decided_at": <request decided_at>},
        "previous_log_index": <int | null>}}
 
+``approver.step_up`` (rules with ``step_up: webauthn``) is the approver's WebAuthn assertion:
+``{"type": "webauthn", "credential_id", "public_key" (COSE, base64url), "rp_id", "origin",
+"call_sha256", "nonce", "authenticator_data", "client_data_json", "signature"}`` (binary
+values base64url); its challenge is SHA-256(call_sha256 bytes ‖ nonce), so the approval is
+signed by the approver's own key for exactly this call.
+
 ``edit`` is set once an approver changed the arguments (rule option ``editable``): the
 digests of the approved arguments and call, beside the agent's own in ``request``, and who
 edited. Each vote records the ``arguments_sha256`` it approved.
@@ -88,11 +94,18 @@ def _approver(approver: Approver, group: str | None) -> dict[str, Any]:
     }
 
 
-def _acting(approver: Approver, group: str | None, review: Review | None) -> dict[str, Any]:
+def _acting(
+    approver: Approver,
+    group: str | None,
+    review: Review | None,
+    step_up: Mapping[str, Any] | None,
+) -> dict[str, Any]:
     entry = _approver(approver, group)
     if review is not None:
         entry["shown"] = review.shown.value
         entry["view"] = review.view
+    if step_up is not None:
+        entry["step_up"] = dict(step_up)
     return entry
 
 
@@ -132,6 +145,7 @@ def build_statement(
     detail: Mapping[str, Any] | None = None,
     prev_index: int | None = None,
     review: Review | None = None,
+    step_up: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The in-toto Statement recording ``event`` on ``request`` (as it is after the change).
 
@@ -182,7 +196,9 @@ def build_statement(
                 "rule": policy.rule,
                 "signer": policy.signer,
             },
-            "approver": _acting(approver, group, review) if approver is not None else None,
+            "approver": (
+                _acting(approver, group, review, step_up) if approver is not None else None
+            ),
             "edit": _edit(request),
             "approvals": {
                 "required": request.requirement.required,
@@ -211,6 +227,7 @@ def attest(
     detail: Mapping[str, Any] | None = None,
     prev_index: int | None = None,
     review: Review | None = None,
+    step_up: Mapping[str, Any] | None = None,
 ) -> bytes:
     """``build_statement`` signed into a DSSE envelope; returns the canonical envelope bytes
     (what ``Store.commit`` appends to the log). Raises ``RequestError`` as ``build_statement``.
@@ -226,10 +243,11 @@ def attest(
         detail=detail,
         prev_index=prev_index,
         review=review,
+        step_up=step_up,
     )
     # Every part of the statement but ``detail`` is built here from plain str/int/bool/None
     # values under ASCII literal keys, so only ``detail`` needs the RFC 8785 fast-path check.
-    if detail is None or is_plain(statement["predicate"]["detail"]):
+    if (detail is None or is_plain(statement["predicate"]["detail"])) and step_up is None:
         payload = canonical_plain(statement)
     else:
         payload = canonical(statement)

@@ -33,7 +33,15 @@ from yaml.nodes import MappingNode, Node, SequenceNode
 
 from bot.domain import EscalationStep, Requirement, Tier
 from bot.errors import PolicyError
-from bot.policy.model import ConsoleRoute, GroupSpec, Policy, Rule, SlackRoute, TeamsRoute
+from bot.policy.model import (
+    ConsoleRoute,
+    EmailRoute,
+    GroupSpec,
+    Policy,
+    Rule,
+    SlackRoute,
+    TeamsRoute,
+)
 from bot.policy.people import Person, build_people, read_people
 from bot.policy.rules import read_approvers, read_escalation, read_rule, read_tier
 from bot.policy.session import SessionSpec, read_sessions
@@ -253,7 +261,7 @@ def _rule_name(node: Node) -> str | None:
 
 
 def _read_group(reader: Reader, name: str, key_node: Node, node: Node) -> GroupSpec | None:
-    keys = ("members", "slack", "teams", "console", "description")
+    keys = ("members", "slack", "teams", "console", "email", "description")
     found = reader.fields(node, f"group {name!r}", keys)
     if found is None:
         return None
@@ -268,15 +276,30 @@ def _read_group(reader: Reader, name: str, key_node: Node, node: Node) -> GroupS
         teams = _teams(reader, name, found["teams"][1], bool(members))
     if "console" in found:
         console = _console(reader, name, found["console"][1], bool(members))
+    email = None
+    if "email" in found:
+        email_node = found["email"][1]
+        if not _is_null(email_node):
+            reader.fields(email_node, f"group {name!r} email", ())
+        if not members:
+            reader.fail(email_node, f"group {name!r} email needs members (people with an email)")
+        email = EmailRoute()
     description = (
         reader.text(found["description"][1], "description") if "description" in found else None
     )
-    if not (slack or teams or console) and len(reader.problems) == before:
-        reader.fail(node, f"group {name!r} has no slack, teams or console route")
+    if not (slack or teams or console or email) and len(reader.problems) == before:
+        reader.fail(node, f"group {name!r} has no slack, teams, console or email route")
     if len(reader.problems) > before:
         return None
     return GroupSpec(
-        name, slack, teams, console, description, source=reader.at(key_node), members=members
+        name,
+        slack,
+        teams,
+        console,
+        description,
+        source=reader.at(key_node),
+        members=members,
+        email=email,
     )
 
 

@@ -57,6 +57,11 @@ class ConsoleRoute:
 
 
 @dataclass(frozen=True, slots=True)
+class EmailRoute:
+    """``email: {}``: the group's members (people with an ``email``) get signed links."""
+
+
+@dataclass(frozen=True, slots=True)
 class GroupSpec:
     """Where a group's cards go and who decides for it: ``members`` (people keys, SPEC §5)
     plus the older per-platform ``users`` lists of its routes."""
@@ -68,6 +73,7 @@ class GroupSpec:
     description: str | None = None
     source: str = ""
     members: tuple[str, ...] = ()
+    email: EmailRoute | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]*")
 _FIELDS = ("email", "slack", "teams", "console", "name")
 #: platforms whose ids compare case-insensitively (Entra object ids are GUIDs)
-_FOLDED = frozenset({Platform.TEAMS})
+_FOLDED = frozenset({Platform.TEAMS, Platform.EMAIL})
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +61,7 @@ class Person:
             Platform.SLACK: self.slack,
             Platform.TEAMS: self.teams,
             Platform.CONSOLE: self.console,
+            Platform.EMAIL: self.email,
         }.get(platform)
 
     @property

@@ -9,10 +9,12 @@ outcome) is announced so that long-polls waiting in *other* processes wake at on
   driver, outside the pool). When that connection is lost the feed reports itself down
   (callers then re-read the store on a slow cadence), reconnects with back-off, and once it
   listens again wakes every waiter once so nothing missed while down stays unseen.
-- SQLite (several processes on one file): no server to notify through, so a thread polls
-  ``PRAGMA data_version`` (it changes when any other connection commits; a few microseconds)
-  every ``SQLITE_POLL_S`` and, when it changed and someone waits, reads the new log entries'
-  request ids (every change appends one). The poll costs nothing measurable when idle.
+- SQLite (several processes on one file): no server to notify through, so while anyone in
+  this process waits, a thread polls ``PRAGMA data_version`` (it changes when any other
+  connection commits; a few microseconds) every ``SQLITE_POLL_S`` and, when it changed,
+  reads the new log entries' request ids (every change appends one). While nobody waits
+  (the auto tier's load) it reads nothing; when waiting starts again every waiter re-reads
+  its request once (``on_live(True)``), so nothing committed in between goes unseen.
 
 ``on_change(request_id)`` and ``on_live(bool)`` are called on the event loop.
 """
@@ -125,18 +127,26 @@ async def poll_sqlite(
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         try:
             conn.execute("PRAGMA busy_timeout = 1000")
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
-            size = _log_size(conn)
+            version = -1
+            size: int | None = None  # the log size seen last; None while nobody waits
             loop.call_soon_threadsafe(on_live, True)
             while not stop.wait(every):
+                if not interested():  # nothing to wake: no reads at all (the auto tier)
+                    size = None
+                    continue
                 now = conn.execute("PRAGMA data_version").fetchone()[0]
+                if size is None:
+                    # someone waits again: take the log's size as the new baseline, then
+                    # have every waiter re-read once (a change committed between a waiter's
+                    # read and this baseline would otherwise go unseen)
+                    version, size = now, _log_size(conn)
+                    loop.call_soon_threadsafe(on_live, True)
+                    continue
                 if now == version:
                     continue
                 version = now
                 new_size = _log_size(conn)
-                # read the size first, then look for waiters: a waiter that registers after
-                # this check read its request after ``new_size`` entries were committed
-                if new_size > size and interested():
+                if new_size > size:
                     rows = conn.execute(
                         "SELECT DISTINCT request_id FROM log_entries WHERE idx >= ? AND idx < ?",
                         (size, new_size),
@@ -144,7 +154,7 @@ async def poll_sqlite(
                     ids = [row[0] for row in rows if row[0] is not None]
                     if ids:
                         loop.call_soon_threadsafe(report, ids)
-                size = max(size, new_size)
+                    size = new_size
         except sqlite3.Error as error:
             log.warning("change feed: SQLite poll stopped (%s)", error)
         finally:

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import psycopg
 import pytest
 import pytest_asyncio
+from playwright.async_api import Browser, async_playwright
 from psycopg import sql
 
 from bot.store import SqlStore
@@ -97,3 +98,16 @@ async def store(store_url: str) -> AsyncIterator[SqlStore]:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest_asyncio.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Chromium (Debian's /usr/bin/chromium) through Playwright."""
+    from tests.integration.console_support import CHROMIUM, CHROMIUM_ARGS
+
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()

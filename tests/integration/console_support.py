@@ -123,8 +123,11 @@ async def add_users(runtime: Runtime, *names: str, password: str = PASSWORD) -> 
 
 
 @contextlib.asynccontextmanager
-async def running_server(root: Path, **server: Any) -> AsyncIterator[Server]:
-    """The server; ``server`` overrides fields of ``settings.server``."""
+async def running_server(
+    root: Path, *, listen_port: int = 0, **server: Any
+) -> AsyncIterator[Server]:
+    """The server; ``server`` overrides fields of ``settings.server``; ``listen_port`` fixes
+    the port (0: any free one)."""
     settings = load_settings(write_home(root, policy=POLICY))
     settings = dataclasses.replace(settings, server=dataclasses.replace(settings.server, **server))
     runtime = await build(settings)
@@ -132,7 +135,7 @@ async def running_server(root: Path, **server: Any) -> AsyncIterator[Server]:
     _, token = await runtime.gate.register_agent("billing-agent")
     runner = web.AppRunner(runtime.app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", listen_port)
     await site.start()
     host, port = runner.addresses[0][:2]
     http = aiohttp.ClientSession()

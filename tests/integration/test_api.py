@@ -21,7 +21,7 @@ from bot.evidence.grant import verify_grant
 from bot.service import Submission
 from bot.settings import load_settings
 from tests.integration.conftest import libpq_url
-from tests.support import write_home
+from tests.support import until, write_home
 
 PROBLEM = "application/problem+json"
 ALICE = Approver(Platform.CONSOLE, "console", "alice", "Alice", via="console_login")
@@ -112,7 +112,9 @@ async def test_long_poll_returns_as_soon_as_the_decision_lands(
     poll = asyncio.create_task(
         client.get(f"/v1/requests/{created['id']}?wait=30", headers=auth(token))
     )
-    await asyncio.sleep(0.2)
+    # decide only once the long-poll is registered: otherwise the test would pass on a
+    # plain read of an already-approved request and prove nothing about the wake-up
+    await until(lambda: created["id"] in runtime.gate.waiters, what="the long-poll to register")
     assert not poll.done()
     started = time.perf_counter()
     await runtime.gate.decide(created["id"], ALICE, Verdict.APPROVE, "ok", memberships={"finance"})

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from adapters.agent import AsyncSignoff, require_approval
 from bot.domain import Status
 from bot.evidence.canonical import arguments_sha256
-from tests.integration.console_support import CHROMIUM, CHROMIUM_ARGS, Server, running_server
+from tests.integration.console_support import Server, running_server
 from tests.integration.test_console_browser import login
 
 pytestmark = pytest.mark.browser
@@ -27,16 +27,6 @@ pytestmark = pytest.mark.browser
 async def server(tmp_path: Path) -> AsyncIterator[Server]:
     async with running_server(tmp_path) as running:
         yield running
-
-
-@pytest_asyncio.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        launched = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def test_an_amount_edited_in_the_console_is_what_the_tool_runs_with(

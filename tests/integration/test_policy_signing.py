@@ -163,3 +163,25 @@ async def test_a_reload_of_an_unsigned_change_keeps_the_policy_in_force(
     assert runtime.policies.reload() is True
     assert runtime.policies.current.digest != before.digest
     assert runtime.policies.current.signer == ring.kid
+
+
+async def test_the_signature_may_live_where_policy_signature_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, ring = home_with_trust(tmp_path)
+    text = config.read_text().replace(
+        "trusted_keys: [./trusted.jwks.json]",
+        "trusted_keys: [./trusted.jwks.json], signature: ./signed/bundle.json",
+    )
+    config.write_text(text)
+    (tmp_path / "signed").mkdir()
+    key = tmp_path / "keys" / f"{ring.kid}.key"
+    out = tmp_path / "signed" / "bundle.json"
+    args = ["policy", "sign", str(tmp_path / "policies"), "--key", str(key), "--out", str(out)]
+    assert cli(args) == 0
+    capsys.readouterr()
+    runtime = await build(load_settings(config), adapters=False)
+    try:
+        assert runtime.policies.current.signer == ring.kid
+    finally:
+        await runtime.store.close()

@@ -76,6 +76,11 @@ rules:
     tier: confirm
     editable: true
     approvers: {groups: [finance]}
+  - name: keyed-drop
+    tool: db.drop
+    tier: confirm
+    step_up: webauthn
+    approvers: {groups: [finance]}
 """
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest_asyncio
 
-from adapters.slack.cards import ACTION_APPROVE, ACTION_DENY, ACTION_REVIEW
+from adapters.slack.cards import ACTION_APPROVE, ACTION_CONSOLE, ACTION_DENY, ACTION_REVIEW
 from adapters.slack.modals import EDIT_ACTION, EDIT_BLOCK, VIEW_ARGUMENTS, VIEW_REVIEW
 from bot.domain import Status
 from bot.evidence.dsse import b64decode
@@ -154,3 +154,25 @@ async def test_an_editable_rule_edits_in_the_review_modal(review_env: Env) -> No
     assert approved["request"]["arguments_sha256"] == created["arguments_sha256"]
     await env.settle()
     assert "edited by alice" in card_text(card)
+
+
+async def test_a_step_up_rule_links_to_the_console_and_a_click_is_refused(
+    review_env: Env,
+) -> None:
+    env = review_env
+    rid = (await env.submit("db.drop", arguments={"table": "orders"}))["id"]
+    card = await env.card()
+    assert action_ids(card) == {ACTION_CONSOLE, ACTION_DENY}
+    (button,) = [
+        e
+        for b in card.blocks
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e["action_id"] == ACTION_CONSOLE
+    ]
+    assert button["url"].endswith(f"/console/requests/{rid}")
+    # A forged (well-signed) Approve click is refused with a link to the console.
+    await env.click(block_actions(ACTION_APPROVE, rid, user="U0ALICE", message_ts=card.ts))
+    (refusal,) = env.ephemerals("U0ALICE")
+    assert "security key" in refusal and f"/console/requests/{rid}" in refusal
+    assert (await env.request(rid)).status is Status.PENDING

@@ -279,19 +279,23 @@ async def test_two_gates_on_one_database_run_each_step_once(world: World, tmp_pa
 
 
 class RacingStore:
-    """Wraps a store so that, just before the first ``escalated`` commit, ``before`` runs
-    (a decision landing between the step's read and its claim)."""
+    """Wraps a store so that, just before the first commit of ``event`` (by default the
+    step's ``escalated``), ``before`` runs: the other party lands between this one's read
+    and its commit."""
 
-    def __init__(self, inner: SqlStore, before: Callable[[], Any]) -> None:
+    def __init__(
+        self, inner: SqlStore, before: Callable[[], Any], event: Event = Event.ESCALATED
+    ) -> None:
         self.inner = inner
         self.before = before
+        self.event = event
         self.raced = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     async def commit(self, change: Change) -> Request:
-        if change.event is Event.ESCALATED and not self.raced:
+        if change.event is self.event and not self.raced:
             self.raced = True
             await self.before()
         return await self.inner.commit(change)
@@ -323,15 +327,26 @@ async def test_a_decision_racing_a_step_wins_and_the_step_never_acts(world: Worl
 async def test_a_step_that_wins_the_race_leaves_the_decision_to_retry(world: World) -> None:
     request = await world.submit()
     world.clock.advance(2)
-    step = asyncio.create_task(run_due_steps(world.gate, request.id))
+    inner = world.gate.store
+    assert isinstance(inner, SqlStore)
+    steps: list[Any] = []
+
+    async def step_first() -> None:
+        # the step lands between the decision's read and its commit (forced, not hoped for)
+        world.gate.store = inner
+        steps.append(await run_due_steps(world.gate, request.id))
+
+    racing = RacingStore(inner, step_first, event=Event.DENIED)
+    world.gate.store = racing  # type: ignore[assignment]
     decided = await world.gate.decide(
         request.id, ALICE, Verdict.DENY, "not today", memberships={"finance"}
     )
-    progress = await step
+    world.gate.store = inner
+    assert racing.raced and len(steps) == 1
     assert decided.status is Status.DENIED
-    assert len(progress.ran) <= 1
+    assert len(steps[0].ran) == 1
     decisions = [e["decision"] for e in await world.events(request.id)]
-    assert decisions in (["denied"], ["escalated", "denied"])
+    assert decisions == ["escalated", "denied"]
     world.clock.advance(10)
     assert (await run_due_steps(world.gate, request.id)).ran == ()
     assert (await world.gate.get(request.id)).status is Status.DENIED

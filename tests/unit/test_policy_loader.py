@@ -147,12 +147,16 @@ rules:
             ":10: duplicate key 'tier'",
         ),
         ("rules: {a: 1}\n", ":6: rules must be a list"),
-        ("  x: {console: {users: [a]}, email: {to: b}}\n", ":6: unknown key 'email' in group 'x'"),
+        (
+            "  x: {members: [a], console: {users: [a]}, email: {to: b}}\n",
+            ":6: unknown key 'to' in group 'x' email",
+        ),
+        ("  v: {console: {users: [a]}, email: {}}\n", ":6: group 'v' email needs members"),
         (
             "  x: {slack: {channel: C1}}\n",
             ":6: group 'x' slack needs members, users or a usergroup",
         ),
-        ("  y: {}\n", ":6: group 'y' has no slack, teams or console route"),
+        ("  y: {}\n", ":6: group 'y' has no slack, teams, console or email route"),
         (
             "  z:\n    teams: {service_url: ftp://x, conversation_id: c, users: [u]}\n",
             ":7: group 'z' teams service_url must be an http(s) URL",

@@ -18,6 +18,83 @@
   tick();
   setInterval(tick, 1000);
 
+  // WebAuthn: registering a security key, and approving a step-up rule with it.
+  function b64u(buffer) {
+    var bytes = new Uint8Array(buffer), text = "";
+    for (var i = 0; i < bytes.length; i++) text += String.fromCharCode(bytes[i]);
+    return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+  function unb64u(text) {
+    var raw = atob(text.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((text.length + 3) % 4));
+    var out = new Uint8Array(raw.length);
+    for (var i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
+    return out.buffer;
+  }
+  function csrfBody(form) {
+    var body = new URLSearchParams();
+    body.set("csrf_token", form.querySelector("input[name=csrf_token]").value);
+    return body;
+  }
+  function fail(message) {
+    var box = document.getElementById("key-error");
+    if (box) { box.textContent = message; box.hidden = false; }
+  }
+  var register = document.getElementById("register-key");
+  if (register && window.PublicKeyCredential) {
+    register.addEventListener("click", function () {
+      var form = document.getElementById("register-form");
+      fetch("/console/security-keys/options", {method: "POST", body: csrfBody(form), credentials: "same-origin"})
+        .then(function (r) { return r.json(); })
+        .then(function (o) {
+          o.challenge = unb64u(o.challenge);
+          o.user.id = unb64u(o.user.id);
+          (o.excludeCredentials || []).forEach(function (c) { c.id = unb64u(c.id); });
+          return navigator.credentials.create({publicKey: o});
+        })
+        .then(function (c) {
+          document.getElementById("credential").value = JSON.stringify({
+            id: c.id, rawId: b64u(c.rawId), type: c.type,
+            response: {clientDataJSON: b64u(c.response.clientDataJSON),
+                       attestationObject: b64u(c.response.attestationObject),
+                       transports: c.response.getTransports ? c.response.getTransports() : []},
+            clientExtensionResults: {}
+          });
+          form.submit();
+        })
+        .catch(function (e) { fail("The security key did not register: " + e); });
+    });
+  }
+  var stepUp = document.querySelector("form[data-step-up]");
+  var withKey = document.getElementById("approve-key");
+  if (stepUp && withKey) {
+    withKey.addEventListener("click", function () {
+      if (!stepUp.reportValidity()) return;
+      fetch(stepUp.getAttribute("data-step-up"), {method: "POST", body: csrfBody(stepUp), credentials: "same-origin"})
+        .then(function (r) { return r.json(); })
+        .then(function (o) {
+          if (o.error) throw o.error;
+          o.challenge = unb64u(o.challenge);
+          (o.allowCredentials || []).forEach(function (c) { c.id = unb64u(c.id); });
+          return navigator.credentials.get({publicKey: o});
+        })
+        .then(function (a) {
+          document.getElementById("assertion").value = JSON.stringify({
+            id: a.id, rawId: b64u(a.rawId), type: a.type,
+            response: {clientDataJSON: b64u(a.response.clientDataJSON),
+                       authenticatorData: b64u(a.response.authenticatorData),
+                       signature: b64u(a.response.signature),
+                       userHandle: a.response.userHandle ? b64u(a.response.userHandle) : null},
+            clientExtensionResults: {}
+          });
+          var verdict = document.createElement("input");
+          verdict.type = "hidden"; verdict.name = "verdict"; verdict.value = "approve";
+          stepUp.appendChild(verdict);
+          stepUp.submit();
+        })
+        .catch(function (e) { fail("The security key did not sign: " + e); });
+    });
+  }
+
   // The arguments editor: the JSON must parse (the server checks the schema and the tool).
   document.querySelectorAll("[data-json-editor]").forEach(function (area) {
     var error = document.getElementById("edited-error");
