@@ -27,6 +27,7 @@ import time
 from types import FrameType
 
 from bot.errors import ConfigError, SignoffError
+from bot.published import RollbackDetected
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 MAX_WORKERS = 64
 _PR_SET_PDEATHSIG = 1
 RESTART_S = 1.0
+#: a worker's exit status when the store does not extend the published checkpoint: every
+#: worker would find the same, so the whole server stops instead of restarting it
+EXIT_ROLLBACK = 3
 
 
 def check_workers(settings: Settings) -> None:
@@ -93,6 +97,11 @@ class Supervisor:
             exit_code = os.waitstatus_to_exitcode(code)
             if self.stopping:
                 status = status or (1 if exit_code != 0 else 0)  # a drain that failed
+                continue
+            if exit_code == EXIT_ROLLBACK:
+                self.failed = f"worker {index} found the log rolled back or forked"
+                log.error("signoff: %s; stopping", self.failed)
+                self._stop(signal.SIGTERM, None)
                 continue
             if not self.served:
                 self.failed = f"worker {index} failed to start (exit {exit_code})"
@@ -165,6 +174,9 @@ def _worker(settings: Settings, index: int, ready_fd: int, parent: int) -> int:
 
     try:
         serve(settings, ready, reuse_port=True)
+    except RollbackDetected as exc:
+        log.error("worker %d: %s", index, exc.diagnostics())
+        return EXIT_ROLLBACK
     except SignoffError as exc:
         log.error("worker %d: %s", index, exc.diagnostics())
         return 1

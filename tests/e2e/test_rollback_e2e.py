@@ -72,14 +72,19 @@ def test_restored_backup_stops_serve(tmp_path: Path) -> None:
     assert (home / "checkpoints" / "latest").read_text() == before
 
 
-def test_published_fork_stops_a_running_server_before_it_publishes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_published_fork_stops_a_running_server_before_it_publishes(
+    tmp_path: Path, workers: int
+) -> None:
     """Before each publish: a published checkpoint the store's log does not extend (here a
     different tree, signed with the server's own key as a restored server would have) stops
-    the running server instead of being overwritten."""
+    the running server instead of being overwritten (with ``--workers 2``, the supervisor
+    stops every worker rather than restarting the one that found it)."""
     home = tmp_path / "home"
     config, base = init_home(home)
     token = add_agent(config, "agent")
-    serve = run(config, base, home, "serve")
+    serve = Serve(["--config", str(config), "serve", "--workers", str(workers)], home / "serve.log")
+    serve.wait_healthy(base + "/healthz")
     try:
         submit(base, token, 2)
         deadline = time.monotonic() + 10
@@ -93,5 +98,9 @@ def test_published_fork_stops_a_running_server_before_it_publishes(tmp_path: Pat
         serve.kill()
     lines = [line for line in serve.output().splitlines() if line.strip()]
     assert code != 0
-    assert lines[-1].startswith("signoff: error: log rollback or fork detected"), lines
+    if workers == 1:
+        assert lines[-1].startswith("signoff: error: log rollback or fork detected"), lines
+    else:
+        assert any("log rollback or fork detected" in line for line in lines), lines
+        assert "replacing it" not in serve.output()
     assert (home / "checkpoints" / "latest").read_text() == fork
