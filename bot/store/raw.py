@@ -100,10 +100,15 @@ def _fast(impl: Any, dialect: Dialect) -> Processor:
         and impl._str_impl.bind_processor(dialect) is None
     ):
         encode = _JSON_ENCODER
+        # Core writes None as the JSON text "null" unless the column says none_as_null
+        none_text = None if impl.none_as_null else "null"
 
         def fast_json(value: Any) -> Any:
-            if type(value) is dict or type(value) is list:
+            kind = type(value)
+            if kind is dict or kind is list or kind is tuple:
                 return "".join(encode(value, 0))  # what json.dumps(value) returns
+            if value is None and none_text is not None:
+                return none_text
             return slow(value)
 
         return fast_json

@@ -47,6 +47,12 @@ def test_json_text_equals_cores(document: object) -> None:
     assert RAW.row({"at": NOW, "doc": document})[1] == CORE_JSON(document)
 
 
+@given(st.lists(json_values).map(tuple) | st.none())
+def test_tuples_and_none_are_written_as_core_writes_them(document: object) -> None:
+    # tuples (request labels) and None (optional JSON columns) are written on every request
+    assert RAW.row({"at": NOW, "doc": document})[1] == CORE_JSON(document)
+
+
 def test_json_that_is_not_serialisable_fails_as_in_core() -> None:
     with pytest.raises(TypeError, match="not JSON serializable"):
         RAW.row({"at": NOW, "doc": {"x": object()}})
