@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Error as PlaywrightError
 
 from bot.domain import Status
 from bot.evidence.dsse import b64decode
@@ -70,8 +71,21 @@ async def keyed_page(browser: Browser, server: Server, name: str) -> Page:
     return page
 
 
+async def open_page(page: Page, url: str) -> None:
+    """``page.goto(url)``. The inbox reloads itself when a request arrives (console.js), and
+    a reload that lands during this navigation aborts it: navigate again then."""
+    for _ in range(3):
+        try:
+            await page.goto(url)
+            return
+        except PlaywrightError as exc:
+            if "ERR_ABORTED" not in str(exc):
+                raise
+    await page.goto(url)
+
+
 async def register(page: Page, server: Server) -> None:
-    await page.goto(server.url + "/console/security-keys")
+    await open_page(page, server.url + "/console/security-keys")
     await page.fill("#label", "virtual key")
     await page.click("#register-key")
     await expect(page.locator("#flash")).to_contain_text("registered")
@@ -79,14 +93,14 @@ async def register(page: Page, server: Server) -> None:
 
 
 async def approve_with_key(page: Page, server: Server, rid: str) -> None:
-    await page.goto(f"{server.url}/console/requests/{rid}")
+    await open_page(page, f"{server.url}/console/requests/{rid}")
     await page.fill("#reason", "retiring the table was agreed")
     await page.click("#approve-key")
 
 
 async def held_assertion(page: Page, server: Server, rid: str) -> str:
     """The assertion the page's key makes for ``rid``, captured instead of submitted."""
-    await page.goto(f"{server.url}/console/requests/{rid}")
+    await open_page(page, f"{server.url}/console/requests/{rid}")
     await page.fill("#reason", "ok")
     await page.evaluate(
         "() => { document.getElementById('decide').submit = () => { window.__held = "
