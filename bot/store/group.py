@@ -58,6 +58,9 @@ MAX_BATCH = 256
 #: loop commits between two checkpoints (a commit writes ~10-20 pages; SQLite's own
 #: automatic checkpoint comes every 1,000 pages)
 CHECKPOINT_EVERY = 64
+#: checkpoint intervals a checkpoint's first pass may fall behind before the loop's writes
+#: wait for it: the WAL stays bounded (~3 intervals of commits) when its thread is starved
+CHECKPOINT_LAG = 2
 #: half of a write that leaves the log head as it was (one transaction: +1, then -1)
 _NUDGE_HEAD = "UPDATE log_head SET size = size + ? WHERE id = ?"
 
@@ -89,6 +92,7 @@ class GroupCommit:
         self._loop_writes = not isinstance(engine.pool, StaticPool)
         self._commits = 0
         self._checkpointing = False
+        self._checkpoint_from = 0  # self._commits when the running checkpoint began
         self._holding = False  # writes wait for the checkpoint's second pass
         self._idle: list[asyncio.Future[None]] = []  # close() waiting for the work to end
 
@@ -110,6 +114,12 @@ class GroupCommit:
         """Commit one group: what queued while the loop ran the callbacks before this one."""
         self._scheduled = False
         if not self._queue or self._holding:  # _checkpoint_done drains the queue
+            return
+        if (
+            self._checkpointing
+            and self._commits - self._checkpoint_from >= CHECKPOINT_LAG * CHECKPOINT_EVERY
+        ):
+            self._holding = True  # the checkpoint fell behind: let it catch up first
             return
         group = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
         if self._queue:
@@ -199,6 +209,7 @@ class GroupCommit:
         if self._checkpointing or self._closed:
             return
         self._checkpointing = True
+        self._checkpoint_from = self._commits
         self._run_checkpoint(self._first_pass_done)
 
     def _run_checkpoint(

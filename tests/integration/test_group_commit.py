@@ -8,6 +8,7 @@ import asyncio
 import sqlite3
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from bot.domain import Event
 from bot.errors import StoreError
 from bot.store import SqlStore, engine, group, log
 from tests.integration.test_store import envelope, make_request
+from tests.support import until
 
 
 async def test_writes_commit_on_the_event_loops_thread(sqlite_url: str) -> None:
@@ -147,6 +149,48 @@ async def test_checkpoints_copy_the_wal_into_the_database_off_the_loop(
         await store.close()
     with sqlite3.connect(path) as check:
         assert check.execute("SELECT count(*) FROM requests").fetchone() == (440,)
+
+
+async def test_writes_wait_for_a_checkpoint_that_fell_behind(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a starved checkpoint thread must not let the WAL grow without end: once the first
+    # pass is CHECKPOINT_LAG intervals behind, the loop's writes wait for it to finish
+    monkeypatch.setattr(group, "CHECKPOINT_EVERY", 4)
+    release = threading.Event()
+    real = group.GroupCommit._checkpoint
+
+    def stalled(self: group.GroupCommit, restart: bool = False) -> None:
+        if not restart:
+            release.wait(10)
+        real(self, restart)
+
+    monkeypatch.setattr(group.GroupCommit, "_checkpoint", stalled)
+    store = await SqlStore.open(sqlite_url)
+    done: list[int] = []
+
+    async def write(n: int) -> None:
+        await store.insert_request(make_request(n), envelope(n), Event.NOTIFIED)
+        done.append(n)
+
+    try:
+        writer = asyncio.create_task(_one_after_another(write, 30))
+        bound = 4 + group.CHECKPOINT_LAG * 4  # commits before the checkpoint + its lag
+        await until(lambda: len(done) >= bound)
+        for _ in range(20):  # the loop keeps running; the writes stay held
+            await asyncio.sleep(0.01)
+        assert len(done) == bound
+        release.set()
+        await asyncio.wait_for(writer, 10)
+        assert len(done) == 30
+    finally:
+        release.set()
+        await store.close()
+
+
+async def _one_after_another(write: Callable[[int], Awaitable[None]], count: int) -> None:
+    for n in range(count):
+        await write(n)
 
 
 async def test_close_commits_what_is_queued(sqlite_url: str) -> None:
