@@ -17,7 +17,8 @@ from sqlalchemy import Connection
 from bot.domain import Event
 from bot.errors import StoreError
 from bot.store import SqlStore, engine, group, log
-from tests.integration.test_store import envelope, make_request
+from tests.factories import envelope
+from tests.factories import numbered_request as make_request
 from tests.support import until
 
 

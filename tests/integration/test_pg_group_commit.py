@@ -14,7 +14,9 @@ from bot.domain import Agent, Event, Status
 from bot.errors import Conflict
 from bot.store import SqlStore, log
 from bot.store.writer import Op
-from tests.integration.test_store import T0, advance, make_request
+from tests.factories import STORE_T0 as T0
+from tests.factories import advance
+from tests.factories import numbered_request as make_request
 
 pytestmark = pytest.mark.postgres
 
