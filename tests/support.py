@@ -1,4 +1,5 @@
-"""Test support: write a signoff home (config, key, policy) and build the runtime from it."""
+"""Test support: write a signoff home (config, key, policy), wait on a condition, and build
+a `Gate` on the escalation policy for the step-machine tests."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot.evidence.keys import KeyRing
+from bot.policy.holder import PolicyHolder
+from bot.ports import Clock
+from bot.service import Gate
+from bot.store import SqlStore
 
 POLICY = """\
 apiVersion: signoff/v1
@@ -91,3 +96,44 @@ async def until(condition: Callable[[], object], timeout: float = 10.0, what: st
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
         await asyncio.sleep(0.005)
+
+
+ESCALATION_POLICY = """\
+apiVersion: signoff/v1
+kind: ToolPolicy
+metadata: {name: escalation, version: "e1"}
+groups:
+  finance: {console: {users: [alice]}}
+  leads: {console: {users: [carol]}}
+defaults:
+  unknown_tool: confirm
+  sla: 15m
+  approvers: {groups: [finance]}
+rules:
+  - name: large-transfer
+    tool: payments.transfer
+    tier: confirm
+    approvers: {groups: [finance]}
+    sla: 6s
+    escalation:
+      - {after: 2s, remind: true}
+      - {after: 4s, to: leads, page: true}
+      - {after: 6s, action: deny}
+  - name: quiet-delete
+    tool: db.delete
+    tier: confirm
+    approvers: {groups: [finance]}
+    sla: 3s
+"""
+
+
+async def make_gate(tmp_path: Path, clock: Clock, store: SqlStore | None = None) -> Gate:
+    """A ``Gate`` on ``ESCALATION_POLICY`` and a SQLite file in ``tmp_path`` (keys and
+    policy file made once, so a second call is another process on the same home)."""
+    policy = tmp_path / "policy.yaml"
+    if not policy.exists():
+        policy.write_text(ESCALATION_POLICY, encoding="utf-8")
+    keys_dir = tmp_path / "keys"
+    keys = KeyRing.load(keys_dir) if keys_dir.exists() else KeyRing.create(keys_dir)
+    store = store or await SqlStore.open(f"sqlite:///{tmp_path / 'signoff.db'}", clock=clock)
+    return Gate(store=store, policies=PolicyHolder([policy]), keys=keys, clock=clock)
