@@ -32,7 +32,7 @@ from bot.domain import (
     Vote,
 )
 from bot.edits import Proposal
-from bot.errors import Conflict, Forbidden, NotAuthorized, NotFound, RateLimited
+from bot.errors import Conflict, Forbidden, NotAuthorized, RateLimited
 from bot.evidence.grant import issue_grant
 from bot.evidence.keys import KeyRing
 from bot.evidence.statement import attest
@@ -45,6 +45,7 @@ from bot.policy.holder import PolicyHolder
 from bot.policy.model import Policy
 from bot.policy.session import NO_SESSION, SessionView, session_key, summarise
 from bot.ports import ApprovalChannel, Clock, Notice, NoticeKind, Pager, Store
+from bot.reads import Reads, View
 from bot.submission import Submission, new_request
 from bot.transition import CAS_RETRIES, MaybeStep, Step, Transition, attempt
 from bot.voting import CARD_IN_FULL, NotShownInFull, StepUpRequired, check_vote, vote_step
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 RESCAN_S = 2.0
 
 
-class Gate(Fanout):
+class Gate(Reads, Fanout):
     """The approval service. One instance per process, shared by the API and the adapters."""
 
     def __init__(
@@ -261,17 +262,6 @@ class Gate(Fanout):
 
     # ------------------------------------------------------------------ read
 
-    async def get(self, request_id: str, agent: Agent | None = None) -> Request:
-        """The request; with ``agent``, only that agent's own. Raises ``NotFound``."""
-        request = await self.store.get_request(request_id)
-        if request is None or (agent is not None and request.agent_id != agent.id):
-            raise NotFound(f"no request {request_id!r}")
-        return request
-
-    async def find(self, agent: Agent, idempotency_key: str) -> Request | None:
-        """The agent's own request submitted with ``idempotency_key``, if any."""
-        return await self.store.request_by_idempotency_key(agent.id, idempotency_key)
-
     async def wait(self, request_id: str, agent: Agent, seconds: float) -> Request:
         """Return the request as soon as it is no longer pending, or after ``seconds``.
         Raises ``RateLimited`` when the agent holds ``caps.max_long_polls`` already."""
@@ -469,4 +459,5 @@ __all__ = [
     "NotShownInFull",
     "StepUpRequired",
     "Submission",
+    "View",
 ]
