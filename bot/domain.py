@@ -11,7 +11,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 JSON = Any
 """A JSON value as parsed by ``json.loads`` (the type system cannot say more usefully)."""
@@ -357,6 +357,22 @@ def utc(dt: datetime) -> datetime:
     return dt.astimezone(UTC)
 
 
+@overload
+def rfc3339(moment: datetime) -> str: ...
+@overload
+def rfc3339(moment: None) -> None: ...
+@overload
+def rfc3339(moment: datetime | None) -> str | None: ...
+def rfc3339(moment: datetime | None) -> str | None:
+    """RFC 3339 UTC with ``Z`` (naive values are taken as UTC): the one text form of a time
+    in attestations, API answers and key files."""
+    if moment is None:
+        return None
+    if moment.tzinfo is not UTC:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.isoformat()[:-6] + "Z"  # drop "+00:00"
+
+
 __all__ = [
     "JSON",
     "Agent",
@@ -382,5 +398,6 @@ __all__ = [
     "ToolCall",
     "Verdict",
     "Vote",
+    "rfc3339",
     "utc",
 ]
