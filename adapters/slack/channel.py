@@ -8,9 +8,10 @@ PAGE posts an ``<!here>`` message to ``slack.escalation_channel``.
 Notices arrive in background tasks and may run out of order, so every change is rendered
 from the request as the gate holds it *now*, under a per-request lock (``bot.locks``): a
 late VOTED never puts buttons back on a decided card, and a card posted after the decision
-is posted (or at once updated) final. A card that cannot be delivered after retries is logged, reported to
-``on_undeliverable`` hooks (escalation may act sooner) and raised as ``ChannelError`` (the
-Gate counts it in ``signoff_channel_errors``); nothing is ever allowed because Slack failed.
+is posted (or at once updated) final. A card that cannot be delivered after retries is
+logged, reported to ``on_undeliverable`` hooks (escalation may act sooner) and raised as
+``ChannelError`` (the Gate counts it in ``signoff_channel_errors``); nothing is ever allowed
+because Slack failed.
 """
 
 from __future__ import annotations
