@@ -14,7 +14,7 @@ re-reads the request and re-evaluates, so each step runs at most once across all
 only the winner publishes notices and pages. The final deny is claimed by ``Gate.expire``'s
 own compare-and-set (one final state only).
 
-This module knows no timers: ``run_due_steps`` runs whatever is due by ``gate.clock`` and
+This module knows no timers: ``run_due_steps`` runs whatever is due by the gate's clock and
 says when the next step falls due; ``bot.scheduler`` turns that into APScheduler jobs.
 It must not import ``adapters`` or any chat SDK.
 """

@@ -11,7 +11,6 @@ from aiohttp import web
 from bot.addresses import check_callback_url
 from bot.api.context import APP_GATE, APP_SETTINGS, require_agent
 from bot.api.schema import parse_execution, parse_submission
-from bot.approvals import current_approvals
 from bot.domain import Request, Status, Tier, rfc3339
 from bot.errors import PayloadTooLarge, RequestError, UnsupportedMediaType
 from bot.evidence.canonical import canonical, sha256_hex
@@ -103,11 +102,7 @@ def approved_arguments(r: Request) -> dict[str, Any] | None:
 
 
 async def _public(request: web.Request, r: Request) -> dict[str, Any]:
-    received = 0
-    if r.tier is Tier.CONFIRM:
-        votes = await request.app[APP_GATE].store.votes(r.id)
-        received = len({v.approver.key for v in current_approvals(r, votes)})
-    return request_json(r, received)
+    return request_json(r, await request.app[APP_GATE].received(r))
 
 
 async def _render(request: web.Request, r: Request, status: int = 200) -> web.Response:
