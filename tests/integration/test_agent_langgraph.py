@@ -134,7 +134,7 @@ def test_an_edited_approval_runs_the_edited_arguments_and_tells_the_model(
 ) -> None:
     db = tmp_path / "cp.db"
     client = Signoff(live.url, live.register())
-    config = {"configurable": {"thread_id": "t-edit"}}
+    config: RunnableConfig = {"configurable": {"thread_id": "t-edit"}}
     first = build(db, client, [call("transfer_money", {"amount": 5000, "to": "acct-1"})])
     first.invoke({"messages": [HumanMessage("pay acct-1")]}, config)
     second = build(db, client, [AIMessage("paid")])
