@@ -22,7 +22,7 @@ from slack_bolt.request.internals import build_normalized_headers, extract_conte
 from slack_sdk.signature import Clock, SignatureVerifier
 
 from adapters.slack.inbound import check_payload
-from bot.errors import RequestError
+from bot.errors import NotAuthorized, RequestError
 
 log = logging.getLogger(__name__)
 
@@ -41,24 +41,28 @@ class SlackEvents:
         self.app = app
         self.verifier = SignatureVerifier(signing_secret, clock or Clock())
 
-    def verified(self, body: bytes, timestamp: str | None, signature: str | None) -> bool:
-        """True only for a correctly signed, fresh request (never raises). Slack's bodies are
-        UTF-8; slack_sdk decodes the body to check it and raised on any other bytes."""
+    def check_signature(self, body: bytes, timestamp: str | None, signature: str | None) -> None:
+        """Return only for a correctly signed, fresh request. Raises ``NotAuthorized`` for a
+        missing, malformed, wrong or stale signature, and for a body that is not UTF-8 (Slack's
+        bodies are; slack_sdk decodes the body to check it and crashed on other bytes)."""
         if not timestamp or not signature or not timestamp.isdigit():
-            return False
+            raise NotAuthorized("the Slack request has no valid signature headers")
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
-            return False
-        return self.verifier.is_valid(text, timestamp, signature)
+            raise NotAuthorized("the Slack request's body is not UTF-8") from None
+        if not self.verifier.is_valid(text, timestamp, signature):
+            raise NotAuthorized("the Slack request's signature is wrong or stale")
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        if not self.verified(
-            body,
-            request.headers.get("X-Slack-Request-Timestamp"),
-            request.headers.get("X-Slack-Signature"),
-        ):
+        try:
+            self.check_signature(
+                body,
+                request.headers.get("X-Slack-Request-Timestamp"),
+                request.headers.get("X-Slack-Signature"),
+            )
+        except NotAuthorized:
             log.info("rejected a Slack request with a missing, bad or stale signature")
             return web.Response(status=401, text="invalid Slack signature")
         text = body.decode("utf-8")  # verified: UTF-8
