@@ -11,7 +11,7 @@ signoff reads has its documented type when present; fields neither reads are not
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bot.errors import RequestError
@@ -27,7 +27,7 @@ def _flag(value: Any, where: str) -> str | None:
     return None if isinstance(value, bool | str) else f"{where} must be a boolean"
 
 
-def _obj(fields: dict[str, Check], required: tuple[str, ...] = ()) -> Check:
+def _obj(fields: Mapping[str, Check], required: tuple[str, ...] = ()) -> Check:
     """An object whose listed fields (when present and not null) pass their checks."""
 
     def check(value: Any, where: str) -> str | None:

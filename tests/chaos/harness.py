@@ -20,11 +20,11 @@ import aiohttp
 import psycopg
 from psycopg import sql
 
+from bench.fakes.slack_api import FakeSlack
 from tests.chaos.check import Report, check
 from tests.chaos.load import Ledger, Load
 from tests.chaos.rig import Home, Server
 from tests.fakes.pagerduty import FakePagerDuty
-from tests.fakes.slack_api import FakeSlack
 from tests.pg_cluster import admin_url
 
 #: how long the load runs between two kills: long enough for requests to be acknowledged,

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import aiohttp
 
+from bench.fakes.slack_api import FakeSlack
 from bot.evidence.keys import KeyRing
 from tests.fakes.pagerduty import FakePagerDuty
-from tests.fakes.slack_api import FakeSlack
 from tests.serve_process import free_port
 
 SIGNOFF = str(Path(sys.executable).with_name("signoff"))

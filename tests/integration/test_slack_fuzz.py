@@ -29,9 +29,9 @@ from adapters.slack.cards import (
     ACTION_VIEW_ARGS,
 )
 from adapters.slack.modals import VIEW_DENY, VIEW_REVIEW
+from bench.fakes.slack_api import FakeSlack
+from bench.fakes.slack_payloads import block_actions, reason_values, sign, view_submission
 from bot.settings import load_settings
-from tests.fakes.slack_api import FakeSlack
-from tests.fakes.slack_payloads import block_actions, reason_values, sign, view_submission
 from tests.support import write_home
 
 SECRET = "fuzz-signing-secret"
@@ -82,7 +82,7 @@ def replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
     if not path:
         return new
     copy = dict(value) if isinstance(value, dict) else list(value)
-    copy[path[0]] = replaced(value[path[0]], path[1:], new)  # type: ignore[index]
+    copy[path[0]] = replaced(value[path[0]], path[1:], new)
     return copy
 
 
