@@ -101,6 +101,12 @@ async def run_kills(
                 await victim.kill9()
                 report.kills += 1
                 await victim.start(http)
+                if report.kills % 20 == 0:
+                    print(
+                        f"{backend}: {report.kills} kills, {len(ledger.entries)} acknowledged, "
+                        f"{time.monotonic() - began:.0f} s",
+                        flush=True,
+                    )
         finally:
             load.stopping.set()
             await running
