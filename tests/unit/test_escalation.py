@@ -243,7 +243,7 @@ async def test_a_decision_racing_a_step_wins_and_the_step_never_acts(world: Worl
         await world.gate.decide(request.id, ALICE, Verdict.APPROVE, memberships={"finance"})
 
     racing = RacingStore(inner, approve)
-    world.gate.store = racing  # type: ignore[assignment]
+    world.gate.store = racing
     world.clock.advance(5)
     progress = await run_due_steps(world.gate, request.id)
     world.gate.store = inner
@@ -269,7 +269,7 @@ async def test_a_step_that_wins_the_race_leaves_the_decision_to_retry(world: Wor
         steps.append(await run_due_steps(world.gate, request.id))
 
     racing = RacingStore(inner, step_first, event=Event.DENIED)
-    world.gate.store = racing  # type: ignore[assignment]
+    world.gate.store = racing
     decided = await world.gate.decide(
         request.id, ALICE, Verdict.DENY, "not today", memberships={"finance"}
     )
@@ -359,7 +359,7 @@ async def test_a_conflict_storm_raises_instead_of_spinning(world: World) -> None
         async def commit(self, change: Change) -> Request:
             raise Conflict("changed concurrently")
 
-    world.gate.store = AlwaysStale()  # type: ignore[assignment]
+    world.gate.store = AlwaysStale()
     world.clock.advance(2)
     try:
         with pytest.raises(Conflict):
