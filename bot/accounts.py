@@ -68,8 +68,8 @@ class Users(Protocol):
         now: datetime,
         step: Callable[[str, Throttle | None], Throttle],
     ) -> datetime | None:
-        """Atomically: when any of ``keys`` is locked at ``now``, the latest lock (nothing is
-        written); otherwise every key's counter becomes ``step(key, current)`` and None."""
+        """The latest lock on ``keys`` at ``now``, or None after counting one more failure
+        under each key (atomically: see ``UserStore.count_attempt``)."""
         ...
 
     async def refund_attempt(self, key: str) -> None: ...
