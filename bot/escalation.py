@@ -228,7 +228,7 @@ async def _act(
     if step.page:
         what.append("page")
         gate.publish(Notice(NoticeKind.PAGE, request, votes, request.approver_groups, at))
-        if gate.pager is not None:
+        if gate.fanout.pager is not None:
             task = asyncio.get_running_loop().create_task(_page(gate, request))
             _paging.add(task)
             task.add_done_callback(_paging.discard)
@@ -246,7 +246,7 @@ def page_summary(request: Request) -> str:
 
 
 async def _page(gate: Gate, request: Request) -> None:
-    pager = gate.pager
+    pager = gate.fanout.pager
     if pager is None:
         return
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -50,12 +50,11 @@ from bot.evidence.keys import KeyRing
 from bot.evidence.statement import attest
 from bot.fanout import Fanout
 from bot.ids import AUTH_CACHE_TTL, AuthCache, new_token, request_ids, token_hash
-from bot.metrics import Metrics
 from bot.policy.evaluator import evaluate, rate_key, window_start
 from bot.policy.holder import PolicyHolder
 from bot.policy.model import Policy
 from bot.policy.session import NO_SESSION, SessionView, session_key, summarise
-from bot.ports import ApprovalChannel, Clock, Notice, NoticeKind, Pager, Store
+from bot.ports import Clock, Notice, NoticeKind, Store
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +85,9 @@ class Submission:
     body_sha256: str | None = None
 
 
-class Gate(Fanout):
-    """The approval service. One instance per process, shared by the API and the adapters."""
+class Gate:
+    """The approval service. One instance per process, shared by the API and the adapters.
+    What happens after a commit (cards, listeners, pager, long-polls) is its ``fanout``."""
 
     def __init__(
         self,
@@ -96,24 +96,30 @@ class Gate(Fanout):
         policies: PolicyHolder,
         keys: KeyRing,
         clock: Clock,
-        channels: Sequence[ApprovalChannel] = (),
-        pager: Pager | None = None,
-        metrics: Metrics | None = None,
+        fanout: Fanout | None = None,
         grant_ttl: timedelta = timedelta(minutes=10),
         issuer: str = "signoff",
         auth_cache_ttl: float = AUTH_CACHE_TTL,
         caps: AgentCaps | None = None,
     ) -> None:
-        super().__init__(metrics or Metrics(), pager)
+        self.fanout = fanout or Fanout()
+        self.metrics = self.fanout.metrics
         self.store = store
         self.policies = policies
         self.keys = keys
         self.clock = clock
-        self.channels.extend(channels)
         self.grant_ttl = grant_ttl
         self.issuer = issuer
         self.auth_cache = AuthCache(auth_cache_ttl)
         self.caps = caps or AgentCaps()
+
+    def publish(self, notice: Notice) -> None:
+        """Send a notice to every channel in the background (used by escalation)."""
+        self.fanout.publish(notice)
+
+    async def drain(self, grace: float = 10.0) -> None:
+        """Wait for background deliveries and listeners (graceful shutdown)."""
+        await self.fanout.drain(grace)
 
     # ------------------------------------------------------------------ agents
 
@@ -301,12 +307,11 @@ class Gate(Fanout):
                 self.caps.release_pending(agent.id)
         self.metrics.requests.labels(stored.tier.value, stored.status.value).inc()
         if stored.tier in (Tier.CONFIRM, Tier.NOTIFY):
-            self._publish(Notice(NoticeKind.CREATED, stored, groups=stored.approver_groups))
+            self.fanout.publish(Notice(NoticeKind.CREATED, stored, groups=stored.approver_groups))
         if stored.status is Status.PENDING:
-            for created in self.created_listeners:
-                created(stored)
+            self.fanout.created(stored)
         if stored.status.final:
-            self._on_final(stored)
+            self.fanout.final(stored)
         return stored, True
 
     async def _session(
@@ -362,9 +367,9 @@ class Gate(Fanout):
         end = loop.time() + seconds
         # registered before the first read: a change committed after it always wakes us;
         # one of the agent's long-poll slots held throughout (SPEC §6 cap, 429 when full)
-        with self.caps.long_poll(agent.id), self.waiters.watch(request_id) as watch:
+        with self.caps.long_poll(agent.id), self.fanout.waiters.watch(request_id) as watch:
             request = await self.get(request_id, agent)
-            while request.status is Status.PENDING and not self.draining:
+            while request.status is Status.PENDING and not self.fanout.draining:
                 left = end - loop.time()
                 if left <= 0:
                     break
@@ -373,7 +378,7 @@ class Gate(Fanout):
                 # ``RESCAN_S`` re-reads the store so other processes' decisions are seen.
                 self.metrics.pending.inc()
                 try:
-                    await watch.wait(left if self.feed_live else min(left, RESCAN_S))
+                    await watch.wait(left if self.fanout.feed_live else min(left, RESCAN_S))
                 finally:
                     self.metrics.pending.dec()
                 request = await self.get(request_id, agent)
@@ -497,7 +502,7 @@ class Gate(Fanout):
                 continue  # lost a race: re-read and re-check (final? duplicate vote?)
             self.metrics.votes.labels(approver.platform.value, verdict.value).inc()
             if stored.status.final:
-                self._publish(
+                self.fanout.publish(
                     Notice(
                         NoticeKind.DECIDED,
                         stored,
@@ -506,9 +511,9 @@ class Gate(Fanout):
                         stored.last_log_index,
                     )
                 )
-                self._on_final(stored)
+                self.fanout.final(stored)
             else:
-                self._publish(
+                self.fanout.publish(
                     Notice(
                         NoticeKind.VOTED,
                         stored,
@@ -560,12 +565,12 @@ class Gate(Fanout):
             except Conflict:
                 continue
             votes = tuple(await self.store.votes(stored.id))
-            self._publish(
+            self.fanout.publish(
                 Notice(
                     NoticeKind.DECIDED, stored, votes, stored.approver_groups, stored.last_log_index
                 )
             )
-            self._on_final(stored)
+            self.fanout.final(stored)
             return stored
         raise Conflict("request is changing too fast; try again")
 

@@ -16,7 +16,8 @@ import aiohttp
 from aiohttp import web
 
 from adapters.console.passwords import hash_password
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from bot.settings import load_settings
 from bot.store.users import ConsoleUser, UserStore
 from tests.support import write_home

@@ -17,7 +17,8 @@ from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryInt
 
 from adapters.console import mount as mount_console
 from adapters.console.passwords import hash_password
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from adapters.slack import SlackAdapter
 from adapters.slack import mount as mount_slack
 from adapters.slack.cards import ACTION_APPROVE
@@ -129,10 +130,14 @@ async def running(
     }
     extra = "slack:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in settings.items())
     runtime = await build(
-        load_settings(write_home(tmp_path, policy=policy, extra=extra)), adapters=False
+        load_settings(write_home(tmp_path, policy=policy, extra=extra)),
+        adapters=False,
+        mounts=[
+            lambda w: mount_slack(w, retry_interval=FixedValueRetryIntervalCalculator(0.01)),
+            mount_console,
+        ],
     )
-    adapter = mount_slack(runtime, retry_interval=FixedValueRetryIntervalCalculator(0.01))
-    mount_console(runtime)
+    adapter = runtime.part(SlackAdapter)
     users = UserStore(runtime.store)
     hashed = hash_password(PASSWORD)
     for name in ("alice", "bob", "carol"):

@@ -22,8 +22,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient
 
 from adapters.callbacks import CallbackSender, PublicOnlyResolver
-from adapters.callbacks import mount as mount_callbacks
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from bot.addresses import PrivateAddress, check_public
 from bot.domain import ToolCall
 from bot.service import Submission
@@ -139,7 +139,9 @@ class RebindingDns(AbstractResolver):
 async def deliver_to(
     runtime: Runtime, url: str, resolver: AbstractResolver | None
 ) -> tuple[CallbackSender, bool]:
-    sender = mount_callbacks(runtime)
+    sender = CallbackSender(
+        runtime.gate, allow_private_networks=runtime.settings.callbacks.allow_private_networks
+    )
     sender.delays = (0.01, 0.01)
     sender.resolver = resolver
     agent, _ = await runtime.gate.register_agent("agent")

@@ -19,7 +19,8 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
 from adapters.email.links import Link, make_link
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from bot.domain import Status, Verdict
 from bot.evidence.dsse import b64decode
 from bot.ports import Notice, NoticeKind

@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,14 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Mounted, Runtime, Wiring
 from adapters.slack import SlackAdapter, mount
 from adapters.slack.cards import ACTION_APPROVE, ACTION_DENY, ACTION_VIEW_ARGS
 from adapters.slack.modals import VIEW_DENY
 from bot.domain import Approver, Event, Platform, Request, Status, Verdict
 from bot.errors import ChannelError
-from bot.ports import Notice, NoticeKind
+from bot.ports import Notice, NoticeKind, Undeliverable
 from bot.settings import load_settings
 from tests.fakes.slack_api import FakeSlack, Message
 from tests.fakes.slack_payloads import (
@@ -176,7 +177,13 @@ async def fake() -> AsyncIterator[FakeSlack]:
         await slack.close()
 
 
-async def make_env(tmp_path: Path, fake: FakeSlack, aiohttp_client: Any, **slack: str) -> Env:
+async def make_env(
+    tmp_path: Path,
+    fake: FakeSlack,
+    aiohttp_client: Any,
+    undeliverable: Undeliverable | None = None,
+    **slack: str,
+) -> Env:
     settings = {
         "bot_token": fake.token,
         "signing_secret": SECRET,
@@ -187,8 +194,15 @@ async def make_env(tmp_path: Path, fake: FakeSlack, aiohttp_client: Any, **slack
     }
     extra = "slack:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in settings.items())
     config = write_home(tmp_path, policy=POLICY, extra=extra)
-    runtime = await build(load_settings(config), adapters=False)
-    adapter = mount(runtime, retry_interval=FixedValueRetryIntervalCalculator(0.01))
+    retry = FixedValueRetryIntervalCalculator(0.01)
+
+    def slack_mount(wiring: Wiring) -> Mounted[SlackAdapter]:
+        if undeliverable is not None:
+            wiring = replace(wiring, undeliverable=undeliverable)
+        return mount(wiring, retry_interval=retry)
+
+    runtime = await build(load_settings(config), adapters=False, mounts=[slack_mount])
+    adapter = runtime.part(SlackAdapter)
     http = await aiohttp_client(runtime.app)
     _, token = await runtime.gate.register_agent("billing-agent")
     return Env(runtime, adapter, fake, http, token)
@@ -547,21 +561,27 @@ async def test_a_slow_answer_times_out_and_is_retried(
         await e.runtime.store.close()
 
 
-async def test_an_undeliverable_card_is_reported_and_never_allows(env: Env) -> None:
+async def test_an_undeliverable_card_is_reported_and_never_allows(
+    tmp_path: Path, fake: FakeSlack, aiohttp_client: Any
+) -> None:
     reported: list[tuple[str, str]] = []
 
     async def hook(request: Request, group: str, error: ChannelError) -> None:
         reported.append((request.id, group))
 
-    env.slack.channel.on_undeliverable.append(hook)
-    env.fake.inject("chat.postMessage", status=500, times=20)
-    rid = (await env.submit())["id"]
-    await env.settle()
-    assert reported == [(rid, "finance")]
-    assert await env.runtime.gate.store.posts(rid, Platform.SLACK) == []
-    errors = env.runtime.gate.metrics.channel_errors.labels("slack")._value.get()
-    assert errors == 1
-    assert (await env.request(rid)).status is Status.PENDING
+    env = await make_env(tmp_path, fake, aiohttp_client, undeliverable=hook)
+    try:
+        env.fake.inject("chat.postMessage", status=500, times=20)
+        rid = (await env.submit())["id"]
+        await env.settle()
+        assert reported == [(rid, "finance")]
+        assert await env.runtime.gate.store.posts(rid, Platform.SLACK) == []
+        errors = env.runtime.gate.metrics.channel_errors.labels("slack")._value.get()
+        assert errors == 1
+        assert (await env.request(rid)).status is Status.PENDING
+    finally:
+        await env.settle()
+        await env.runtime.store.close()
 
 
 async def test_socket_mode_runs_as_a_background_job_when_an_app_token_is_set(

@@ -23,7 +23,8 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from adapters.witness.service import State, Witness, WitnessConfig, create_app
 from bot.cosigning import Cosigner
 from bot.cosigning import Witness as WitnessClient
