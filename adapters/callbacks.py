@@ -39,8 +39,7 @@ from adapters.agent.webhooks import sign
 from adapters.runtime import Mounted, Wiring
 from bot.addresses import PrivateAddress, check_public
 from bot.api.requests import request_json
-from bot.approvals import current_approvals
-from bot.domain import Request, Tier
+from bot.domain import Request
 from bot.service import Gate
 
 log = logging.getLogger(__name__)
@@ -128,10 +127,7 @@ class CallbackSender:
         return self.deliver(request) if request.callback_url else None
 
     async def body(self, request: Request) -> bytes:
-        received = 0
-        if request.tier is Tier.CONFIRM:
-            votes = await self.gate.store.votes(request.id)
-            received = len({v.approver.key for v in current_approvals(request, votes)})
+        received = await self.gate.received(request)
         return json.dumps(request_json(request, received), separators=(",", ":")).encode()
 
     async def deliver(self, request: Request) -> bool:
@@ -171,10 +167,10 @@ class CallbackSender:
             self._inflight.discard(event)
 
     async def _attempt(self, url: str, event: str, body: bytes, request_id: str) -> bool:
-        timestamp = int(self.gate.clock.now().timestamp())
+        timestamp = int(self.gate.now().timestamp())
         headers = {
             "Content-Type": "application/json",
-            **sign(self.gate.keys, event, timestamp, body),
+            **sign(self.gate.signer, event, timestamp, body),
         }
         if not self.allow_private_networks:
             check_literal_host(url)

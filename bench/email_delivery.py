@@ -25,9 +25,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.serving import SIGNOFF, free_port, quiet_env
-from tests.fakes.smtp_server import SmtpServer
-from tests.support import write_home
+from bench.fakes.smtp_server import SmtpServer
+from bench.serving import SIGNOFF, free_port, quiet_env, write_home
 
 POLICY = """\
 apiVersion: signoff/v1

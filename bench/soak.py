@@ -13,8 +13,8 @@ descriptors, and the server's CPU time per call from /proc/PID/stat. Also the lo
 the client runs on the same (shared) machine and takes a good part of it.
 
 ``SIGNOFF_SOAK_SECONDS`` / ``SIGNOFF_SOAK_AGENTS`` change the length and the concurrency;
-``SIGNOFF_BENCH_PG_URL`` (else ``SIGNOFF_TEST_PG_URL``, else a throwaway cluster) names the
-PostgreSQL server.
+``SIGNOFF_BENCH_PG_URL`` (else ``SIGNOFF_TEST_PG_URL``, which ``make bench`` sets to a
+throwaway cluster) names the PostgreSQL server.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import asyncio
 import os
 import random
 import re
-import secrets
 import signal
 import statistics
 import subprocess
@@ -34,14 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-import psycopg
-from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.serving import SIGNOFF, free_port, quiet_env
-from tests.pg_cluster import admin_url
-from tests.support import write_home
+from bench.serving import SIGNOFF, free_port, pg_admin_url, quiet_env, scratch_database, write_home
 
 SECONDS = float(os.environ.get("SIGNOFF_SOAK_SECONDS", "60"))
 AGENTS = int(os.environ.get("SIGNOFF_SOAK_AGENTS", "200"))
@@ -255,32 +250,14 @@ def report(name: str, r: dict[str, object]) -> None:
     )
 
 
-def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def with_database(url: str, name: str) -> str:
-    head, _, tail = url.partition("?")
-    return head.rsplit("/", 1)[0] + f"/{name}" + (f"?{tail}" if tail else "")
-
-
 async def main() -> None:
+    pg_admin_url("soak")  # before the SQLite half: say now if there is no PostgreSQL
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         results["SQLite"] = await soak(Path(tmp) / "sqlite", "")
         report("SQLite", results["SQLite"])
-    admin = os.environ.get("SIGNOFF_BENCH_PG_URL") or admin_url()
-    name = f"signoff_soak_{os.getpid()}_{secrets.token_hex(3)}"
-    with psycopg.connect(libpq(admin), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            results["PostgreSQL"] = await soak(Path(tmp), with_database(admin, name))
-    finally:
-        with psycopg.connect(libpq(admin), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with scratch_database("soak") as url, tempfile.TemporaryDirectory() as tmp:
+        results["PostgreSQL"] = await soak(Path(tmp), url)
     report("PostgreSQL", results["PostgreSQL"])
     sqlite_rate = float(results["SQLite"]["calls_per_s"])  # type: ignore[arg-type]
     pg_rate = float(results["PostgreSQL"]["calls_per_s"])  # type: ignore[arg-type]

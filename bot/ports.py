@@ -18,6 +18,7 @@ from bot.domain import (
     Checkpoint,
     Event,
     LogEntry,
+    PendingTimer,
     Platform,
     Post,
     Request,
@@ -93,6 +94,17 @@ class Store(Protocol):
         ...
 
     async def votes(self, request_id: str) -> list[Vote]: ...
+    async def pending_timers(
+        self,
+        *,
+        since: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 5000,
+    ) -> list[PendingTimer]:
+        """Pending requests' schedules oldest first (by ``created_at``, then id): those
+        created at or after ``since``, strictly after the ``(created_at, id)`` key ``after``
+        (the last row of the previous page)."""
+        ...
 
     # rate limits
     async def take_rate(self, key: str, window_start: datetime, limit: int) -> bool:

@@ -35,7 +35,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import mcp_types as types
 from mcp import Client
@@ -255,7 +255,8 @@ class Gateway:
         run_with, edited = adopt(state, self.prefix + tool, arguments, forward)
         call = edited or forward(arguments)
         try:
-            return await self.approvals.run(state, self.prefix + tool, run_with, call)
+            ran = await self.approvals.run(state, self.prefix + tool, run_with, call)
+            return cast(types.CallToolResult, ran)
         except _UpstreamToolError as exc:
             return exc.result
         except AgentError:

@@ -61,7 +61,7 @@ def mount(wiring: Wiring) -> Mounted[ConsoleChannel]:
     console = Console(
         gate=wiring.gate,
         users=wiring.users,
-        sessions=Sessions(wiring.users, wiring.settings, wiring.gate.clock),
+        sessions=Sessions(wiring.users, wiring.settings, wiring.gate),
         throttle=LoginThrottle(wiring.users),
         checkpoints=wiring.checkpoints,
         settings=wiring.settings,

@@ -129,7 +129,7 @@ def console_approver(user: str) -> Approver:
 def memberships(gate: Gate, user: str) -> tuple[str, frozenset[str]]:
     """The person console login ``user`` is, and the policy groups they belong to: groups
     listing that person as a member, and groups whose ``console.users`` list ``user``."""
-    policy = gate.policies.current
+    policy = gate.policy
     person = policy.people.resolve(console_approver(user))
     listed = (
         name

@@ -63,7 +63,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         raise web.HTTPForbidden(reason="the sign-in form expired; reload the page and try again")
     name = str(form.get("username", "")).strip()[:128]
     password = str(form.get("password", ""))
-    now = console.gate.clock.now()
+    now = console.gate.now()
     address = client_address(
         request.remote,
         request.headers.get("X-Forwarded-For"),

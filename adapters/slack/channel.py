@@ -112,15 +112,15 @@ class SlackChannel:
     # ------------------------------------------------------------------ internals
 
     def _route(self, group: str) -> SlackRoute | None:
-        spec = self.gate.policies.current.groups.get(group)
+        spec = self.gate.policy.groups.get(group)
         return spec.slack if spec is not None else None
 
     async def _state(self, request_id: str) -> tuple[Request, tuple[Vote, ...]]:
-        request = await self.gate.get(request_id)
-        return request, tuple(await self.gate.store.votes(request_id))
+        view = await self.gate.view(request_id)
+        return view.request, view.votes
 
     async def _posts(self, request_id: str) -> list[Post]:
-        return await self.gate.store.posts(request_id, Platform.SLACK)
+        return await self.gate.posts(request_id, Platform.SLACK)
 
     async def _post_cards(self, request_id: str, groups: Sequence[str]) -> None:
         request, votes = await self._state(request_id)
@@ -173,7 +173,7 @@ class SlackChannel:
             ts,
             thread_id=ts,
         )
-        await self.gate.store.add_post(post)
+        await self.gate.record_post(post)
         return post
 
     async def _update(self, post: Post, card: Card) -> None:

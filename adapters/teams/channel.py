@@ -104,7 +104,7 @@ class TeamsChannel:
         if self.routes is not None:
             try:
                 await self.routes.remember(
-                    "teams", ROUTE_KIND, key, service_url, at=self.gate.clock.now()
+                    "teams", ROUTE_KIND, key, service_url, at=self.gate.now()
                 )
             except StoreError as exc:  # the activity itself still counts; retried next time
                 self.references.pop(key, None)
@@ -126,7 +126,7 @@ class TeamsChannel:
         self, request: Request, votes: Sequence[Vote], note: str | None = None
     ) -> dict[str, Any]:
         """The card for ``request`` as it stands, with refresh for its Teams approvers."""
-        policy = self.gate.policies.current
+        policy = self.gate.policy
         return approval_card(
             request,
             votes,
@@ -161,11 +161,11 @@ class TeamsChannel:
                 )
 
     async def _state(self, request_id: str) -> tuple[Request, list[Vote]]:
-        request = await self.gate.get(request_id)
-        return request, list(await self.gate.store.votes(request_id))
+        view = await self.gate.view(request_id)
+        return view.request, list(view.votes)
 
     def _routes(self, names: Iterable[str]) -> list[tuple[str, TeamsRoute]]:
-        groups = self.gate.policies.current.groups
+        groups = self.gate.policy.groups
         out = []
         for name in names:
             spec = groups.get(name)
@@ -177,7 +177,7 @@ class TeamsChannel:
         self, request_id: str, names: Sequence[str], failures: list[str]
     ) -> set[str]:
         request, votes = await self._state(request_id)
-        posted = {p.group for p in await self.gate.store.posts(request_id, Platform.TEAMS)}
+        posted = {p.group for p in await self.gate.posts(request_id, Platform.TEAMS)}
         card = self.card(request, votes)
         fresh: set[str] = set()
         for group, route in self._routes(names):
@@ -192,7 +192,7 @@ class TeamsChannel:
                 failures.append(f"post to group {group}: {exc.message}")
                 await self._undeliverable(request, group, exc)
                 continue
-            await self.gate.store.add_post(
+            await self.gate.record_post(
                 Post(
                     request_id,
                     Platform.TEAMS,
@@ -218,7 +218,7 @@ class TeamsChannel:
     ) -> None:
         request, votes = await self._state(request_id)
         card = self.card(request, votes)
-        for post in await self.gate.store.posts(request_id, Platform.TEAMS):
+        for post in await self.gate.posts(request_id, Platform.TEAMS):
             if post.message_id in skip:
                 continue
             try:
@@ -242,7 +242,7 @@ class TeamsChannel:
     async def _reply_outcome(self, request_id: str, failures: list[str]) -> None:
         request, votes = await self._state(request_id)
         text = outcome_text(request, votes)
-        for post in await self.gate.store.posts(request_id, Platform.TEAMS):
+        for post in await self.gate.posts(request_id, Platform.TEAMS):
             await self._reply(post, Activity(type="message", text=text), failures)
 
     async def _remind(self, notice: Notice, failures: list[str]) -> None:
@@ -251,7 +251,7 @@ class TeamsChannel:
             return
         wanted = set(notice.groups) or set(request.approver_groups)
         routes = dict(self._routes(wanted))
-        for post in await self.gate.store.posts(request.id, Platform.TEAMS):
+        for post in await self.gate.posts(request.id, Platform.TEAMS):
             route = routes.get(post.group)
             if route is None:
                 continue

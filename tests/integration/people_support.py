@@ -22,11 +22,11 @@ from adapters.runtime import Runtime
 from adapters.slack import SlackAdapter
 from adapters.slack import mount as mount_slack
 from adapters.slack.cards import ACTION_APPROVE
+from bench.fakes.slack_api import FakeSlack
+from bench.fakes.slack_payloads import block_actions, form, sign
 from bot.domain import Status
 from bot.settings import load_settings
 from bot.store.users import ConsoleUser, UserStore
-from tests.fakes.slack_api import FakeSlack
-from tests.fakes.slack_payloads import block_actions, form, sign
 from tests.support import write_home
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest_asyncio
 
 from adapters.slack.cards import ACTION_APPROVE
-from tests.fakes.slack_api import FakeSlack
+from bench.fakes.slack_api import FakeSlack
 from tests.integration.people_support import Env, running, start_fake
 
 TRUSTED = "sha256:" + "7" * 64

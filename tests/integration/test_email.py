@@ -21,11 +21,11 @@ from aiohttp.test_utils import TestClient
 from adapters.email.links import Link, make_link
 from adapters.main import build
 from adapters.runtime import Runtime
+from bench.fakes.smtp_server import SmtpServer, html_of, text_of
 from bot.domain import Status, Verdict
 from bot.evidence.dsse import b64decode
 from bot.ports import Notice, NoticeKind
 from bot.settings import load_settings
-from tests.fakes.smtp_server import SmtpServer, html_of, text_of
 from tests.support import write_home
 
 POLICY = """\

@@ -18,11 +18,11 @@ import pytest
 import pytest_asyncio
 
 from adapters.slack.cards import ACTION_VIEW_ARGS
+from bench.fakes.slack_api import FakeSlack
+from bench.fakes.slack_payloads import block_actions, form, sign
 from bot.domain import Status
 from bot.evidence.dsse import b64decode, decode
 from bot.evidence.statement import parse_statement
-from tests.fakes.slack_api import FakeSlack
-from tests.fakes.slack_payloads import block_actions, form, sign
 from tests.integration.people_support import SECRET, Env, running, start_fake
 
 ALICE_ENTRA = "0f6c1e2a-aaaa-4bbb-8ccc-0123456789ab"

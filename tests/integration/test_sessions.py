@@ -28,7 +28,6 @@ from bot.domain import (
     Requirement,
     Status,
     Tier,
-    ToolCall,
     Verdict,
 )
 from bot.ids import request_ids
@@ -36,6 +35,7 @@ from bot.policy.session import summarise
 from bot.settings import load_settings
 from bot.store import SqlStore, mapping
 from bot.store.tables import REQUESTS
+from tests.factories import make_request
 from tests.support import write_home
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -189,10 +189,11 @@ async def test_policy_explain_shows_which_stored_calls_put_each_label(
 
 
 def _request(session: str, at: datetime, labels: tuple[str, ...], tool: str) -> Request:
-    return Request(
-        id=request_ids(),
+    return make_request(
+        request_ids(),
         agent_id="agent",
-        call=ToolCall(tool, {}),
+        tool=tool,
+        arguments={},
         tier=Tier.AUTO,
         status=Status.APPROVED,
         policy=PolicyRef("sha256:x", None, "r"),

@@ -27,18 +27,18 @@ from adapters.runtime import Mounted, Runtime, Wiring
 from adapters.slack import SlackAdapter, mount
 from adapters.slack.cards import ACTION_APPROVE, ACTION_DENY, ACTION_VIEW_ARGS
 from adapters.slack.modals import VIEW_DENY
-from bot.domain import Approver, Event, Platform, Request, Status, Verdict
-from bot.errors import ChannelError
-from bot.ports import Notice, NoticeKind, Undeliverable
-from bot.settings import load_settings
-from tests.fakes.slack_api import FakeSlack, Message
-from tests.fakes.slack_payloads import (
+from bench.fakes.slack_api import FakeSlack, Message
+from bench.fakes.slack_payloads import (
     block_actions,
     form,
     reason_values,
     sign,
     view_submission,
 )
+from bot.domain import Approver, Event, Platform, Request, Status, Verdict
+from bot.errors import ChannelError
+from bot.ports import Notice, NoticeKind, Undeliverable
+from bot.settings import load_settings
 from tests.support import write_home
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"

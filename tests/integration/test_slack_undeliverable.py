@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from adapters.main import build
+from bench.fakes.slack_api import FakeSlack
 from bot.domain import Event, Status
 from bot.settings import load_settings
-from tests.fakes.slack_api import FakeSlack
 from tests.support import write_home
 
 SECRET = "0123456789abcdef0123456789abcdef"

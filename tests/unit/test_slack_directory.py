@@ -17,10 +17,10 @@ from adapters.slack.directory import Directory, TtlCache
 from adapters.slack.events import SlackEvents
 from adapters.slack.interactions import interaction_key
 from adapters.slack.seen import SeenSet
+from bench.fakes.slack_payloads import block_actions, view_submission
 from bot.domain import Tier
 from bot.errors import ChannelError
 from bot.policy.model import GroupSpec, Policy, SlackRoute
-from tests.fakes.slack_payloads import block_actions, view_submission
 
 
 def api_error(message: str, response: dict[str, Any]) -> Exception:

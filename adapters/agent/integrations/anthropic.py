@@ -18,11 +18,12 @@ Refusals come back as ``tool_result`` blocks with ``is_error: true`` and the rea
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from adapters.agent.approval import Approvals, AsyncApprovals
 from adapters.agent.errors import AgentError
+from adapters.agent.steps import Steps, awaiting, blocking, invoke
 
 
 def tool_uses(message: Any) -> list[Any]:
@@ -47,14 +48,14 @@ def _unknown(block: Any) -> dict[str, Any]:
     return _result(block, f"Unknown tool {block.name}.", error=True)
 
 
-def run_tool_uses(
-    approvals: Approvals,
+def tool_results(
+    approvals: Approvals | AsyncApprovals,
     message: Any,
     tools: Mapping[str, Callable[..., Any]],
     *,
     justification: str = "",
     names: Mapping[str, str] | None = None,
-) -> list[dict[str, Any]]:
+) -> Steps[list[dict[str, Any]]]:
     """Run the message's tool calls through signoff; returns the ``tool_result`` blocks.
     ``names`` maps a tool's API name to its signoff name (e.g. ``payments.transfer``)."""
     results = []
@@ -64,7 +65,8 @@ def run_tool_uses(
             results.append(_unknown(block))
             continue
         try:
-            output = approvals.call(
+            output = yield invoke(
+                approvals.call,
                 (names or {}).get(block.name, block.name),
                 block.input,
                 functools.partial(_invoke, fn, block),
@@ -79,35 +81,10 @@ def run_tool_uses(
     return results
 
 
-async def arun_tool_uses(
-    approvals: AsyncApprovals,
-    message: Any,
-    tools: Mapping[str, Callable[..., Awaitable[Any]]],
-    *,
-    justification: str = "",
-    names: Mapping[str, str] | None = None,
-) -> list[dict[str, Any]]:
-    """Async twin of ``run_tool_uses`` for ``AsyncAnthropic`` loops and async tools."""
-    results = []
-    for block in tool_uses(message):
-        fn = tools.get(block.name)
-        if fn is None:
-            results.append(_unknown(block))
-            continue
-        try:
-            output = await approvals.call(
-                (names or {}).get(block.name, block.name),
-                block.input,
-                functools.partial(_invoke, fn, block),
-                justification=justification,
-                context={"via": "anthropic", "tool_use_id": block.id},
-                idempotency_key=f"anthropic:{block.id}",
-            )
-        except AgentError as exc:
-            results.append(_result(block, str(exc), error=True))
-        else:
-            results.append(_result(block, str(output)))
-    return results
+#: with an ``Approvals`` and plain tool functions
+run_tool_uses = blocking(tool_results)
+#: with an ``AsyncApprovals`` (``AsyncAnthropic`` loops) and ``async def`` tools
+arun_tool_uses = awaiting(tool_results)
 
 
-__all__ = ["arun_tool_uses", "run_tool_uses", "tool_uses"]
+__all__ = ["arun_tool_uses", "run_tool_uses", "tool_results", "tool_uses"]
