@@ -8,6 +8,9 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
 from bench.serving import POLICY, write_home
 from bot.evidence.keys import KeyRing
 from bot.fanout import Fanout
@@ -16,7 +19,10 @@ from bot.ports import Clock
 from bot.service import Gate
 from bot.store import SqlStore
 
-__all__ = ["ESCALATION_POLICY", "POLICY", "make_gate", "until", "write_home"]
+#: the client ``pytest-aiohttp``'s ``aiohttp_client`` fixture returns for an application
+AppClient = TestClient[web.Request, web.Application]
+
+__all__ = ["ESCALATION_POLICY", "POLICY", "AppClient", "make_gate", "until", "write_home"]
 
 
 async def until(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:

@@ -6,19 +6,19 @@ REMINDER replies in the thread mentioning the group; ESCALATED posts cards to th
 PAGE posts an ``<!here>`` message to ``slack.escalation_channel``.
 
 Notices arrive in background tasks and may run out of order, so every change is rendered
-from the request as the store holds it *now*, under a per-request lock: a late VOTED never
-puts buttons back on a decided card, and a card posted after the decision is posted (or at
-once updated) final. A card that cannot be delivered after retries is logged, reported to
-the ``on_undeliverable`` hook (escalation may act sooner) and raised as ``ChannelError`` (the
-Gate counts it in ``signoff_channel_errors``); nothing is ever allowed because Slack failed.
+from the request as the gate holds it *now*, under a per-request lock (``bot.locks``): a
+late VOTED never puts buttons back on a decided card, and a card posted after the decision
+is posted (or at once updated) final. A card that cannot be delivered after retries is
+logged, reported to the ``on_undeliverable`` hook (escalation may act sooner) and raised as
+``ChannelError`` (the Gate counts it in ``signoff_channel_errors``); nothing is ever allowed
+because Slack failed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -29,32 +29,12 @@ from adapters.slack.replies import decision_reply, page_text, reminder_text
 from adapters.slack.seen import SeenSet
 from bot.domain import Platform, Post, Request, Tier, Vote
 from bot.errors import ChannelError
+from bot.locks import KeyedLocks
 from bot.policy.model import SlackRoute
 from bot.ports import Notice, NoticeKind, Undeliverable
 from bot.service import Gate
 
 log = logging.getLogger(__name__)
-
-
-class KeyedLocks:
-    """One ``asyncio.Lock`` per key, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
 
 
 async def call_slack(call: Awaitable[Any], method: str) -> Any:

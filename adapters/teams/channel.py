@@ -12,7 +12,6 @@ card that could not be posted to a group is reported to ``on_undeliverable``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from adapters.teams.connector import Connector
 from adapters.teams.text import escape_markdown, for_log
 from bot.domain import Platform, Post, Request, Status, Verdict, Vote
 from bot.errors import ChannelError, StoreError
+from bot.locks import KeyedLocks
 from bot.policy.model import TeamsRoute
 from bot.ports import Notice, NoticeKind, Undeliverable
 from bot.service import Gate
@@ -33,7 +33,6 @@ from bot.store.routes import RouteStore
 
 log = logging.getLogger(__name__)
 
-_STRIPES = 64
 #: the kind of learned route: a conversation's Bot Framework service URL
 ROUTE_KIND = "service_url"
 _MENTION_LIMIT = 20
@@ -88,7 +87,7 @@ class TeamsChannel:
         self.references: dict[str, str] = {}
         #: Entra object id → display name, learned from activities, for mentions
         self.names: dict[str, str] = {}
-        self._locks = [asyncio.Lock() for _ in range(_STRIPES)]
+        self._locks = KeyedLocks()
 
     # ------------------------------------------------------------------ learned state
 
@@ -140,7 +139,7 @@ class TeamsChannel:
     async def deliver(self, notice: Notice) -> None:
         """Raises ``ChannelError`` when any copy could not be posted or updated."""
         request_id = notice.request.id
-        async with self._locks[hash(request_id) % _STRIPES]:
+        async with self._locks.hold(request_id):
             failures: list[str] = []
             kind = notice.kind
             fresh: set[str] = set()

@@ -12,13 +12,14 @@ from typing import Any
 import anthropic
 import httpx2 as httpx
 import pytest
+from anthropic.types import AssistantMessageParam, MessageParam, ToolParam, UserMessageParam
 
 from adapters.agent import Approvals, Signoff
 from adapters.agent.integrations.anthropic import run_tool_uses
 from bot.domain import Outcome
 from tests.integration.agent_server import LiveServer, live_server
 
-TOOLS = [
+TOOLS: list[ToolParam] = [
     {
         "name": "transfer_money",
         "description": "Send money.",
@@ -84,20 +85,20 @@ def scripted_api(
 def agent_loop(
     api: anthropic.Anthropic, approvals: Approvals, tools: dict[str, Any], before: Any = None
 ) -> str:
-    messages: list[dict[str, Any]] = [{"role": "user", "content": "do it"}]
+    messages: list[MessageParam] = [{"role": "user", "content": "do it"}]
     while True:
         response = api.messages.create(
             model="claude-test", max_tokens=100, messages=messages, tools=TOOLS
-        )  # type: ignore[arg-type]
+        )
         if response.stop_reason != "tool_use":
             return "".join(b.text for b in response.content if b.type == "text")
         if before is not None:
             before(response)
-        results = run_tool_uses(approvals, response, tools)
-        messages += [
-            {"role": "assistant", "content": response.content},
-            {"role": "user", "content": results},
-        ]
+        # the SDK returns the tool_result blocks as plain dicts (no anthropic import needed)
+        results: list[Any] = run_tool_uses(approvals, response, tools)
+        asked: AssistantMessageParam = {"role": "assistant", "content": response.content}
+        answered: UserMessageParam = {"role": "user", "content": results}
+        messages += [asked, answered]
 
 
 def make_tools(ran: list[Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
+from pytest_aiohttp import AiohttpClient
 
 from adapters.slack.cards import ACTION_APPROVE
 from bench.fakes.slack_api import FakeSlack
@@ -50,7 +51,7 @@ rules:
 
 
 @pytest_asyncio.fixture
-async def env(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[Env]:
+async def env(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[Env]:
     fake: FakeSlack = await start_fake()
     try:
         async with running(tmp_path, fake, aiohttp_client, POLICY) as e:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from pytest_aiohttp import AiohttpClient
 
 from adapters.slack.cards import ACTION_VIEW_ARGS
 from bench.fakes.slack_api import FakeSlack
@@ -84,7 +85,7 @@ rules:
 
 @pytest_asyncio.fixture
 async def env(
-    request: pytest.FixtureRequest, tmp_path: Path, fake: FakeSlack, aiohttp_client: Any
+    request: pytest.FixtureRequest, tmp_path: Path, fake: FakeSlack, aiohttp_client: AiohttpClient
 ) -> AsyncIterator[Env]:
     async with running(tmp_path, fake, aiohttp_client, getattr(request, "param", POLICY)) as e:
         yield e

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
 from adapters.main import build
@@ -39,7 +39,7 @@ from bot.domain import Approver, Event, Platform, Request, Status, Verdict
 from bot.errors import ChannelError
 from bot.ports import Notice, NoticeKind, Undeliverable
 from bot.settings import load_settings
-from tests.support import write_home
+from tests.support import AppClient, write_home
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
@@ -90,7 +90,7 @@ class Env:
     runtime: Runtime
     slack: SlackAdapter
     fake: FakeSlack
-    http: TestClient  # type: ignore[type-arg]
+    http: AppClient
     token: str
 
     async def submit(self, tool: str = "payments.transfer", **body: Any) -> dict[str, Any]:
@@ -180,7 +180,7 @@ async def fake() -> AsyncIterator[FakeSlack]:
 async def make_env(
     tmp_path: Path,
     fake: FakeSlack,
-    aiohttp_client: Any,
+    aiohttp_client: AiohttpClient,
     undeliverable: Undeliverable | None = None,
     **slack: str,
 ) -> Env:
@@ -209,7 +209,7 @@ async def make_env(
 
 
 @pytest_asyncio.fixture
-async def env(tmp_path: Path, fake: FakeSlack, aiohttp_client: Any) -> AsyncIterator[Env]:
+async def env(tmp_path: Path, fake: FakeSlack, aiohttp_client: AiohttpClient) -> AsyncIterator[Env]:
     e = await make_env(tmp_path, fake, aiohttp_client)
     try:
         yield e
@@ -541,7 +541,7 @@ async def test_5xx_is_retried_and_the_card_lands(env: Env, status: int) -> None:
 
 
 async def test_a_slow_answer_times_out_and_is_retried(
-    tmp_path: Path, fake: FakeSlack, aiohttp_client: Any
+    tmp_path: Path, fake: FakeSlack, aiohttp_client: AiohttpClient
 ) -> None:
     e = await make_env(tmp_path, fake, aiohttp_client)
     e.slack.channel.client.timeout = 1
@@ -562,7 +562,7 @@ async def test_a_slow_answer_times_out_and_is_retried(
 
 
 async def test_an_undeliverable_card_is_reported_and_never_allows(
-    tmp_path: Path, fake: FakeSlack, aiohttp_client: Any
+    tmp_path: Path, fake: FakeSlack, aiohttp_client: AiohttpClient
 ) -> None:
     reported: list[tuple[str, str]] = []
 
@@ -585,7 +585,7 @@ async def test_an_undeliverable_card_is_reported_and_never_allows(
 
 
 async def test_socket_mode_runs_as_a_background_job_when_an_app_token_is_set(
-    tmp_path: Path, fake: FakeSlack, aiohttp_client: Any
+    tmp_path: Path, fake: FakeSlack, aiohttp_client: AiohttpClient
 ) -> None:
     e = await make_env(tmp_path, fake, aiohttp_client, app_token="xapp-1-test")
     try:

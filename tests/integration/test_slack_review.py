@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
+from pytest_aiohttp import AiohttpClient
 
 from adapters.slack.cards import ACTION_APPROVE, ACTION_CONSOLE, ACTION_DENY, ACTION_REVIEW
 from adapters.slack.modals import EDIT_ACTION, EDIT_BLOCK, VIEW_ARGUMENTS, VIEW_REVIEW
@@ -28,7 +29,7 @@ LONG = {"memo": "<!channel> " + "z" * 5_000, "amount": 25000, "to": "acct-123"}
 
 
 @pytest_asyncio.fixture
-async def review_env(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[Env]:
+async def review_env(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[Env]:
     fake = FakeSlack()
     await fake.start()
     fake.add_user("U0ALICE", "alice", "alice@example.com")

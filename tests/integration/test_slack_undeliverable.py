@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
+
+from pytest_aiohttp import AiohttpClient
 
 from adapters.main import build
 from bench.fakes.slack_api import FakeSlack
@@ -38,7 +39,7 @@ rules:
 
 
 async def test_undeliverable_card_brings_the_next_step_forward(
-    tmp_path: Path, aiohttp_client: Any
+    tmp_path: Path, aiohttp_client: AiohttpClient
 ) -> None:
     fake = FakeSlack()
     await fake.start()

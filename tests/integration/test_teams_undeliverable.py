@@ -4,7 +4,8 @@ root's wiring, against the fake Bot Framework connector; it never allows anythin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+
+from pytest_aiohttp import AiohttpClient
 
 from bot.domain import Event, Status
 from tests.fakes.teams_env import LEADS, POLICY, teams_env
@@ -26,7 +27,7 @@ ESCALATING = POLICY.replace(
 
 
 async def test_undeliverable_card_brings_the_next_step_forward(
-    tmp_path: Path, aiohttp_client: Any
+    tmp_path: Path, aiohttp_client: AiohttpClient
 ) -> None:
     assert ESCALATING != POLICY
     async with teams_env(

@@ -242,7 +242,7 @@ async def test_a_decision_racing_a_step_wins_and_the_step_never_acts(world: Worl
         await world.gate.decide(request.id, ALICE, Verdict.APPROVE, memberships={"finance"})
 
     racing = RacingStore(inner, approve)
-    world.gate.store = racing  # type: ignore[assignment]
+    world.gate.store = racing
     world.clock.advance(5)
     progress = await run_due_steps(world.gate, request.id)
     world.gate.store = inner
@@ -268,7 +268,7 @@ async def test_a_step_that_wins_the_race_leaves_the_decision_to_retry(world: Wor
         steps.append(await run_due_steps(world.gate, request.id))
 
     racing = RacingStore(inner, step_first, event=Event.DENIED)
-    world.gate.store = racing  # type: ignore[assignment]
+    world.gate.store = racing
     decided = await world.gate.decide(
         request.id, ALICE, Verdict.DENY, "not today", memberships={"finance"}
     )
@@ -306,11 +306,9 @@ async def test_a_slow_pager_does_not_hold_up_the_ladder(world: World, tmp_path: 
         async def trigger(self, request: Request, summary: str) -> None:
             await release.wait()
 
+    # the same database, another gate: one whose pager is slow
     slow = replace(
-        world,
-        gate=await make_gate(
-            tmp_path, world.clock, world.gate.store, fanout=Fanout(pager=SlowPager())
-        ),
+        world, gate=await make_gate(tmp_path, world.clock, fanout=Fanout(pager=SlowPager()))
     )
     request = await slow.submit()
     world.clock.advance(6)
@@ -320,6 +318,7 @@ async def test_a_slow_pager_does_not_hold_up_the_ladder(world: World, tmp_path: 
     release.set()
     await settle_pages()
     await slow.gate.drain()
+    await slow.gate.store.close()
     assert not escalation._paging
 
 
@@ -364,7 +363,7 @@ async def test_a_conflict_storm_raises_instead_of_spinning(world: World) -> None
         async def commit(self, change: Change) -> Request:
             raise Conflict("changed concurrently")
 
-    world.gate.store = AlwaysStale()  # type: ignore[assignment]
+    world.gate.store = AlwaysStale()
     world.clock.advance(2)
     try:
         with pytest.raises(Conflict):

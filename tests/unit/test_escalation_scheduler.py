@@ -197,7 +197,7 @@ async def test_mount_returns_the_listeners_and_the_leader_job(
         # no job of its own: the scheduler's loop runs while this process leads
         assert mounted.jobs == () and mounted.leader_jobs == (scheduler.run,)
         request = await h.submit()
-        task = asyncio.create_task(h.gate.store.lead(scheduler.run))
+        task = asyncio.create_task(scheduler.run())
         async with asyncio.timeout(10):
             while scheduler.due(request.id) is None:
                 await asyncio.sleep(0.01)
