@@ -133,6 +133,27 @@ def test_confirm_waits_and_runs_once_with_the_approved_arguments(live: LiveServe
     assert request.outcome is Outcome.SUCCEEDED
 
 
+def test_an_edited_approval_runs_the_edited_arguments_and_tells_the_model(
+    live: LiveServer,
+) -> None:
+    ran: list[Any] = []
+    seen: list[dict[str, Any]] = []
+    api = scripted_api("transfer_money", {"amount": 5000, "to": "acct-1"}, seen)
+    decided = live.in_background(
+        lambda r: live.approve_edited(r.id, {"amount": 1500, "to": "acct-1"})
+    )
+    out = agent_loop(
+        api, Approvals(Signoff(live.url, live.register()), timeout=10), make_tools(ran)
+    )
+    assert ran == [{"amount": 1500, "to": "acct-1"}]  # the approver's version, once
+    assert not out.startswith("ERROR ")
+    assert "A human approver edited the arguments" in out
+    assert '{"amount": 1500, "to": "acct-1"}' in out and out.endswith("sent 1500 to acct-1")
+    request = live.outcome(decided.result(5).id)
+    assert request.call.arguments == {"amount": 5000, "to": "acct-1"}  # what the model asked
+    assert request.outcome is Outcome.SUCCEEDED  # the grant (bound to the edit) was used
+
+
 def test_denial_and_block_reach_the_model_as_tool_errors(live: LiveServer) -> None:
     ran: list[Any] = []
     approvals = Approvals(Signoff(live.url, live.register()), timeout=10)
