@@ -2,7 +2,7 @@
 
 ``mount(wiring)`` builds the ``Scheduler`` over the gate and returns it as a listener of new
 and final requests (a decided, cancelled or expired request loses its remaining steps) and as
-a job that runs while this process leads the cluster (``bot.store.leader``): timers rebuilt
+a job that runs while this process leads the cluster (``bot/store/leader.py``): timers rebuilt
 from the store when it starts leading, stopped on shutdown or when it stops.
 """
 
@@ -24,7 +24,7 @@ def mount(wiring: Wiring) -> Mounted[Scheduler]:
         scheduler,
         final_listeners=(scheduler.on_final,),
         created_listeners=(scheduler.on_created,),
-        # one scheduler loop cluster-wide: the leading process's (bot.store.leader)
+        # one scheduler loop cluster-wide: the leading process's (bot/store/leader.py)
         leader_jobs=(scheduler.run,),
     )
 

@@ -112,11 +112,12 @@ async def build(
     ).inc()
     publish = settings.path(settings.log.publish_file) if settings.log.publish_file else None
     checkpoints = Checkpointer(store, keys, clock, origin=settings.log.origin, publish_file=publish)
+    users = UserStore(store)
     wiring = Wiring(
         settings,
         gate,
         checkpoints,
-        users=UserStore(store),
+        users=users,
         passkeys=PasskeyStore(store),
         routes=RouteStore(store),
         undeliverable=_escalate_early(gate) if adapters else _unheard,
@@ -160,6 +161,8 @@ async def build(
         fanout,
         checkpoints,
         app,
+        wiring,
+        users,
         mounted=mounted,
         background=tuple(background),
         after_final_checkpoint=tuple(after_final),

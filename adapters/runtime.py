@@ -16,14 +16,14 @@ from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
+from bot.accounts import Passkeys, UserAdmin, Users
 from bot.checkpoints import Checkpointer
 from bot.evidence.keys import KeyRing
 from bot.fanout import CreatedListener, Fanout, FinalListener
 from bot.policy.holder import PolicyHolder
-from bot.ports import ApprovalChannel, Pager, Undeliverable
+from bot.ports import ApprovalChannel, Pager, Routes, Store, Undeliverable
 from bot.service import Gate
 from bot.settings import Settings
-from bot.store import PasskeyStore, RouteStore, SqlStore, UserStore
 
 #: a background job: started when the server starts serving, cancelled when it stops
 Job = Callable[[], Coroutine[Any, Any, Any]]
@@ -39,9 +39,9 @@ class Wiring:
     settings: Settings
     gate: Gate
     checkpoints: Checkpointer
-    users: UserStore
-    passkeys: PasskeyStore
-    routes: RouteStore
+    users: Users
+    passkeys: Passkeys
+    routes: Routes
     #: every card-posting channel reports a card it could not deliver here (SPEC §8)
     undeliverable: Undeliverable
 
@@ -60,7 +60,7 @@ class Mounted(Generic[T]):
     created_listeners: tuple[CreatedListener, ...] = ()
     #: run while the process serves
     jobs: tuple[Job, ...] = ()
-    #: run while the process serves and leads the cluster (``bot.store.leader``)
+    #: run while the process serves and leads the cluster (``bot/store/leader.py``)
     leader_jobs: tuple[Job, ...] = ()
     on_startup: tuple[Hook, ...] = ()
     on_cleanup: tuple[Hook, ...] = ()
@@ -71,13 +71,17 @@ class Runtime:
     """Everything one signoff process runs, wired together (``adapters.main.build``)."""
 
     settings: Settings
-    store: SqlStore
+    store: Store
     keys: KeyRing
     policies: PolicyHolder
     gate: Gate
     fanout: Fanout
     checkpoints: Checkpointer
     app: web.Application
+    #: what the adapters were given
+    wiring: Wiring
+    #: console users as the ``signoff users`` commands manage them
+    users: UserAdmin
     #: what each adapter added, in mount order
     mounted: tuple[Mounted[Any], ...] = ()
     background: tuple[Job, ...] = ()

@@ -134,7 +134,7 @@ class EmailChannel:
 
     def recipients(self, request: Request, groups: tuple[str, ...]) -> list[tuple[str, str]]:
         """(address, person key) of the members of ``groups`` with an email route."""
-        policy = self.gate.policies.current
+        policy = self.gate.policy
         found: dict[str, str] = {}
         for name in groups or request.approver_groups:
             spec = policy.groups.get(name)
@@ -162,7 +162,7 @@ class EmailChannel:
                     request.current_sha256,
                     int(deadline.timestamp()),
                 ),
-                self.gate.keys,
+                self.gate.signer,
             )
             return f"{self.public_url}{PATH}?t={token}"
 

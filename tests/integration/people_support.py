@@ -24,9 +24,9 @@ from adapters.slack import mount as mount_slack
 from adapters.slack.cards import ACTION_APPROVE
 from bench.fakes.slack_api import FakeSlack
 from bench.fakes.slack_payloads import block_actions, form, sign
+from bot.accounts import ConsoleUser
 from bot.domain import Status
 from bot.settings import load_settings
-from bot.store.users import ConsoleUser, UserStore
 from tests.support import AppClient, write_home
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -138,7 +138,7 @@ async def running(
         ],
     )
     adapter = runtime.part(SlackAdapter)
-    users = UserStore(runtime.store)
+    users = runtime.users
     hashed = hash_password(PASSWORD)
     for name in ("alice", "bob", "carol"):
         await users.add_user(ConsoleUser(name, hashed, datetime.now(UTC)))
