@@ -166,6 +166,16 @@ class Pager(Protocol):
     async def resolve(self, request: Request) -> None: ...
 
 
+class Routes(Protocol):
+    """Facts a channel learned about where to reach people, shared by every process
+    (``bot.store.routes.RouteStore``); raises ``StoreError``."""
+
+    async def remember(
+        self, platform: str, kind: str, key: str, value: str, *, at: datetime
+    ) -> None: ...
+    async def lookup(self, platform: str, kind: str, key: str) -> str | None: ...
+
+
 class Signer(Protocol):
     """Signs evidence with the current key (``bot.evidence.keys.KeyRing``)."""
 
@@ -181,6 +191,7 @@ __all__ = [
     "Notice",
     "NoticeKind",
     "Pager",
+    "Routes",
     "Signer",
     "Store",
 ]

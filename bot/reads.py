@@ -129,7 +129,12 @@ class Reads:
 
     @property
     def signer(self) -> Signer:
-        """The signing key, for what signoff sends out signed (callbacks)."""
+        """The signing key, for what signoff sends out signed (callbacks, e-mail links)."""
+        return self.keys
+
+    @property
+    def verifier(self) -> PublicKeys:
+        """The published keys as they are now, to check what signoff signed earlier."""
         return self.keys
 
     # ------------------------------------------------------------------ time and policy

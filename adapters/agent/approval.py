@@ -16,7 +16,8 @@ The sequence for one call (SPEC §6, §7):
 When an approver edited the arguments (rule option ``editable``), the answer carries
 ``approved_arguments`` and the grant binds them: the tool runs with the approved arguments,
 never the original ones, and the log says so with both digests (``adopt``). A caller that
-cannot run other arguments (no ``edited`` hook) gets ``GrantRefused``.
+cannot run other arguments (no ``edited`` hook) gets ``GrantRefused``. The framework
+integrations run the edit too and tell the model so (``edit_note``).
 
 The function is never called without a valid, unused grant.
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar, cast
@@ -40,6 +42,7 @@ from adapters.agent.grants import AsyncGrantVerifier, GrantVerifier
 from adapters.agent.protocol import ClientCore
 from adapters.agent.state import RequestState
 from adapters.agent.steps import Awaiting, Blocking, Operation, Steps, adrive, drive, invoke
+from bot.errors import RequestError
 from bot.evidence.canonical import arguments_sha256
 
 log = logging.getLogger(__name__)
@@ -61,10 +64,19 @@ def adopt(
 ) -> tuple[Mapping[str, Any], C | None]:
     """The arguments to run and the call to make: the approver's edit when there is one
     (logged with both digests), else ``arguments`` unchanged (``rebind`` unused). Raises
-    ``GrantRefused`` for an edit when ``rebind`` is None (the caller cannot run it)."""
+    ``GrantRefused`` for an edit when ``arguments`` are not the request's own or ``rebind``
+    is None (the caller cannot run it)."""
     approved = state.approved_arguments
     if approved is None:
         return arguments, None
+    try:
+        # The edit replaces the arguments of this request only: a call with other arguments
+        # (changed after the request, or another call) is not the one the approver edited.
+        same = arguments_sha256(json_arguments(arguments)) == state.arguments_sha256
+    except (TypeError, RequestError):
+        same = False
+    if not same:
+        raise GrantRefused(tool, "the arguments changed after the request", request_id=state.id)
     if rebind is None:
         raise GrantRefused(
             tool,
@@ -82,6 +94,23 @@ def adopt(
         arguments_sha256(edited),
     )
     return edited, rebind(edited)
+
+
+def edit_note(approved: Mapping[str, Any]) -> str:
+    """What the framework integrations tell the model when an approver edited the
+    arguments: the call ran with ``approved`` (the arguments the grant binds), not with the
+    ones the model proposed, so it must not report or retry its own version."""
+    shown = json.dumps(dict(approved), sort_keys=True, ensure_ascii=False)
+    return (
+        "A human approver edited the arguments before approving: the call ran with "
+        f"{shown} instead of the arguments you proposed."
+    )
+
+
+def edited_answer(approved: Mapping[str, Any] | None, answer: str) -> str:
+    """``answer`` (a tool's result as the model reads it), preceded by ``edit_note`` when
+    ``approved`` (the edited arguments) is not None."""
+    return answer if approved is None else f"{edit_note(approved)}\n{answer}"
 
 
 def _error_detail(exc: BaseException) -> dict[str, Any]:
@@ -318,6 +347,8 @@ __all__ = [
     "AsyncApprovals",
     "adopt",
     "bound_arguments",
+    "edit_note",
+    "edited_answer",
     "json_arguments",
     "rebound",
     "require_approval",

@@ -26,13 +26,13 @@ from adapters.console.sessions import CSRF_FIELD, Sessions, check_token
 from adapters.console.stepup import StepUp
 from adapters.console.text import finalize, pretty_json
 from adapters.console.throttle import LoginThrottle
+from bot.accounts import ConsoleSession, Users
 from bot.checkpoints import Checkpointer
 from bot.domain import Approver, Platform, Request, Vote
 from bot.errors import Forbidden, SignoffError
 from bot.policy.people import label as person_label
 from bot.service import Gate
 from bot.settings import Settings
-from bot.store.users import ConsoleSession, UserStore
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class Console:
     """Everything the console's handlers share (one per process)."""
 
     gate: Gate
-    users: UserStore
+    users: Users
     sessions: Sessions
     throttle: LoginThrottle
     checkpoints: Checkpointer

@@ -23,10 +23,10 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from bot.accounts import ConsoleSession, Users
 from bot.errors import Forbidden
 from bot.ports import Clock
 from bot.settings import Settings
-from bot.store.users import ConsoleSession, UserStore
 
 COOKIE = "signoff_session"
 LOGIN_COOKIE = "signoff_login"
@@ -57,7 +57,7 @@ def is_secure(request: web.Request, settings: Settings) -> bool:
 class Sessions:
     """Creates, finds and ends console sessions; sets and clears their cookies."""
 
-    def __init__(self, users: UserStore, settings: Settings, clock: Clock) -> None:
+    def __init__(self, users: Users, settings: Settings, clock: Clock) -> None:
         self.users = users
         self.settings = settings
         self.clock = clock

@@ -26,9 +26,8 @@ from bot.domain import Platform, Post, Request, Status, Verdict, Vote
 from bot.errors import ChannelError, StoreError
 from bot.locks import KeyedLocks
 from bot.policy.model import TeamsRoute
-from bot.ports import Notice, NoticeKind
+from bot.ports import Notice, NoticeKind, Routes
 from bot.service import Gate
-from bot.store.routes import RouteStore
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ class TeamsChannel:
         connector: Connector,
         *,
         escalation: Target | None = None,
-        routes: RouteStore | None = None,
+        routes: Routes | None = None,
         console_url: str = "",
     ) -> None:
         self.gate = gate

@@ -129,6 +129,27 @@ def test_confirm_pauses_and_resumes_in_another_graph_after_approval(
     assert live.outcome(request_id).outcome is Outcome.SUCCEEDED
 
 
+def test_an_edited_approval_runs_the_edited_arguments_and_tells_the_model(
+    live: LiveServer, tmp_path: Path
+) -> None:
+    db = tmp_path / "cp.db"
+    client = Signoff(live.url, live.register())
+    config: RunnableConfig = {"configurable": {"thread_id": "t-edit"}}
+    first = build(db, client, [call("transfer_money", {"amount": 5000, "to": "acct-1"})])
+    first.invoke({"messages": [HumanMessage("pay acct-1")]}, config)
+    second = build(db, client, [AIMessage("paid")])
+    [request_id] = pending_requests(second.get_state(config))
+    live.approve_edited(request_id, {"amount": 1500, "to": "acct-1"})
+    result = resume_when_decided(second, config, client, timeout=10)
+    [message] = tool_messages(result)
+    assert message.status == "success"
+    assert str(message.content).startswith("A human approver edited the arguments")
+    assert '{"amount": 1500, "to": "acct-1"}' in str(message.content)
+    assert str(message.content).endswith("sent 1500 to acct-1")
+    assert RAN == [{"amount": 1500, "to": "acct-1"}]  # the approver's version, once
+    assert live.outcome(request_id).outcome is Outcome.SUCCEEDED
+
+
 def test_denial_reaches_the_model_as_a_tool_error(live: LiveServer, tmp_path: Path) -> None:
     db = tmp_path / "cp.db"
     client = Signoff(live.url, live.register())

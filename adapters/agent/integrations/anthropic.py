@@ -12,7 +12,9 @@ Each ``tool_use`` block becomes a signoff request (``Idempotency-Key``
 ``anthropic:<tool_use id>``, so re-running the step after a crash finds the same request
 and never runs a call twice); the call waits for the decision, the grant is verified
 offline against the block's input at the moment of the call, and outcomes are reported.
-Refusals come back as ``tool_result`` blocks with ``is_error: true`` and the reason.
+Refusals come back as ``tool_result`` blocks with ``is_error: true`` and the reason. When an
+approver edited the arguments (rule option ``editable``), the tool runs with the approved
+arguments the grant binds, and its ``tool_result`` starts with a note saying so.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from adapters.agent.approval import Approvals, AsyncApprovals
+from adapters.agent.approval import Approvals, AsyncApprovals, edited_answer
 from adapters.agent.errors import AgentError
 from adapters.agent.steps import Steps, awaiting, blocking, invoke
 
@@ -44,6 +46,15 @@ def _invoke(fn: Callable[..., Any], block: Any) -> Any:
     return fn(**block.input)
 
 
+def _edited(
+    fn: Callable[..., Any], edits: list[dict[str, Any]], approved: dict[str, Any]
+) -> Callable[[], Any]:
+    # An approver's edit (rule option editable) is what the grant binds: run that, and
+    # remember it so the tool_result tells the model.
+    edits.append(approved)
+    return functools.partial(fn, **approved)
+
+
 def _unknown(block: Any) -> dict[str, Any]:
     return _result(block, f"Unknown tool {block.name}.", error=True)
 
@@ -64,6 +75,7 @@ def tool_results(
         if fn is None:
             results.append(_unknown(block))
             continue
+        edits: list[dict[str, Any]] = []
         try:
             output = yield invoke(
                 approvals.call,
@@ -73,18 +85,20 @@ def tool_results(
                 justification=justification,
                 context={"via": "anthropic", "tool_use_id": block.id},
                 idempotency_key=f"anthropic:{block.id}",
+                edited=functools.partial(_edited, fn, edits),
             )
         except AgentError as exc:
             results.append(_result(block, str(exc), error=True))
         else:
-            results.append(_result(block, str(output)))
+            approved = edits[0] if edits else None
+            results.append(_result(block, edited_answer(approved, str(output))))
     return results
 
 
 #: with an ``Approvals`` and plain tool functions
-run_tool_uses = blocking(tool_results)
+run_tool_uses = blocking(tool_results, "run_tool_uses")
 #: with an ``AsyncApprovals`` (``AsyncAnthropic`` loops) and ``async def`` tools
-arun_tool_uses = awaiting(tool_results)
+arun_tool_uses = awaiting(tool_results, "arun_tool_uses")
 
 
 __all__ = ["arun_tool_uses", "run_tool_uses", "tool_results", "tool_uses"]
