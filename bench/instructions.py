@@ -135,21 +135,20 @@ class Measured(NamedTuple):
     seconds: float
 
 
-def measure(tree: Path, policy: str | None, requests: int, warmup: int, tmp: Path) -> Measured:
+def measure(
+    tree: Path, policy: str | None, requests: int, warmup: int, tmp: Path, defaults: bool
+) -> Measured:
     home = tmp / "home"
     subprocess.run(signoff(tree, "init", str(home)), env=env_for(tree), check=True, cwd=tmp)
     if policy is not None:
         (home / "policies" / "example.yaml").write_text(policy)
     port = free_port()
     cfg = home / "signoff.yaml"
-    # no policy-file polling and no checkpoint per second: wall-clock work, not per-request
-    cfg.write_text(
-        cfg.read_text()
-        .replace("port: 8080", f"port: {port}")
-        .replace("  paths: [./policies]\n", "  paths: [./policies]\n  watch: false\n")
-        .replace("\nlog:\n", "\nlog:\n  checkpoint_interval: 1h\n")
-        + "logging: {level: WARNING}\n"
-    )
+    text = cfg.read_text().replace("port: 8080", f"port: {port}")
+    if not defaults:  # no policy-file polling, no checkpoint per second: per-second work
+        text = text.replace("  paths: [./policies]\n", "  paths: [./policies]\n  watch: false\n")
+        text = text.replace("\nlog:\n", "\nlog:\n  checkpoint_interval: 1h\n")
+    cfg.write_text(text + "logging: {level: WARNING}\n")
     token = (home / "demo-agent.token").read_text().strip()
     out = tmp / "callgrind.out"
     cmd = [
@@ -214,6 +213,12 @@ def main() -> None:
     parser.add_argument(
         "--policy-from", help="policies/example.yaml as of this revision (WORKTREE: this tree's)"
     )
+    parser.add_argument(
+        "--defaults",
+        action="store_true",
+        help="keep signoff init's policy polling and 1 s checkpoints (wall-clock work that "
+        "valgrind's slowness charges to each request many times over)",
+    )
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=200)
     args = parser.parse_args()
@@ -226,7 +231,7 @@ def main() -> None:
             policy = policy_text(args.policy_from) if args.policy_from else None
             run = tmp / "run"
             run.mkdir()
-            got = measure(tree, policy, args.requests, args.warmup, run)
+            got = measure(tree, policy, args.requests, args.warmup, run, args.defaults)
         finally:
             if args.commit is not None:
                 subprocess.run(
@@ -238,7 +243,8 @@ def main() -> None:
         f"{args.policy_from or (args.commit or 'the tree')}: {got.net / 1e6:.3f} M instructions "
         f"per auto-tier request ({got.raw / 1e6:.3f} M before subtracting the idle server's "
         f"rate over the {got.seconds:.0f} s the requests took; {args.requests} sequential "
-        f"POST /v1/requests {BODY.decode()}, callgrind, every server thread)"
+        f"POST /v1/requests {BODY.decode()}, callgrind, every server thread"
+        f"{'; init defaults: policy polling, 1 s checkpoints' if args.defaults else ''})"
     )
 
 
