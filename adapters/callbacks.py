@@ -39,8 +39,7 @@ from prometheus_client import Counter
 from adapters.agent.webhooks import sign
 from bot.addresses import PrivateAddress, check_public
 from bot.api.requests import request_json
-from bot.approvals import current_approvals
-from bot.domain import Request, Tier
+from bot.domain import Request
 from bot.service import Gate
 
 if TYPE_CHECKING:
@@ -131,10 +130,7 @@ class CallbackSender:
         return self.deliver(request) if request.callback_url else None
 
     async def body(self, request: Request) -> bytes:
-        received = 0
-        if request.tier is Tier.CONFIRM:
-            votes = await self.gate.store.votes(request.id)
-            received = len({v.approver.key for v in current_approvals(request, votes)})
+        received = await self.gate.received(request)
         return json.dumps(request_json(request, received), separators=(",", ":")).encode()
 
     async def deliver(self, request: Request) -> bool:
@@ -174,10 +170,10 @@ class CallbackSender:
             self._inflight.discard(event)
 
     async def _attempt(self, url: str, event: str, body: bytes, request_id: str) -> bool:
-        timestamp = int(self.gate.clock.now().timestamp())
+        timestamp = int(self.gate.now().timestamp())
         headers = {
             "Content-Type": "application/json",
-            **sign(self.gate.keys, event, timestamp, body),
+            **sign(self.gate.signer, event, timestamp, body),
         }
         if not self.allow_private_networks:
             check_literal_host(url)

@@ -25,9 +25,9 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.serving import SIGNOFF, free_port, quiet_env
-from tests.fakes.smtp_server import SmtpServer
-from tests.support import write_home
+from bench.fakes.smtp_server import SmtpServer
+from bench.serving import SIGNOFF, free_port, quiet_env, write_home
+from bench.stats import percentile
 
 POLICY = """\
 apiVersion: signoff/v1
@@ -41,11 +41,6 @@ defaults: {unknown_tool: confirm, sla: 15m, approvers: {groups: [finance]}}
 rules:
   - {name: large-transfer, tool: payments.transfer, tier: confirm, approvers: {groups: [finance]}}
 """
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
 async def run(requests: int) -> None:
@@ -95,8 +90,9 @@ async def run(requests: int) -> None:
     load = os.getloadavg()[0]
     print(
         f"confirm request -> email accepted by SMTP ({requests} requests, load {load:.1f} on "
-        f"{os.cpu_count()} cores): p50 {pct(samples, 0.5):.1f} ms, p90 {pct(samples, 0.9):.1f} "
-        f"ms, p99 {pct(samples, 0.99):.1f} ms (target p50 <= 100 ms)"
+        f"{os.cpu_count()} cores): p50 {percentile(samples, 0.5):.1f} ms, "
+        f"p90 {percentile(samples, 0.9):.1f} ms, p99 {percentile(samples, 0.99):.1f} ms "
+        "(target p50 <= 100 ms)"
     )
 
 

@@ -20,9 +20,9 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.main import build
+from bench.serving import write_home
 from bot.domain import Approver, Platform, Verdict
 from bot.settings import load_settings
-from tests.support import write_home
 
 ROUNDS = 200
 ALICE = Approver(Platform.CONSOLE, "console", "alice", via="console_login")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import secrets
 import signal
 import subprocess
 import sys
@@ -27,30 +26,15 @@ import time
 from pathlib import Path
 
 import aiohttp
-import psycopg
-from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.serving import SIGNOFF, free_port, quiet_env
+from bench.serving import SIGNOFF, free_port, quiet_env, scratch_database, write_home
 from bench.stats import percentile
-from tests.support import write_home
 
 ROUNDS = int(os.environ.get("SIGNOFF_BENCH_ROUNDS", "200"))
-#: a server whose role may create databases; `make bench` starts a throwaway one
-PG_URL = os.environ.get("SIGNOFF_BENCH_PG_URL") or os.environ.get("SIGNOFF_TEST_PG_URL", "")
 PASSWORD = "bench password 123"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def with_database(url: str, name: str) -> str:
-    head, _, tail = url.partition("?")
-    base = head.rsplit("/", 1)[0]
-    return f"{base}/{name}" + (f"?{tail}" if tail else "")
 
 
 async def wait_up(http: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes]) -> None:
@@ -162,22 +146,8 @@ async def run(root: Path, database_url: str) -> tuple[list[float], list[float]]:
 
 
 async def main() -> None:
-    if not PG_URL:
-        raise SystemExit(
-            "replica_wake needs PostgreSQL: set SIGNOFF_BENCH_PG_URL, or run it through "
-            "`make bench` (which starts a throwaway cluster)"
-        )
-    name = f"signoff_bench_{os.getpid()}_{secrets.token_hex(3)}"
-    with psycopg.connect(libpq(PG_URL), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            sent, acked = await run(Path(tmp), with_database(PG_URL, name))
-    finally:
-        with psycopg.connect(libpq(PG_URL), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with scratch_database("replica_wake") as url, tempfile.TemporaryDirectory() as tmp:
+        sent, acked = await run(Path(tmp), url)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
         f"decision on replica B -> long-poll on replica A returns ({ROUNDS} rounds, PostgreSQL, "

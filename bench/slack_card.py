@@ -32,11 +32,10 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.slack.cards import ACTION_APPROVE
-from bench.serving import SIGNOFF, free_port, quiet_env
+from bench.fakes.slack_api import Call, FakeSlack
+from bench.fakes.slack_payloads import block_actions, form, sign
+from bench.serving import SIGNOFF, free_port, quiet_env, write_home
 from bench.stats import percentile
-from tests.fakes.slack_api import Call, FakeSlack
-from tests.fakes.slack_payloads import block_actions, form, sign
-from tests.support import write_home
 
 SECRET = "bench-signing-secret"
 _REQUEST_ID = re.compile(r"request `([0-9a-f-]{36})`")

@@ -11,7 +11,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 JSON = Any
 """A JSON value as parsed by ``json.loads`` (the type system cannot say more usefully)."""
@@ -275,6 +275,18 @@ class Request:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingTimer:
+    """What the escalation scheduler needs of one pending request (``Store.pending_timers``):
+    enough to say when its next step falls due."""
+
+    id: str
+    created_at: datetime
+    deadline: datetime | None
+    escalation: tuple[EscalationStep, ...]
+    steps_done: int
+
+
+@dataclass(frozen=True, slots=True)
 class SessionCalls:
     """Earlier calls of one session that carry the same labels, summarised by the store:
     how many, the first and the latest (request ids are UUIDv7: ordered by their
@@ -345,6 +357,22 @@ def utc(dt: datetime) -> datetime:
     return dt.astimezone(UTC)
 
 
+@overload
+def rfc3339(moment: datetime) -> str: ...
+@overload
+def rfc3339(moment: None) -> None: ...
+@overload
+def rfc3339(moment: datetime | None) -> str | None: ...
+def rfc3339(moment: datetime | None) -> str | None:
+    """RFC 3339 UTC with ``Z`` (naive values are taken as UTC): the one text form of a time
+    in attestations, API answers and key files."""
+    if moment is None:
+        return None
+    if moment.tzinfo is not UTC:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.isoformat()[:-6] + "Z"  # drop "+00:00"
+
+
 __all__ = [
     "JSON",
     "Agent",
@@ -356,6 +384,7 @@ __all__ = [
     "Event",
     "LogEntry",
     "Outcome",
+    "PendingTimer",
     "Platform",
     "PolicyRef",
     "Post",
@@ -369,5 +398,6 @@ __all__ = [
     "ToolCall",
     "Verdict",
     "Vote",
+    "rfc3339",
     "utc",
 ]

@@ -14,7 +14,7 @@ re-reads the request and re-evaluates, so each step runs at most once across all
 only the winner publishes notices and pages. The final deny is claimed by ``Gate.expire``'s
 own compare-and-set (one final state only).
 
-This module knows no timers: ``run_due_steps`` runs whatever is due by ``gate.clock`` and
+This module knows no timers: ``run_due_steps`` runs whatever is due by the gate's clock and
 says when the next step falls due; ``bot.scheduler`` turns that into APScheduler jobs.
 It must not import ``adapters`` or any chat SDK.
 """
@@ -23,19 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, replace
-from datetime import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from bot.domain import Change, EscalationStep, Event, Request, Status
-from bot.errors import Conflict
-from bot.evidence.statement import attest
-from bot.ports import Notice, NoticeKind
+from bot.domain import EscalationStep, Event, Request, Status, Vote
+from bot.errors import NotFound
+from bot.ports import NoticeKind
 from bot.service import Gate
+from bot.transition import Transition
 
 log = logging.getLogger(__name__)
-
-_CAS_RETRIES = 8
 
 # Pager calls retry with back-off for seconds; they run beside the ladder so a slow or
 # failing pager never delays the next step (above all, never the final deny).
@@ -113,7 +112,7 @@ def pending_due(request: Timed) -> datetime | None:
 
 
 async def run_due_steps(gate: Gate, request_id: str) -> Progress:
-    """Run every step of the request that is due by ``gate.clock``, in order, claiming each
+    """Run every step of the request that is due by the gate's clock, in order, claiming each
     with a compare-and-set first. Steps that fell due while signoff was down all run now.
 
     Raises ``StoreError`` when the store is unreachable (nothing was claimed then, so a
@@ -121,113 +120,114 @@ async def run_due_steps(gate: Gate, request_id: str) -> Progress:
     claimed. A request that no longer exists or is final yields no steps.
     """
     ran: list[StepRun] = []
-    conflicts = 0
     while True:
-        request = await gate.store.get_request(request_id)
-        if request is None or request.status is not Status.PENDING:
+        plan = _Plan()
+        try:
+            claimed = await gate.escalate(request_id, plan.claim)
+        except NotFound:
             return Progress(tuple(ran), None)
-        steps = ladder(request)
-        index = request.steps_done
-        now = gate.clock.now()
-        if index >= len(steps):
-            if not steps and request.deadline is None:
-                return Progress(tuple(ran), None)  # no SLA at all: stays pending
-            step = EscalationStep(after=now - request.created_at, deny=True)
-        else:
-            step = steps[index]
-        due = due_at(request, step)
-        if now < due:
-            return Progress(tuple(ran), due)
-        if step.deny:
+        if plan.deny:  # the final deny is ``Gate.expire``'s own compare-and-set
             expired = await gate.expire(request_id)
             if expired is not None:
-                ran.append(StepRun(index, due, now, True))
-                log.info("request %s expired (step %d, due %s)", request_id, index, due)
+                ran.append(StepRun(plan.index, plan.due, plan.now, True))
+                log.info("request %s expired (step %d, due %s)", request_id, plan.index, plan.due)
             return Progress(tuple(ran), None)
-        claimed = await _claim(gate, request, index, step, now)
         if claimed is None:
-            conflicts += 1
-            if conflicts > _CAS_RETRIES:
-                raise Conflict(f"request {request_id!r} is changing too fast to escalate")
-            continue  # lost the race: re-read (final now? step already run elsewhere?)
-        ran.append(StepRun(index, due, now, False))
-        await _act(gate, claimed, index, step, added=claimed.extra_groups != request.extra_groups)
+            return Progress(tuple(ran), plan.next_due)
+        ran.append(StepRun(plan.index, plan.due, plan.now, False))
+        _act(gate, claimed, plan.index, plan.step, added=plan.added)
 
 
 async def escalate_early(gate: Gate, request_id: str) -> StepRun | None:
     """Run the request's next escalation step now, ahead of its time (a card could not be
     delivered, so more people should hear of it sooner). The final deny step is never
     brought forward: it keeps its time. Returns the step run, or ``None`` when there was
-    nothing to bring forward (final request, only the deny left, or a lost race)."""
-    for _ in range(_CAS_RETRIES):
-        request = await gate.store.get_request(request_id)
-        if request is None or request.status is not Status.PENDING:
+    nothing to bring forward (no such or a final request, only the deny left). Raises
+    ``Conflict`` when the request changes faster than the step can be claimed."""
+    plan = _Plan(early=True)
+    try:
+        claimed = await gate.escalate(request_id, plan.claim)
+    except NotFound:
+        return None
+    if claimed is None:
+        return None
+    _act(gate, claimed, plan.index, plan.step, added=plan.added)
+    log.info(
+        "request %s escalated early (step %d): a card was undeliverable", request_id, plan.index
+    )
+    return StepRun(plan.index, plan.due, plan.now, False)
+
+
+@dataclass(slots=True)
+class _Plan:
+    """The claim of the request's next step, as a ``MaybeStep`` for ``Gate.escalate``, and
+    what it found on its last run: the step it claimed (or the deny it left to
+    ``Gate.expire``), or when the next step falls due. ``early``: claim a step before its
+    time (never the deny)."""
+
+    early: bool = False
+    index: int = 0
+    step: EscalationStep = field(default_factory=lambda: EscalationStep(after=timedelta(0)))
+    due: datetime = datetime.min
+    now: datetime = datetime.min
+    added: bool = False
+    deny: bool = False
+    next_due: datetime | None = None
+
+    def claim(self, request: Request, votes: Sequence[Vote], now: datetime) -> Transition | None:
+        """Commit ``steps_done = index + 1`` (and the ``to:`` group) with an ``escalated``
+        attestation when the next step is due; ``None`` (nothing claimed) otherwise."""
+        del votes
+        self.deny, self.next_due, self.now = False, None, now
+        if request.status is not Status.PENDING:
             return None
         steps = ladder(request)
         index = request.steps_done
-        if index >= len(steps) or steps[index].deny:
+        if index >= len(steps):
+            if self.early or (not steps and request.deadline is None):
+                return None  # no SLA at all: stays pending
+            step = EscalationStep(after=now - request.created_at, deny=True)
+        else:
+            step = steps[index]
+        self.index, self.step, self.due = index, step, due_at(request, step)
+        if step.deny:
+            self.deny = not self.early and now >= self.due
+            self.next_due = None if self.deny else self.due
             return None
-        step = steps[index]
-        now = gate.clock.now()
-        claimed = await _claim(gate, request, index, step, now)
-        if claimed is None:
-            continue
-        await _act(gate, claimed, index, step, added=claimed.extra_groups != request.extra_groups)
-        log.info(
-            "request %s escalated early (step %d): a card was undeliverable", request_id, index
-        )
-        return StepRun(index, due_at(request, step), now, False)
-    return None
+        if now < self.due and not self.early:
+            self.next_due = self.due
+            return None
+        extra = request.extra_groups
+        self.added = step.to is not None and step.to not in request.approver_groups
+        if self.added and step.to is not None:
+            extra = (*extra, step.to)
+        detail: dict[str, Any] = {
+            "step": index,
+            "after_seconds": step.after.total_seconds(),
+            "remind": step.remind,
+            "to": step.to,
+            "page": step.page,
+        }
+        notices: list[tuple[NoticeKind, tuple[str, ...]]] = []
+        if step.remind:
+            notices.append((NoticeKind.REMINDER, ()))
+        if step.to is not None and self.added:
+            notices.append((NoticeKind.ESCALATED, (step.to,)))
+        if step.page:
+            notices.append((NoticeKind.PAGE, ()))
+        after = replace(request, steps_done=index + 1, extra_groups=extra)
+        return Transition(after, Event.ESCALATED, detail=detail, notices=tuple(notices))
 
 
-async def _claim(
-    gate: Gate, request: Request, index: int, step: EscalationStep, now: datetime
-) -> Request | None:
-    """Commit ``steps_done = index + 1`` (and the ``to:`` group) with an ``escalated``
-    attestation; ``None`` when another writer changed the request first."""
-    extra = request.extra_groups
-    if step.to is not None and step.to not in request.approver_groups:
-        extra = (*extra, step.to)
-    after = replace(request, steps_done=index + 1, extra_groups=extra, version=request.version + 1)
-    detail: dict[str, Any] = {
-        "step": index,
-        "after_seconds": step.after.total_seconds(),
-        "remind": step.remind,
-        "to": step.to,
-        "page": step.page,
-    }
-    envelope = attest(
-        after,
-        Event.ESCALATED,
-        gate.keys,
-        at=now,
-        detail=detail,
-        prev_index=request.last_log_index,
-    )
-    try:
-        return await gate.store.commit(
-            Change(request, after, attestation=envelope, event=Event.ESCALATED)
-        )
-    except Conflict:
-        return None
-
-
-async def _act(
-    gate: Gate, request: Request, index: int, step: EscalationStep, *, added: bool
-) -> None:
-    """Tell the channels (and the pager) about a step this process claimed."""
-    votes = tuple(await gate.store.votes(request.id))
-    at = request.last_log_index
+def _act(gate: Gate, request: Request, index: int, step: EscalationStep, *, added: bool) -> None:
+    """Page for a step this process claimed (its notices went out with the claim)."""
     what = []
     if step.remind:
         what.append("remind")
-        gate.publish(Notice(NoticeKind.REMINDER, request, votes, request.approver_groups, at))
     if step.to is not None and added:
         what.append(f"to {step.to}")
-        gate.publish(Notice(NoticeKind.ESCALATED, request, votes, (step.to,), at))
     if step.page:
         what.append("page")
-        gate.publish(Notice(NoticeKind.PAGE, request, votes, request.approver_groups, at))
         if gate.pager is not None:
             task = asyncio.get_running_loop().create_task(_page(gate, request))
             _paging.add(task)

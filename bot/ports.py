@@ -17,6 +17,7 @@ from bot.domain import (
     Checkpoint,
     Event,
     LogEntry,
+    PendingTimer,
     Platform,
     Post,
     Request,
@@ -91,6 +92,17 @@ class Store(Protocol):
         ...
 
     async def votes(self, request_id: str) -> list[Vote]: ...
+    async def pending_timers(
+        self,
+        *,
+        since: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 5000,
+    ) -> list[PendingTimer]:
+        """Pending requests' schedules oldest first (by ``created_at``, then id): those
+        created at or after ``since``, strictly after the ``(created_at, id)`` key ``after``
+        (the last row of the previous page)."""
+        ...
 
     # rate limits
     async def take_rate(self, key: str, window_start: datetime, limit: int) -> bool:
@@ -154,6 +166,16 @@ class Pager(Protocol):
     async def resolve(self, request: Request) -> None: ...
 
 
+class Routes(Protocol):
+    """Facts a channel learned about where to reach people, shared by every process
+    (``bot.store.routes.RouteStore``); raises ``StoreError``."""
+
+    async def remember(
+        self, platform: str, kind: str, key: str, value: str, *, at: datetime
+    ) -> None: ...
+    async def lookup(self, platform: str, kind: str, key: str) -> str | None: ...
+
+
 class Signer(Protocol):
     """Signs evidence with the current key (``bot.evidence.keys.KeyRing``)."""
 
@@ -169,6 +191,7 @@ __all__ = [
     "Notice",
     "NoticeKind",
     "Pager",
+    "Routes",
     "Signer",
     "Store",
 ]

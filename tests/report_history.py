@@ -27,10 +27,10 @@ from bot.domain import (
     Requirement,
     Status,
     Tier,
-    ToolCall,
     Verdict,
     Vote,
 )
+from tests.factories import make_request
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 UNTIL = T0 + timedelta(hours=3)
@@ -57,10 +57,10 @@ def _request(
     steps: int = 0,
     extra: tuple[str, ...] = (),
 ) -> Request:
-    return Request(
-        id=rid,
-        agent_id="billing-agent",
-        call=ToolCall(tool, {"n": rid}),
+    return make_request(
+        rid,
+        tool=tool,
+        arguments={"n": rid},
         tier=tier,
         status=status,
         policy=PolicyRef("sha256:" + "0" * 64, "t1", "rule"),

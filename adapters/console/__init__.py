@@ -67,7 +67,7 @@ def mount(runtime: Runtime) -> ConsoleChannel:
     console = Console(
         gate=runtime.gate,
         users=users,
-        sessions=Sessions(users, runtime.settings, runtime.gate.clock),
+        sessions=Sessions(users, runtime.settings, runtime.gate),
         throttle=LoginThrottle(users),
         checkpoints=runtime.checkpoints,
         settings=runtime.settings,

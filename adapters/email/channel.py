@@ -105,7 +105,7 @@ class EmailChannel:
 
     def recipients(self, request: Request, groups: tuple[str, ...]) -> list[tuple[str, str]]:
         """(address, person key) of the members of ``groups`` with an email route."""
-        policy = self.gate.policies.current
+        policy = self.gate.policy
         found: dict[str, str] = {}
         for name in groups or request.approver_groups:
             spec = policy.groups.get(name)
@@ -133,7 +133,7 @@ class EmailChannel:
                     request.current_sha256,
                     int(deadline.timestamp()),
                 ),
-                self.gate.keys,
+                self.gate.signer,
             )
             return f"{self.public_url}{PATH}?t={token}"
 

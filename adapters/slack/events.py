@@ -18,6 +18,8 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import Clock, SignatureVerifier
 
+from bot.errors import NotAuthorized
+
 log = logging.getLogger(__name__)
 
 PATH = "/slack/events"
@@ -30,19 +32,23 @@ class SlackEvents:
         self.app = app
         self.verifier = SignatureVerifier(signing_secret, clock or Clock())
 
-    def verified(self, body: bytes, timestamp: str | None, signature: str | None) -> bool:
-        """True only for a correctly signed, fresh request (never raises)."""
+    def check_signature(self, body: bytes, timestamp: str | None, signature: str | None) -> None:
+        """Return only for a correctly signed, fresh request. Raises ``NotAuthorized`` for a
+        missing, malformed, wrong or stale signature."""
         if not timestamp or not signature or not timestamp.isdigit():
-            return False
-        return self.verifier.is_valid(body, timestamp, signature)
+            raise NotAuthorized("the Slack request has no valid signature headers")
+        if not self.verifier.is_valid(body, timestamp, signature):
+            raise NotAuthorized("the Slack request's signature is wrong or stale")
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        if not self.verified(
-            body,
-            request.headers.get("X-Slack-Request-Timestamp"),
-            request.headers.get("X-Slack-Signature"),
-        ):
+        try:
+            self.check_signature(
+                body,
+                request.headers.get("X-Slack-Request-Timestamp"),
+                request.headers.get("X-Slack-Signature"),
+            )
+        except NotAuthorized:
             log.info("rejected a Slack request with a missing, bad or stale signature")
             return web.Response(status=401, text="invalid Slack signature")
         try:

@@ -12,8 +12,7 @@ from aiohttp import web
 from bot.addresses import check_callback_url
 from bot.api.context import APP_GATE, APP_SETTINGS, require_agent
 from bot.api.schema import parse_execution, parse_submission
-from bot.approvals import current_approvals
-from bot.domain import Request, Status, Tier
+from bot.domain import Request, Status, Tier, rfc3339
 from bot.errors import PayloadTooLarge, RequestError, UnsupportedMediaType
 from bot.evidence.canonical import canonical, sha256_hex
 from bot.service import Submission
@@ -106,12 +105,12 @@ def request_json(r: Request, approvals_received: int = 0) -> dict[str, Any]:
             "required": r.requirement.required if r.tier is Tier.CONFIRM else 0,
             "received": approvals_received,
         },
-        "created_at": _iso(r.created_at),
-        "deadline": _iso(r.deadline),
-        "decided_at": _iso(r.decided_at),
+        "created_at": rfc3339(r.created_at),
+        "deadline": rfc3339(r.deadline),
+        "decided_at": rfc3339(r.decided_at),
         "reason": r.reason,
         "grant": r.grant,
-        "grant_expires_at": _iso(r.grant_expires_at),
+        "grant_expires_at": rfc3339(r.grant_expires_at),
         "outcome": r.outcome.value if r.outcome else None,
         # SPEC §7: when an approver edited the arguments, the grant binds these; run them.
         "approved_arguments": approved_arguments(r),
@@ -126,18 +125,8 @@ def approved_arguments(r: Request) -> dict[str, Any] | None:
     return dict(r.edit.arguments)
 
 
-def _iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    return str(value.isoformat().replace("+00:00", "Z"))
-
-
 async def _public(request: web.Request, r: Request) -> dict[str, Any]:
-    received = 0
-    if r.tier is Tier.CONFIRM:
-        votes = await request.app[APP_GATE].store.votes(r.id)
-        received = len({v.approver.key for v in current_approvals(r, votes)})
-    return request_json(r, received)
+    return request_json(r, await request.app[APP_GATE].received(r))
 
 
 async def _render(request: web.Request, r: Request, status: int = 200) -> web.Response:

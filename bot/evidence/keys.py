@@ -36,6 +36,7 @@ from typing import Any
 import nacl.exceptions
 import nacl.signing
 
+from bot.domain import rfc3339
 from bot.errors import ConfigError, EvidenceError
 
 log = logging.getLogger(__name__)
@@ -106,8 +107,8 @@ class PublicKeys:
             return
         if at is None or at > since:
             raise EvidenceError(
-                f"signed by key {kid}, revoked since {_iso(since)}"
-                + (f" (signature dated {_iso(at)})" if at is not None else "")
+                f"signed by key {kid}, revoked since {rfc3339(since)}"
+                + (f" (signature dated {rfc3339(at)})" if at is not None else "")
             )
 
     def _add(self, kid: str, public: bytes) -> None:
@@ -205,7 +206,9 @@ class PublicKeys:
                     "use": "sig",
                     "alg": "EdDSA",
                     "status": CURRENT if kid == self._current else RETIRED,
-                    **({"revoked_since": _iso(self.revoked[kid])} if kid in self.revoked else {}),
+                    **(
+                        {"revoked_since": rfc3339(self.revoked[kid])} if kid in self.revoked else {}
+                    ),
                 }
                 for kid, public in self._keys.items()
             ]
@@ -334,7 +337,7 @@ class KeyRing(PublicKeys):
         for k, pub in self.items():
             entry = {"kid": k, "public": b64url(pub), "created_at": self._created.get(k, "")}
             if k in self.revoked:
-                entry["revoked_since"] = _iso(self.revoked[k])
+                entry["revoked_since"] = rfc3339(self.revoked[k])
             entries.append(entry)
         return entries
 
@@ -355,7 +358,7 @@ class KeyRing(PublicKeys):
             _write_manifest(
                 self.directory, {"current": on_disk.kid, "keys": self._manifest_entries()}
             )
-        log.warning("key %s revoked since %s", kid, _iso(since))
+        log.warning("key %s revoked since %s", kid, rfc3339(since))
 
     def reload(self) -> bool:
         """Re-read the directory, e.g. after `signoff keys rotate` in another process; True
@@ -397,10 +400,6 @@ class KeyRing(PublicKeys):
         return PublicKeys(self.raw(), self._current, self.revoked)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _parse_iso(text: str) -> datetime:
     """An RFC 3339 / ISO 8601 time with a zone. Raises ``EvidenceError``."""
     try:
@@ -413,7 +412,7 @@ def _parse_iso(text: str) -> datetime:
 
 
 def _manifest_entry(kid: str, key: nacl.signing.SigningKey, now: datetime | None) -> dict[str, str]:
-    at = (now or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    at = rfc3339(now or datetime.now(UTC))
     return {"kid": kid, "public": b64url(bytes(key.verify_key)), "created_at": at}
 
 

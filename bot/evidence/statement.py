@@ -47,10 +47,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from bot.domain import Approver, Event, Request, Review, Vote
+from bot.domain import Approver, Event, Request, Review, Vote, rfc3339
 from bot.errors import EvidenceError
 from bot.evidence.canonical import canonical, canonical_plain, is_plain, sha256_hex
 from bot.evidence.dsse import PAYLOAD_TYPE, sign_encoded
@@ -71,15 +71,6 @@ _DECISIONS = frozenset(
         Event.CANCELLED,
     }
 )
-
-
-def rfc3339(moment: datetime | None) -> str | None:
-    """RFC 3339 UTC with ``Z`` (naive values are taken as UTC)."""
-    if moment is None:
-        return None
-    if moment.tzinfo is not UTC:
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return moment.isoformat()[:-6] + "Z"  # drop "+00:00"
 
 
 def _approver(approver: Approver, group: str | None) -> dict[str, Any]:

@@ -1,11 +1,11 @@
 """``Database``: a migrated SQLite or PostgreSQL database, used from asyncio.
 
 Reads run on the database's own threads: one for SQLite, a small pool for PostgreSQL.
-Writes are grouped into shared transactions: on SQLite on the event loop's thread by
-``bot.store.group.GroupCommit`` (its docstring says why, and how lock waits and checkpoints
-are kept off the loop), on PostgreSQL one group at a time on a store thread by
-``bot.store.pggroup.PgGroupCommit``. Database failures come out as ``StoreError`` (one
-line, no password); a closed database raises ``StoreError`` too.
+Writes wait in one queue and commit in shared transactions (``bot.store.batching``), by the
+engine's strategy: SQLite's on the event loop's thread (``bot.store.group.SqliteWriter``,
+which keeps lock waits and checkpoints off the loop), PostgreSQL's one group at a time
+(``bot.store.pggroup.PgWriter``). Database failures come out as ``StoreError`` (one line,
+no password); a closed database raises ``StoreError`` too.
 
 ``SqlStore`` builds on it; other stores inside ``bot.store`` (``UserStore``) use the public
 ``read``/``write``/``execute`` so they share the threads, transactions and error handling.
@@ -17,29 +17,25 @@ import asyncio
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any, ParamSpec, Self, TypeVar
 
 from sqlalchemy import Connection, Engine, exc
 from sqlalchemy.engine import URL
 
+from bot.clock import SystemClock
 from bot.errors import StoreError
 from bot.ports import Clock
 from bot.store import changes, leader, log, migrate
+from bot.store.batching import WriteQueue
 from bot.store.engine import make_engine, parse_url, store_error
-from bot.store.group import GroupCommit
-from bot.store.pggroup import PgGroupCommit
+from bot.store.group import SqliteWriter
+from bot.store.pggroup import PgWriter
 from bot.store.writer import Op
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 PG_WORKERS = 4
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 class Database:
@@ -52,11 +48,8 @@ class Database:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="signoff-store")
         self._frontier = log.Frontier()
         self._closed = False
-        self._group: GroupCommit | PgGroupCommit = (
-            GroupCommit(engine, url, self._pool, self._frontier, clock.now)
-            if engine.dialect.name == "sqlite"
-            else PgGroupCommit(engine, url, self._pool, self._frontier, clock.now)
-        )
+        strategy = SqliteWriter if engine.dialect.name == "sqlite" else PgWriter
+        self._writes: WriteQueue = strategy(engine, url, self._pool, self._frontier, clock.now)
 
     @classmethod
     async def open(cls, url: str, *, clock: Clock | None = None) -> Self:
@@ -103,7 +96,7 @@ class Database:
             return
         self._closed = True
         loop = asyncio.get_running_loop()
-        await self._group.close()
+        await self._writes.close()
         await loop.run_in_executor(self._pool, self._engine.dispose)
         self._pool.shutdown(wait=True)
 
@@ -130,7 +123,7 @@ class Database:
         """Run ``op(conn, pending)`` in a write transaction (on SQLite, grouped with other
         writes, inside its own savepoint); attestations queued on ``pending`` are appended
         to the log in the same transaction. Raises what ``op`` raises, or ``StoreError``."""
-        return await self._group.submit(op)
+        return await self._writes.submit(op)
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(conn)`` in a write transaction (see ``transact``)."""
@@ -139,14 +132,3 @@ class Database:
     async def execute(self, statement: Any, params: Any = None) -> None:
         """Execute one write statement in its own transaction."""
         await self.transact(lambda conn, _: conn.execute(statement, params))
-
-    # Earlier private names, still used by ``bot.store.users``; prefer read/write/execute.
-
-    async def _read(self, fn: Callable[[Connection], T]) -> T:
-        return await self.read(fn)
-
-    async def _write(self, fn: Callable[[Connection], tuple[T, None]]) -> T:
-        return await self.write(lambda conn: fn(conn)[0])
-
-    async def _execute(self, statement: Any, params: Any = None) -> None:
-        await self.execute(statement, params)

@@ -1,8 +1,10 @@
-"""``GroupCommit``: SQLite writes committed in groups, on the event loop's own thread.
+"""``SqliteWriter``: the SQLite strategy of the write queue (``bot.store.batching``), which
+commits its groups on the event loop's own thread. Used for SQLite only; everything here
+(the loop's connection and its pragmas, lock waits, WAL checkpoints) is SQLite's tuning.
 
 SQLite allows one writer at a time and most of a small transaction's cost is the commit, so
-writes queue up and each transaction commits whatever accumulated while the event loop was
-busy: many requests per commit under load, one when idle.
+each transaction commits whatever accumulated while the event loop was busy: many requests
+per commit under load, one when idle.
 
 Why on the event loop and not on a worker thread: a write is mostly Python (building rows,
 the Merkle nodes, SQLAlchemy's transaction calls) with short stretches inside SQLite that
@@ -31,11 +33,9 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from datetime import datetime
-from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, exc
 from sqlalchemy.engine import URL
@@ -43,18 +43,13 @@ from sqlalchemy.pool import StaticPool
 
 from bot.errors import StoreError
 from bot.store import log
-from bot.store.engine import store_error
+from bot.store.batching import Queued, Settled, WriteQueue, settle
 from bot.store.raw import execute_sql
 from bot.store.tables import HEAD_ID
-from bot.store.writer import Connect, Op, Outcome, pooled, run_transaction
+from bot.store.writer import pooled
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-Queued = tuple[Op[Any], "asyncio.Future[Any]"]
-Settled = list[tuple["asyncio.Future[Any]", Outcome]]
-
-MAX_BATCH = 256
 #: loop commits between two checkpoints (a commit writes ~10-20 pages; SQLite's own
 #: automatic checkpoint comes every 1,000 pages)
 CHECKPOINT_EVERY = 64
@@ -65,8 +60,8 @@ CHECKPOINT_LAG = 2
 _NUDGE_HEAD = "UPDATE log_head SET size = size + ? WHERE id = ?"
 
 
-class GroupCommit:
-    """Groups SQLite writes (see the module docstring). ``executor`` is the store's single
+class SqliteWriter(WriteQueue):
+    """Commits SQLite writes (see the module docstring). ``executor`` is the store's single
     worker thread; ``close`` (awaited) before the engine is disposed."""
 
     def __init__(
@@ -77,14 +72,10 @@ class GroupCommit:
         frontier: log.Frontier,
         clock: Callable[[], datetime],
     ) -> None:
+        super().__init__(url, frontier, clock)
         self._engine = engine
-        self._url = url
         self._executor = executor
-        self._frontier = frontier
-        self._clock = clock
-        self._queue: deque[Queued] = deque()
         self._scheduled = False
-        self._closed = False
         self._conn: Connection | None = None  # the loop's own, kept between groups
         self._thread_work = 0  # groups handed to the worker thread and not finished yet
         # A private in-memory database is ONE connection (StaticPool) that the worker
@@ -94,19 +85,14 @@ class GroupCommit:
         self._checkpointing = False
         self._checkpoint_from = 0  # self._commits when the running checkpoint began
         self._holding = False  # writes wait for the checkpoint's second pass
-        self._idle: list[asyncio.Future[None]] = []  # close() waiting for the work to end
 
-    async def submit(self, op: Op[T]) -> T:
-        """Run ``op`` in the next group. Raises what ``op`` raises, or ``StoreError``."""
-        if self._closed:
-            raise StoreError("the store is closed")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.append((op, future))
+    def _kick(self) -> None:
         if not self._scheduled:
             self._scheduled = True
-            loop.call_soon(self._drain)
-        return await future
+            asyncio.get_running_loop().call_soon(self._drain)
+
+    def _in_progress(self) -> bool:
+        return bool(self._thread_work or self._checkpointing)
 
     # ------------------------------------------------------------------ the loop's side
 
@@ -121,7 +107,7 @@ class GroupCommit:
         ):
             self._holding = True  # the checkpoint fell behind: let it catch up first
             return
-        group = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
+        group = self._take()
         if self._queue:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._drain)
@@ -129,11 +115,11 @@ class GroupCommit:
             self._to_thread(group)
             return
         try:
-            settled = self._commit(self._connection, group, busy_raises=True)
+            settled = self._commit(self._connection, group, reraise=_is_busy)
         except exc.OperationalError:  # another process writes: wait for it off the loop
             self._to_thread(group)
             return
-        _settle(settled)
+        settle(settled)
         self._commits += 1
         if self._commits % CHECKPOINT_EVERY == 0:
             self._checkpoint_soon()
@@ -161,22 +147,6 @@ class GroupCommit:
                 conn.invalidate()  # its pragmas must not reach the pool's other users
             raise
 
-    def _commit(self, connect: Connect, group: list[Queued], *, busy_raises: bool) -> Settled:
-        """Run ``group`` in one transaction; each future with its outcome. Database failures
-        become ``StoreError`` outcomes, except that with ``busy_raises`` a write lock held
-        elsewhere raises (``exc.OperationalError``) so the caller can wait for it."""
-        try:
-            outcomes = run_transaction(connect, self._frontier, self._clock, [o for o, _ in group])
-        except exc.SQLAlchemyError as error:
-            if busy_raises and _is_busy(error):
-                raise
-            failure = store_error(error, self._url)
-            failure.__cause__ = error
-            outcomes = _failed(group, failure)
-        except Exception as error:  # a single op refused, or the log is damaged
-            outcomes = _failed(group, error)
-        return [(future, outcome) for (_, future), outcome in zip(group, outcomes, strict=True)]
-
     # ------------------------------------------------------------------ the worker's side
 
     def _to_thread(self, group: list[Queued]) -> None:
@@ -186,16 +156,16 @@ class GroupCommit:
             self._executor.submit(self._commit_on_thread, loop, group)
         except RuntimeError:  # the executor is shut down
             self._thread_work -= 1
-            _settle([(future, (False, StoreError("the store is closed"))) for _, future in group])
+            self._refuse(group)
 
     def _commit_on_thread(self, loop: asyncio.AbstractEventLoop, group: list[Queued]) -> None:
-        settled = self._commit(pooled(self._engine), group, busy_raises=False)
+        settled = self._commit(pooled(self._engine), group)
         with contextlib.suppress(RuntimeError):  # a closed event loop: nobody waits any more
             loop.call_soon_threadsafe(self._thread_done, settled)
 
     def _thread_done(self, settled: Settled) -> None:
         self._thread_work -= 1
-        _settle(settled)
+        settle(settled)
         self._wake_if_idle()
 
     def _checkpoint_soon(self) -> None:
@@ -259,30 +229,11 @@ class GroupCommit:
 
     # ------------------------------------------------------------------ shutdown
 
-    def _busy(self) -> bool:
-        return bool(self._queue or self._thread_work or self._checkpointing)
-
-    def _wake_if_idle(self) -> None:
-        if not self._busy():
-            waiters, self._idle = self._idle, []
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-
-    async def close(self) -> None:
-        """Commit what is queued, then refuse new writes and close the loop's connection."""
-        while self._busy():
-            waiter = asyncio.get_running_loop().create_future()
-            self._idle.append(waiter)
-            await waiter
-        self._closed = True
+    async def _release(self) -> None:
+        """Close the loop's connection."""
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
-
-
-def _failed(group: list[Queued], error: BaseException) -> list[Outcome]:
-    return [(False, error)] * len(group)
 
 
 def _failed_checkpoint(future: asyncio.Future[None]) -> bool:
@@ -299,13 +250,3 @@ def _is_busy(error: exc.SQLAlchemyError) -> bool:
         isinstance(orig, sqlite3.OperationalError)
         and orig.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
     )
-
-
-def _settle(settled: Settled) -> None:
-    for future, (ok, value) in settled:
-        if future.cancelled():
-            continue
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)

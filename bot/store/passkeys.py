@@ -10,13 +10,13 @@ credential id already registered.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, exc, insert, select, update
 from sqlmodel import Field
 
+from bot.accounts import Passkey
 from bot.domain import utc
 from bot.errors import Conflict
 from bot.store.sql import SqlStore
@@ -37,16 +37,6 @@ class PasskeyRow(Base, table=True):
 
 
 PASSKEYS = _table(PasskeyRow)
-
-
-@dataclass(frozen=True, slots=True)
-class Passkey:
-    credential_id: str
-    user: str
-    public_key: str
-    sign_count: int
-    label: str
-    created_at: datetime
 
 
 def _to_passkey(row: Any) -> Passkey:
@@ -77,23 +67,22 @@ class PasskeyStore:
             "created_at": utc(key.created_at),
         }
 
-        def add(conn: Connection) -> tuple[None, None]:
+        def add(conn: Connection) -> None:
             try:
                 conn.execute(insert(PASSKEYS), values)
             except exc.IntegrityError as error:
                 raise Conflict("this security key is already registered") from error
-            return None, None
 
-        await self._store._write(add)
+        await self._store.write(add)
 
     async def passkeys_of(self, user: str) -> list[Passkey]:
         query = select(PASSKEYS).where(PASSKEYS.c.user_name == user)
-        rows = await self._store._read(lambda conn: conn.execute(query).all())
+        rows = await self._store.read(lambda conn: conn.execute(query).all())
         return [_to_passkey(row) for row in rows]
 
     async def passkey(self, credential_id: str) -> Passkey | None:
         query = select(PASSKEYS).where(PASSKEYS.c.credential_id == credential_id)
-        row = await self._store._read(lambda conn: conn.execute(query).first())
+        row = await self._store.read(lambda conn: conn.execute(query).first())
         return None if row is None else _to_passkey(row)
 
     async def set_sign_count(self, credential_id: str, count: int) -> None:
@@ -103,8 +92,7 @@ class PasskeyStore:
             .values(sign_count=count)
         )
 
-        def change(conn: Connection) -> tuple[None, None]:
+        def change(conn: Connection) -> None:
             conn.execute(statement)
-            return None, None
 
-        await self._store._write(change)
+        await self._store.write(change)

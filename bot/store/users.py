@@ -15,7 +15,6 @@ existing name; ``set_user_disabled`` raises ``NotFound``.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +22,7 @@ from sqlalchemy import Connection, delete, exc, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field
 
+from bot.accounts import ConsoleSession, ConsoleUser, Throttle
 from bot.domain import utc
 from bot.errors import Conflict, NotFound
 from bot.store.sql import SqlStore
@@ -64,35 +64,6 @@ CONSOLE_SESSIONS = _table(ConsoleSessionRow)
 LOGIN_THROTTLE = _table(LoginThrottleRow)
 
 
-@dataclass(frozen=True, slots=True)
-class ConsoleUser:
-    name: str
-    password_hash: str
-    created_at: datetime
-    disabled: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ConsoleSession:
-    """A logged-in browser: ``id_hash`` is the SHA-256 hex of the cookie value."""
-
-    id_hash: str
-    user: str
-    csrf_token: str
-    created_at: datetime
-    expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Throttle:
-    """Failed logins counted under ``key`` (``user:NAME`` or ``ip:ADDRESS``)."""
-
-    key: str
-    failures: int
-    last_failure_at: datetime
-    locked_until: datetime | None = None
-
-
 def _to_user(row: Any) -> ConsoleUser:
     return ConsoleUser(row.name, row.password_hash, utc(row.created_at), bool(row.disabled))
 
@@ -127,23 +98,22 @@ class UserStore:
             "created_at": utc(user.created_at),
         }
 
-        def add(conn: Connection) -> tuple[None, None]:
+        def add(conn: Connection) -> None:
             try:
                 conn.execute(insert(CONSOLE_USERS), values)
             except exc.IntegrityError as error:
                 raise Conflict(f"console user {user.name!r} already exists") from error
-            return None, None
 
-        await self._store._write(add)
+        await self._store.write(add)
 
     async def get_user(self, name: str) -> ConsoleUser | None:
         query = select(CONSOLE_USERS).where(CONSOLE_USERS.c.name == name)
-        row = await self._store._read(lambda conn: conn.execute(query).first())
+        row = await self._store.read(lambda conn: conn.execute(query).first())
         return None if row is None else _to_user(row)
 
     async def list_users(self) -> list[ConsoleUser]:
         query = select(CONSOLE_USERS).order_by(CONSOLE_USERS.c.name)
-        rows = await self._store._read(lambda conn: conn.execute(query).all())
+        rows = await self._store.read(lambda conn: conn.execute(query).all())
         return [_to_user(row) for row in rows]
 
     async def set_user_disabled(self, name: str, disabled: bool) -> ConsoleUser:
@@ -156,13 +126,13 @@ class UserStore:
         )
         end_sessions = delete(CONSOLE_SESSIONS).where(CONSOLE_SESSIONS.c.user_name == name)
 
-        def change(conn: Connection) -> tuple[Any, None]:
+        def change(conn: Connection) -> Any:
             row = conn.execute(statement).first()
             if row is not None and disabled:
                 conn.execute(end_sessions)
-            return row, None
+            return row
 
-        row = await self._store._write(change)
+        row = await self._store.write(change)
         if row is None:
             raise NotFound(f"no console user {name!r}")
         return _to_user(row)
@@ -177,28 +147,28 @@ class UserStore:
             "created_at": utc(session.created_at),
             "expires_at": utc(session.expires_at),
         }
-        await self._store._execute(insert(CONSOLE_SESSIONS), values)
+        await self._store.execute(insert(CONSOLE_SESSIONS), values)
 
     async def get_session(self, id_hash: str) -> ConsoleSession | None:
         query = select(CONSOLE_SESSIONS).where(CONSOLE_SESSIONS.c.id_hash == id_hash)
-        row = await self._store._read(lambda conn: conn.execute(query).first())
+        row = await self._store.read(lambda conn: conn.execute(query).first())
         return None if row is None else _to_session(row)
 
     async def delete_session(self, id_hash: str) -> None:
-        await self._store._execute(
+        await self._store.execute(
             delete(CONSOLE_SESSIONS).where(CONSOLE_SESSIONS.c.id_hash == id_hash)
         )
 
     async def purge_sessions(self, now: datetime) -> int:
         """Delete sessions that expired before ``now``; returns how many."""
         statement = delete(CONSOLE_SESSIONS).where(CONSOLE_SESSIONS.c.expires_at < utc(now))
-        return await self._store._write(lambda conn: (conn.execute(statement).rowcount, None))
+        return await self._store.write(lambda conn: conn.execute(statement).rowcount)
 
     # login throttle
 
     async def throttles(self, keys: Collection[str]) -> dict[str, Throttle]:
         query = select(LOGIN_THROTTLE).where(LOGIN_THROTTLE.c.key.in_(list(keys)))
-        rows = await self._store._read(lambda conn: conn.execute(query).all())
+        rows = await self._store.read(lambda conn: conn.execute(query).all())
         return {row.key: _to_throttle(row) for row in rows}
 
     async def save_throttle(self, throttle: Throttle) -> None:
@@ -213,7 +183,7 @@ class UserStore:
             index_elements=[LOGIN_THROTTLE.c.key],
             set_={k: v for k, v in values.items() if k != "key"},
         )
-        await self._store._execute(statement)
+        await self._store.execute(statement)
 
     async def count_attempt(
         self,
@@ -270,10 +240,10 @@ class UserStore:
             .where(LOGIN_THROTTLE.c.key == key, LOGIN_THROTTLE.c.failures > 0)
             .values(failures=LOGIN_THROTTLE.c.failures - 1)
         )
-        await self._store._execute(statement)
+        await self._store.execute(statement)
 
     async def clear_throttle(self, key: str) -> None:
-        await self._store._execute(delete(LOGIN_THROTTLE).where(LOGIN_THROTTLE.c.key == key))
+        await self._store.execute(delete(LOGIN_THROTTLE).where(LOGIN_THROTTLE.c.key == key))
 
 
 __all__ = ["ConsoleSession", "ConsoleUser", "Throttle", "UserStore"]

@@ -1,4 +1,4 @@
-"""Write transactions, one at a time (PostgreSQL) or grouped (SQLite).
+"""Write transactions: a group of operations in one transaction.
 
 An *operation* is a synchronous function ``op(conn, pending)`` that writes its rows and queues
 its attestations on ``pending`` (``bot.store.log.Pending``). ``run_transaction`` runs a list of
@@ -7,8 +7,8 @@ vote), the transaction runs again with each operation in a savepoint, so that on
 alone and gets its own exception while the others commit together with their attestations.
 Operations must therefore be safe to run again (they only touch the database and ``pending``).
 
-On SQLite, ``bot.store.group.GroupCommit`` gathers many operations into each transaction;
-on PostgreSQL ``bot.store.pggroup.PgGroupCommit`` does the same, one group at a time.
+``bot.store.batching.WriteQueue`` gathers the operations of each transaction (its engine
+strategies: ``bot.store.group.SqliteWriter``, ``bot.store.pggroup.PgWriter``).
 """
 
 from __future__ import annotations

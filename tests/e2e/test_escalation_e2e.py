@@ -32,9 +32,9 @@ import pytest
 import pytest_asyncio
 from psycopg import sql
 
+from bench.fakes.slack_api import FakeSlack
 from bot.evidence.keys import KeyRing
 from tests.fakes.pagerduty import FakePagerDuty
-from tests.fakes.slack_api import FakeSlack
 from tests.integration.conftest import libpq_url, with_database
 from tests.pg_cluster import admin_url
 

@@ -25,6 +25,8 @@ import pytest
 import pytest_asyncio
 
 from adapters.agent.client import AsyncSignoff
+from bench.fakes.slack_api import FakeSlack
+from bench.fakes.slack_payloads import block_actions, form, sign
 from bot.evidence.keys import KeyRing
 from tests.e2e.test_escalation_e2e import (
     SIGNING_SECRET,
@@ -39,8 +41,6 @@ from tests.e2e.test_escalation_e2e import (
 )
 from tests.fakes.balancer import Balancer
 from tests.fakes.pagerduty import FakePagerDuty
-from tests.fakes.slack_api import FakeSlack
-from tests.fakes.slack_payloads import block_actions, form, sign
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 __all__ = ["fakes", "http", "pg_database"]  # fixtures used here

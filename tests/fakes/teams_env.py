@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from adapters.main import Runtime, build
 from adapters.teams import TeamsChannel, mount
 from bot.domain import Platform, Post
 from bot.settings import load_settings
 from tests.fakes.bot_connector import FakeBotFramework, Message
-from tests.support import write_home
+from tests.support import AppClient, write_home
 
 APP_ID = "5a1b0c2d-0000-4000-8000-00000000a991"
 APP_PASSWORD = "fake-app-password"
@@ -77,7 +77,7 @@ class TeamsEnv:
     fake: FakeBotFramework
     runtime: Runtime
     channel: TeamsChannel
-    client: TestClient  # type: ignore[type-arg]
+    client: AppClient
     agent_token: str
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -192,7 +192,7 @@ async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) ->
 @contextlib.asynccontextmanager
 async def teams_env(
     tmp_path: Path,
-    aiohttp_client: Any,
+    aiohttp_client: AiohttpClient,
     *,
     insecure: bool = False,
     teams_extra: str = "",

@@ -18,6 +18,7 @@ from aiohttp import web
 from adapters.callbacks import mount as mount_callbacks
 from adapters.main import Runtime, build
 from bot.domain import Approver, Platform, Request, Status, Verdict
+from bot.edits import Proposal
 from bot.settings import load_settings
 from tests.support import write_home
 
@@ -44,6 +45,7 @@ rules:
     tool: transfer_money
     when: args.amount >= 1000
     tier: confirm
+    editable: true
     approvers: {groups: [finance]}
   - name: small-transfer
     tool: transfer_money
@@ -106,6 +108,22 @@ class LiveServer:
 
     def approve(self, request_id: str) -> Request:
         return self.decide(request_id, Verdict.APPROVE, "looks right")
+
+    def approve_edited(self, request_id: str, arguments: dict[str, Any]) -> Request:
+        """Approve with the arguments changed (rule option ``editable``), as an approver
+        editing in the console or a chat editor does: the grant binds ``arguments``."""
+        request = self.outcome(request_id)
+        edit = Proposal(request.call.tool, arguments)
+        return self.run(
+            self.runtime.gate.decide(
+                request_id,
+                ALICE,
+                Verdict.APPROVE,
+                "approved with a smaller amount",
+                memberships={"finance"},
+                edit=edit,
+            )
+        )
 
     def deny(self, request_id: str, reason: str) -> Request:
         return self.decide(request_id, Verdict.DENY, reason)

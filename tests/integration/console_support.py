@@ -79,7 +79,7 @@ rules:
     approvers: {groups: [finance]}
 """
 
-TRANSFER = {
+TRANSFER: dict[str, Any] = {
     "tool": "payments.transfer",
     "arguments": {"amount": 25000, "currency": "USD", "to": "acct-123"},
     "justification": "Refund for order 8812 approved by support ticket 4471",

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
 from adapters.console import mount as mount_console
@@ -21,12 +21,12 @@ from adapters.main import Runtime, build
 from adapters.slack import SlackAdapter
 from adapters.slack import mount as mount_slack
 from adapters.slack.cards import ACTION_APPROVE
+from bench.fakes.slack_api import FakeSlack
+from bench.fakes.slack_payloads import block_actions, form, sign
 from bot.domain import Status
 from bot.settings import load_settings
 from bot.store.users import ConsoleUser, UserStore
-from tests.fakes.slack_api import FakeSlack
-from tests.fakes.slack_payloads import block_actions, form, sign
-from tests.support import write_home
+from tests.support import AppClient, write_home
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 PASSWORD = "correct horse battery"
@@ -38,7 +38,7 @@ class Env:
     runtime: Runtime
     slack: SlackAdapter
     fake: FakeSlack
-    http: TestClient  # type: ignore[type-arg]
+    http: AppClient
     token: str
 
     async def post_request(self, **body: Any) -> Any:
@@ -119,7 +119,7 @@ async def start_fake() -> FakeSlack:
 
 @contextlib.asynccontextmanager
 async def running(
-    tmp_path: Path, fake: FakeSlack, aiohttp_client: Any, policy: str
+    tmp_path: Path, fake: FakeSlack, aiohttp_client: AiohttpClient, policy: str
 ) -> AsyncIterator[Env]:
     settings = {
         "bot_token": fake.token,

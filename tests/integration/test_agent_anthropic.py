@@ -12,13 +12,14 @@ from typing import Any
 import anthropic
 import httpx2 as httpx
 import pytest
+from anthropic.types import AssistantMessageParam, MessageParam, ToolParam, UserMessageParam
 
 from adapters.agent import Approvals, Signoff
 from adapters.agent.integrations.anthropic import run_tool_uses
 from bot.domain import Outcome
 from tests.integration.agent_server import LiveServer, live_server
 
-TOOLS = [
+TOOLS: list[ToolParam] = [
     {
         "name": "transfer_money",
         "description": "Send money.",
@@ -84,20 +85,20 @@ def scripted_api(
 def agent_loop(
     api: anthropic.Anthropic, approvals: Approvals, tools: dict[str, Any], before: Any = None
 ) -> str:
-    messages: list[dict[str, Any]] = [{"role": "user", "content": "do it"}]
+    messages: list[MessageParam] = [{"role": "user", "content": "do it"}]
     while True:
         response = api.messages.create(
             model="claude-test", max_tokens=100, messages=messages, tools=TOOLS
-        )  # type: ignore[arg-type]
+        )
         if response.stop_reason != "tool_use":
             return "".join(b.text for b in response.content if b.type == "text")
         if before is not None:
             before(response)
-        results = run_tool_uses(approvals, response, tools)
-        messages += [
-            {"role": "assistant", "content": response.content},
-            {"role": "user", "content": results},
-        ]
+        # the SDK returns the tool_result blocks as plain dicts (no anthropic import needed)
+        results: list[Any] = run_tool_uses(approvals, response, tools)
+        asked: AssistantMessageParam = {"role": "assistant", "content": response.content}
+        answered: UserMessageParam = {"role": "user", "content": results}
+        messages += [asked, answered]
 
 
 def make_tools(ran: list[Any]) -> dict[str, Any]:
@@ -130,6 +131,27 @@ def test_confirm_waits_and_runs_once_with_the_approved_arguments(live: LiveServe
     request = live.outcome(decided.result(5).id)
     assert request.call.arguments == {"amount": 5000, "to": "acct-1"}
     assert request.outcome is Outcome.SUCCEEDED
+
+
+def test_an_edited_approval_runs_the_edited_arguments_and_tells_the_model(
+    live: LiveServer,
+) -> None:
+    ran: list[Any] = []
+    seen: list[dict[str, Any]] = []
+    api = scripted_api("transfer_money", {"amount": 5000, "to": "acct-1"}, seen)
+    decided = live.in_background(
+        lambda r: live.approve_edited(r.id, {"amount": 1500, "to": "acct-1"})
+    )
+    out = agent_loop(
+        api, Approvals(Signoff(live.url, live.register()), timeout=10), make_tools(ran)
+    )
+    assert ran == [{"amount": 1500, "to": "acct-1"}]  # the approver's version, once
+    assert not out.startswith("ERROR ")
+    assert "A human approver edited the arguments" in out
+    assert '{"amount": 1500, "to": "acct-1"}' in out and out.endswith("sent 1500 to acct-1")
+    request = live.outcome(decided.result(5).id)
+    assert request.call.arguments == {"amount": 5000, "to": "acct-1"}  # what the model asked
+    assert request.outcome is Outcome.SUCCEEDED  # the grant (bound to the edit) was used
 
 
 def test_denial_and_block_reach_the_model_as_tool_errors(live: LiveServer) -> None:

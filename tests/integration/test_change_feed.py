@@ -16,8 +16,10 @@ import pytest_asyncio
 from bot.domain import Agent, Event, Status
 from bot.store import SqlStore
 from bot.waiters import Waiters
+from tests.factories import STORE_T0 as T0
+from tests.factories import advance
+from tests.factories import numbered_request as make_request
 from tests.integration.conftest import libpq_url
-from tests.integration.test_store import T0, advance, make_request
 
 
 class Feed:

@@ -207,11 +207,12 @@ async def test_forms_without_the_csrf_token_are_refused(server: Server, browser:
     rid = (await server.submit(TRANSFER))["id"]
     page = await login(browser, server, "alice")
     url = f"{server.url}/console/requests/{rid}/decide"
-    for form in (
+    forged: list[dict[str, str | float | bool]] = [
         {"verdict": "approve", "reason": "forged"},
         {"csrf_token": "not-the-token", "verdict": "approve", "reason": "forged"},
         {"csrf_token": "", "verdict": "approve", "reason": "forged"},
-    ):
+    ]
+    for form in forged:
         refused = await page.request.post(url, form=form)
         assert refused.status == 403
     assert (await server.runtime.gate.get(rid)).status is Status.PENDING

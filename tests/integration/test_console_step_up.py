@@ -19,10 +19,10 @@ import pytest_asyncio
 from playwright.async_api import Browser, Page, expect
 from playwright.async_api import Error as PlaywrightError
 
+from bench.fakes.smtp_server import free_port
 from bot.domain import Status
 from bot.evidence.dsse import b64decode
 from bot.store.passkeys import PasskeyStore
-from tests.fakes.smtp_server import free_port
 from tests.integration.console_support import (
     PASSWORD,
     Server,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Unpack
 
-from bot.domain import EscalationStep, PolicyRef, Request, Requirement, Status, Tier, ToolCall
+from bot.domain import EscalationStep, PolicyRef, Request, Status
 from bot.store import SqlStore
 from bot.store.timers import pending_timers
+from tests.factories import Changes, changed, make_request
 
 T0 = datetime(2026, 11, 21, 10, 0, 0, 123456, tzinfo=UTC)
 LADDER = (
@@ -17,22 +18,19 @@ LADDER = (
 )
 
 
-def request(n: int, created: datetime, **changes: object) -> Request:
-    base = Request(
-        id=f"req-{n:04d}",
+def request(n: int, created: datetime, **changes: Unpack[Changes]) -> Request:
+    base = make_request(
+        f"req-{n:04d}",
         agent_id="agent",
-        call=ToolCall("payments.transfer", {"amount": n}),
-        tier=Tier.CONFIRM,
-        status=Status.PENDING,
+        arguments={"amount": n},
         policy=PolicyRef("sha256:" + "0" * 64, "1", "rule"),
-        requirement=Requirement(groups=("finance",)),
         created_at=created,
         arguments_sha256="a" * 64,
         call_sha256="c" * 64,
         escalation=LADDER,
         deadline=created + timedelta(seconds=6),
     )
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return changed(base, **changes)
 
 
 async def test_pages_by_created_at_and_id_without_skips_or_repeats(store: SqlStore) -> None:

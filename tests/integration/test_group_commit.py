@@ -17,7 +17,8 @@ from sqlalchemy import Connection
 from bot.domain import Event
 from bot.errors import StoreError
 from bot.store import SqlStore, engine, group, log
-from tests.integration.test_store import envelope, make_request
+from tests.factories import envelope
+from tests.factories import numbered_request as make_request
 from tests.support import until
 
 
@@ -59,7 +60,8 @@ async def test_a_lock_held_by_another_process_does_not_stall_the_loop(
 ) -> None:
     store = await SqlStore.open(sqlite_url)
     await store.insert_request(make_request(0), envelope(0), Event.NOTIFIED)
-    loop_conn = store._group._conn if store._group is not None else None
+    assert isinstance(store._writes, group.SqliteWriter)
+    loop_conn = store._writes._conn
     assert loop_conn is not None
     other = sqlite3.connect(tmp_path / "signoff.db", isolation_level=None)
     try:
@@ -90,7 +92,7 @@ async def test_a_lock_held_by_another_process_does_not_stall_the_loop(
         # back on the loop, on the same connection, once the worker has caught up
         third = await store.insert_request(make_request(3), envelope(3), Event.NOTIFIED)
         assert third.last_log_index == 3
-        assert store._group is not None and store._group._conn is loop_conn
+        assert store._writes._conn is loop_conn
         assert await store.log_size() == 4
     finally:
         other.close()
@@ -124,13 +126,13 @@ async def test_checkpoints_copy_the_wal_into_the_database_off_the_loop(
     path = tmp_path / "signoff.db"
     store = await SqlStore.open(sqlite_url)
     checkpoints: list[int] = []
-    real = group.GroupCommit._checkpoint
+    real = group.SqliteWriter._checkpoint
 
-    def spy(self: group.GroupCommit, restart: bool = False) -> None:
+    def spy(self: group.SqliteWriter, restart: bool = False) -> None:
         checkpoints.append(threading.get_ident())
         real(self, restart)
 
-    monkeypatch.setattr(group.GroupCommit, "_checkpoint", spy)
+    monkeypatch.setattr(group.SqliteWriter, "_checkpoint", spy)
     try:
         before = path.stat().st_size
         for n in range(40):  # one commit each: 40 commits, 5 checkpoints due
@@ -158,14 +160,14 @@ async def test_writes_wait_for_a_checkpoint_that_fell_behind(
     # pass is CHECKPOINT_LAG intervals behind, the loop's writes wait for it to finish
     monkeypatch.setattr(group, "CHECKPOINT_EVERY", 4)
     release = threading.Event()
-    real = group.GroupCommit._checkpoint
+    real = group.SqliteWriter._checkpoint
 
-    def stalled(self: group.GroupCommit, restart: bool = False) -> None:
+    def stalled(self: group.SqliteWriter, restart: bool = False) -> None:
         if not restart:
             release.wait(10)
         real(self, restart)
 
-    monkeypatch.setattr(group.GroupCommit, "_checkpoint", stalled)
+    monkeypatch.setattr(group.SqliteWriter, "_checkpoint", stalled)
     store = await SqlStore.open(sqlite_url)
     done: list[int] = []
 
@@ -228,11 +230,11 @@ async def test_the_wal_starts_over_on_the_worker_thread_not_in_a_loop_commit(
             await store.insert_request(make_request(n), envelope(n), Event.NOTIFIED)
         before = _wal_checkpoint_sequence(wal)
         await store.insert_request(make_request(3), envelope(3), Event.NOTIFIED)  # 4th commit
-        assert store._group is not None
+        assert isinstance(store._writes, group.SqliteWriter)
         deadline = time.monotonic() + 5
-        while store._group._checkpointing and time.monotonic() < deadline:
+        while store._writes._checkpointing and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
-        assert not store._group._checkpointing
+        assert not store._writes._checkpointing
         assert _wal_checkpoint_sequence(wal) == before + 1  # started over, no loop write yet
         stored = await store.insert_request(make_request(4), envelope(4), Event.NOTIFIED)
         assert stored.last_log_index == 4

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Unpack
 
 import pytest
 import pytest_asyncio
@@ -17,13 +17,12 @@ from bot.domain import (
     EscalationStep,
     PolicyRef,
     Request,
-    Requirement,
     Status,
-    Tier,
     ToolCall,
 )
 from bot.errors import ChannelError
 from bot.settings import load_settings
+from tests.factories import Changes, changed, make_request
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.support import write_home
 
@@ -31,20 +30,16 @@ KEY = "R0UTINGKEY0123456789ABCDEFGHIJKL"
 CREATED = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
 
-def pending_request(**changes: Any) -> Request:
-    request = Request(
-        id="0b6f6c1e-5d7c-4a2b-9d3e-2f1a8c9b7e01",
-        agent_id="billing-agent",
+def pending_request(**changes: Unpack[Changes]) -> Request:
+    request = make_request(
+        "0b6f6c1e-5d7c-4a2b-9d3e-2f1a8c9b7e01",
         call=ToolCall(
             "payments.transfer",
             {"amount": 25000, "to": "acct-SECRET-123"},
             "Refund for order 8812",
             {"requested_by": "user@example.com"},
         ),
-        tier=Tier.CONFIRM,
-        status=Status.PENDING,
         policy=PolicyRef("sha256:" + "ab" * 32, "2026-11-21", "large-transfer"),
-        requirement=Requirement(groups=("finance",)),
         created_at=CREATED,
         arguments_sha256="cd" * 32,
         call_sha256="ef" * 32,
@@ -58,7 +53,7 @@ def pending_request(**changes: Any) -> Request:
         steps_done=2,
         extra_groups=("finance-leads",),
     )
-    return replace(request, **changes)
+    return changed(request, **changes)
 
 
 @pytest_asyncio.fixture

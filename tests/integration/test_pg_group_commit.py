@@ -1,6 +1,7 @@
-"""PostgreSQL group commit (``bot.store.pggroup``): concurrent writes share transactions
-(fewer commits than writes), one refusing write fails alone while the rest of its group
-commits, the log stays contiguous and verifiable, and ``close`` commits what is queued."""
+"""PostgreSQL group commit (``bot.store.pggroup`` over ``bot.store.batching``): concurrent
+writes share transactions (fewer commits than writes), one refusing write fails alone while
+the rest of its group commits, the log stays contiguous and verifiable, and ``close``
+commits what is queued."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from bot.domain import Agent, Event, Status
 from bot.errors import Conflict
 from bot.store import SqlStore, log
 from bot.store.writer import Op
-from tests.integration.test_store import T0, advance, make_request
+from tests.factories import STORE_T0 as T0
+from tests.factories import advance
+from tests.factories import numbered_request as make_request
 
 pytestmark = pytest.mark.postgres
 
@@ -32,7 +35,7 @@ async def test_concurrent_writes_share_transactions_and_refusals_stay_alone(
         groups.append(len(ops))
         return real(connect, frontier, clock, ops)
 
-    monkeypatch.setattr("bot.store.pggroup.run_transaction", counting)
+    monkeypatch.setattr("bot.store.batching.run_transaction", counting)
     try:
         await store.add_agent(Agent("agent-1", "h" * 64, T0))
         requests = [make_request(n) for n in range(1, 101)]

@@ -19,26 +19,26 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
 from adapters.main import Runtime, build
 from adapters.slack import SlackAdapter, mount
 from adapters.slack.cards import ACTION_APPROVE, ACTION_DENY, ACTION_VIEW_ARGS
 from adapters.slack.modals import VIEW_DENY
-from bot.domain import Approver, Event, Platform, Request, Status, Verdict
-from bot.errors import ChannelError
-from bot.ports import Notice, NoticeKind
-from bot.settings import load_settings
-from tests.fakes.slack_api import FakeSlack, Message
-from tests.fakes.slack_payloads import (
+from bench.fakes.slack_api import FakeSlack, Message
+from bench.fakes.slack_payloads import (
     block_actions,
     form,
     reason_values,
     sign,
     view_submission,
 )
-from tests.support import write_home
+from bot.domain import Approver, Event, Platform, Request, Status, Verdict
+from bot.errors import ChannelError
+from bot.ports import Notice, NoticeKind
+from bot.settings import load_settings
+from tests.support import AppClient, write_home
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
@@ -89,7 +89,7 @@ class Env:
     runtime: Runtime
     slack: SlackAdapter
     fake: FakeSlack
-    http: TestClient  # type: ignore[type-arg]
+    http: AppClient
     token: str
 
     async def submit(self, tool: str = "payments.transfer", **body: Any) -> dict[str, Any]:
@@ -176,7 +176,9 @@ async def fake() -> AsyncIterator[FakeSlack]:
         await slack.close()
 
 
-async def make_env(tmp_path: Path, fake: FakeSlack, aiohttp_client: Any, **slack: str) -> Env:
+async def make_env(
+    tmp_path: Path, fake: FakeSlack, aiohttp_client: AiohttpClient, **slack: str
+) -> Env:
     settings = {
         "bot_token": fake.token,
         "signing_secret": SECRET,
@@ -195,7 +197,7 @@ async def make_env(tmp_path: Path, fake: FakeSlack, aiohttp_client: Any, **slack
 
 
 @pytest_asyncio.fixture
-async def env(tmp_path: Path, fake: FakeSlack, aiohttp_client: Any) -> AsyncIterator[Env]:
+async def env(tmp_path: Path, fake: FakeSlack, aiohttp_client: AiohttpClient) -> AsyncIterator[Env]:
     e = await make_env(tmp_path, fake, aiohttp_client)
     try:
         yield e
@@ -527,7 +529,7 @@ async def test_5xx_is_retried_and_the_card_lands(env: Env, status: int) -> None:
 
 
 async def test_a_slow_answer_times_out_and_is_retried(
-    tmp_path: Path, fake: FakeSlack, aiohttp_client: Any
+    tmp_path: Path, fake: FakeSlack, aiohttp_client: AiohttpClient
 ) -> None:
     e = await make_env(tmp_path, fake, aiohttp_client)
     e.slack.channel.client.timeout = 1
@@ -565,7 +567,7 @@ async def test_an_undeliverable_card_is_reported_and_never_allows(env: Env) -> N
 
 
 async def test_socket_mode_runs_as_a_background_job_when_an_app_token_is_set(
-    tmp_path: Path, fake: FakeSlack, aiohttp_client: Any
+    tmp_path: Path, fake: FakeSlack, aiohttp_client: AiohttpClient
 ) -> None:
     e = await make_env(tmp_path, fake, aiohttp_client, app_token="xapp-1-test")
     try:

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import math
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
@@ -36,8 +36,11 @@ from bot.evidence import merkle
 from bot.store import SqlStore, migrate
 from bot.store.engine import make_engine, parse_url
 from bot.store.migrate import differences, head_revision
+from tests import factories
+from tests.factories import STORE_T0, advance, envelope
+from tests.factories import numbered_request as make_request
 
-T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+T0 = STORE_T0
 ALICE = Approver(Platform.SLACK, "T1", "U1", "Alice Ä", "alice@example.com")
 BOB = Approver(Platform.TEAMS, "tenant-2", "oid-2", "Bob", None, "console_login")
 
@@ -52,27 +55,14 @@ ARGUMENTS = {
 }
 
 
-def make_request(number: int = 1, **changes: object) -> Request:
-    request = Request(
-        id=f"req-{number}",
-        agent_id="agent-1",
-        call=ToolCall("payments.transfer", {"amount": number}),
-        tier=Tier.CONFIRM,
-        status=Status.PENDING,
-        policy=PolicyRef("sha256:abc", "v1", "payments"),
-        requirement=Requirement(groups=("finance",), quorum=1),
-        created_at=T0 + timedelta(seconds=number),
-        arguments_sha256="a" * 64,
-        call_sha256="c" * 64,
-    )
-    return dataclasses.replace(request, **changes)  # type: ignore[arg-type]
-
-
 def full_request() -> Request:
     """A request with every field set to a non-default value."""
     plus2 = timezone(timedelta(hours=2))
-    return make_request(
-        7,
+    return factories.make_request(
+        "req-7",
+        agent_id="agent-1",
+        arguments_sha256="a" * 64,
+        call_sha256="c" * 64,
         call=ToolCall(
             "db.drop",
             ARGUMENTS,
@@ -104,15 +94,6 @@ def full_request() -> Request:
         outcome=Outcome.SUCCEEDED,
         version=3,
     )
-
-
-def envelope(n: int) -> bytes:
-    return f'{{"n":{n}}}'.encode()
-
-
-def advance(request: Request, **changes: object) -> Change:
-    after = dataclasses.replace(request, version=request.version + 1, **changes)  # type: ignore[arg-type]
-    return Change(before=request, after=after)
 
 
 def naive_root(leaves: list[bytes]) -> bytes:

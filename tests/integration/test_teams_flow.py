@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from pytest_aiohttp import AiohttpClient
 
 from adapters.teams.channel import TeamsChannel
 from bot.domain import Change, Platform, Verdict
@@ -37,7 +38,7 @@ CARD = "application/vnd.microsoft.card.adaptive"
 
 
 @pytest_asyncio.fixture
-async def env(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[TeamsEnv]:
+async def env(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[TeamsEnv]:
     async with teams_env(tmp_path, aiohttp_client) as e:
         yield e
 
@@ -364,7 +365,7 @@ async def test_messages_get_setup_help_and_teach_the_service_url(
 
 
 async def test_page_goes_to_the_escalation_conversation_when_configured(
-    tmp_path: Path, aiohttp_client: Any
+    tmp_path: Path, aiohttp_client: AiohttpClient
 ) -> None:
     extra = """
         escalation_service_url: "{service_url}"

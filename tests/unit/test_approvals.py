@@ -14,13 +14,11 @@ from bot.domain import (
     PolicyRef,
     Request,
     Requirement,
-    Status,
-    Tier,
-    ToolCall,
     Verdict,
     Vote,
 )
 from bot.errors import NotAuthorized
+from tests.factories import make_request
 
 NOW = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
@@ -32,13 +30,11 @@ def human(name: str, email: str | None = None) -> Approver:
 def request(
     req: Requirement, *, extra: tuple[str, ...] = (), requested_by: str | None = None
 ) -> Request:
-    context = {"requested_by": requested_by} if requested_by else {}
-    return Request(
-        id="r1",
+    return make_request(
+        "r1",
         agent_id="a1",
-        call=ToolCall("payments.transfer", {"amount": 1}, "", context),
-        tier=Tier.CONFIRM,
-        status=Status.PENDING,
+        arguments={"amount": 1},
+        context={"requested_by": requested_by} if requested_by else {},
         policy=PolicyRef("sha256:x", None, "rule"),
         requirement=req,
         created_at=NOW,

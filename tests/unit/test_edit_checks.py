@@ -15,15 +15,13 @@ from bot.domain import (
     PolicyRef,
     Request,
     Requirement,
-    Status,
-    Tier,
-    ToolCall,
     Verdict,
     Vote,
 )
 from bot.edits import EditNotAllowed, Proposal, check_edit, parse_proposal
 from bot.errors import RequestError
 from bot.evidence.canonical import call_digests
+from tests.factories import make_request
 
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
 ALICE = Approver(Platform.CONSOLE, "console", "alice", "Alice", via="console_login")
@@ -37,19 +35,15 @@ SCHEMA = {
 
 
 def request(editable: bool = True, context: dict[str, Any] | None = None) -> Request:
-    args = {"amount": 25000, "to": "acct-1"}
-    a, c = call_digests("r1", "agent", "payments.payout", args)
-    return Request(
-        id="r1",
+    return make_request(
+        "r1",
         agent_id="agent",
-        call=ToolCall("payments.payout", args, "", context if context is not None else {}),
-        tier=Tier.CONFIRM,
-        status=Status.PENDING,
+        tool="payments.payout",
+        arguments={"amount": 25000, "to": "acct-1"},
+        context=context,
         policy=PolicyRef("sha256:x", None, "rule"),
         requirement=Requirement(groups=("finance",), quorum=2),
         created_at=NOW,
-        arguments_sha256=a,
-        call_sha256=c,
         editable=editable,
     )
 

@@ -10,7 +10,7 @@ import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,76 +20,18 @@ import pytest_asyncio
 
 from bot import escalation
 from bot.domain import Agent, Approver, Change, Event, Platform, Request, Status, ToolCall, Verdict
-from bot.errors import ChannelError, Conflict
+from bot.errors import Conflict
 from bot.escalation import ladder, next_due, run_due_steps, settle_pages
-from bot.evidence.keys import KeyRing
 from bot.evidence.statement import parse_statement
-from bot.policy.holder import PolicyHolder
-from bot.ports import Notice, NoticeKind
+from bot.ports import NoticeKind
 from bot.service import Gate, Submission
 from bot.store import SqlStore
+from tests.fakes.channel import RecordingChannel
 from tests.fakes.clock import FakeClock
-
-POLICY = """\
-apiVersion: signoff/v1
-kind: ToolPolicy
-metadata: {name: escalation, version: "e1"}
-groups:
-  finance: {console: {users: [alice]}}
-  leads: {console: {users: [carol]}}
-defaults:
-  unknown_tool: confirm
-  sla: 15m
-  approvers: {groups: [finance]}
-rules:
-  - name: large-transfer
-    tool: payments.transfer
-    tier: confirm
-    approvers: {groups: [finance]}
-    sla: 6s
-    escalation:
-      - {after: 2s, remind: true}
-      - {after: 4s, to: leads, page: true}
-      - {after: 6s, action: deny}
-  - name: quiet-delete
-    tool: db.delete
-    tier: confirm
-    approvers: {groups: [finance]}
-    sla: 3s
-"""
+from tests.fakes.pager import FakePager
+from tests.support import make_gate
 
 ALICE = Approver(Platform.CONSOLE, "console", "alice", "Alice", via="console_login")
-
-
-@dataclass
-class RecordingChannel:
-    """An ``ApprovalChannel`` that remembers every notice."""
-
-    platform: Platform = Platform.CONSOLE
-    notices: list[Notice] = field(default_factory=list)
-
-    async def deliver(self, notice: Notice) -> None:
-        self.notices.append(notice)
-
-    def kinds(self) -> list[NoticeKind]:
-        return [n.kind for n in self.notices if n.kind is not NoticeKind.CREATED]
-
-
-@dataclass
-class FakePager:
-    """A ``Pager`` that records triggers and resolves, or fails like an exhausted retry."""
-
-    fail: bool = False
-    triggered: list[tuple[str, str]] = field(default_factory=list)
-    resolved: list[str] = field(default_factory=list)
-
-    async def trigger(self, request: Request, summary: str) -> None:
-        if self.fail:
-            raise ChannelError("PagerDuty trigger failed: HTTP 503")
-        self.triggered.append((request.id, summary))
-
-    async def resolve(self, request: Request) -> None:
-        self.resolved.append(request.id)
 
 
 @dataclass
@@ -118,16 +60,6 @@ class World:
         await asyncio.sleep(0)  # let the gate's background deliveries start
         await self.gate.drain()
         await settle_pages()
-
-
-async def make_gate(tmp_path: Path, clock: FakeClock, store: SqlStore | None = None) -> Gate:
-    policy = tmp_path / "policy.yaml"
-    if not policy.exists():
-        policy.write_text(POLICY, encoding="utf-8")
-    keys_dir = tmp_path / "keys"
-    keys = KeyRing.load(keys_dir) if keys_dir.exists() else KeyRing.create(keys_dir)
-    store = store or await SqlStore.open(f"sqlite:///{tmp_path / 'signoff.db'}", clock=clock)
-    return Gate(store=store, policies=PolicyHolder([policy]), keys=keys, clock=clock)
 
 
 @pytest_asyncio.fixture
@@ -311,7 +243,7 @@ async def test_a_decision_racing_a_step_wins_and_the_step_never_acts(world: Worl
         await world.gate.decide(request.id, ALICE, Verdict.APPROVE, memberships={"finance"})
 
     racing = RacingStore(inner, approve)
-    world.gate.store = racing  # type: ignore[assignment]
+    world.gate.store = racing
     world.clock.advance(5)
     progress = await run_due_steps(world.gate, request.id)
     world.gate.store = inner
@@ -337,7 +269,7 @@ async def test_a_step_that_wins_the_race_leaves_the_decision_to_retry(world: Wor
         steps.append(await run_due_steps(world.gate, request.id))
 
     racing = RacingStore(inner, step_first, event=Event.DENIED)
-    world.gate.store = racing  # type: ignore[assignment]
+    world.gate.store = racing
     decided = await world.gate.decide(
         request.id, ALICE, Verdict.DENY, "not today", memberships={"finance"}
     )
@@ -427,7 +359,7 @@ async def test_a_conflict_storm_raises_instead_of_spinning(world: World) -> None
         async def commit(self, change: Change) -> Request:
             raise Conflict("changed concurrently")
 
-    world.gate.store = AlwaysStale()  # type: ignore[assignment]
+    world.gate.store = AlwaysStale()
     world.clock.advance(2)
     try:
         with pytest.raises(Conflict):

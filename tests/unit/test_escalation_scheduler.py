@@ -22,8 +22,9 @@ from bot.errors import StoreError
 from bot.escalation import StepRun
 from bot.scheduler import Scheduler
 from bot.service import Gate, Submission
+from tests.fakes.channel import RecordingChannel
 from tests.fakes.clock import FakeClock
-from tests.unit.test_escalation import RecordingChannel, make_gate
+from tests.support import make_gate
 
 ALICE = Approver(Platform.CONSOLE, "console", "alice", "Alice", via="console_login")
 AHEAD = timedelta(days=1)

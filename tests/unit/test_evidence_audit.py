@@ -20,15 +20,13 @@ from bot.domain import (
     Request,
     Requirement,
     Status,
-    Tier,
-    ToolCall,
 )
 from bot.evidence import merkle
 from bot.evidence.audit import AuditError, CompactRange, prove_bundle, verify_bundle, verify_log
-from bot.evidence.canonical import arguments_sha256, call_sha256
 from bot.evidence.checkpoint import sign_checkpoint
 from bot.evidence.keys import KeyRing, PublicKeys
 from bot.evidence.statement import attest
+from tests import factories
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 ORIGIN = "signoff.test/log"
@@ -43,19 +41,15 @@ REQUESTS = "ABCD"
 
 
 def make_request(name: str, status: Status) -> Request:
-    args = {"n": name}
-    rid = f"req-{name}"
-    return Request(
-        id=rid,
+    return factories.make_request(
+        f"req-{name}",
         agent_id="agent-1",
-        call=ToolCall("repos.merge", args),
-        tier=Tier.CONFIRM,
+        tool="repos.merge",
+        arguments={"n": name},
         status=status,
         policy=PolicyRef("sha256:" + "e" * 64, None, "merge"),
         requirement=Requirement(groups=("eng",), quorum=2),
         created_at=T0,
-        arguments_sha256=arguments_sha256(args),
-        call_sha256=call_sha256(rid, "agent-1", "repos.merge", args),
     )
 
 

@@ -12,29 +12,22 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bot.domain import PolicyRef, Request, Requirement, Status, Tier, ToolCall
+from bot.domain import Request, Status
 from bot.errors import EvidenceError
-from bot.evidence.canonical import arguments_sha256, call_sha256
 from bot.evidence.grant import issue_grant, verify_grant
 from bot.evidence.keys import KeyRing, b64url, b64url_decode
+from tests import factories
 
 NOW = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 ISSUER = "http://127.0.0.1:8080"
 
 
 def make_request(rid: str = "req-A", arguments: dict[str, Any] | None = None) -> Request:
-    args = arguments if arguments is not None else {"amount": 25000, "to": "acct-123"}
-    return Request(
-        id=rid,
-        agent_id="billing-agent",
-        call=ToolCall("payments.transfer", args),
-        tier=Tier.CONFIRM,
+    return factories.make_request(
+        rid,
+        arguments=arguments if arguments is not None else {"amount": 25000, "to": "acct-123"},
         status=Status.APPROVED,
-        policy=PolicyRef("sha256:" + "d" * 64, "v1", "large-transfer"),
-        requirement=Requirement(groups=("finance",)),
         created_at=NOW,
-        arguments_sha256=arguments_sha256(args),
-        call_sha256=call_sha256(rid, "billing-agent", "payments.transfer", args),
     )
 
 

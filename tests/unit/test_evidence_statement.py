@@ -22,14 +22,12 @@ from bot.domain import (
     Request,
     Requirement,
     Status,
-    Tier,
-    ToolCall,
     Verdict,
     Vote,
 )
 from bot.errors import EvidenceError, RequestError
 from bot.evidence import dsse
-from bot.evidence.canonical import arguments_sha256, call_sha256, sha256_hex
+from bot.evidence.canonical import sha256_hex
 from bot.evidence.keys import KeyRing
 from bot.evidence.statement import (
     PREDICATE_TYPE,
@@ -40,6 +38,7 @@ from bot.evidence.statement import (
     rfc3339,
     subject_digest,
 )
+from tests import factories
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 ALICE = Approver(Platform.SLACK, "T0ACME", "U0ALICE", "Alice", via="chat_click", person="alice")
@@ -47,23 +46,15 @@ BOB = Approver(Platform.CONSOLE, "local", "bob", "Bob", via="console_login")
 
 
 def make_request(status: Status = Status.PENDING, quorum: int = 2) -> Request:
-    args = {"amount": 25000, "currency": "USD", "to": "acct-123"}
-    return Request(
-        id="req-1",
-        agent_id="billing-agent",
-        call=ToolCall(
-            "payments.transfer",
-            args,
-            justification="Refund for order 8812",
-            context={"session_id": "s-1"},
-        ),
-        tier=Tier.CONFIRM,
+    return factories.make_request(
+        "req-1",
+        arguments={"amount": 25000, "currency": "USD", "to": "acct-123"},
+        justification="Refund for order 8812",
+        context={"session_id": "s-1"},
         status=status,
         policy=PolicyRef("sha256:" + "d" * 64, "2026-11-21", "large-transfer"),
         requirement=Requirement(groups=("finance",), quorum=quorum),
         created_at=T0,
-        arguments_sha256=arguments_sha256(args),
-        call_sha256=call_sha256("req-1", "billing-agent", "payments.transfer", args),
         artifact_digest="sha256:" + "a" * 64,
         deadline=T0 + timedelta(minutes=15),
     )

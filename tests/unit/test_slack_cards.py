@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from adapters.slack.modals import (
     review_modal,
 )
 from adapters.slack.replies import page_text, refusal_text, reminder_text
+from bench.fakes.slack_api import block_problems, view_problems
 from bot.domain import (
     Approver,
     Platform,
@@ -41,14 +41,12 @@ from bot.domain import (
     Requirement,
     Status,
     Tier,
-    ToolCall,
     Verdict,
     Vote,
 )
 from bot.errors import Conflict, NotAuthorized, StoreError
-from bot.evidence.canonical import arguments_sha256
 from bot.policy.model import SlackRoute
-from tests.fakes.slack_api import block_problems, view_problems
+from tests import factories
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
@@ -78,35 +76,22 @@ def hostile_arguments() -> dict[str, Any]:
 
 
 def make_request(**changes: Any) -> Request:
-    args = changes.pop("arguments", {"amount": 25000, "currency": "USD", "to": "acct-123"})
-    call = ToolCall(
-        changes.pop("tool", "payments.transfer"),
-        args,
-        changes.pop("justification", "Refund for order 8812 approved by support ticket 4471"),
-        changes.pop(
-            "context",
-            {
-                "prompt": "Refund the customer for order 8812",
-                "requested_by": "bob@example.com",
-                "session_id": "s-1",
-            },
-        ),
-    )
-    base = Request(
-        id="0b7e7a0e-3f2c-4a53-9a55-2c1f1f1f0001",
-        agent_id="billing-agent",
-        call=call,
-        tier=Tier.CONFIRM,
-        status=Status.PENDING,
-        policy=PolicyRef("sha256:" + "ab" * 32, "2026-11-21", "large-transfer"),
-        requirement=Requirement(("finance",), 1),
-        created_at=T0,
-        arguments_sha256=arguments_sha256(args),
-        call_sha256="ef" * 32,
-        artifact_digest="sha256:" + "12" * 32,
-        deadline=T0 + timedelta(minutes=15),
-    )
-    return replace(base, **changes)
+    card: dict[str, Any] = {
+        "id": "0b7e7a0e-3f2c-4a53-9a55-2c1f1f1f0001",
+        "arguments": {"amount": 25000, "currency": "USD", "to": "acct-123"},
+        "justification": "Refund for order 8812 approved by support ticket 4471",
+        "context": {
+            "prompt": "Refund the customer for order 8812",
+            "requested_by": "bob@example.com",
+            "session_id": "s-1",
+        },
+        "policy": PolicyRef("sha256:" + "ab" * 32, "2026-11-21", "large-transfer"),
+        "created_at": T0,
+        "call_sha256": "ef" * 32,
+        "artifact_digest": "sha256:" + "12" * 32,
+        "deadline": T0 + timedelta(minutes=15),
+    }
+    return factories.make_request(**{**card, **changes})
 
 
 def vote(approver: Approver, verdict: Verdict, reason: str = "") -> Vote:

@@ -36,6 +36,7 @@ from bot.domain import (
     Vote,
 )
 from bot.evidence.canonical import arguments_sha256
+from tests import factories
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "teams_card_hostile.json"
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
@@ -46,27 +47,18 @@ HOSTILE = (
 
 
 def request(**over: Any) -> Request:
-    args = {"amount": 25000, "currency": "USD", "to": "acct-123"}
-    base = Request(
-        id="0b7f6a1e-1111-4222-8333-944455556666",
-        agent_id="billing-agent",
-        call=ToolCall(
-            tool="payments.transfer",
-            arguments=args,
-            justification="Refund for order 8812",
-            context={"session_id": "s-1", "requested_by": "user@example.com"},
-        ),
-        tier=Tier.CONFIRM,
-        status=Status.PENDING,
-        policy=PolicyRef("sha256:" + "ab" * 32, "2026-11-21", "large-transfer"),
-        requirement=Requirement(groups=("finance",), quorum=1),
-        created_at=T0,
-        arguments_sha256=arguments_sha256(args),
-        call_sha256="cd" * 32,
-        artifact_digest="sha256:" + "ef" * 32,
-        deadline=T0 + timedelta(minutes=15),
-    )
-    return replace(base, **over)
+    card: dict[str, Any] = {
+        "id": "0b7f6a1e-1111-4222-8333-944455556666",
+        "arguments": {"amount": 25000, "currency": "USD", "to": "acct-123"},
+        "justification": "Refund for order 8812",
+        "context": {"session_id": "s-1", "requested_by": "user@example.com"},
+        "policy": PolicyRef("sha256:" + "ab" * 32, "2026-11-21", "large-transfer"),
+        "created_at": T0,
+        "call_sha256": "cd" * 32,
+        "artifact_digest": "sha256:" + "ef" * 32,
+        "deadline": T0 + timedelta(minutes=15),
+    }
+    return factories.make_request(**{**card, **over})
 
 
 def texts(node: Any) -> Iterator[tuple[str, str]]:
