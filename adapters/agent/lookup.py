@@ -66,9 +66,9 @@ def find_or_submit_steps(
 
 
 #: with an ``AsyncSignoff``
-find_or_submit = awaiting(find_or_submit_steps)
+find_or_submit = awaiting(find_or_submit_steps, "find_or_submit")
 #: with a ``Signoff``
-find_or_submit_sync = blocking(find_or_submit_steps)
+find_or_submit_sync = blocking(find_or_submit_steps, "find_or_submit_sync")
 
 
 __all__ = ["find_or_submit", "find_or_submit_steps", "find_or_submit_sync"]

@@ -29,6 +29,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 P = ParamSpec("P")
 T = TypeVar("T")
 S = TypeVar("S")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,24 +111,33 @@ async def adrive(steps: Steps[T]) -> T:
     return run.result  # type: ignore[no-any-return]
 
 
-def blocking(operation: Callable[P, Steps[T]]) -> Callable[P, T]:
-    """The synchronous function (or method) running ``operation``."""
+def blocking(operation: Callable[P, Steps[T]], name: str | None = None) -> Callable[P, T]:
+    """The synchronous function (or method) running ``operation`` (named ``name``)."""
 
     @functools.wraps(operation)
     def run(*args: P.args, **kwargs: P.kwargs) -> T:
         return drive(operation(*args, **kwargs))
 
-    return run
+    return _named(run, name)
 
 
-def awaiting(operation: Callable[P, Steps[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """The coroutine function (or method) running ``operation``."""
+def awaiting(
+    operation: Callable[P, Steps[T]], name: str | None = None
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """The coroutine function (or method) running ``operation`` (named ``name``)."""
 
     @functools.wraps(operation)
     async def run(*args: P.args, **kwargs: P.kwargs) -> T:
         return await adrive(operation(*args, **kwargs))
 
-    return run
+    return _named(run, name)
+
+
+def _named(function: F, name: str | None) -> F:
+    if name is not None:
+        function.__name__ = name
+        function.__qualname__ = name
+    return function
 
 
 class Blocking:

@@ -235,3 +235,32 @@ teams:
             await runtime.store.close()
     finally:
         await fake.stop()
+
+
+def card_text(card: dict[str, Any] | None) -> str:
+    """Every TextBlock and TextRun text of an Adaptive Card, run together."""
+    out: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") in ("TextBlock", "TextRun"):
+                out.append(node["text"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(card)
+    return "".join(out)
+
+
+def verbs(card: dict[str, Any] | None) -> set[str]:
+    """The ``Action.Execute`` verbs a card offers, including inside show-card actions."""
+    found: set[str] = set()
+    for action in (card or {}).get("actions", []):
+        if action.get("verb"):
+            found.add(action["verb"])
+        for inner in action.get("card", {}).get("actions", []):
+            found.add(inner["verb"])
+    return found

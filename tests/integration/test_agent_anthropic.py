@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import anthropic
@@ -14,8 +15,8 @@ import httpx2 as httpx
 import pytest
 from anthropic.types import AssistantMessageParam, MessageParam, ToolParam, UserMessageParam
 
-from adapters.agent import Approvals, Signoff
-from adapters.agent.integrations.anthropic import run_tool_uses
+from adapters.agent import Approvals, AsyncApprovals, AsyncSignoff, Signoff
+from adapters.agent.integrations.anthropic import arun_tool_uses, run_tool_uses
 from bot.domain import Outcome
 from tests.integration.agent_server import LiveServer, live_server
 
@@ -185,3 +186,32 @@ def test_input_tampered_while_waiting_is_refused(live: LiveServer) -> None:
     assert out.startswith("ERROR ") and "not run because its approval does not cover it" in out
     assert ran == []
     assert live.outcome(decided.result(5).id).grant_used_at is None
+
+
+async def test_async_step_runs_async_tools_with_the_edited_arguments(live: LiveServer) -> None:
+    """``arun_tool_uses`` (``AsyncAnthropic`` loops) takes the same path with async tools."""
+    ran: list[Any] = []
+
+    async def transfer_money(amount: int, to: str) -> str:
+        ran.append({"amount": amount, "to": to})
+        return f"sent {amount} to {to}"
+
+    def block(amount: int) -> SimpleNamespace:
+        return SimpleNamespace(
+            type="tool_use",
+            id=f"toolu_{uuid.uuid4().hex[:16]}",
+            name="transfer_money",
+            input={"amount": amount, "to": "acct-1"},
+        )
+
+    message = SimpleNamespace(content=[block(10), block(5000)])
+    live.in_background(lambda r: live.approve_edited(r.id, {"amount": 1500, "to": "acct-1"}))
+    async with AsyncSignoff(live.url, live.register()) as client:
+        results = await arun_tool_uses(
+            AsyncApprovals(client, timeout=10), message, {"transfer_money": transfer_money}
+        )
+    auto, edited = results
+    assert auto["content"] == "sent 10 to acct-1" and "is_error" not in auto
+    assert str(edited["content"]).startswith("A human approver edited the arguments")
+    assert str(edited["content"]).endswith("sent 1500 to acct-1")
+    assert ran == [{"amount": 10, "to": "acct-1"}, {"amount": 1500, "to": "acct-1"}]

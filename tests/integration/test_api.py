@@ -15,12 +15,12 @@ import pytest_asyncio
 from pytest_aiohttp import AiohttpClient
 
 from adapters.main import Runtime, build
+from bench.serving import libpq
 from bot.domain import Approver, Platform, ToolCall, Verdict
 from bot.evidence.canonical import arguments_sha256, call_sha256
 from bot.evidence.grant import verify_grant
 from bot.service import Submission
 from bot.settings import load_settings
-from tests.integration.conftest import libpq_url
 from tests.support import AppClient, until, write_home
 
 PROBLEM = "application/problem+json"
@@ -405,7 +405,7 @@ async def test_unreachable_store_answers_503_and_allows_nothing(
         _, tok = await rt.gate.register_agent("a1")
         client = await aiohttp_client(rt.app)
         name = pg_database.rsplit("/", 1)[1]
-        with psycopg.connect(libpq_url(pg_admin_url), autocommit=True) as conn:
+        with psycopg.connect(libpq(pg_admin_url), autocommit=True) as conn:
             conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
@@ -420,7 +420,7 @@ async def test_unreachable_store_answers_503_and_allows_nothing(
                 for secret in (name, "postgresql", "127.0.0.1", "5432", "psycopg", "FATAL"):
                     assert secret not in text, (secret, text)
         finally:
-            with psycopg.connect(libpq_url(pg_admin_url), autocommit=True) as conn:
+            with psycopg.connect(libpq(pg_admin_url), autocommit=True) as conn:
                 conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     finally:
         await rt.store.close()

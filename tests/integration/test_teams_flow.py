@@ -30,7 +30,9 @@ from tests.fakes.teams_env import (
     OTHER_TENANT,
     TENANT,
     TeamsEnv,
+    card_text,
     teams_env,
+    verbs,
 )
 
 ARGS = {"amount": 25000, "currency": "USD", "to": "acct-123"}
@@ -41,33 +43,6 @@ CARD = "application/vnd.microsoft.card.adaptive"
 async def env(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[TeamsEnv]:
     async with teams_env(tmp_path, aiohttp_client) as e:
         yield e
-
-
-def card_text(card: dict[str, Any] | None) -> str:
-    out: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") in ("TextBlock", "TextRun"):
-                out.append(node["text"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(card)
-    return "".join(out)
-
-
-def verbs(card: dict[str, Any] | None) -> set[str]:
-    found: set[str] = set()
-    for action in (card or {}).get("actions", []):
-        if action.get("verb"):
-            found.add(action["verb"])
-        for inner in action.get("card", {}).get("actions", []):
-            found.add(inner["verb"])
-    return found
 
 
 async def long_poll(env: TeamsEnv, request_id: str) -> asyncio.Task[dict[str, Any]]:

@@ -96,9 +96,9 @@ def tool_results(
 
 
 #: with an ``Approvals`` and plain tool functions
-run_tool_uses = blocking(tool_results)
+run_tool_uses = blocking(tool_results, "run_tool_uses")
 #: with an ``AsyncApprovals`` (``AsyncAnthropic`` loops) and ``async def`` tools
-arun_tool_uses = awaiting(tool_results)
+arun_tool_uses = awaiting(tool_results, "arun_tool_uses")
 
 
 __all__ = ["arun_tool_uses", "run_tool_uses", "tool_results", "tool_uses"]
