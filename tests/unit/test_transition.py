@@ -12,6 +12,7 @@ import pytest
 
 from bot.domain import Approver, Change, Platform, Request, Status, ToolCall, Verdict
 from bot.errors import Conflict
+from bot.fanout import Fanout
 from bot.service import Submission
 from bot.store import SqlStore
 from bot.transition import CAS_RETRIES
@@ -44,9 +45,8 @@ class AlwaysRacedStore:
 
 
 async def test_a_step_that_keeps_losing_gives_up_after_cas_retries(tmp_path: Path) -> None:
-    gate = await make_gate(tmp_path, FakeClock())
     channel = RecordingChannel()
-    gate.channels.append(channel)
+    gate = await make_gate(tmp_path, FakeClock(), fanout=Fanout(channels=[channel]))
     agent, _ = await gate.register_agent("billing-agent")
     call = ToolCall("payments.transfer", {"amount": 25000}, "refund 8812")
     request, _ = await gate.submit(agent, Submission(call))
