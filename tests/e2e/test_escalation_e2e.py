@@ -33,9 +33,9 @@ import pytest_asyncio
 from psycopg import sql
 
 from bench.fakes.slack_api import FakeSlack
+from bench.serving import libpq, with_database
 from bot.evidence.keys import KeyRing
 from tests.fakes.pagerduty import FakePagerDuty
-from tests.integration.conftest import libpq_url, with_database
 from tests.pg_cluster import admin_url
 
 pytestmark = pytest.mark.slow
@@ -256,12 +256,12 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 def pg_database() -> Iterator[str]:
     name = f"signoff_e2e_{os.getpid()}_{secrets.token_hex(4)}"
     admin = admin_url()
-    with psycopg.connect(libpq_url(admin), autocommit=True, connect_timeout=5) as conn:
+    with psycopg.connect(libpq(admin), autocommit=True, connect_timeout=5) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         yield with_database(admin, name)
     finally:
-        with psycopg.connect(libpq_url(admin), autocommit=True, connect_timeout=5) as conn:
+        with psycopg.connect(libpq(admin), autocommit=True, connect_timeout=5) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )

@@ -19,8 +19,8 @@ from adapters.agent import AsyncSignoff
 from adapters.agent.approval import AsyncApprovals
 from bot.evidence.canonical import arguments_sha256, canonical
 from bot.evidence.dsse import b64decode
-from tests.integration.console_support import Server, running_server
-from tests.integration.test_console_http import fresh_session, login
+from tests.integration.console_support import Server, fresh_session, running_server
+from tests.integration.console_support import http_login as login
 
 PAYOUT: dict[str, Any] = {
     "tool": "payments.payout",

@@ -23,7 +23,7 @@ from bench.fakes.slack_api import FakeSlack
 from bench.fakes.slack_payloads import block_actions, view_submission
 from bot.domain import Status
 from bot.evidence.dsse import b64decode
-from tests.integration.test_slack import Env, action_ids, card_text, make_env
+from tests.integration.slack_support import Env, action_ids, card_text, make_env
 
 LONG = {"memo": "<!channel> " + "z" * 5_000, "amount": 25000, "to": "acct-123"}
 

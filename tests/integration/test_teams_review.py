@@ -15,8 +15,7 @@ from pytest_aiohttp import AiohttpClient
 from adapters.teams.cards import EDITED_INPUT, REVIEW_VERB, REVIEWED
 from bot.domain import Status
 from bot.evidence.dsse import b64decode
-from tests.fakes.teams_env import ALICE, TeamsEnv, teams_env
-from tests.integration.test_teams_flow import card_text, verbs
+from tests.fakes.teams_env import ALICE, TeamsEnv, card_text, teams_env, verbs
 
 LONG = {"memo": "z" * 9_000, "amount": 25000}
 
