@@ -219,3 +219,61 @@ def test_which_conditions_are_pure_functions_of_labels() -> None:
         "now > timestamp('2020-01-01T00:00:00Z')",
     ):
         assert not compile_condition(text, "t").labels_only, text
+
+
+def test_the_call_labels_a_condition_cannot_be_true_without() -> None:
+    needs = {
+        '"external_comms" in call.labels && !has(context.session_id)': {"external_comms"},
+        "'a' in call.labels && \"b\" in call.labels && args.x > 1": {"a", "b"},
+        '"a" in call.labels && "p" in session.labels': {"a"},
+        '"a" in call.labels || args.x > 1': set(),  # an `||` at the top: not read
+        'args.x > 1 ? "a" in call.labels : true': set(),
+        '("a" in call.labels && args.x > 1)': set(),  # only top-level operands
+        '!("a" in call.labels) && args.x > 1': set(),
+        '"a" in call.labels == false && args.x > 1': set(),
+        '"a && b" in call.labels && args.x > 1': {"a && b"},
+        '"a" in session.labels && args.x > 1': set(),
+        'args.x > 1 && "a" in call.labels // && "b" in call.labels': set(),  # a comment
+    }
+    for text, expected in needs.items():
+        assert compile_condition(text, "t").needs_labels == expected, text
+
+
+@given(
+    call=st.lists(st.sampled_from(LABELS), unique=True),
+    x=st.one_of(st.integers(-3, 3), st.text(max_size=2), st.none()),
+    has_x=st.booleans(),
+)
+def test_a_condition_without_its_call_labels_is_false_even_when_the_rest_errors(
+    call: list[str], x: object, has_x: bool
+) -> None:
+    """What the evaluator skips CEL for is what CEL itself says: `false && error` is false."""
+    text = '"a" in call.labels && args.x > 1 && "b" in call.labels'
+    condition = compile_condition(text, "t")
+    args = {"x": x} if has_x else {}
+    act = activation(args, {}, {}, NOW, {"labels": []}, {"labels": call})
+    if not condition.needs_labels <= set(call):
+        assert condition.evaluate(act) is False
+
+
+@pytest.mark.parametrize("sessions", [SESSIONS.split("rules:")[0], ""])
+def test_rules_needing_a_label_the_call_lacks_are_not_run_through_cel(sessions: str) -> None:
+    policy = load(
+        sessions
+        + """
+rules:
+  - name: sends
+    tool: "*"
+    when: '"external_comms" in call.labels && args.x.y > 1'
+    tier: confirm
+    approvers: {groups: [security]}
+  - {name: rest, tool: "*", tier: auto}
+"""
+    )
+    condition = policy.rules[0].condition
+    assert condition is not None
+    condition._expr = None  # would fail (and count as a match: confirm) if CEL ran
+    for context in ({}, {"session_id": "s"}):
+        ev = evaluate(policy, ToolCall("crm.read", {}, "", context), to_agent(None), NOW)
+        assert ev.tier is Tier.AUTO
+        assert [outcome for _, outcome, _ in ev.steps] == ["not-matched", "matched"]
