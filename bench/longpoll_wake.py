@@ -48,7 +48,7 @@ async def main() -> None:
                 poll = asyncio.create_task(
                     http.get(f"{base}/v1/requests/{rid}?wait=30", headers=headers)
                 )
-                while not runtime.gate.waiters._events.get(rid):  # the poll is waiting
+                while not runtime.fanout.waiters._events.get(rid):  # the poll is waiting
                     await asyncio.sleep(0.001)
                 start = time.perf_counter()
                 await runtime.gate.decide(

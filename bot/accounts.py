@@ -76,6 +76,16 @@ class Users(Protocol):
     async def clear_throttle(self, key: str) -> None: ...
 
 
+class UserAdmin(Users, Protocol):
+    """``Users`` plus what the ``signoff users`` commands manage (never the console's own
+    pages). Every method raises ``StoreError``; ``set_user_disabled`` raises ``NotFound``
+    for an unknown user."""
+
+    async def add_user(self, user: ConsoleUser) -> None: ...
+    async def list_users(self) -> list[ConsoleUser]: ...
+    async def set_user_disabled(self, name: str, disabled: bool) -> ConsoleUser: ...
+
+
 class Passkeys(Protocol):
     """Registered security keys (``bot.store.passkeys.PasskeyStore``)."""
 
@@ -91,5 +101,6 @@ __all__ = [
     "Passkey",
     "Passkeys",
     "Throttle",
+    "UserAdmin",
     "Users",
 ]

@@ -1,12 +1,13 @@
 """Ports: the roles the core depends on, as ``typing.Protocol``s.
 
 Implementations are named by technology (``SqlStore``, ``SlackChannel``, ``TeamsChannel``,
-``PagerDutyPager``); test doubles are ``Fake…``. This module imports only the domain.
+``PagerDutyPager``); test doubles are ``Fake…``. This module imports only the domain and the errors.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -25,6 +26,7 @@ from bot.domain import (
     Status,
     Vote,
 )
+from bot.errors import ChannelError
 
 
 class Clock(Protocol):
@@ -156,6 +158,12 @@ class ApprovalChannel(Protocol):
     async def deliver(self, notice: Notice) -> None:
         """Post, update or reply as ``notice`` requires. Raises ``ChannelError``."""
         ...
+
+
+Undeliverable = Callable[[Request, str, ChannelError], Awaitable[None]]
+"""``async def hook(request, group, error)``: a channel could not deliver ``request``'s card to
+``group`` (after its retries). Every channel that posts cards takes one (escalation brings the
+next step forward, SPEC §8); the hook never allows anything."""
 
 
 class Pager(Protocol):

@@ -244,7 +244,7 @@ class Scheduler:
             self._aps.remove_job(request_id)
 
     def on_created(self, request: Request) -> None:
-        """``Gate.created_listeners`` entry: time a new request at once instead of waiting
+        """A created listener (``bot.fanout``): time a new request at once instead of waiting
         for the next sweep (which still catches requests created by other processes). A
         process that does not lead (its scheduler is not running) leaves it to the leader."""
         if not self._aps.running:
@@ -254,7 +254,7 @@ class Scheduler:
             self.schedule(request.id, due)
 
     def on_final(self, request: Request) -> None:
-        """``Gate.final_listeners`` entry: a decided, cancelled or expired request needs no
+        """A final listener (``bot.fanout``): a decided, cancelled or expired request needs no
         more steps. Only confirm-tier requests ever had a timer."""
         if request.tier is Tier.CONFIRM:
             self.forget(request.id)

@@ -41,10 +41,9 @@ from bot.evidence.statement import attest
 from bot.execution import execution_step
 from bot.fanout import Fanout
 from bot.ids import AUTH_CACHE_TTL, AuthCache
-from bot.metrics import Metrics
 from bot.policy.evaluator import evaluate
 from bot.policy.holder import PolicyHolder
-from bot.ports import ApprovalChannel, Clock, Notice, NoticeKind, Pager, Store
+from bot.ports import Clock, Notice, NoticeKind, Store
 from bot.reads import Reads, View
 from bot.submission import Submission, new_request, session_of, take_rate
 from bot.transition import CAS_RETRIES, MaybeStep, Step, Transition, attempt, attested
@@ -56,8 +55,9 @@ log = logging.getLogger(__name__)
 RESCAN_S = 2.0
 
 
-class Gate(Agents, Reads, Fanout):
-    """The approval service. One instance per process, shared by the API and the adapters."""
+class Gate(Agents, Reads):
+    """The approval service. One instance per process, shared by the API and the adapters.
+    What happens after a commit (cards, listeners, pager, long-polls) is its ``fanout``."""
 
     def __init__(
         self,
@@ -66,24 +66,30 @@ class Gate(Agents, Reads, Fanout):
         policies: PolicyHolder,
         keys: KeyRing,
         clock: Clock,
-        channels: Sequence[ApprovalChannel] = (),
-        pager: Pager | None = None,
-        metrics: Metrics | None = None,
+        fanout: Fanout | None = None,
         grant_ttl: timedelta = timedelta(minutes=10),
         issuer: str = "signoff",
         auth_cache_ttl: float = AUTH_CACHE_TTL,
         caps: AgentCaps | None = None,
     ) -> None:
-        super().__init__(metrics or Metrics(), pager)
+        self.fanout = fanout or Fanout()
+        self.metrics = self.fanout.metrics
         self.store = store
         self.policies = policies
         self.keys = keys
         self.clock = clock
-        self.channels.extend(channels)
         self.grant_ttl = grant_ttl
         self.issuer = issuer
         self.auth_cache = AuthCache(auth_cache_ttl)
         self.caps = caps or AgentCaps()
+
+    def publish(self, notice: Notice) -> None:
+        """Send a notice to every channel in the background."""
+        self.fanout.publish(notice)
+
+    async def drain(self, grace: float = 10.0) -> None:
+        """Wait for background deliveries and listeners (graceful shutdown)."""
+        await self.fanout.drain(grace)
 
     # ------------------------------------------------------------------ the kill switch
 
@@ -156,12 +162,11 @@ class Gate(Agents, Reads, Fanout):
             return replay, False
         self.metrics.requests.labels(stored.tier.value, stored.status.value).inc()
         if stored.tier in (Tier.CONFIRM, Tier.NOTIFY):
-            self._publish(Notice(NoticeKind.CREATED, stored, groups=stored.approver_groups))
+            self.fanout.publish(Notice(NoticeKind.CREATED, stored, groups=stored.approver_groups))
         if stored.status.final:
-            self._on_final(stored)
+            self.fanout.final(stored)
         elif stored.status is Status.PENDING:
-            for created in self.created_listeners:
-                created(stored)
+            self.fanout.created(stored)
         return stored, True
 
     async def _replay(self, agent: Agent, sub: Submission) -> Request | None:
@@ -193,9 +198,9 @@ class Gate(Agents, Reads, Fanout):
         end = loop.time() + seconds
         # registered before the first read: a change committed after it always wakes us;
         # one of the agent's long-poll slots held throughout (SPEC §6 cap, 429 when full)
-        with self.caps.long_poll(agent.id), self.waiters.watch(request_id) as watch:
+        with self.caps.long_poll(agent.id), self.fanout.waiters.watch(request_id) as watch:
             request = await self.get(request_id, agent)
-            while request.status is Status.PENDING and not self.draining:
+            while request.status is Status.PENDING and not self.fanout.draining:
                 left = end - loop.time()
                 if left <= 0:
                     break
@@ -204,7 +209,7 @@ class Gate(Agents, Reads, Fanout):
                 # ``RESCAN_S`` re-reads the store so other processes' decisions are seen.
                 self.metrics.pending.inc()
                 try:
-                    await watch.wait(left if self.feed_live else min(left, RESCAN_S))
+                    await watch.wait(left if self.fanout.feed_live else min(left, RESCAN_S))
                 finally:
                     self.metrics.pending.dec()
                 request = await self.get(request_id, agent)
@@ -352,9 +357,11 @@ class Gate(Agents, Reads, Fanout):
                 votes = tuple(await self.store.votes(stored.id))
             at = stored.last_log_index
             for kind, groups in change.notices:
-                self._publish(Notice(kind, stored, votes, groups or stored.approver_groups, at))
+                self.fanout.publish(
+                    Notice(kind, stored, votes, groups or stored.approver_groups, at)
+                )
         if stored.status.final and not before.status.final:
-            self._on_final(stored)
+            self.fanout.final(stored)
 
 
 __all__ = [

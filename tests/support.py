@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from bench.serving import POLICY, write_home
 from bot.evidence.keys import KeyRing
+from bot.fanout import Fanout
 from bot.policy.holder import PolicyHolder
 from bot.ports import Clock
 from bot.service import Gate
@@ -63,7 +64,9 @@ rules:
 """
 
 
-async def make_gate(tmp_path: Path, clock: Clock, store: SqlStore | None = None) -> Gate:
+async def make_gate(
+    tmp_path: Path, clock: Clock, store: SqlStore | None = None, fanout: Fanout | None = None
+) -> Gate:
     """A ``Gate`` on ``ESCALATION_POLICY`` and a SQLite file in ``tmp_path`` (keys and
     policy file made once, so a second call is another process on the same home)."""
     policy = tmp_path / "policy.yaml"
@@ -72,4 +75,4 @@ async def make_gate(tmp_path: Path, clock: Clock, store: SqlStore | None = None)
     keys_dir = tmp_path / "keys"
     keys = KeyRing.load(keys_dir) if keys_dir.exists() else KeyRing.create(keys_dir)
     store = store or await SqlStore.open(f"sqlite:///{tmp_path / 'signoff.db'}", clock=clock)
-    return Gate(store=store, policies=PolicyHolder([policy]), keys=keys, clock=clock)
+    return Gate(store=store, policies=PolicyHolder([policy]), keys=keys, clock=clock, fanout=fanout)

@@ -9,7 +9,7 @@ Notices arrive in background tasks and may run out of order, so every change is 
 from the request as the gate holds it *now*, under a per-request lock (``bot.locks``): a
 late VOTED never puts buttons back on a decided card, and a card posted after the decision
 is posted (or at once updated) final. A card that cannot be delivered after retries is
-logged, reported to ``on_undeliverable`` hooks (escalation may act sooner) and raised as
+logged, reported to the ``on_undeliverable`` hook (escalation may act sooner) and raised as
 ``ChannelError`` (the Gate counts it in ``signoff_channel_errors``); nothing is ever allowed
 because Slack failed.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -31,13 +31,10 @@ from bot.domain import Platform, Post, Request, Tier, Vote
 from bot.errors import ChannelError
 from bot.locks import KeyedLocks
 from bot.policy.model import SlackRoute
-from bot.ports import Notice, NoticeKind
+from bot.ports import Notice, NoticeKind, Undeliverable
 from bot.service import Gate
 
 log = logging.getLogger(__name__)
-
-Undeliverable = Callable[[Request, str, ChannelError], Awaitable[None]]
-"""``async def hook(request, group, error)``: a card for ``group`` could not be posted."""
 
 
 async def call_slack(call: Awaitable[Any], method: str) -> Any:
@@ -62,12 +59,13 @@ class SlackChannel:
         *,
         escalation_channel: str | None = None,
         console_url: str = "",
+        on_undeliverable: Undeliverable | None = None,
     ) -> None:
         self.gate = gate
         self.console_url = console_url
         self.client = client
         self.escalation_channel = escalation_channel
-        self.on_undeliverable: list[Undeliverable] = []
+        self.on_undeliverable = on_undeliverable
         self._locks = KeyedLocks()
         self._replied = SeenSet(ttl=7 * 24 * 3600.0)
 
@@ -269,8 +267,9 @@ class SlackChannel:
             group,
             error.message,
         )
-        for hook in self.on_undeliverable:
-            try:
-                await hook(request, group, error)
-            except Exception:
-                log.exception("on_undeliverable hook failed for request %s", request.id)
+        if self.on_undeliverable is None:
+            return
+        try:
+            await self.on_undeliverable(request, group, error)
+        except Exception:
+            log.exception("on_undeliverable hook failed for request %s", request.id)

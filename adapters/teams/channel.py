@@ -6,7 +6,8 @@ DECIDED and REMINDER reply in the card's thread; ESCALATED posts to the added gr
 posts to ``teams.escalation_conversation_id`` when configured (else it is Slack's and
 PagerDuty's job). Work on one request is serialised and always renders the request as
 stored *now*, so notices delivered out of order still leave every copy current. A copy that
-fails does not stop the others; the failure is raised as ``ChannelError`` at the end.
+fails does not stop the others; the failure is raised as ``ChannelError`` at the end, and a
+card that could not be posted to a group is reported to ``on_undeliverable``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from bot.domain import Platform, Post, Request, Status, Verdict, Vote
 from bot.errors import ChannelError, StoreError
 from bot.locks import KeyedLocks
 from bot.policy.model import TeamsRoute
-from bot.ports import Notice, NoticeKind, Routes
+from bot.ports import Notice, NoticeKind, Routes, Undeliverable
 from bot.service import Gate
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,11 @@ class TeamsChannel:
         escalation: Target | None = None,
         routes: Routes | None = None,
         console_url: str = "",
+        on_undeliverable: Undeliverable | None = None,
     ) -> None:
         self.gate = gate
+        #: told about a card that could not be posted to a group (escalation may act sooner)
+        self.on_undeliverable = on_undeliverable
         self.console_url = console_url
         self.connector = connector
         self.escalation = escalation
@@ -184,6 +188,7 @@ class TeamsChannel:
                 )
             except ChannelError as exc:
                 failures.append(f"post to group {group}: {exc.message}")
+                await self._undeliverable(request, group, exc)
                 continue
             await self.gate.record_post(
                 Post(
@@ -197,6 +202,14 @@ class TeamsChannel:
             )
             fresh.add(activity_id)
         return fresh
+
+    async def _undeliverable(self, request: Request, group: str, error: ChannelError) -> None:
+        if self.on_undeliverable is None:
+            return
+        try:
+            await self.on_undeliverable(request, group, error)
+        except Exception:
+            log.exception("on_undeliverable hook failed for request %s", request.id)
 
     async def _update_copies(
         self, request_id: str, failures: list[str], *, skip: Collection[str] = ()

@@ -18,7 +18,8 @@ from typing import Any
 
 from pytest_aiohttp import AiohttpClient
 
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from adapters.teams import TeamsChannel, mount
 from bot.domain import Platform, Post
 from bot.settings import load_settings
@@ -197,9 +198,12 @@ async def teams_env(
     insecure: bool = False,
     teams_extra: str = "",
     policy_template: str = POLICY,
+    escalation: bool = False,
 ) -> AsyncIterator[TeamsEnv]:
     """``teams_extra``: more ``teams:`` keys, one ``key: value`` per line (``{service_url}``
-    stands for the fake's service URL). ``policy_template`` is formatted like ``POLICY``."""
+    stands for the fake's service URL). ``policy_template`` is formatted like ``POLICY``.
+    ``escalation``: wire every configured adapter as ``signoff serve`` does (escalation
+    included), instead of Teams alone."""
     fake = await FakeBotFramework(app_id=APP_ID, app_password=APP_PASSWORD).start()
     try:
         policy = policy_template.format(
@@ -223,9 +227,12 @@ teams:
                 if line.strip()
             ),
         )
-        runtime = await build(load_settings(config), adapters=False)
+        settings = load_settings(config)
+        runtime = await (
+            build(settings) if escalation else build(settings, adapters=False, mounts=[mount])
+        )
         try:
-            channel = mount(runtime)
+            channel = runtime.part(TeamsChannel)
             channel.connector.base_delay = 0.01  # keep injected-failure retries quick
             client = await aiohttp_client(runtime.app)
             _, token = await runtime.gate.register_agent("billing-agent")

@@ -15,8 +15,10 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from adapters.callbacks import CallbackSender
 from adapters.callbacks import mount as mount_callbacks
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from bot.domain import Approver, Platform, Request, Status, Verdict
 from bot.edits import Proposal
 from bot.settings import load_settings
@@ -70,8 +72,10 @@ class LiveServer:
         self.decided: set[str] = set()
 
     async def _start(self) -> Runtime:
-        runtime = await build(load_settings(self.home / "signoff.yaml"), adapters=False)
-        self.callbacks = mount_callbacks(runtime)
+        runtime = await build(
+            load_settings(self.home / "signoff.yaml"), adapters=False, mounts=[mount_callbacks]
+        )
+        self.callbacks = runtime.part(CallbackSender)
         self.runner = web.AppRunner(runtime.app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)

@@ -18,9 +18,10 @@ from aiohttp import web
 from playwright.async_api import Browser, Page, expect
 
 from adapters.console.passwords import hash_password
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
+from bot.accounts import ConsoleUser
 from bot.settings import load_settings
-from bot.store.users import ConsoleUser, UserStore
 from tests.support import write_home
 
 CHROMIUM = "/usr/bin/chromium"
@@ -120,7 +121,7 @@ class Server:
 
 
 async def add_users(runtime: Runtime, *names: str, password: str = PASSWORD) -> None:
-    users = UserStore(runtime.store)
+    users = runtime.users
     hashed = hash_password(password)
     for name in names:
         await users.add_user(ConsoleUser(name, hashed, datetime.now(UTC)))

@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pytest_aiohttp import AiohttpClient
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Mounted, Runtime, Wiring
 from adapters.slack import SlackAdapter, mount
 from bench.fakes.slack_api import FakeSlack, Message
 from bench.fakes.slack_payloads import form, sign
 from bot.domain import Request
+from bot.ports import Undeliverable
 from bot.settings import load_settings
 from tests.support import AppClient, write_home
 
@@ -141,7 +143,11 @@ def card_text(message: Message) -> str:
 
 
 async def make_env(
-    tmp_path: Path, fake: FakeSlack, aiohttp_client: AiohttpClient, **slack: str
+    tmp_path: Path,
+    fake: FakeSlack,
+    aiohttp_client: AiohttpClient,
+    undeliverable: Undeliverable | None = None,
+    **slack: str,
 ) -> Env:
     settings = {
         "bot_token": fake.token,
@@ -153,8 +159,15 @@ async def make_env(
     }
     extra = "slack:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in settings.items())
     config = write_home(tmp_path, policy=POLICY, extra=extra)
-    runtime = await build(load_settings(config), adapters=False)
-    adapter = mount(runtime, retry_interval=FixedValueRetryIntervalCalculator(0.01))
+    retry = FixedValueRetryIntervalCalculator(0.01)
+
+    def slack_mount(wiring: Wiring) -> Mounted[SlackAdapter]:
+        if undeliverable is not None:
+            wiring = replace(wiring, undeliverable=undeliverable)
+        return mount(wiring, retry_interval=retry)
+
+    runtime = await build(load_settings(config), adapters=False, mounts=[slack_mount])
+    adapter = runtime.part(SlackAdapter)
     http = await aiohttp_client(runtime.app)
     _, token = await runtime.gate.register_agent("billing-agent")
     return Env(runtime, adapter, fake, http, token)

@@ -16,7 +16,8 @@ from typing import Any
 import pytest_asyncio
 from pytest_aiohttp import AiohttpClient
 
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from bot.domain import Status
 from bot.settings import load_settings
 from tests.support import AppClient, write_home

@@ -14,7 +14,8 @@ import pytest
 import pytest_asyncio
 from pytest_aiohttp import AiohttpClient
 
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from bench.serving import libpq
 from bot.domain import Approver, Platform, ToolCall, Verdict
 from bot.evidence.canonical import arguments_sha256, call_sha256
@@ -114,7 +115,7 @@ async def test_long_poll_returns_as_soon_as_the_decision_lands(
     )
     # decide only once the long-poll is registered: otherwise the test would pass on a
     # plain read of an already-approved request and prove nothing about the wake-up
-    await until(lambda: created["id"] in runtime.gate.waiters, what="the long-poll to register")
+    await until(lambda: created["id"] in runtime.fanout.waiters, what="the long-poll to register")
     assert not poll.done()
     started = time.perf_counter()
     await runtime.gate.decide(created["id"], ALICE, Verdict.APPROVE, "ok", memberships={"finance"})
@@ -438,15 +439,15 @@ async def test_an_auto_request_spawns_no_background_work(
         agent, _ = await rt.gate.register_agent("fast-agent")
         request, _ = await rt.gate.submit(agent, Submission(ToolCall("crm.read", {"id": 1})))
         assert request.status.value == "approved"
-        assert not rt.gate._tasks
+        assert not rt.fanout._tasks
         with_callback = Submission(
             ToolCall("crm.read", {"id": 2}), callback_url="http://127.0.0.1:9/hook"
         )
         await rt.gate.submit(agent, with_callback)
-        assert len(rt.gate._tasks) == 1  # the signed callback delivery
+        assert len(rt.fanout._tasks) == 1  # the signed callback delivery
     finally:
         await asyncio.sleep(0)  # let the delivery start, then stop its retries
-        for task in list(rt.gate._tasks):
+        for task in list(rt.fanout._tasks):
             task.cancel()
         await rt.gate.drain()
         await rt.store.close()

@@ -11,7 +11,8 @@ import pytest
 import pytest_asyncio
 from pytest_aiohttp import AiohttpClient
 
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from bot.settings import load_settings
 from tests.support import write_home
 

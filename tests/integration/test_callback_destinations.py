@@ -21,8 +21,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from pytest_aiohttp import AiohttpClient
 
 from adapters.callbacks import CallbackSender, PublicOnlyResolver
-from adapters.callbacks import mount as mount_callbacks
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from bot.addresses import PrivateAddress, check_public
 from bot.domain import ToolCall
 from bot.service import Submission
@@ -140,7 +140,9 @@ class RebindingDns(AbstractResolver):
 async def deliver_to(
     runtime: Runtime, url: str, resolver: AbstractResolver | None
 ) -> tuple[CallbackSender, bool]:
-    sender = mount_callbacks(runtime)
+    sender = CallbackSender(
+        runtime.gate, allow_private_networks=runtime.settings.callbacks.allow_private_networks
+    )
     sender.delays = (0.01, 0.01)
     sender.resolver = resolver
     agent, _ = await runtime.gate.register_agent("agent")

@@ -14,8 +14,8 @@ import pytest_asyncio
 
 from adapters.console.addresses import client_address
 from adapters.console.throttle import ADDRESS_POLICY, USER_POLICY, ThrottlePolicy
+from bot.accounts import Throttle
 from bot.settings import Network
-from bot.store.users import Throttle, UserStore
 from tests.integration.console_support import (
     PASSWORD,
     TOKEN,
@@ -109,7 +109,7 @@ async def test_disabling_a_user_ends_their_session(server: Server) -> None:
         await login(http, server.url)
         async with http.get(f"{server.url}/console/", allow_redirects=False) as page:
             assert page.status == 200
-        await UserStore(server.runtime.store).set_user_disabled("alice", True)
+        await server.runtime.users.set_user_disabled("alice", True)
         async with http.get(f"{server.url}/console/", allow_redirects=False) as page:
             assert page.status == 303
             assert page.headers["Location"].startswith("/console/login")

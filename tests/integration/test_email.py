@@ -19,7 +19,8 @@ import pytest_asyncio
 from pytest_aiohttp import AiohttpClient
 
 from adapters.email.links import Link, make_link
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from bench.fakes.smtp_server import SmtpServer, html_of, text_of
 from bot.domain import Status, Verdict
 from bot.evidence.dsse import b64decode

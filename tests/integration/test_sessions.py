@@ -18,7 +18,8 @@ from pytest_aiohttp import AiohttpClient
 from sqlalchemy import insert
 
 from adapters.cli import main as cli
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from bot.domain import (
     Approver,
     Platform,

@@ -405,21 +405,27 @@ async def test_a_slow_answer_times_out_and_is_retried(
         await e.runtime.store.close()
 
 
-async def test_an_undeliverable_card_is_reported_and_never_allows(env: Env) -> None:
+async def test_an_undeliverable_card_is_reported_and_never_allows(
+    tmp_path: Path, fake: FakeSlack, aiohttp_client: AiohttpClient
+) -> None:
     reported: list[tuple[str, str]] = []
 
     async def hook(request: Request, group: str, error: ChannelError) -> None:
         reported.append((request.id, group))
 
-    env.slack.channel.on_undeliverable.append(hook)
-    env.fake.inject("chat.postMessage", status=500, times=20)
-    rid = (await env.submit())["id"]
-    await env.settle()
-    assert reported == [(rid, "finance")]
-    assert await env.runtime.gate.store.posts(rid, Platform.SLACK) == []
-    errors = env.runtime.gate.metrics.channel_errors.labels("slack")._value.get()
-    assert errors == 1
-    assert (await env.request(rid)).status is Status.PENDING
+    env = await make_env(tmp_path, fake, aiohttp_client, undeliverable=hook)
+    try:
+        env.fake.inject("chat.postMessage", status=500, times=20)
+        rid = (await env.submit())["id"]
+        await env.settle()
+        assert reported == [(rid, "finance")]
+        assert await env.runtime.gate.store.posts(rid, Platform.SLACK) == []
+        errors = env.runtime.gate.metrics.channel_errors.labels("slack")._value.get()
+        assert errors == 1
+        assert (await env.request(rid)).status is Status.PENDING
+    finally:
+        await env.settle()
+        await env.runtime.store.close()
 
 
 async def test_socket_mode_runs_as_a_background_job_when_an_app_token_is_set(

@@ -19,7 +19,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from adapters.slack import SlackAdapter, mount
 from adapters.slack.cards import (
     ACTION_APPROVE,
@@ -124,9 +125,9 @@ class Edge:
             f"  api_base_url: {self.fake.base_url}\n"
         )
         self.runtime: Runtime = self.loop.run_until_complete(
-            build(load_settings(write_home(tmp_path, extra=extra)), adapters=False)
+            build(load_settings(write_home(tmp_path, extra=extra)), adapters=False, mounts=[mount])
         )
-        self.adapter: SlackAdapter = mount(self.runtime)
+        self.adapter = self.runtime.part(SlackAdapter)
         self.client = TestClient(TestServer(self.runtime.app), loop=self.loop)
         self.loop.run_until_complete(self.client.start_server())
 

@@ -17,7 +17,6 @@ from pytest_aiohttp import AiohttpClient
 from adapters.teams.channel import TeamsChannel
 from bot.domain import Change, Platform, Verdict
 from bot.ports import Notice, NoticeKind
-from bot.store.routes import RouteStore
 from tests.fakes.bot_connector import Message
 from tests.fakes.teams_env import (
     ALICE,
@@ -329,7 +328,7 @@ async def test_messages_get_setup_help_and_teach_the_service_url(
         assert regional.posts(FINANCE) and env.fake.posts() == []
         # The learned URL is in the store: another replica (or this one restarted) uses it.
         replica = TeamsChannel(
-            env.runtime.gate, env.channel.connector, routes=RouteStore(env.runtime.store)
+            env.runtime.gate, env.channel.connector, routes=env.runtime.wiring.routes
         )
         assert replica.references == {}
         route = env.runtime.policies.current.groups["finance"].teams

@@ -24,7 +24,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient
 
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from adapters.witness.service import State, Witness, WitnessConfig, create_app
 from bot.cosigning import Cosigner
 from bot.cosigning import Witness as WitnessClient
