@@ -102,7 +102,7 @@ async def test_a_read_opens_no_transaction_on_postgresql(pg_url: str) -> None:
             conn.exec_driver_sql("SELECT 1").scalar_one()
             raw = conn.connection.dbapi_connection
             assert raw is not None
-            return bool(raw.autocommit), raw.info.transaction_status.name  # type: ignore[attr-defined]
+            return bool(raw.autocommit), raw.info.transaction_status.name
 
         assert await store.read(status) == (True, "IDLE")  # not INTRANS: nothing to commit
         await store.add_agent(Agent("agent-1", "h" * 64, T0))  # writes still transact
