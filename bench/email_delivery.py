@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +25,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.fakes.smtp_server import SmtpServer
-from bench.serving import SIGNOFF, free_port, quiet_env, write_home
+from bench.serving import add_agent, free_port, serve, wait_ready, write_home
 from bench.stats import percentile
 
 POLICY = """\
@@ -54,27 +53,14 @@ async def run(requests: int) -> None:
             "console: {enabled: false}\nlogging: {level: WARNING}\n"
         )
         config = write_home(Path(tmp), policy=POLICY, port=port, extra=extra)
-        env = quiet_env()
-        token = subprocess.run(
-            [SIGNOFF, "agents", "add", "bench-agent", "--quiet", "--config", str(config)],
-            check=True,
-            capture_output=True,
-            text=True,
-            env=env,
-        ).stdout.strip()
-        proc = subprocess.Popen([SIGNOFF, "--config", str(config), "serve"], env=env)
+        token = add_agent(config)
+        proc = serve(config)
         base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
         body = {"tool": "payments.transfer", "arguments": {"amount": 25_000, "to": "acct-1"}}
         loop = asyncio.get_running_loop()
         try:
             async with aiohttp.ClientSession() as http:
-                for _ in range(300):
-                    try:
-                        async with http.get(f"{base}/healthz") as r:
-                            if r.status == 200:
-                                break
-                    except aiohttp.ClientError:
-                        await asyncio.sleep(0.1)
+                await wait_ready(http, base, proc)
                 samples: list[float] = []
                 for i in range(requests + 1):  # the first one warms up
                     t0 = loop.time()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -29,46 +28,20 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.serving import SIGNOFF, free_port, quiet_env, scratch_database, write_home
+from bench.serving import (
+    SIGNOFF,
+    add_agent,
+    console_session,
+    free_port,
+    quiet_env,
+    scratch_database,
+    wait_ready,
+    write_home,
+)
 from bench.stats import percentile
 
 ROUNDS = int(os.environ.get("SIGNOFF_BENCH_ROUNDS", "200"))
 PASSWORD = "bench password 123"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-async def wait_up(http: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes]) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"signoff serve exited early ({proc.returncode})")
-            try:
-                async with http.get(base + "/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-
-
-async def console_session(http: aiohttp.ClientSession, base: str) -> tuple[str, str]:
-    """Log in to the console at ``base``; returns (session cookie, CSRF token)."""
-    async with http.get(f"{base}/console/login") as page:
-        token = CSRF.search(await page.text())
-        assert token is not None
-        login_cookie = page.cookies["signoff_login"].value
-    async with http.post(
-        f"{base}/console/login",
-        data={"csrf_token": token.group(1), "username": "alice", "password": PASSWORD},
-        headers={"Cookie": f"signoff_login={login_cookie}"},
-        allow_redirects=False,
-    ) as resp:
-        assert resp.status == 303, await resp.text()
-        session = resp.cookies["signoff_session"].value
-    async with http.get(f"{base}/console/", headers={"Cookie": f"signoff_session={session}"}) as p:
-        token = CSRF.search(await p.text())
-        assert token is not None
-    return session, token.group(1)
 
 
 async def run(root: Path, database_url: str) -> tuple[list[float], list[float]]:
@@ -79,12 +52,7 @@ async def run(root: Path, database_url: str) -> tuple[list[float], list[float]]:
     config_b = root / "signoff-b.yaml"
     config_b.write_text(config_a.read_text().replace(str(port_a), str(port_b)))
     env = quiet_env()
-    token = subprocess.run(
-        [SIGNOFF, "--config", str(config_a), "agents", "add", "bench-agent", "--quiet"],
-        check=True,
-        capture_output=True,
-        env=env,
-    ).stdout.decode()
+    token = add_agent(config_a)
     subprocess.run(
         [SIGNOFF, "--config", str(config_a), "users", "add", "alice", "--password-stdin"],
         input=PASSWORD.encode(),
@@ -102,10 +70,9 @@ async def run(root: Path, database_url: str) -> tuple[list[float], list[float]]:
     acked: list[float] = []
     try:
         async with aiohttp.ClientSession() as http:
-            await wait_up(http, a, procs[0])
-            await wait_up(http, b, procs[1])
-            session, csrf = await console_session(http, b)
-            cookie = {"Cookie": f"signoff_session={session}"}
+            await wait_ready(http, a, procs[0], timeout=30)
+            await wait_ready(http, b, procs[1], timeout=30)
+            cookie, csrf = await console_session(http, b, "alice", PASSWORD)
             for i in range(ROUNDS):
                 body = {"tool": "payments.transfer", "arguments": {"amount": 20000 + i}}
                 async with http.post(a + "/v1/requests", json=body, headers=headers) as r:

@@ -6,8 +6,10 @@ out). Bench code never imports from ``tests``; the test suite reuses ``write_hom
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -17,12 +19,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import psycopg
 from psycopg import sql
 
 from bot.evidence.keys import KeyRing
 
 SIGNOFF = str(Path(sys.executable).with_name("signoff"))
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 POLICY = """\
 apiVersion: signoff/v1
@@ -165,3 +169,63 @@ def libpq(url: str) -> str:
 def with_database(url: str, database: str) -> str:
     """``url`` naming ``database`` instead of its own."""
     return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
+
+
+async def wait_ready(
+    http: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes], timeout: float = 60
+) -> None:
+    """Wait until ``signoff serve`` at ``base`` answers ``/readyz`` with 200; exits if the
+    process ends first or ``timeout`` seconds pass."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"signoff serve exited early ({proc.returncode})")
+            try:
+                async with http.get(base + "/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+
+
+async def console_session(
+    http: aiohttp.ClientSession, base: str, user: str, password: str
+) -> tuple[dict[str, str], str]:
+    """Sign ``user`` in to the console at ``base`` through its form; returns the headers
+    that carry the session cookie and the session's CSRF token (for decision forms)."""
+    async with http.get(f"{base}/console/login") as page:
+        token = CSRF.search(await page.text())
+        assert token is not None, "no CSRF token on the sign-in page"
+        login_cookie = page.cookies["signoff_login"].value
+    # sent by hand: a cookie jar keeps Secure cookies away from a plain-http server
+    async with http.post(
+        f"{base}/console/login",
+        data={"csrf_token": token.group(1), "username": user, "password": password},
+        headers={"Cookie": f"signoff_login={login_cookie}"},
+        allow_redirects=False,
+    ) as resp:
+        assert resp.status == 303, await resp.text()
+        session = resp.cookies["signoff_session"].value
+    headers = {"Cookie": f"signoff_session={session}"}
+    async with http.get(f"{base}/console/", headers=headers) as page:
+        token = CSRF.search(await page.text())
+        assert token is not None, "no CSRF token on the console page"
+    return headers, token.group(1)
+
+
+def add_agent(config: Path, name: str = "bench-agent") -> str:
+    """``signoff agents add NAME`` on the home of ``config``; the agent's token."""
+    out = subprocess.run(
+        [SIGNOFF, "--config", str(config), "agents", "add", name, "--quiet"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+    )
+    return out.stdout.strip()
+
+
+def serve(config: Path) -> subprocess.Popen[bytes]:
+    """``signoff serve`` on ``config``, started as a user would (``wait_ready`` waits for it)."""
+    return subprocess.Popen([SIGNOFF, "--config", str(config), "serve"], env=quiet_env())

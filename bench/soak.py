@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import re
 import signal
 import statistics
 import subprocess
@@ -37,14 +36,23 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.serving import SIGNOFF, free_port, pg_admin_url, quiet_env, scratch_database, write_home
+from bench.serving import (
+    SIGNOFF,
+    add_agent,
+    console_session,
+    free_port,
+    pg_admin_url,
+    quiet_env,
+    scratch_database,
+    wait_ready,
+    write_home,
+)
 from bench.stats import percentile
 
 SECONDS = float(os.environ.get("SIGNOFF_SOAK_SECONDS", "60"))
 AGENTS = int(os.environ.get("SIGNOFF_SOAK_AGENTS", "200"))
 WARM_UP = 15.0
 PASSWORD = "soak password 123"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 AUTO = {"tool": "crm.contacts.read", "arguments": {"id": 7}}
 BLOCK = {"tool": "repos.force_push", "arguments": {"branch": "main"}}
 
@@ -97,25 +105,6 @@ class Agent:
 
     async def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self.call("POST", "/v1/requests", json=body, headers=self.headers)
-
-
-async def console(http: aiohttp.ClientSession, base: str) -> tuple[dict[str, str], str]:
-    async with http.get(f"{base}/console/login") as page:
-        token = CSRF.search(await page.text())
-        cookie = page.cookies["signoff_login"].value
-    assert token is not None
-    async with http.post(
-        f"{base}/console/login",
-        data={"csrf_token": token.group(1), "username": "alice", "password": PASSWORD},
-        headers={"Cookie": f"signoff_login={cookie}"},
-        allow_redirects=False,
-    ) as resp:
-        session = resp.cookies["signoff_session"].value
-    headers = {"Cookie": f"signoff_session={session}"}
-    async with http.get(f"{base}/console/", headers=headers) as page:
-        token = CSRF.search(await page.text())
-    assert token is not None
-    return headers, token.group(1)
 
 
 async def agent_loop(
@@ -178,13 +167,7 @@ async def soak(root: Path, database_url: str) -> Result:
     env = quiet_env()
     tokens = []
     for i in range(8):
-        out = subprocess.run(
-            [SIGNOFF, "--config", str(config), "agents", "add", f"soak-{i}", "--quiet"],
-            check=True,
-            capture_output=True,
-            env=env,
-        )
-        tokens.append(out.stdout.decode().strip())
+        tokens.append(add_agent(config, f"soak-{i}"))
     subprocess.run(
         [SIGNOFF, "--config", str(config), "users", "add", "alice", "--password-stdin"],
         input=PASSWORD.encode(),
@@ -200,16 +183,8 @@ async def soak(root: Path, database_url: str) -> Result:
         connector = aiohttp.TCPConnector(limit=AGENTS + 10)
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-            async with asyncio.timeout(60):
-                while True:
-                    try:
-                        async with http.get(base + "/readyz") as resp:
-                            if resp.status == 200:
-                                break
-                    except aiohttp.ClientError:
-                        pass
-                    await asyncio.sleep(0.1)
-            decide = await console(http, base)
+            await wait_ready(http, base, proc)
+            decide = await console_session(http, base, "alice", PASSWORD)
             cpu0, _, _ = proc_stat(proc.pid)
             started = time.monotonic()
             stop = started + SECONDS
