@@ -1,6 +1,7 @@
 """``Database``: a migrated SQLite or PostgreSQL database, used from asyncio.
 
-Reads run on the database's own threads: one for SQLite, a small pool for PostgreSQL.
+Reads run on the database's own threads: one for SQLite, a small pool for PostgreSQL
+(in autocommit: no BEGIN/COMMIT round trips around a read).
 Writes wait in one queue and commit in shared transactions (``bot.store.batching``), by the
 engine's strategy: SQLite's on the event loop's thread (``bot.store.group.SqliteWriter``,
 which keeps lock waits and checkpoints off the loop), PostgreSQL's one group at a time
@@ -48,6 +49,7 @@ class Database:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="signoff-store")
         self._frontier = log.Frontier()
         self._closed = False
+        self._autocommit_reads = engine.dialect.name == "postgresql"
         strategy = SqliteWriter if engine.dialect.name == "sqlite" else PgWriter
         self._writes: WriteQueue = strategy(engine, url, self._pool, self._frontier, clock.now)
 
@@ -112,6 +114,14 @@ class Database:
             raise store_error(error, self._url) from error
 
     def _in_read(self, fn: Callable[[Connection], T]) -> T:
+        if self._autocommit_reads:
+            # PostgreSQL at READ COMMITTED gives each statement its own snapshot inside a
+            # transaction too, so a read needs none: one round trip per statement instead
+            # of BEGIN, the statements and COMMIT (three for the usual one-query read,
+            # each a wake-up of the server process on a busy machine)
+            with self._engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                return fn(conn)
         with self._engine.connect() as conn, conn.begin():
             return fn(conn)
 
