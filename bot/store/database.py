@@ -1,14 +1,17 @@
 """``Database``: a migrated SQLite or PostgreSQL database, used from asyncio.
 
-Reads run on the database's own threads: one for SQLite, a small pool for PostgreSQL.
-Writes wait in one queue and commit in shared transactions (``bot.store.batching``), by the
-engine's strategy: SQLite's on the event loop's thread (``bot.store.group.SqliteWriter``,
-which keeps lock waits and checkpoints off the loop), PostgreSQL's one group at a time
+Reads run on the database's own thread on SQLite; on PostgreSQL on the event loop over
+psycopg 3's async driver, from a pool of ``PG_READERS`` autocommit connections (one round
+trip a query: no ``BEGIN``/``COMMIT``). Writes wait in one queue and commit in shared
+transactions (``bot.store.batching``), by the engine's strategy: SQLite's on the event
+loop's thread (``bot.store.group.SqliteWriter``, which keeps lock waits and checkpoints off
+the loop), PostgreSQL's one group at a time on its own async connection
 (``bot.store.pggroup.PgWriter``). Database failures come out as ``StoreError`` (one line,
 no password); a closed database raises ``StoreError`` too.
 
 ``SqlStore`` builds on it; other stores inside ``bot.store`` (``UserStore``) use the public
-``read``/``write``/``execute`` so they share the threads, transactions and error handling.
+``read``/``write``/``execute`` so they share the connections, transactions and error
+handling.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ from typing import Any, ParamSpec, Self, TypeVar
 
 from sqlalchemy import Connection, Engine, exc
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.clock import SystemClock
 from bot.errors import StoreError
 from bot.ports import Clock
 from bot.store import changes, leader, log, migrate
 from bot.store.batching import WriteQueue
-from bot.store.engine import make_engine, parse_url, store_error
+from bot.store.engine import make_async_engine, make_engine, parse_url, store_error
 from bot.store.group import SqliteWriter
 from bot.store.pggroup import PgWriter
 from bot.store.writer import Op
@@ -35,30 +39,36 @@ from bot.store.writer import Op
 P = ParamSpec("P")
 T = TypeVar("T")
 
-PG_WORKERS = 4
+#: connections kept for reads on PostgreSQL (as many more open at a peak)
+PG_READERS = 8
 
 
 class Database:
     """Build with ``await open(url)``; ``await close()`` when done."""
 
-    def __init__(self, engine: Engine, url: URL, clock: Clock, workers: int) -> None:
+    def __init__(self, engine: Engine, url: URL, clock: Clock) -> None:
         self._engine = engine
         self._url = url
         self._clock = clock
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="signoff-store")
+        # SQLite: reads, lock waits and checkpoints; PostgreSQL: migrations and disposal
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="signoff-store")
         self._frontier = log.Frontier()
         self._closed = False
-        strategy = SqliteWriter if engine.dialect.name == "sqlite" else PgWriter
-        self._writes: WriteQueue = strategy(engine, url, self._pool, self._frontier, clock.now)
+        self._writes: WriteQueue
+        self._reader: AsyncEngine | None = None
+        if engine.dialect.name == "sqlite":
+            self._writes = SqliteWriter(engine, url, self._pool, self._frontier, clock.now)
+        else:
+            self._writes = PgWriter(url, self._frontier, clock.now)
+            self._reader = make_async_engine(url, pool_size=PG_READERS, autocommit=True)
 
     @classmethod
     async def open(cls, url: str, *, clock: Clock | None = None) -> Self:
         """Connect to ``url`` (``sqlite:///PATH`` or ``postgresql+psycopg://…``) and create or
         migrate the schema to the newest revision. Raises ``StoreError``."""
         parsed = parse_url(url)
-        workers = 1 if parsed.get_backend_name() == "sqlite" else PG_WORKERS
-        engine = make_engine(parsed, pool_size=workers)
-        database = cls(engine, parsed, clock or SystemClock(), workers)
+        engine = make_engine(parsed, pool_size=1)
+        database = cls(engine, parsed, clock or SystemClock())
         try:
             await database._run(migrate.upgrade, engine)
         except BaseException:
@@ -97,6 +107,8 @@ class Database:
         self._closed = True
         loop = asyncio.get_running_loop()
         await self._writes.close()
+        if self._reader is not None:
+            await self._reader.dispose()
         await loop.run_in_executor(self._pool, self._engine.dispose)
         self._pool.shutdown(wait=True)
 
@@ -116,8 +128,19 @@ class Database:
             return fn(conn)
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn(conn)`` in a read transaction on a store thread."""
-        return await self._run(self._in_read, fn)
+        """Run ``fn(conn)`` in a read transaction (SQLite, on the store thread) or in
+        autocommit on the event loop (PostgreSQL, where each of its statements sees its
+        own snapshot either way, READ COMMITTED). Raises what ``fn`` raises, or
+        ``StoreError``."""
+        if self._reader is None:
+            return await self._run(self._in_read, fn)
+        if self._closed:
+            raise StoreError("the store is closed")
+        try:
+            async with self._reader.connect() as conn:
+                return await conn.run_sync(fn)
+        except exc.SQLAlchemyError as error:
+            raise store_error(error, self._url) from error
 
     async def transact(self, op: Op[T]) -> T:
         """Run ``op(conn, pending)`` in a write transaction (on SQLite, grouped with other

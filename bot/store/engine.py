@@ -8,7 +8,10 @@ of failing with "database is locked" on its first write.
 
 ``sqlite://`` (no path) is a private in-memory database, handy for tests.
 
-PostgreSQL (``postgresql+psycopg://``): a small connection pool and a connect timeout.
+PostgreSQL (``postgresql+psycopg://``): a connect timeout, and two engines. The event loop
+reads and writes through psycopg 3's async driver (``make_async_engine``: SQLAlchemy's
+asyncio engine, whose sync Core code runs on the loop in a greenlet); the plain engine
+(``make_engine``) serves migrations and tools, on a thread.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from urllib.parse import quote, quote_plus
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from bot.errors import StoreError
@@ -46,17 +50,37 @@ def parse_url(url: str) -> URL:
 def make_engine(url: URL, *, pool_size: int) -> Engine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
-    if url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+psycopg")
-    connect_args: dict[str, Any] = {}
-    if "connect_timeout" not in url.query:
-        connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+    url, connect_args = _postgres(url)
     return create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         connect_args=connect_args,
     )
+
+
+def make_async_engine(url: URL, *, pool_size: int, autocommit: bool = False) -> AsyncEngine:
+    """A PostgreSQL engine on psycopg 3's async driver, ``pool_size`` connections kept and
+    as many more at a peak. With ``autocommit`` each statement is its own transaction: no
+    ``BEGIN``/``COMMIT`` round trips for reads, and under READ COMMITTED (PostgreSQL's
+    default) every statement of a transaction takes its own snapshot anyway."""
+    url, connect_args = _postgres(url)
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        connect_args=connect_args,
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
+    )
+
+
+def _postgres(url: URL) -> tuple[URL, dict[str, Any]]:
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+    return url, connect_args
 
 
 def _create_private(path: str) -> None:
