@@ -1,13 +1,13 @@
 """``Database``: a migrated SQLite or PostgreSQL database, used from asyncio.
 
-Reads run on the database's own thread on SQLite; on PostgreSQL on the event loop over
-psycopg 3's async driver, from a pool of ``PG_READERS`` autocommit connections (one round
-trip a query: no ``BEGIN``/``COMMIT``). Writes wait in one queue and commit in shared
-transactions (``bot.store.batching``), by the engine's strategy: SQLite's on the event
-loop's thread (``bot.store.group.SqliteWriter``, which keeps lock waits and checkpoints off
-the loop), PostgreSQL's one group at a time on its own async connection
-(``bot.store.pggroup.PgWriter``). Database failures come out as ``StoreError`` (one line,
-no password); a closed database raises ``StoreError`` too.
+Reads run on the database's own threads: one for SQLite; for PostgreSQL ``PG_READERS``,
+each with an autocommit connection (one round trip a query: no ``BEGIN``/``COMMIT``).
+Writes wait in one queue and commit in shared transactions (``bot.store.batching``), by the
+engine's strategy: SQLite's on the event loop's thread (``bot.store.group.SqliteWriter``,
+which keeps lock waits and checkpoints off the loop), PostgreSQL's one group at a time on
+the writer's own thread and connection (``bot.store.pggroup.PgWriter``), never queued
+behind reads. Database failures come out as ``StoreError`` (one line, no password); a
+closed database raises ``StoreError`` too.
 
 ``SqlStore`` builds on it; other stores inside ``bot.store`` (``UserStore``) use the public
 ``read``/``write``/``execute`` so they share the connections, transactions and error
@@ -24,14 +24,13 @@ from typing import Any, ParamSpec, Self, TypeVar
 
 from sqlalchemy import Connection, Engine, exc
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.clock import SystemClock
 from bot.errors import StoreError
 from bot.ports import Clock
 from bot.store import changes, leader, log, migrate
 from bot.store.batching import WriteQueue
-from bot.store.engine import make_async_engine, make_engine, parse_url, store_error
+from bot.store.engine import make_engine, parse_url, store_error
 from bot.store.group import SqliteWriter
 from bot.store.pggroup import PgWriter
 from bot.store.writer import Op
@@ -39,8 +38,8 @@ from bot.store.writer import Op
 P = ParamSpec("P")
 T = TypeVar("T")
 
-#: connections kept for reads on PostgreSQL (as many more open at a peak)
-PG_READERS = 8
+#: threads (and connections) reading on PostgreSQL
+PG_READERS = 4
 
 
 class Database:
@@ -50,17 +49,18 @@ class Database:
         self._engine = engine
         self._url = url
         self._clock = clock
-        # SQLite: reads, lock waits and checkpoints; PostgreSQL: migrations and disposal
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="signoff-store")
         self._frontier = log.Frontier()
         self._closed = False
         self._writes: WriteQueue
-        self._reader: AsyncEngine | None = None
         if engine.dialect.name == "sqlite":
+            # reads, lock waits and checkpoints
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="signoff-store")
+            self._reader = engine
             self._writes = SqliteWriter(engine, url, self._pool, self._frontier, clock.now)
         else:
+            self._pool = ThreadPoolExecutor(PG_READERS, thread_name_prefix="signoff-store")
+            self._reader = make_engine(url, pool_size=PG_READERS, autocommit=True)
             self._writes = PgWriter(url, self._frontier, clock.now)
-            self._reader = make_async_engine(url, pool_size=PG_READERS, autocommit=True)
 
     @classmethod
     async def open(cls, url: str, *, clock: Clock | None = None) -> Self:
@@ -107,8 +107,8 @@ class Database:
         self._closed = True
         loop = asyncio.get_running_loop()
         await self._writes.close()
-        if self._reader is not None:
-            await self._reader.dispose()
+        if self._reader is not self._engine:
+            await loop.run_in_executor(self._pool, self._reader.dispose)
         await loop.run_in_executor(self._pool, self._engine.dispose)
         self._pool.shutdown(wait=True)
 
@@ -124,23 +124,14 @@ class Database:
             raise store_error(error, self._url) from error
 
     def _in_read(self, fn: Callable[[Connection], T]) -> T:
-        with self._engine.connect() as conn, conn.begin():
+        with self._reader.connect() as conn, conn.begin():
             return fn(conn)
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn(conn)`` in a read transaction (SQLite, on the store thread) or in
-        autocommit on the event loop (PostgreSQL, where each of its statements sees its
-        own snapshot either way, READ COMMITTED). Raises what ``fn`` raises, or
-        ``StoreError``."""
-        if self._reader is None:
-            return await self._run(self._in_read, fn)
-        if self._closed:
-            raise StoreError("the store is closed")
-        try:
-            async with self._reader.connect() as conn:
-                return await conn.run_sync(fn)
-        except exc.SQLAlchemyError as error:
-            raise store_error(error, self._url) from error
+        """Run ``fn(conn)`` in a read transaction on a store thread (on PostgreSQL in
+        autocommit: each statement sees its own snapshot, as under READ COMMITTED in a
+        transaction). Raises what ``fn`` raises, or ``StoreError``."""
+        return await self._run(self._in_read, fn)
 
     async def transact(self, op: Op[T]) -> T:
         """Run ``op(conn, pending)`` in a write transaction (on SQLite, grouped with other

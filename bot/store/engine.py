@@ -8,10 +8,8 @@ of failing with "database is locked" on its first write.
 
 ``sqlite://`` (no path) is a private in-memory database, handy for tests.
 
-PostgreSQL (``postgresql+psycopg://``): a connect timeout, and two engines. The event loop
-reads and writes through psycopg 3's async driver (``make_async_engine``: SQLAlchemy's
-asyncio engine, whose sync Core code runs on the loop in a greenlet); the plain engine
-(``make_engine``) serves migrations and tools, on a thread.
+PostgreSQL (``postgresql+psycopg://``): a connection pool and a connect timeout; readers'
+engines in autocommit (``make_engine(autocommit=True)``).
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ from urllib.parse import quote, quote_plus
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from bot.errors import StoreError
@@ -47,25 +44,16 @@ def parse_url(url: str) -> URL:
     return parsed
 
 
-def make_engine(url: URL, *, pool_size: int) -> Engine:
+def make_engine(url: URL, *, pool_size: int, autocommit: bool = False) -> Engine:
+    """An engine for ``url``; on PostgreSQL ``pool_size`` connections kept and as many more
+    at a peak. With ``autocommit`` (PostgreSQL) each statement is its own transaction: one
+    round trip for a read instead of three (``BEGIN``, the query, ``COMMIT``); under READ
+    COMMITTED, PostgreSQL's default, each statement of a transaction takes its own snapshot
+    anyway."""
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     url, connect_args = _postgres(url)
     return create_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        connect_args=connect_args,
-    )
-
-
-def make_async_engine(url: URL, *, pool_size: int, autocommit: bool = False) -> AsyncEngine:
-    """A PostgreSQL engine on psycopg 3's async driver, ``pool_size`` connections kept and
-    as many more at a peak. With ``autocommit`` each statement is its own transaction: no
-    ``BEGIN``/``COMMIT`` round trips for reads, and under READ COMMITTED (PostgreSQL's
-    default) every statement of a transaction takes its own snapshot anyway."""
-    url, connect_args = _postgres(url)
-    return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
