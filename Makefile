@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 DEMO ?= .demo
 
-.PHONY: setup run test lint fmt bench services teams-package clean
+.PHONY: setup run test lint fmt bench chaos services teams-package clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -38,6 +38,10 @@ test: lint services
 
 bench: setup
 	@$(PY) -m tests.pg_cluster bash -c 'for b in bench/*.py; do case $$b in */serving.py|*/stats.py) continue;; esac; echo "== $$b"; PYTHONPATH=. $(PY) $$b || exit 1; done'
+
+# Crash injection in full (tests/chaos): 200 SIGKILLs under load on SQLite and on PostgreSQL.
+chaos: setup
+	$(PY) -m tests.pg_cluster $(PY) -m tests.chaos $(CHAOS_ARGS)
 
 teams-package:
 	@test -n "$(TEAMS_APP_ID)" -a -n "$(SIGNOFF_PUBLIC_URL)" || { echo "usage: make teams-package TEAMS_APP_ID=<Entra app (client) id> SIGNOFF_PUBLIC_URL=https://<host>"; exit 1; }

@@ -28,7 +28,6 @@ import logging
 import socket
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -37,14 +36,11 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from prometheus_client import Counter
 
 from adapters.agent.webhooks import sign
+from adapters.runtime import Mounted, Wiring
 from bot.addresses import PrivateAddress, check_public
 from bot.api.requests import request_json
-from bot.approvals import current_approvals
-from bot.domain import Request, Tier
+from bot.domain import Request
 from bot.service import Gate
-
-if TYPE_CHECKING:
-    from adapters.main import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +123,11 @@ class CallbackSender:
         self._inflight: set[str] = set()
 
     def on_final(self, request: Request) -> Awaitable[bool] | None:
-        """The ``gate.final_listeners`` hook: the delivery to run, if the agent asked for one."""
+        """A final listener (``bot.fanout``): the delivery to run, if the agent asked for one."""
         return self.deliver(request) if request.callback_url else None
 
     async def body(self, request: Request) -> bytes:
-        received = 0
-        if request.tier is Tier.CONFIRM:
-            votes = await self.gate.store.votes(request.id)
-            received = len({v.approver.key for v in current_approvals(request, votes)})
+        received = await self.gate.received(request)
         return json.dumps(request_json(request, received), separators=(",", ":")).encode()
 
     async def deliver(self, request: Request) -> bool:
@@ -174,10 +167,10 @@ class CallbackSender:
             self._inflight.discard(event)
 
     async def _attempt(self, url: str, event: str, body: bytes, request_id: str) -> bool:
-        timestamp = int(self.gate.clock.now().timestamp())
+        timestamp = int(self.gate.now().timestamp())
         headers = {
             "Content-Type": "application/json",
-            **sign(self.gate.keys, event, timestamp, body),
+            **sign(self.gate.signer, event, timestamp, body),
         }
         if not self.allow_private_networks:
             check_literal_host(url)
@@ -219,15 +212,13 @@ class CallbackSender:
             self._session = None
 
 
-def mount(runtime: Runtime) -> CallbackSender:
-    """Register the callback sender as a final listener of the gate."""
+def mount(wiring: Wiring) -> Mounted[CallbackSender]:
+    """The callback sender, as a final listener of the gate."""
     sender = CallbackSender(
-        runtime.gate,
-        allow_private_networks=runtime.settings.callbacks.allow_private_networks,
+        wiring.gate,
+        allow_private_networks=wiring.settings.callbacks.allow_private_networks,
     )
-    runtime.gate.final_listeners.append(sender.on_final)
-    runtime.app.on_cleanup.append(sender.close)
-    return sender
+    return Mounted(sender, final_listeners=(sender.on_final,), on_cleanup=(sender.close,))
 
 
 __all__ = [

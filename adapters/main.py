@@ -8,22 +8,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import gc
 import logging
 import signal
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from adapters.runtime import Job, Mounted, Runtime, Wiring
 from bot.api.app import create_api
 from bot.caps import AgentCaps
 from bot.checkpoints import Checkpointer
 from bot.clock import SystemClock
-from bot.errors import ConfigError, EvidenceError, SignoffError
+from bot.cosigning import Cosigner, Witness
+from bot.domain import Request
+from bot.errors import ChannelError, ConfigError, EvidenceError, SignoffError
 from bot.evidence.bundle import (
     default_signature_path,
     load_trusted_keys,
@@ -31,30 +34,15 @@ from bot.evidence.bundle import (
     verify_bundle,
 )
 from bot.evidence.keys import KeyRing
+from bot.fanout import Fanout
 from bot.policy.holder import PolicyHolder
 from bot.policy.model import Policy
-from bot.ports import Clock
+from bot.ports import Clock, Undeliverable
 from bot.service import Gate
 from bot.settings import Settings
-from bot.store import SqlStore
+from bot.store import PasskeyStore, RouteStore, SqlStore, UserStore
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Runtime:
-    """Everything one signoff process runs, wired together."""
-
-    settings: Settings
-    store: SqlStore
-    keys: KeyRing
-    policies: PolicyHolder
-    gate: Gate
-    checkpoints: Checkpointer
-    app: web.Application
-    background: list[Callable[[], Any]] = field(default_factory=list)
-    #: run after the final checkpoint, before the store closes (e.g. its last cosigning)
-    after_final_checkpoint: list[Callable[[], Any]] = field(default_factory=list)
 
 
 async def open_store(settings: Settings) -> SqlStore:
@@ -85,21 +73,33 @@ def load_policies(settings: Settings) -> PolicyHolder:
     return PolicyHolder(paths, verify=verify, also_watch=(signature,))
 
 
+#: an adapter's ``mount``: what it adds, given the wiring (``adapters.runtime``)
+Mount = Callable[[Wiring], Mounted[Any]]
+
+
 async def build(
-    settings: Settings, *, clock: Clock | None = None, adapters: bool = True
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    adapters: bool = True,
+    mounts: Sequence[Mount] = (),
 ) -> Runtime:
     """Wire the store, keys, policy, service, API and every configured adapter (call inside
-    a running event loop). With ``adapters=False`` only the core is wired (CLI commands
-    that touch the store). Raises ``ConfigError``/``PolicyError``/``StoreError``."""
+    a running event loop), then ``mounts`` (tests add adapters with test options this way).
+    With ``adapters=False`` only the core is wired (CLI commands that touch the store), and
+    an undeliverable card escalates nothing. Raises ``ConfigError``/``PolicyError``/
+    ``StoreError``."""
     clock = clock or SystemClock()
     keys = load_keys(settings)
     policies = load_policies(settings)
     store = await open_store(settings)
+    fanout = Fanout()
     gate = Gate(
         store=store,
         policies=policies,
         keys=keys,
         clock=clock,
+        fanout=fanout,
         grant_ttl=settings.grants.ttl,
         issuer=settings.grants.issuer or settings.server.public_url,
         caps=AgentCaps(
@@ -112,70 +112,115 @@ async def build(
     ).inc()
     publish = settings.path(settings.log.publish_file) if settings.log.publish_file else None
     checkpoints = Checkpointer(store, keys, clock, origin=settings.log.origin, publish_file=publish)
+    users = UserStore(store)
+    wiring = Wiring(
+        settings,
+        gate,
+        checkpoints,
+        users=users,
+        passkeys=PasskeyStore(store),
+        routes=RouteStore(store),
+        undeliverable=_escalate_early(gate) if adapters else _unheard,
+    )
+    mounted = tuple(mount(wiring) for mount in (*_configured(settings, adapters), *mounts))
+    pagers = [m.pager for m in mounted if m.pager is not None]
+    fanout.connect(
+        channels=[m.channel for m in mounted if m.channel is not None],
+        pager=pagers[0] if pagers else None,
+        final_listeners=[f for m in mounted for f in m.final_listeners],
+        created_listeners=[c for m in mounted for c in m.created_listeners],
+    )
     app = create_api(gate, settings, checkpoints)
-    runtime = Runtime(settings, store, keys, policies, gate, checkpoints, app)
+    background: list[Job] = []
+    for part in mounted:
+        app.add_routes(part.routes)
+        for prefix, subapp in part.subapps:
+            app.add_subapp(prefix, subapp)
+        app.on_startup.extend(part.on_startup)
+        app.on_cleanup.extend(part.on_cleanup)
+        background += part.jobs
+        background += [functools.partial(store.lead, job) for job in part.leader_jobs]
+    after_final: list[Job] = []
     if settings.log.witnesses:
-        _mount_cosigner(runtime)
+        cosigner = _cosigner(settings, store)
+        checkpoints.on_checkpoint.append(cosigner.notify)
+        background.insert(0, cosigner.run)
+        after_final.append(cosigner.finish)
     if adapters:
-        _mount_adapters(runtime)
-        runtime.background.append(
-            lambda: store.watch_changes(gate.changed_elsewhere, gate.feed_state, gate.has_waiters)
+        background.append(
+            functools.partial(
+                store.watch_changes, fanout.changed_elsewhere, fanout.feed_state, fanout.has_waiters
+            )
         )
-    return runtime
+    return Runtime(
+        settings,
+        store,
+        keys,
+        policies,
+        gate,
+        fanout,
+        checkpoints,
+        app,
+        wiring,
+        users,
+        mounted=mounted,
+        background=tuple(background),
+        after_final_checkpoint=tuple(after_final),
+    )
 
 
-def _mount_cosigner(runtime: Runtime) -> None:
+def _cosigner(settings: Settings, store: SqlStore) -> Cosigner:
     """SPEC §7: checkpoints go to the witnesses from a background task, beside the log."""
-    from bot.cosigning import Cosigner, Witness
-
-    log_settings = runtime.settings.log
-    cosigner = Cosigner(
-        runtime.store,
+    log_settings = settings.log
+    return Cosigner(
+        store,
         [Witness.from_settings(w) for w in log_settings.witnesses],
         quorum=log_settings.witness_quorum,
         timeout=log_settings.witness_timeout.total_seconds(),
     )
-    runtime.checkpoints.on_checkpoint.append(cosigner.notify)
-    runtime.background.append(cosigner.run)
-    runtime.after_final_checkpoint.append(cosigner.finish)
 
 
-def _mount_adapters(runtime: Runtime) -> None:
-    """Each adapter is on only when configured (SPEC §4). Each ``mount`` adds its routes to
-    ``runtime.app``, its channel to ``runtime.gate.channels`` and its background jobs to
-    ``runtime.background``."""
-    settings = runtime.settings
+def _configured(settings: Settings, adapters: bool) -> list[Mount]:
+    """The mounts of the adapters ``settings`` turns on (SPEC §4), imported only then (a
+    command that needs no Slack does not load its SDK)."""
+    if not adapters:
+        return []
+    found: list[Mount] = []
     if settings.pagerduty.routing_key:
-        from adapters.pagerduty import mount as mount_pagerduty
+        from adapters import pagerduty
 
-        mount_pagerduty(runtime)
-    slack = None
+        found.append(pagerduty.mount)
     if settings.slack_enabled:
-        from adapters.slack import mount as mount_slack
+        from adapters import slack
 
-        slack = mount_slack(runtime)
+        found.append(slack.mount)
     if settings.teams_enabled:
-        from adapters.teams import mount as mount_teams
+        from adapters import teams
 
-        mount_teams(runtime)
+        found.append(teams.mount)
     if settings.email_enabled:
-        from adapters.email import mount as mount_email
+        from adapters import email
 
-        mount_email(runtime)
+        found.append(email.mount)
     if settings.console.enabled:
-        from adapters.console import mount as mount_console
+        from adapters import console
 
-        mount_console(runtime)
-    from adapters.escalation import mount as mount_escalation
+        found.append(console.mount)
+    from adapters import callbacks, escalation
+
+    found += [escalation.mount, callbacks.mount]
+    return found
+
+
+def _escalate_early(gate: Gate) -> Undeliverable:
     from adapters.escalation import undeliverable_hook
 
-    mount_escalation(runtime)
-    if slack is not None:
-        # SPEC §8: a card that cannot be delivered escalates sooner (never allows).
-        slack.channel.on_undeliverable.append(undeliverable_hook(runtime.gate))
-    from adapters.callbacks import mount as mount_callbacks
+    return undeliverable_hook(gate)
 
-    mount_callbacks(runtime)
+
+async def _unheard(request: Request, group: str, error: ChannelError) -> None:
+    """No escalation wired (``adapters=False``): the channel's own log line is all."""
+    del request, group, error
 
 
 async def _run(
@@ -239,7 +284,7 @@ async def _run(
     await stop.wait()
     log.info("shutting down: draining")
     # held long-polls answer now (still pending): the agent polls again, on another replica
-    runtime.gate.stop_waiting()
+    runtime.fanout.stop_waiting()
     for task in tasks:
         task.cancel()
     for task in tasks:

@@ -16,20 +16,18 @@ https://developer.pagerduty.com/docs/events-api-v2/resolve-events/
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
+from aiohttp import web
 
+from adapters.runtime import Mounted, Wiring
 from bot.domain import Request
 from bot.errors import ChannelError, ConfigError
 from bot.escalation import ladder
 from bot.evidence.statement import rfc3339
-
-if TYPE_CHECKING:
-    from adapters.main import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -186,10 +184,11 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-def mount(runtime: Runtime) -> PagerDutyPager:
-    """Set ``runtime.gate.pager`` from ``settings.pagerduty``; the HTTP session closes when
-    the server stops."""
-    settings = runtime.settings
+def mount(wiring: Wiring) -> Mounted[PagerDutyPager]:
+    """The pager from ``settings.pagerduty``; its HTTP session closes when the server stops
+    (after the gate's background work, which may still resolve incidents). Raises
+    ``ConfigError``."""
+    settings = wiring.settings
     key = settings.pagerduty.routing_key
     if key is None:
         raise ConfigError("pagerduty.routing_key is not set")
@@ -198,14 +197,9 @@ def mount(runtime: Runtime) -> PagerDutyPager:
         events_url=settings.pagerduty.events_url,
         public_url=settings.server.public_url,
     )
-    runtime.gate.pager = pager
 
-    async def hold() -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            with contextlib.suppress(Exception):
-                await pager.close()
+    async def close(_: web.Application) -> None:
+        await wiring.gate.drain()
+        await pager.close()
 
-    runtime.background.append(hold)
-    return pager
+    return Mounted(pager, pager=pager, on_cleanup=(close,))

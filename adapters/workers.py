@@ -4,7 +4,7 @@ A small supervising parent migrates the database once, then forks N workers. Eac
 a whole signoff server (``adapters.main``) that binds ``server.host:server.port`` with
 ``SO_REUSEPORT``, so the kernel spreads new connections over the workers' own listening
 sockets (evenly, by connection hash, instead of waking every worker for each connection).
-Only the cluster's leader runs the escalation loop (``bot.store.leader``); every worker
+Only the cluster's leader runs the escalation loop (``bot/store/leader.py``); every worker
 wakes its own long-polls through the store's change feed.
 
 The parent forwards SIGTERM/SIGINT (graceful drain: every worker stops accepting, answers

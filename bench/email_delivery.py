@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,9 +24,9 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.serving import SIGNOFF, free_port, quiet_env
-from tests.fakes.smtp_server import SmtpServer
-from tests.support import write_home
+from bench.fakes.smtp_server import SmtpServer
+from bench.serving import add_agent, free_port, serve, wait_ready, write_home
+from bench.stats import percentile
 
 POLICY = """\
 apiVersion: signoff/v1
@@ -43,11 +42,6 @@ rules:
 """
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
-
-
 async def run(requests: int) -> None:
     smtp = SmtpServer()
     smtp.start()
@@ -59,27 +53,14 @@ async def run(requests: int) -> None:
             "console: {enabled: false}\nlogging: {level: WARNING}\n"
         )
         config = write_home(Path(tmp), policy=POLICY, port=port, extra=extra)
-        env = quiet_env()
-        token = subprocess.run(
-            [SIGNOFF, "agents", "add", "bench-agent", "--quiet", "--config", str(config)],
-            check=True,
-            capture_output=True,
-            text=True,
-            env=env,
-        ).stdout.strip()
-        proc = subprocess.Popen([SIGNOFF, "--config", str(config), "serve"], env=env)
+        token = add_agent(config)
+        proc = serve(config)
         base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
         body = {"tool": "payments.transfer", "arguments": {"amount": 25_000, "to": "acct-1"}}
         loop = asyncio.get_running_loop()
         try:
             async with aiohttp.ClientSession() as http:
-                for _ in range(300):
-                    try:
-                        async with http.get(f"{base}/healthz") as r:
-                            if r.status == 200:
-                                break
-                    except aiohttp.ClientError:
-                        await asyncio.sleep(0.1)
+                await wait_ready(http, base, proc)
                 samples: list[float] = []
                 for i in range(requests + 1):  # the first one warms up
                     t0 = loop.time()
@@ -95,8 +76,9 @@ async def run(requests: int) -> None:
     load = os.getloadavg()[0]
     print(
         f"confirm request -> email accepted by SMTP ({requests} requests, load {load:.1f} on "
-        f"{os.cpu_count()} cores): p50 {pct(samples, 0.5):.1f} ms, p90 {pct(samples, 0.9):.1f} "
-        f"ms, p99 {pct(samples, 0.99):.1f} ms (target p50 <= 100 ms)"
+        f"{os.cpu_count()} cores): p50 {percentile(samples, 0.5):.1f} ms, "
+        f"p90 {percentile(samples, 0.9):.1f} ms, p99 {percentile(samples, 0.99):.1f} ms "
+        "(target p50 <= 100 ms)"
     )
 
 

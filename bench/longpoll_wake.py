@@ -20,9 +20,9 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.main import build
+from bench.serving import write_home
 from bot.domain import Approver, Platform, Verdict
 from bot.settings import load_settings
-from tests.support import write_home
 
 ROUNDS = 200
 ALICE = Approver(Platform.CONSOLE, "console", "alice", via="console_login")
@@ -48,7 +48,7 @@ async def main() -> None:
                 poll = asyncio.create_task(
                     http.get(f"{base}/v1/requests/{rid}?wait=30", headers=headers)
                 )
-                while not runtime.gate.waiters._events.get(rid):  # the poll is waiting
+                while not runtime.fanout.waiters._events.get(rid):  # the poll is waiting
                     await asyncio.sleep(0.001)
                 start = time.perf_counter()
                 await runtime.gate.decide(

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import secrets
 import signal
 import subprocess
 import sys
@@ -27,64 +25,23 @@ import time
 from pathlib import Path
 
 import aiohttp
-import psycopg
-from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.serving import SIGNOFF, free_port, quiet_env
+from bench.serving import (
+    SIGNOFF,
+    add_agent,
+    console_session,
+    free_port,
+    quiet_env,
+    scratch_database,
+    wait_ready,
+    write_home,
+)
 from bench.stats import percentile
-from tests.support import write_home
 
 ROUNDS = int(os.environ.get("SIGNOFF_BENCH_ROUNDS", "200"))
-#: a server whose role may create databases; `make bench` starts a throwaway one
-PG_URL = os.environ.get("SIGNOFF_BENCH_PG_URL") or os.environ.get("SIGNOFF_TEST_PG_URL", "")
 PASSWORD = "bench password 123"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def with_database(url: str, name: str) -> str:
-    head, _, tail = url.partition("?")
-    base = head.rsplit("/", 1)[0]
-    return f"{base}/{name}" + (f"?{tail}" if tail else "")
-
-
-async def wait_up(http: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes]) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"signoff serve exited early ({proc.returncode})")
-            try:
-                async with http.get(base + "/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-
-
-async def console_session(http: aiohttp.ClientSession, base: str) -> tuple[str, str]:
-    """Log in to the console at ``base``; returns (session cookie, CSRF token)."""
-    async with http.get(f"{base}/console/login") as page:
-        token = CSRF.search(await page.text())
-        assert token is not None
-        login_cookie = page.cookies["signoff_login"].value
-    async with http.post(
-        f"{base}/console/login",
-        data={"csrf_token": token.group(1), "username": "alice", "password": PASSWORD},
-        headers={"Cookie": f"signoff_login={login_cookie}"},
-        allow_redirects=False,
-    ) as resp:
-        assert resp.status == 303, await resp.text()
-        session = resp.cookies["signoff_session"].value
-    async with http.get(f"{base}/console/", headers={"Cookie": f"signoff_session={session}"}) as p:
-        token = CSRF.search(await p.text())
-        assert token is not None
-    return session, token.group(1)
 
 
 async def run(root: Path, database_url: str) -> tuple[list[float], list[float]]:
@@ -95,12 +52,7 @@ async def run(root: Path, database_url: str) -> tuple[list[float], list[float]]:
     config_b = root / "signoff-b.yaml"
     config_b.write_text(config_a.read_text().replace(str(port_a), str(port_b)))
     env = quiet_env()
-    token = subprocess.run(
-        [SIGNOFF, "--config", str(config_a), "agents", "add", "bench-agent", "--quiet"],
-        check=True,
-        capture_output=True,
-        env=env,
-    ).stdout.decode()
+    token = add_agent(config_a)
     subprocess.run(
         [SIGNOFF, "--config", str(config_a), "users", "add", "alice", "--password-stdin"],
         input=PASSWORD.encode(),
@@ -118,10 +70,9 @@ async def run(root: Path, database_url: str) -> tuple[list[float], list[float]]:
     acked: list[float] = []
     try:
         async with aiohttp.ClientSession() as http:
-            await wait_up(http, a, procs[0])
-            await wait_up(http, b, procs[1])
-            session, csrf = await console_session(http, b)
-            cookie = {"Cookie": f"signoff_session={session}"}
+            await wait_ready(http, a, procs[0], timeout=30)
+            await wait_ready(http, b, procs[1], timeout=30)
+            cookie, csrf = await console_session(http, b, "alice", PASSWORD)
             for i in range(ROUNDS):
                 body = {"tool": "payments.transfer", "arguments": {"amount": 20000 + i}}
                 async with http.post(a + "/v1/requests", json=body, headers=headers) as r:
@@ -162,22 +113,8 @@ async def run(root: Path, database_url: str) -> tuple[list[float], list[float]]:
 
 
 async def main() -> None:
-    if not PG_URL:
-        raise SystemExit(
-            "replica_wake needs PostgreSQL: set SIGNOFF_BENCH_PG_URL, or run it through "
-            "`make bench` (which starts a throwaway cluster)"
-        )
-    name = f"signoff_bench_{os.getpid()}_{secrets.token_hex(3)}"
-    with psycopg.connect(libpq(PG_URL), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            sent, acked = await run(Path(tmp), with_database(PG_URL, name))
-    finally:
-        with psycopg.connect(libpq(PG_URL), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with scratch_database("replica_wake") as url, tempfile.TemporaryDirectory() as tmp:
+        sent, acked = await run(Path(tmp), url)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
         f"decision on replica B -> long-poll on replica A returns ({ROUNDS} rounds, PostgreSQL, "

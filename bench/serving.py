@@ -1,16 +1,105 @@
 """What the bench scripts that run a real ``signoff serve`` share: the ``signoff`` command,
-a free loopback port, a fresh ``signoff init`` home on it, and an environment without the
-chat/paging credentials a developer may have exported (so no adapter reaches out)."""
+a free loopback port, a fresh home on it (``signoff init``, or ``write_home`` for a given
+policy, database and extra configuration), the PostgreSQL server to use, and an environment
+without the chat/paging credentials a developer may have exported (so no adapter reaches
+out). Bench code never imports from ``tests``; the test suite reuses ``write_home``."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import re
+import secrets
 import socket
 import subprocess
 import sys
+import textwrap
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import psycopg
+from psycopg import sql
+
+from bot.evidence.keys import KeyRing
 
 SIGNOFF = str(Path(sys.executable).with_name("signoff"))
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+POLICY = """\
+apiVersion: signoff/v1
+kind: ToolPolicy
+metadata: {name: test, version: "t1"}
+groups:
+  finance:
+    console: {users: [alice, erin]}
+  leads:
+    console: {users: [carol]}
+  security:
+    console: {users: [sam]}
+defaults:
+  unknown_tool: confirm
+  sla: 15m
+  approvers: {groups: [security]}
+rules:
+  - name: reads
+    tool: "*.read"
+    tier: auto
+  - name: large-transfer
+    tool: payments.transfer
+    when: args.amount >= 10000
+    tier: confirm
+    approvers: {groups: [finance]}
+    sla: 15m
+  - name: dual-transfer
+    tool: payments.wire
+    tier: confirm
+    approvers: {groups: [finance], quorum: 2}
+  - name: small-transfer
+    tool: payments.transfer
+    tier: auto
+    rate_limit: {max: 3, per: 1h, key: agent}
+  - name: notify-email
+    tool: email.send
+    tier: notify
+    approvers: {groups: [finance]}
+  - name: no-force-push
+    tool: repos.force_push
+    when: args.branch in ["main", "release"]
+    tier: block
+    reason: force-push to protected branches is never allowed
+"""
+
+
+def write_home(
+    root: Path,
+    *,
+    policy: str = POLICY,
+    database_url: str | None = None,
+    port: int = 8080,
+    extra: str = "",
+) -> Path:
+    """Create a home under ``root`` and return the path of its signoff.yaml."""
+    (root / "policies").mkdir(parents=True, exist_ok=True)
+    (root / "policies" / "policy.yaml").write_text(policy, encoding="utf-8")
+    KeyRing.create(root / "keys")
+    url = database_url or f"sqlite:///{root / 'signoff.db'}"
+    config = root / "signoff.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""\
+            server: {{host: 127.0.0.1, port: {port}, public_url: "http://127.0.0.1:{port}"}}
+            database: {{url: "{url}"}}
+            keys: {{dir: ./keys}}
+            policy: {{paths: [./policies], watch: false}}
+            """
+        )
+        + textwrap.dedent(extra),
+        encoding="utf-8",
+    )
+    return config
 
 
 def free_port() -> int:
@@ -38,3 +127,105 @@ def quiet_env() -> dict[str, str]:
     return {
         k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TEAMS_", "PAGERDUTY_"))
     }
+
+
+def pg_admin_url(bench: str) -> str:
+    """A PostgreSQL server whose role may create databases: ``SIGNOFF_BENCH_PG_URL``, else
+    ``SIGNOFF_TEST_PG_URL`` (``make bench`` runs the scripts under ``tests.pg_cluster``, which
+    sets it to a throwaway cluster). Exits with a one-line message naming ``bench`` when
+    neither is set."""
+    url = os.environ.get("SIGNOFF_BENCH_PG_URL") or os.environ.get("SIGNOFF_TEST_PG_URL", "")
+    if not url:
+        raise SystemExit(
+            f"{bench} needs PostgreSQL: set SIGNOFF_BENCH_PG_URL, or run it through "
+            "`make bench` (which starts a throwaway cluster)"
+        )
+    return url
+
+
+@contextlib.contextmanager
+def scratch_database(bench: str) -> Iterator[str]:
+    """A fresh database on ``pg_admin_url(bench)``, dropped (with its connections) afterwards;
+    yields its SQLAlchemy URL."""
+    admin = pg_admin_url(bench)
+    name = f"signoff_{bench}_{os.getpid()}_{secrets.token_hex(3)}"
+    with psycopg.connect(libpq(admin), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield with_database(admin, name)
+    finally:
+        with psycopg.connect(libpq(admin), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def libpq(url: str) -> str:
+    """The SQLAlchemy URL as a libpq URI (no ``+driver``), for psycopg."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(scheme=parts.scheme.split("+", 1)[0]))
+
+
+def with_database(url: str, database: str) -> str:
+    """``url`` naming ``database`` instead of its own."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
+
+
+async def wait_ready(
+    http: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes], timeout: float = 60
+) -> None:
+    """Wait until ``signoff serve`` at ``base`` answers ``/readyz`` with 200; exits if the
+    process ends first or ``timeout`` seconds pass."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"signoff serve exited early ({proc.returncode})")
+            try:
+                async with http.get(base + "/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+
+
+async def console_session(
+    http: aiohttp.ClientSession, base: str, user: str, password: str
+) -> tuple[dict[str, str], str]:
+    """Sign ``user`` in to the console at ``base`` through its form; returns the headers
+    that carry the session cookie and the session's CSRF token (for decision forms)."""
+    async with http.get(f"{base}/console/login") as page:
+        token = CSRF.search(await page.text())
+        assert token is not None, "no CSRF token on the sign-in page"
+        login_cookie = page.cookies["signoff_login"].value
+    # sent by hand: a cookie jar keeps Secure cookies away from a plain-http server
+    async with http.post(
+        f"{base}/console/login",
+        data={"csrf_token": token.group(1), "username": user, "password": password},
+        headers={"Cookie": f"signoff_login={login_cookie}"},
+        allow_redirects=False,
+    ) as resp:
+        assert resp.status == 303, await resp.text()
+        session = resp.cookies["signoff_session"].value
+    headers = {"Cookie": f"signoff_session={session}"}
+    async with http.get(f"{base}/console/", headers=headers) as page:
+        token = CSRF.search(await page.text())
+        assert token is not None, "no CSRF token on the console page"
+    return headers, token.group(1)
+
+
+def add_agent(config: Path, name: str = "bench-agent") -> str:
+    """``signoff agents add NAME`` on the home of ``config``; the agent's token."""
+    out = subprocess.run(
+        [SIGNOFF, "--config", str(config), "agents", "add", name, "--quiet"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+    )
+    return out.stdout.strip()
+
+
+def serve(config: Path) -> subprocess.Popen[bytes]:
+    """``signoff serve`` on ``config``, started as a user would (``wait_ready`` waits for it)."""
+    return subprocess.Popen([SIGNOFF, "--config", str(config), "serve"], env=quiet_env())

@@ -62,9 +62,9 @@ async def measure(url: str, calls: int, samples: int) -> str:
         await store.session_calls("big", since)  # warm
         times = []
         for _ in range(samples):
-            start = time.perf_counter()
+            began = time.perf_counter()
             found = await store.session_calls("big", since)
-            times.append(time.perf_counter() - start)
+            times.append(time.perf_counter() - began)
         tracemalloc.start()
         await store.session_calls("big", since)
         peak = tracemalloc.get_traced_memory()[1]

@@ -32,11 +32,10 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.slack.cards import ACTION_APPROVE
-from bench.serving import SIGNOFF, free_port, quiet_env
+from bench.fakes.slack_api import Call, FakeSlack
+from bench.fakes.slack_payloads import block_actions, form, sign
+from bench.serving import add_agent, free_port, serve, wait_ready, write_home
 from bench.stats import percentile
-from tests.fakes.slack_api import Call, FakeSlack
-from tests.fakes.slack_payloads import block_actions, form, sign
-from tests.support import write_home
 
 SECRET = "bench-signing-secret"
 _REQUEST_ID = re.compile(r"request `([0-9a-f-]{36})`")
@@ -105,15 +104,8 @@ def start_server(
         "logging: {level: WARNING}\n"
     )
     config = write_home(home, policy=policy(approvers), port=port, extra=extra)
-    env = quiet_env()
-    token = subprocess.run(
-        [SIGNOFF, "agents", "add", "bench-agent", "--quiet", "--config", str(config)],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-    ).stdout.strip()
-    proc = subprocess.Popen([SIGNOFF, "--config", str(config), "serve"], env=env)
+    token = add_agent(config)
+    proc = serve(config)
     return proc, f"http://127.0.0.1:{port}", token
 
 
@@ -138,13 +130,7 @@ async def run(options: argparse.Namespace) -> None:
         try:
             connector = aiohttp.TCPConnector(limit=2 * options.clicks)
             async with aiohttp.ClientSession(connector=connector) as http:
-                for _ in range(300):
-                    try:
-                        async with http.get(f"{base}/healthz") as r:
-                            if r.status == 200:
-                                break
-                    except aiohttp.ClientError:
-                        await asyncio.sleep(0.1)
+                await wait_ready(http, base, proc)
 
                 async def submit() -> tuple[str, float]:
                     t0 = time.monotonic()

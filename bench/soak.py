@@ -17,7 +17,8 @@ latency (issue 14: PostgreSQL p50 ≤ 1.5 ms).
 
 ``SIGNOFF_SOAK_SECONDS`` / ``SIGNOFF_SOAK_AGENTS`` / ``SIGNOFF_SOAK_SEQUENTIAL`` change the
 length, the concurrency and the sequential calls; ``SIGNOFF_BENCH_PG_URL`` (else
-``SIGNOFF_TEST_PG_URL``, else a throwaway cluster) names the PostgreSQL server.
+``SIGNOFF_TEST_PG_URL``, which ``make bench`` sets to a throwaway cluster) names the
+PostgreSQL server.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import re
-import secrets
 import signal
 import statistics
 import subprocess
@@ -35,16 +34,24 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypedDict
 
 import aiohttp
-import psycopg
-from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.serving import SIGNOFF, free_port, quiet_env
-from tests.pg_cluster import admin_url
-from tests.support import write_home
+from bench.serving import (
+    SIGNOFF,
+    add_agent,
+    console_session,
+    free_port,
+    pg_admin_url,
+    quiet_env,
+    scratch_database,
+    wait_ready,
+    write_home,
+)
+from bench.stats import percentile
 
 SECONDS = float(os.environ.get("SIGNOFF_SOAK_SECONDS", "60"))
 #: auto-tier calls sent one at a time before the soak (the first tenth is warm-up)
@@ -52,7 +59,6 @@ SEQUENTIAL = int(os.environ.get("SIGNOFF_SOAK_SEQUENTIAL", "1000"))
 AGENTS = int(os.environ.get("SIGNOFF_SOAK_AGENTS", "200"))
 WARM_UP = 15.0
 PASSWORD = "soak password 123"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 AUTO = {"tool": "crm.contacts.read", "arguments": {"id": 7}}
 BLOCK = {"tool": "repos.force_push", "arguments": {"branch": "main"}}
 
@@ -79,20 +85,17 @@ def proc_stat(pid: int) -> tuple[float, int, int]:
     return cpu, rss, len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
-
-
 class Agent:
     def __init__(self, http: aiohttp.ClientSession, base: str, token: str, tally: Tally):
         self.http, self.base, self.tally = http, base, tally
         self.headers = {"Authorization": f"Bearer {token}"}
 
-    async def call(self, method: str, path: str, *, timed: bool = True, **kw: object) -> dict:
+    async def call(
+        self, method: str, path: str, *, timed: bool = True, **kw: Any
+    ) -> dict[str, Any]:
         started = time.perf_counter()
         try:
-            async with self.http.request(method, self.base + path, **kw) as resp:  # type: ignore[arg-type]
+            async with self.http.request(method, self.base + path, **kw) as resp:
                 body = await resp.json(content_type=None) if resp.status != 303 else {}
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -106,27 +109,8 @@ class Agent:
             return {}
         return body if isinstance(body, dict) else {}
 
-    async def submit(self, body: dict) -> dict:
+    async def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self.call("POST", "/v1/requests", json=body, headers=self.headers)
-
-
-async def console(http: aiohttp.ClientSession, base: str) -> tuple[dict[str, str], str]:
-    async with http.get(f"{base}/console/login") as page:
-        token = CSRF.search(await page.text())
-        cookie = page.cookies["signoff_login"].value
-    assert token is not None
-    async with http.post(
-        f"{base}/console/login",
-        data={"csrf_token": token.group(1), "username": "alice", "password": PASSWORD},
-        headers={"Cookie": f"signoff_login={cookie}"},
-        allow_redirects=False,
-    ) as resp:
-        session = resp.cookies["signoff_session"].value
-    headers = {"Cookie": f"signoff_session={session}"}
-    async with http.get(f"{base}/console/", headers=headers) as page:
-        token = CSRF.search(await page.text())
-    assert token is not None
-    return headers, token.group(1)
 
 
 async def agent_loop(
@@ -166,7 +150,22 @@ async def agent_loop(
                     agent.tally.error("decision not seen by the long-poll")
 
 
-async def soak(root: Path, database_url: str) -> dict[str, object]:
+class Result(TypedDict):
+    """One backend's soak, as ``report`` prints it."""
+
+    calls_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    error_kinds: dict[str, int]
+    rss_mb: list[float]
+    rss_spread: float
+    fds: int
+    fds_max: int
+    cpu_ms_per_call: float
+
+
+async def soak(root: Path, database_url: str) -> Result:
     port = free_port()
     config = write_home(
         root, database_url=database_url, port=port, extra="logging: {level: WARNING}\n"
@@ -174,13 +173,7 @@ async def soak(root: Path, database_url: str) -> dict[str, object]:
     env = quiet_env()
     tokens = []
     for i in range(8):
-        out = subprocess.run(
-            [SIGNOFF, "--config", str(config), "agents", "add", f"soak-{i}", "--quiet"],
-            check=True,
-            capture_output=True,
-            env=env,
-        )
-        tokens.append(out.stdout.decode().strip())
+        tokens.append(add_agent(config, f"soak-{i}"))
     subprocess.run(
         [SIGNOFF, "--config", str(config), "users", "add", "alice", "--password-stdin"],
         input=PASSWORD.encode(),
@@ -196,16 +189,8 @@ async def soak(root: Path, database_url: str) -> dict[str, object]:
         connector = aiohttp.TCPConnector(limit=AGENTS + 10)
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-            async with asyncio.timeout(60):
-                while True:
-                    try:
-                        async with http.get(base + "/readyz") as resp:
-                            if resp.status == 200:
-                                break
-                    except aiohttp.ClientError:
-                        pass
-                    await asyncio.sleep(0.1)
-            decide = await console(http, base)
+            await wait_ready(http, base, proc)
+            decide = await console_session(http, base, "alice", PASSWORD)
             one = Agent(http, base, tokens[0], Tally())
             for _ in range(SEQUENTIAL):
                 await one.submit(AUTO)
@@ -240,11 +225,11 @@ async def soak(root: Path, database_url: str) -> dict[str, object]:
     spread = max(abs(r - mean) / mean for r in warm) if warm else float("nan")
     return {
         "sequential_p50_ms": statistics.median(sequential) * 1000 if sequential else float("nan"),
-        "sequential_p99_ms": pct(sequential, 0.99) * 1000,
+        "sequential_p99_ms": percentile(sequential, 0.99) * 1000 if sequential else float("nan"),
         "sequential_errors": one.tally.errors,
         "calls_per_s": tally.calls / elapsed,
         "p50_ms": statistics.median(tally.latencies) * 1000 if tally.latencies else float("nan"),
-        "p99_ms": pct(tally.latencies, 0.99) * 1000,
+        "p99_ms": percentile(tally.latencies, 0.99) * 1000 if tally.latencies else float("nan"),
         "errors": tally.errors,
         "error_kinds": tally.error_kinds,
         "rss_mb": [round(r / 2**20, 1) for _, r, _ in samples],
@@ -255,8 +240,8 @@ async def soak(root: Path, database_url: str) -> dict[str, object]:
     }
 
 
-def report(name: str, r: dict[str, object]) -> None:
-    spread = float(r["rss_spread"])  # type: ignore[arg-type]
+def report(name: str, r: Result) -> None:
+    spread = r["rss_spread"]
     print(
         f"soak {name}: {AGENTS} agents x {SECONDS:.0f} s: {r['calls_per_s']:.0f} calls/s, "
         f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, errors {r['errors']}"
@@ -272,35 +257,17 @@ def report(name: str, r: dict[str, object]) -> None:
     )
 
 
-def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def with_database(url: str, name: str) -> str:
-    head, _, tail = url.partition("?")
-    return head.rsplit("/", 1)[0] + f"/{name}" + (f"?{tail}" if tail else "")
-
-
 async def main() -> None:
-    results = {}
+    pg_admin_url("soak")  # before the SQLite half: say now if there is no PostgreSQL
+    results: dict[str, Result] = {}
     with tempfile.TemporaryDirectory() as tmp:
         results["SQLite"] = await soak(Path(tmp) / "sqlite", "")
         report("SQLite", results["SQLite"])
-    admin = os.environ.get("SIGNOFF_BENCH_PG_URL") or admin_url()
-    name = f"signoff_soak_{os.getpid()}_{secrets.token_hex(3)}"
-    with psycopg.connect(libpq(admin), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            results["PostgreSQL"] = await soak(Path(tmp), with_database(admin, name))
-    finally:
-        with psycopg.connect(libpq(admin), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with scratch_database("soak") as url, tempfile.TemporaryDirectory() as tmp:
+        results["PostgreSQL"] = await soak(Path(tmp), url)
     report("PostgreSQL", results["PostgreSQL"])
-    sqlite_rate = float(results["SQLite"]["calls_per_s"])  # type: ignore[arg-type]
-    pg_rate = float(results["PostgreSQL"]["calls_per_s"])  # type: ignore[arg-type]
+    sqlite_rate = results["SQLite"]["calls_per_s"]
+    pg_rate = results["PostgreSQL"]["calls_per_s"]
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
         f"soak: PostgreSQL at {pg_rate / sqlite_rate * 100:.0f} % of SQLite's calls/s "

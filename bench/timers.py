@@ -178,10 +178,11 @@ async def serve(config: str, until: float, spawned: float, horizon: float) -> No
     from adapters.escalation import mount
     from adapters.main import build
     from bot.escalation import StepRun
+    from bot.scheduler import Scheduler
     from bot.settings import load_settings
 
-    runtime = await build(load_settings(config), adapters=False)
-    scheduler = mount(runtime)
+    runtime = await build(load_settings(config), adapters=False, mounts=[mount])
+    scheduler = runtime.part(Scheduler)
     if horizon > 0:
         scheduler.horizon = timedelta(seconds=horizon)
     late: list[float] = []

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bench.http_auto import LeanClient, pct, wait_ready
+from bench.http_auto import LeanClient, wait_ready
 from bench.serving import SIGNOFF, free_port, init_home, quiet_env
+from bench.stats import percentile
 
 RATE = int(os.environ.get("BENCH_RATE", "1000"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
@@ -102,7 +103,7 @@ async def measure(label: str, mode: str) -> None:
             cosigned = f"\u2014 {NAME} " in note
             print(
                 f"{label:<28} n={len(ms)} p50={statistics.median(ms):.2f} ms "
-                f"p99={pct(ms, 0.99):.2f} ms; served checkpoint size {size}, "
+                f"p99={percentile(ms, 0.99):.2f} ms; served checkpoint size {size}, "
                 f"cosigned={'yes' if cosigned else 'no'} (statuses {client.statuses})"
             )
         finally:

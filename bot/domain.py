@@ -275,6 +275,18 @@ class Request:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingTimer:
+    """What the escalation scheduler needs of one pending request (``Store.pending_timers``):
+    enough to say when its next step falls due."""
+
+    id: str
+    created_at: datetime
+    deadline: datetime | None
+    escalation: tuple[EscalationStep, ...]
+    steps_done: int
+
+
+@dataclass(frozen=True, slots=True)
 class SessionCalls:
     """Earlier calls of one session that carry the same labels, summarised by the store:
     how many, the first and the latest (request ids are UUIDv7: ordered by their
@@ -372,6 +384,7 @@ __all__ = [
     "Event",
     "LogEntry",
     "Outcome",
+    "PendingTimer",
     "Platform",
     "PolicyRef",
     "Post",

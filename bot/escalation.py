@@ -14,7 +14,7 @@ re-reads the request and re-evaluates, so each step runs at most once across all
 only the winner publishes notices and pages. The final deny is claimed by ``Gate.expire``'s
 own compare-and-set (one final state only).
 
-This module knows no timers: ``run_due_steps`` runs whatever is due by ``gate.clock`` and
+This module knows no timers: ``run_due_steps`` runs whatever is due by the gate's clock and
 says when the next step falls due; ``bot.scheduler`` turns that into APScheduler jobs.
 It must not import ``adapters`` or any chat SDK.
 """
@@ -228,7 +228,7 @@ def _act(gate: Gate, request: Request, index: int, step: EscalationStep, *, adde
         what.append(f"to {step.to}")
     if step.page:
         what.append("page")
-        if gate.pager is not None:
+        if gate.fanout.pager is not None:
             task = asyncio.get_running_loop().create_task(_page(gate, request))
             _paging.add(task)
             task.add_done_callback(_paging.discard)
@@ -246,7 +246,7 @@ def page_summary(request: Request) -> str:
 
 
 async def _page(gate: Gate, request: Request) -> None:
-    pager = gate.pager
+    pager = gate.fanout.pager
     if pager is None:
         return
     try:

@@ -1,12 +1,17 @@
 """Fan-out of a Gate's state changes: cards to approval channels, listeners of new and final
 requests, the pager's resolve, and the wake-up of long-polls. Everything runs in background
-tasks whose failures are logged and counted and never change a decision."""
+tasks whose failures are logged and counted and never change a decision.
+
+``Gate`` holds one ``Fanout`` (composition, not inheritance). Who hears what is given once:
+at construction, or by the composition root's one ``connect`` call (the channels need the
+Gate to exist before they do, so the root builds the Gate first, then connects what every
+adapter's ``mount`` returned)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from bot.domain import Request, Tier
@@ -23,23 +28,62 @@ CreatedListener = Callable[[Request], None]
 
 
 class Fanout:
-    """Base of ``bot.service.Gate``: who hears about what, in this process."""
+    """Who hears about what, in this process."""
 
-    def __init__(self, metrics: Metrics, pager: Pager | None) -> None:
-        self.metrics = metrics
-        self.pager = pager
-        self.channels: list[ApprovalChannel] = []
-        self.waiters = Waiters()
+    def __init__(
+        self,
+        metrics: Metrics | None = None,
+        *,
+        channels: Iterable[ApprovalChannel] = (),
+        pager: Pager | None = None,
+        final_listeners: Iterable[FinalListener] = (),
+        created_listeners: Iterable[CreatedListener] = (),
+    ) -> None:
+        self.metrics = metrics or Metrics()
+        self._channels = tuple(channels)
+        self._pager = pager
         #: told (synchronously) when a request becomes final; see ``FinalListener``
-        self.final_listeners: list[FinalListener] = []
+        self._final_listeners = tuple(final_listeners)
         #: called (synchronously, in this process) for every new pending request
-        self.created_listeners: list[CreatedListener] = []
+        self._created_listeners = tuple(created_listeners)
+        self._connected = False
+        self.waiters = Waiters()
         self._tasks: set[asyncio.Task[None]] = set()
         #: True while the store's change feed reports other processes' changes; long-polls
         #: then wait for a wake-up alone instead of re-reading the store every few seconds
         self.feed_live = False
         #: set when the process shuts down: long-polls answer at once (still pending)
         self.draining = False
+
+    def connect(
+        self,
+        *,
+        channels: Iterable[ApprovalChannel] = (),
+        pager: Pager | None = None,
+        final_listeners: Iterable[FinalListener] = (),
+        created_listeners: Iterable[CreatedListener] = (),
+    ) -> None:
+        """Add what the adapters contribute; the composition root calls this once, before
+        serving. Raises ``RuntimeError`` on a second call or a second pager."""
+        if self._connected:
+            raise RuntimeError("Fanout.connect called twice")
+        if pager is not None and self._pager is not None:
+            raise RuntimeError("a Fanout has one pager")
+        self._connected = True
+        self._channels += tuple(channels)
+        self._pager = pager or self._pager
+        self._final_listeners += tuple(final_listeners)
+        self._created_listeners += tuple(created_listeners)
+
+    @property
+    def channels(self) -> tuple[ApprovalChannel, ...]:
+        return self._channels
+
+    @property
+    def pager(self) -> Pager | None:
+        return self._pager
+
+    # ------------------------------------------------------------------ long-polls
 
     def changed_elsewhere(self, request_id: str) -> None:
         """The change feed saw ``request_id`` change (maybe in another process)."""
@@ -60,18 +104,27 @@ class Fanout:
         """Whether any long-poll waits in this process (safe to call from any thread)."""
         return len(self.waiters) > 0
 
-    def _on_final(self, request: Request) -> None:
+    # ------------------------------------------------------------------ what the Gate tells
+
+    def created(self, request: Request) -> None:
+        """A new pending request was committed."""
+        for listener in self._created_listeners:
+            listener(request)
+
+    def final(self, request: Request) -> None:
+        """``request`` became final: wake its long-polls, tell the listeners, resolve its page."""
         self.waiters.wake(request.id)
         self.metrics.decisions.labels(request.status.value).inc()
-        for listener in self.final_listeners:
+        for listener in self._final_listeners:
             work = listener(request)
             if work is not None:
                 self._spawn(work, f"final listener for {request.id}")
-        if self.pager is not None and request.tier is Tier.CONFIRM:
-            self._spawn(self.pager.resolve(request), f"pager resolve for {request.id}")
+        if self._pager is not None and request.tier is Tier.CONFIRM:
+            self._spawn(self._pager.resolve(request), f"pager resolve for {request.id}")
 
-    def _publish(self, notice: Notice) -> None:
-        for channel in self.channels:
+    def publish(self, notice: Notice) -> None:
+        """Send a notice to every channel in the background."""
+        for channel in self._channels:
             self._spawn(self._deliver(channel, notice), f"{channel.platform} delivery")
 
     async def _deliver(self, channel: ApprovalChannel, notice: Notice) -> None:
@@ -84,10 +137,6 @@ class Fanout:
             log.exception(
                 "delivery to %s failed for request %s", channel.platform, notice.request.id
             )
-
-    def publish(self, notice: Notice) -> None:
-        """Send a notice to every channel in the background (used by the scheduler)."""
-        self._publish(notice)
 
     def _spawn(self, coro: Awaitable[Any], what: str) -> None:
         async def run() -> None:

@@ -1,12 +1,13 @@
 """Ports: the roles the core depends on, as ``typing.Protocol``s.
 
 Implementations are named by technology (``SqlStore``, ``SlackChannel``, ``TeamsChannel``,
-``PagerDutyPager``); test doubles are ``Fake…``. This module imports only the domain.
+``PagerDutyPager``); test doubles are ``Fake…``. This module imports only the domain and the errors.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -17,6 +18,7 @@ from bot.domain import (
     Checkpoint,
     Event,
     LogEntry,
+    PendingTimer,
     Platform,
     Post,
     Request,
@@ -24,6 +26,7 @@ from bot.domain import (
     Status,
     Vote,
 )
+from bot.errors import ChannelError
 
 
 class Clock(Protocol):
@@ -91,6 +94,17 @@ class Store(Protocol):
         ...
 
     async def votes(self, request_id: str) -> list[Vote]: ...
+    async def pending_timers(
+        self,
+        *,
+        since: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 5000,
+    ) -> list[PendingTimer]:
+        """Pending requests' schedules oldest first (by ``created_at``, then id): those
+        created at or after ``since``, strictly after the ``(created_at, id)`` key ``after``
+        (the last row of the previous page)."""
+        ...
 
     # rate limits
     async def take_rate(self, key: str, window_start: datetime, limit: int) -> bool:
@@ -146,12 +160,28 @@ class ApprovalChannel(Protocol):
         ...
 
 
+Undeliverable = Callable[[Request, str, ChannelError], Awaitable[None]]
+"""``async def hook(request, group, error)``: a channel could not deliver ``request``'s card to
+``group`` (after its retries). Every channel that posts cards takes one (escalation brings the
+next step forward, SPEC §8); the hook never allows anything."""
+
+
 class Pager(Protocol):
     async def trigger(self, request: Request, summary: str) -> None:
         """Raises ``ChannelError`` after retries are exhausted."""
         ...
 
     async def resolve(self, request: Request) -> None: ...
+
+
+class Routes(Protocol):
+    """Facts a channel learned about where to reach people, shared by every process
+    (``bot.store.routes.RouteStore``); raises ``StoreError``."""
+
+    async def remember(
+        self, platform: str, kind: str, key: str, value: str, *, at: datetime
+    ) -> None: ...
+    async def lookup(self, platform: str, kind: str, key: str) -> str | None: ...
 
 
 class Signer(Protocol):
@@ -169,6 +199,7 @@ __all__ = [
     "Notice",
     "NoticeKind",
     "Pager",
+    "Routes",
     "Signer",
     "Store",
 ]

@@ -40,12 +40,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.domain import Request, Status, Tier
+from bot.domain import Request, Tier
 from bot.errors import StoreError
 from bot.escalation import StepRun, next_due, pending_due, run_due_steps, settle_pages
 from bot.service import Gate
-from bot.store.database import Database
-from bot.store.timers import pending_timers
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +157,7 @@ class Scheduler:
 
     async def rebuild(self) -> int:
         """Schedule the next step of every pending request."""
-        started = self.gate.clock.now()
+        started = self.gate.now()
         # 100,000 timers are a few hundred thousand long-lived objects: without the cyclic
         # collector's full passes over them while they are created, the rebuild takes half
         # the time. Nothing here makes reference cycles.
@@ -181,7 +179,7 @@ class Scheduler:
     async def sweep(self) -> int:
         """Schedule pending requests created since the last sweep that have no timer here
         yet. Returns how many."""
-        started = self.gate.clock.now()
+        started = self.gate.now()
         since = (self._swept_at or started) - self.sweep_margin
         added = 0
         for due, request_id in sorted(await self._pending(since=since)):
@@ -196,32 +194,16 @@ class Scheduler:
         """(due, request id) of the next step of every pending request created since
         ``since``."""
         entries: list[tuple[datetime, str]] = []
-        store = self.gate.store
-        if isinstance(store, Database):  # the SQL store: a narrow keyset-paged bulk read
-            after: tuple[datetime, str] | None = None
-            while True:
-                timers = await pending_timers(store, since=since, after=after, limit=self.page_size)
-                for timer in timers:
-                    due = pending_due(timer)
-                    if due is not None:
-                        entries.append((due, timer.id))
-                if len(timers) < self.page_size:
-                    return entries
-                after = (timers[-1].created_at, timers[-1].id)
-        offset = 0  # any other Store: whole requests, newest first
-        while True:
-            page = await store.list_requests(
-                status=Status.PENDING, since=since, limit=self.page_size, offset=offset
-            )
-            for request in page:
-                due = next_due(request)
+        after: tuple[datetime, str] | None = None
+        while True:  # a narrow keyset-paged bulk read
+            timers = await self.gate.pending_timers(since=since, after=after, limit=self.page_size)
+            for timer in timers:
+                due = pending_due(timer)
                 if due is not None:
-                    entries.append((due, request.id))
-            if len(page) < self.page_size:
+                    entries.append((due, timer.id))
+            if len(timers) < self.page_size:
                 return entries
-            # A decision between two pages shifts later rows forward, so one may be skipped
-            # here; the next sweep finds it.
-            offset += len(page)
+            after = (timers[-1].created_at, timers[-1].id)
 
     def schedule(self, request_id: str, due: datetime) -> None:
         """(Re)place the request's timer so it fires at ``due`` (at once if past)."""
@@ -262,7 +244,7 @@ class Scheduler:
             self._aps.remove_job(request_id)
 
     def on_created(self, request: Request) -> None:
-        """``Gate.created_listeners`` entry: time a new request at once instead of waiting
+        """A created listener (``bot.fanout``): time a new request at once instead of waiting
         for the next sweep (which still catches requests created by other processes). A
         process that does not lead (its scheduler is not running) leaves it to the leader."""
         if not self._aps.running:
@@ -272,7 +254,7 @@ class Scheduler:
             self.schedule(request.id, due)
 
     def on_final(self, request: Request) -> None:
-        """``Gate.final_listeners`` entry: a decided, cancelled or expired request needs no
+        """A final listener (``bot.fanout``): a decided, cancelled or expired request needs no
         more steps. Only confirm-tier requests ever had a timer."""
         if request.tier is Tier.CONFIRM:
             self.forget(request.id)
@@ -307,7 +289,7 @@ class Scheduler:
             log.exception(
                 "escalation of request %s failed; retrying in %ss", request_id, self.retry_after
             )
-            self.schedule(request_id, self.gate.clock.now() + timedelta(seconds=self.retry_after))
+            self.schedule(request_id, self.gate.now() + timedelta(seconds=self.retry_after))
             return
         finally:
             self._running.discard(request_id)

@@ -1,52 +1,52 @@
 """Use cases of signoff: submit, decide, cancel, expire, record_execution, suspend.
 
 ``Gate`` depends on ports only (store, clock, approval channels, pager) plus the pure policy
-and evidence packages. Every state change is a compare-and-set committed together with its
-attestation; every failure path ends in deny or "still pending", never in allow.
+and evidence packages, and is the only door to a request: adapters read through its read side
+(``bot.reads``) and change state through its use cases. Every state change is a step function
+(``bot.transition``; the steps live in ``bot.voting``, ``bot.execution``, ``bot.escalation``)
+run by ``Gate._transition``, which owns the read, the retry on conflict, the attestation, the
+commit and the publishing. New requests are built in ``bot.submission``, agent accounts kept
+by ``bot.agents``. Every failure path ends in deny or "still pending", never in allow.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import overload
 
+from bot.agents import Agents
 from bot.caps import AgentCaps
 from bot.domain import (
     JSON,
     Agent,
     Approver,
-    Change,
     Event,
     Outcome,
     Request,
     Review,
     Status,
     Tier,
-    ToolCall,
     Verdict,
     Vote,
 )
 from bot.edits import Proposal
-from bot.errors import Conflict, Forbidden, NotAuthorized, NotFound, RateLimited
+from bot.errors import Conflict, Forbidden
 from bot.evidence.grant import issue_grant
 from bot.evidence.keys import KeyRing
 from bot.evidence.statement import attest
 from bot.execution import execution_step
 from bot.fanout import Fanout
-from bot.ids import AUTH_CACHE_TTL, AuthCache, new_token, token_hash
-from bot.metrics import Metrics
-from bot.policy.evaluator import evaluate, rate_key, window_start
+from bot.ids import AUTH_CACHE_TTL, AuthCache
+from bot.policy.evaluator import evaluate
 from bot.policy.holder import PolicyHolder
-from bot.policy.model import Policy
-from bot.policy.session import NO_SESSION, SessionView, session_key, summarise
-from bot.ports import ApprovalChannel, Clock, Notice, NoticeKind, Pager, Store
-from bot.submission import Submission, new_request
-from bot.transition import CAS_RETRIES, MaybeStep, Step, Transition, attempt
+from bot.ports import Clock, Notice, NoticeKind, Store
+from bot.reads import Reads, View
+from bot.submission import Submission, new_request, session_of, take_rate
+from bot.transition import CAS_RETRIES, MaybeStep, Step, Transition, attempt, attested
 from bot.voting import CARD_IN_FULL, NotShownInFull, StepUpRequired, check_vote, vote_step
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,9 @@ log = logging.getLogger(__name__)
 RESCAN_S = 2.0
 
 
-class Gate(Fanout):
-    """The approval service. One instance per process, shared by the API and the adapters."""
+class Gate(Agents, Reads):
+    """The approval service. One instance per process, shared by the API and the adapters.
+    What happens after a commit (cards, listeners, pager, long-polls) is its ``fanout``."""
 
     def __init__(
         self,
@@ -65,76 +66,36 @@ class Gate(Fanout):
         policies: PolicyHolder,
         keys: KeyRing,
         clock: Clock,
-        channels: Sequence[ApprovalChannel] = (),
-        pager: Pager | None = None,
-        metrics: Metrics | None = None,
+        fanout: Fanout | None = None,
         grant_ttl: timedelta = timedelta(minutes=10),
         issuer: str = "signoff",
         auth_cache_ttl: float = AUTH_CACHE_TTL,
         caps: AgentCaps | None = None,
     ) -> None:
-        super().__init__(metrics or Metrics(), pager)
+        self.fanout = fanout or Fanout()
+        self.metrics = self.fanout.metrics
         self.store = store
         self.policies = policies
         self.keys = keys
         self.clock = clock
-        self.channels.extend(channels)
         self.grant_ttl = grant_ttl
         self.issuer = issuer
         self.auth_cache = AuthCache(auth_cache_ttl)
         self.caps = caps or AgentCaps()
 
-    # ------------------------------------------------------------------ agents
+    def publish(self, notice: Notice) -> None:
+        """Send a notice to every channel in the background."""
+        self.fanout.publish(notice)
 
-    async def register_agent(
-        self, agent_id: str, *, artifact_digest: str | None = None, labels: Mapping[str, str] = {}
-    ) -> tuple[Agent, str]:
-        """Create an agent and return it with its one-time token. Raises ``Conflict``."""
-        token = new_token()
-        agent = Agent(
-            id=agent_id,
-            token_hash=token_hash(token),
-            created_at=self.clock.now(),
-            artifact_digest=artifact_digest,
-            labels=dict(labels),
-        )
-        await self.store.add_agent(agent)
-        return agent, token
+    async def drain(self, grace: float = 10.0) -> None:
+        """Wait for background deliveries and listeners (graceful shutdown)."""
+        await self.fanout.drain(grace)
 
-    async def authenticate(self, token: str) -> Agent:
-        """The agent owning ``token``. Raises ``NotAuthorized`` (unknown) or ``Forbidden``.
-
-        A successful lookup of an active agent is reused for ``auth_cache_ttl`` seconds (the
-        hot path then makes no store call). Unknown tokens and suspended agents are never
-        cached. ``suspend_agent``/``resume_agent`` in this process drop the agent's entries
-        at once; a suspension made by another process sharing the database reaches this
-        process's new requests within ``auth_cache_ttl`` (that process denies the agent's
-        pending requests itself, at once).
-        """
-        digest = token_hash(token)
-        cached = self.auth_cache.get(digest)
-        if cached is not None:
-            return cached
-        epoch = self.auth_cache.epoch
-        agent = await self.store.agent_by_token_hash(digest)
-        if agent is None or not hmac.compare_digest(agent.token_hash, digest):
-            raise NotAuthorized("unknown agent token")
-        if agent.suspended:
-            raise Forbidden(f"agent {agent.id!r} is suspended")
-        self.auth_cache.put(digest, agent, epoch)
-        return agent
-
-    def forget_agent(self, agent_id: str) -> None:
-        """Drop cached authentications of ``agent_id`` (after a change to the agent)."""
-        self.auth_cache.forget(agent_id)
+    # ------------------------------------------------------------------ the kill switch
 
     async def suspend_agent(self, agent_id: str) -> list[Request]:
         """Suspend an agent (kill switch) and deny its pending requests at once."""
-        self.forget_agent(agent_id)
-        try:
-            await self.store.set_agent_suspended(agent_id, True)
-        finally:
-            self.forget_agent(agent_id)
+        await self.set_suspended(agent_id, True)
         denied = []
         for request in await self.store.list_requests(
             status=Status.PENDING, agent_id=agent_id, limit=None
@@ -145,12 +106,6 @@ class Gate(Fanout):
             if done is not None:
                 denied.append(done)
         return denied
-
-    async def resume_agent(self, agent_id: str) -> Agent:
-        try:
-            return await self.store.set_agent_suspended(agent_id, False)
-        finally:
-            self.forget_agent(agent_id)
 
     # ------------------------------------------------------------------ submit
 
@@ -172,20 +127,9 @@ class Gate(Fanout):
         claimed = sub.artifact_digest if sub.artifact_digest != artifact else None
         view = agent if claimed is None else replace(agent, claimed_artifact_digest=claimed)
         ev = evaluate(
-            policy, sub.call, view, now, await self._session(policy, sub.call, agent, now)
+            policy, sub.call, view, now, await session_of(self.store, policy, sub.call, agent, now)
         )
-        rule = ev.rule
-        if ev.tier in (Tier.AUTO, Tier.NOTIFY) and ev.rate_limit is not None and rule is not None:
-            start = window_start(now, ev.rate_limit.per)
-            key = rate_key(rule, agent.id, sub.call.tool)
-            if not await self.store.take_rate(key, start, ev.rate_limit.max):
-                self.metrics.rate_limited.inc()
-                retry = max(1, int((start + ev.rate_limit.per - now).total_seconds()) + 1)
-                raise RateLimited(
-                    f"rule {rule.name!r} allows {ev.rate_limit.max} calls per "
-                    f"{int(ev.rate_limit.per.total_seconds())}s; try again later",
-                    retry_after=retry,
-                )
+        await take_rate(self.store, ev, agent, sub.call, now, self.metrics)
         request, event = new_request(
             agent,
             sub,
@@ -218,26 +162,12 @@ class Gate(Fanout):
             return replay, False
         self.metrics.requests.labels(stored.tier.value, stored.status.value).inc()
         if stored.tier in (Tier.CONFIRM, Tier.NOTIFY):
-            self._publish(Notice(NoticeKind.CREATED, stored, groups=stored.approver_groups))
+            self.fanout.publish(Notice(NoticeKind.CREATED, stored, groups=stored.approver_groups))
         if stored.status.final:
-            self._on_final(stored)
+            self.fanout.final(stored)
         elif stored.status is Status.PENDING:
-            for created in self.created_listeners:
-                created(stored)
+            self.fanout.created(stored)
         return stored, True
-
-    async def _session(
-        self, policy: Policy, call: ToolCall, agent: Agent, now: datetime
-    ) -> SessionView:
-        """The call's session (SPEC §5): one store query when the policy has ``sessions`` and
-        the call a key. Raises ``RequestError`` for a session key of the wrong type."""
-        spec = policy.sessions
-        if spec is None:
-            return NO_SESSION
-        key = session_key(spec, call.arguments, call.context, agent.id)
-        if key is None:
-            return NO_SESSION
-        return summarise(key, await self.store.session_calls(key, now - spec.window))
 
     async def _replay(self, agent: Agent, sub: Submission) -> Request | None:
         if sub.idempotency_key is None:
@@ -261,17 +191,6 @@ class Gate(Fanout):
 
     # ------------------------------------------------------------------ read
 
-    async def get(self, request_id: str, agent: Agent | None = None) -> Request:
-        """The request; with ``agent``, only that agent's own. Raises ``NotFound``."""
-        request = await self.store.get_request(request_id)
-        if request is None or (agent is not None and request.agent_id != agent.id):
-            raise NotFound(f"no request {request_id!r}")
-        return request
-
-    async def find(self, agent: Agent, idempotency_key: str) -> Request | None:
-        """The agent's own request submitted with ``idempotency_key``, if any."""
-        return await self.store.request_by_idempotency_key(agent.id, idempotency_key)
-
     async def wait(self, request_id: str, agent: Agent, seconds: float) -> Request:
         """Return the request as soon as it is no longer pending, or after ``seconds``.
         Raises ``RateLimited`` when the agent holds ``caps.max_long_polls`` already."""
@@ -279,9 +198,9 @@ class Gate(Fanout):
         end = loop.time() + seconds
         # registered before the first read: a change committed after it always wakes us;
         # one of the agent's long-poll slots held throughout (SPEC §6 cap, 429 when full)
-        with self.caps.long_poll(agent.id), self.waiters.watch(request_id) as watch:
+        with self.caps.long_poll(agent.id), self.fanout.waiters.watch(request_id) as watch:
             request = await self.get(request_id, agent)
-            while request.status is Status.PENDING and not self.draining:
+            while request.status is Status.PENDING and not self.fanout.draining:
                 left = end - loop.time()
                 if left <= 0:
                     break
@@ -290,7 +209,7 @@ class Gate(Fanout):
                 # ``RESCAN_S`` re-reads the store so other processes' decisions are seen.
                 self.metrics.pending.inc()
                 try:
-                    await watch.wait(left if self.feed_live else min(left, RESCAN_S))
+                    await watch.wait(left if self.fanout.feed_live else min(left, RESCAN_S))
                 finally:
                     self.metrics.pending.dec()
                 request = await self.get(request_id, agent)
@@ -422,26 +341,7 @@ class Gate(Fanout):
             change = step(request, seen, now)
             if change is None:
                 return None
-            after = replace(change.after, version=request.version + 1)
-            envelope = attest(
-                after,
-                change.event,
-                self.keys,
-                at=now,
-                approver=change.approver,
-                group=change.group,
-                reason=change.reason,
-                votes=change.votes or (),
-                detail=change.detail,
-                prev_index=request.last_log_index,
-                review=change.review,
-                step_up=change.step_up,
-            )
-            stored = await attempt(
-                self.store.commit(
-                    Change(request, after, change.vote, attestation=envelope, event=change.event)
-                )
-            )
+            stored = await attempt(self.store.commit(attested(request, change, now, self.keys)))
             if isinstance(stored, Conflict):
                 continue  # lost a race: re-read and re-check
             await self._announce(request, stored, change)
@@ -457,9 +357,11 @@ class Gate(Fanout):
                 votes = tuple(await self.store.votes(stored.id))
             at = stored.last_log_index
             for kind, groups in change.notices:
-                self._publish(Notice(kind, stored, votes, groups or stored.approver_groups, at))
+                self.fanout.publish(
+                    Notice(kind, stored, votes, groups or stored.approver_groups, at)
+                )
         if stored.status.final and not before.status.final:
-            self._on_final(stored)
+            self.fanout.final(stored)
 
 
 __all__ = [
@@ -469,4 +371,5 @@ __all__ = [
     "NotShownInFull",
     "StepUpRequired",
     "Submission",
+    "View",
 ]

@@ -1,5 +1,8 @@
 """A new request from what an agent asked for and what the policy said (SPEC §5, §6).
 
+``session_of`` reads the call's session and ``take_rate`` counts it against its rule's rate
+limit (the two store reads policy needs before the request exists).
+
 ``new_request`` builds the ``Request`` once in its final state (no chain of ``replace``: this
 is the hot path of every auto-tier call): blocked calls are denied, auto and notify calls
 approved with a signed grant, confirm calls left pending with their deadline and ladder.
@@ -13,12 +16,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.domain import Agent, EscalationStep, Event, PolicyRef, Request, Status, Tier, ToolCall
+from bot.errors import RateLimited
 from bot.evidence.canonical import call_digests
 from bot.evidence.grant import sign_grant
 from bot.ids import request_ids
-from bot.policy.evaluator import Evaluation
+from bot.metrics import Metrics
+from bot.policy.evaluator import Evaluation, rate_key, window_start
 from bot.policy.model import Policy
-from bot.ports import Signer
+from bot.policy.session import NO_SESSION, SessionView, session_key, summarise
+from bot.ports import Signer, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +36,39 @@ class Submission:
     callback_url: str | None = None
     idempotency_key: str | None = None
     body_sha256: str | None = None
+
+
+async def session_of(
+    store: Store, policy: Policy, call: ToolCall, agent: Agent, now: datetime
+) -> SessionView:
+    """The call's session (SPEC §5): one store query when the policy has ``sessions`` and the
+    call a key. Raises ``RequestError`` for a session key of the wrong type."""
+    spec = policy.sessions
+    if spec is None:
+        return NO_SESSION
+    key = session_key(spec, call.arguments, call.context, agent.id)
+    if key is None:
+        return NO_SESSION
+    return summarise(key, await store.session_calls(key, now - spec.window))
+
+
+async def take_rate(
+    store: Store, ev: Evaluation, agent: Agent, call: ToolCall, now: datetime, metrics: Metrics
+) -> None:
+    """Count an auto or notify call against its rule's ``rate_limit`` (SPEC §6). Raises
+    ``RateLimited`` (nothing counted) when the window is full."""
+    rule = ev.rule
+    if ev.tier in (Tier.AUTO, Tier.NOTIFY) and ev.rate_limit is not None and rule is not None:
+        start = window_start(now, ev.rate_limit.per)
+        key = rate_key(rule, agent.id, call.tool)
+        if not await store.take_rate(key, start, ev.rate_limit.max):
+            metrics.rate_limited.inc()
+            retry = max(1, int((start + ev.rate_limit.per - now).total_seconds()) + 1)
+            raise RateLimited(
+                f"rule {rule.name!r} allows {ev.rate_limit.max} calls per "
+                f"{int(ev.rate_limit.per.total_seconds())}s; try again later",
+                retry_after=retry,
+            )
 
 
 def new_request(

@@ -16,13 +16,14 @@ use case they serve (``bot.voting``, ``bot.execution``, ``bot.escalation``).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from bot.domain import Approver, Event, Request, Review, Vote
+from bot.domain import Approver, Change, Event, Request, Review, Vote
 from bot.errors import Conflict
-from bot.ports import NoticeKind
+from bot.evidence.statement import attest
+from bot.ports import NoticeKind, Signer
 
 T = TypeVar("T")
 
@@ -59,6 +60,27 @@ Step = Callable[[Request, Sequence[Vote], datetime], Transition]
 MaybeStep = Callable[[Request, Sequence[Vote], datetime], Transition | None]
 
 
+def attested(request: Request, change: Transition, now: datetime, signer: Signer) -> Change:
+    """The compare-and-set of ``change`` on ``request`` as read: the new state one version on,
+    with its signed attestation chained to the request's previous log entry."""
+    after = replace(change.after, version=request.version + 1)
+    envelope = attest(
+        after,
+        change.event,
+        signer,
+        at=now,
+        approver=change.approver,
+        group=change.group,
+        reason=change.reason,
+        votes=change.votes or (),
+        detail=change.detail,
+        prev_index=request.last_log_index,
+        review=change.review,
+        step_up=change.step_up,
+    )
+    return Change(request, after, change.vote, attestation=envelope, event=change.event)
+
+
 async def attempt(operation: Awaitable[T]) -> T | Conflict:
     """The operation's result, or the ``Conflict`` it raised (another writer got there
     first: a compare-and-set lost, a unique key taken). The caller decides in plain code what
@@ -69,4 +91,4 @@ async def attempt(operation: Awaitable[T]) -> T | Conflict:
         return lost
 
 
-__all__ = ["CAS_RETRIES", "MaybeStep", "Step", "Transition", "attempt"]
+__all__ = ["CAS_RETRIES", "MaybeStep", "Step", "Transition", "attempt", "attested"]

@@ -16,9 +16,14 @@ The sequence for one call (SPEC §6, §7):
 When an approver edited the arguments (rule option ``editable``), the answer carries
 ``approved_arguments`` and the grant binds them: the tool runs with the approved arguments,
 never the original ones, and the log says so with both digests (``adopt``). A caller that
-cannot run other arguments (no ``edited`` hook) gets ``GrantRefused``.
+cannot run other arguments (no ``edited`` hook) gets ``GrantRefused``. The framework
+integrations run the edit too and tell the model so (``edit_note``).
 
 The function is never called without a valid, unused grant.
+
+Each part is written once, as an operation (``approve``, ``run``, ``call``: steps in the
+sense of ``adapters.agent.steps``); ``Approvals`` runs them synchronously and
+``AsyncApprovals`` on an event loop, and ``require_approval`` picks by the function's kind.
 """
 
 from __future__ import annotations
@@ -27,13 +32,17 @@ import functools
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ParamSpec, TypeVar, cast
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, ParamSpec, TypeVar, cast
 
+from adapters.agent.arguments import bound_arguments, json_arguments, rebound
 from adapters.agent.client import AsyncSignoff, Signoff
 from adapters.agent.errors import ApiError, GrantRefused, Unavailable
 from adapters.agent.grants import AsyncGrantVerifier, GrantVerifier
+from adapters.agent.protocol import ClientCore
 from adapters.agent.state import RequestState
+from adapters.agent.steps import Awaiting, Blocking, Operation, Steps, adrive, drive, invoke
+from bot.errors import RequestError
 from bot.evidence.canonical import arguments_sha256
 
 log = logging.getLogger(__name__)
@@ -47,25 +56,6 @@ C = TypeVar("C")
 DEFAULT_TIMEOUT = 600.0
 
 
-def json_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON snapshot (deep copy) of ``arguments``. Raises ``TypeError`` when a value is
-    not JSON (signoff hashes and shows the exact arguments, so they must be JSON)."""
-    try:
-        snapshot = json.loads(json.dumps(dict(arguments), allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"tool arguments must be JSON-serialisable: {exc}") from exc
-    return cast(dict[str, Any], snapshot)
-
-
-def bound_arguments(
-    signature: inspect.Signature, args: tuple[Any, ...], kwargs: Mapping[str, Any]
-) -> inspect.BoundArguments:
-    """Bind a call like the function would, with defaults applied."""
-    bound = signature.bind(*args, **kwargs)
-    bound.apply_defaults()
-    return bound
-
-
 def adopt(
     state: RequestState,
     tool: str,
@@ -74,10 +64,19 @@ def adopt(
 ) -> tuple[Mapping[str, Any], C | None]:
     """The arguments to run and the call to make: the approver's edit when there is one
     (logged with both digests), else ``arguments`` unchanged (``rebind`` unused). Raises
-    ``GrantRefused`` for an edit when ``rebind`` is None (the caller cannot run it)."""
+    ``GrantRefused`` for an edit when ``arguments`` are not the request's own or ``rebind``
+    is None (the caller cannot run it)."""
     approved = state.approved_arguments
     if approved is None:
         return arguments, None
+    try:
+        # The edit replaces the arguments of this request only: a call with other arguments
+        # (changed after the request, or another call) is not the one the approver edited.
+        same = arguments_sha256(json_arguments(arguments)) == state.arguments_sha256
+    except (TypeError, RequestError):
+        same = False
+    if not same:
+        raise GrantRefused(tool, "the arguments changed after the request", request_id=state.id)
     if rebind is None:
         raise GrantRefused(
             tool,
@@ -97,6 +96,23 @@ def adopt(
     return edited, rebind(edited)
 
 
+def edit_note(approved: Mapping[str, Any]) -> str:
+    """What the framework integrations tell the model when an approver edited the
+    arguments: the call ran with ``approved`` (the arguments the grant binds), not with the
+    ones the model proposed, so it must not report or retry its own version."""
+    shown = json.dumps(dict(approved), sort_keys=True, ensure_ascii=False)
+    return (
+        "A human approver edited the arguments before approving: the call ran with "
+        f"{shown} instead of the arguments you proposed."
+    )
+
+
+def edited_answer(approved: Mapping[str, Any] | None, answer: str) -> str:
+    """``answer`` (a tool's result as the model reads it), preceded by ``edit_note`` when
+    ``approved`` (the edited arguments) is not None."""
+    return answer if approved is None else f"{edit_note(approved)}\n{answer}"
+
+
 def _error_detail(exc: BaseException) -> dict[str, Any]:
     return {"error": type(exc).__name__}
 
@@ -113,205 +129,154 @@ def _started_refusal(exc: ApiError, tool: str, request_id: str) -> GrantRefused:
     return GrantRefused(tool, exc.detail, request_id=request_id)
 
 
-class AsyncApprovals:
-    """Approve-then-run with an ``AsyncSignoff`` client and an offline grant verifier."""
+Client = TypeVar("Client", AsyncSignoff, Signoff)
+Verifier = TypeVar("Verifier", AsyncGrantVerifier, GrantVerifier)
+
+
+def approve(
+    approvals: Core,
+    tool: str,
+    arguments: Mapping[str, Any],
+    *,
+    justification: str = "",
+    context: Mapping[str, Any] | None = None,
+    idempotency_key: str | None = None,
+) -> Steps[RequestState]:
+    """Submit and wait for approval; returns the approved state or raises the refusal."""
+    state = yield invoke(
+        approvals.client.request,
+        tool,
+        arguments,
+        justification=justification,
+        context=context,
+        timeout=approvals.timeout,
+        idempotency_key=idempotency_key,
+    )
+    return cast(RequestState, state)
+
+
+def run(
+    approvals: Core,
+    state: RequestState,
+    tool: str,
+    arguments: Mapping[str, Any],
+    call: Callable[[], Any],
+    *,
+    detail: Detail | None = None,
+) -> Steps[Any]:
+    """Verify ``state``'s grant for ``tool(arguments)``, consume it, run ``call`` and
+    report the outcome. Raises ``GrantRefused`` (nothing ran) or what ``call`` raises."""
+    snapshot = json_arguments(arguments)
+    yield invoke(approvals.verifier.verify, state, tool, snapshot)
+    try:
+        # The server checks the grant against these arguments too before consuming it.
+        yield invoke(
+            approvals.client.report, state.id, _grant(state, tool), "started", arguments=snapshot
+        )
+    except ApiError as exc:
+        raise _started_refusal(exc, tool, state.id) from exc
+    try:
+        result = yield invoke(call)
+    except Exception as exc:
+        yield from _report(approvals, state, "failed", _error_detail(exc))
+        raise
+    yield from _report(approvals, state, "succeeded", dict(detail(result)) if detail else {})
+    return result
+
+
+def call(
+    approvals: Core,
+    tool: str,
+    arguments: Mapping[str, Any],
+    call: Callable[[], Any],
+    *,
+    justification: str = "",
+    context: Mapping[str, Any] | None = None,
+    detail: Detail | None = None,
+    idempotency_key: str | None = None,
+    edited: Callable[[dict[str, Any]], Callable[[], Any]] | None = None,
+) -> Steps[Any]:
+    """``approve`` then ``run``. ``edited`` makes the call for arguments an approver
+    edited (see ``adopt``); without it an edited approval raises ``GrantRefused``."""
+    state = yield from approve(
+        approvals,
+        tool,
+        json_arguments(arguments),
+        justification=justification,
+        context=context,
+        idempotency_key=idempotency_key,
+    )
+    arguments, runner = adopt(state, tool, arguments, edited)
+    return (yield from run(approvals, state, tool, arguments, runner or call, detail=detail))
+
+
+def _report(
+    approvals: Core,
+    state: RequestState,
+    outcome: str,
+    detail: Mapping[str, Any],
+) -> Steps[None]:
+    try:
+        yield invoke(approvals.client.report, state.id, _grant(state, state.tool), outcome, detail)
+    except (ApiError, Unavailable, GrantRefused) as exc:
+        # The function already ran; losing the outcome record must not hide its result.
+        log.warning("could not report %s for request %s: %s", outcome, state.id, exc)
+
+
+class _ApprovalsCore(Generic[Client, Verifier]):
+    """What both shells share: the client, the offline grant verifier, the wait budget."""
 
     def __init__(
-        self,
-        client: AsyncSignoff,
-        *,
-        verifier: AsyncGrantVerifier | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        self, client: Client, *, verifier: Verifier | None = None, timeout: float = DEFAULT_TIMEOUT
     ) -> None:
-        self.client = client
-        self.verifier = verifier or AsyncGrantVerifier(client.jwks)
+        self.client: Client = client
+        self.verifier: Verifier = verifier or self._verifier(client)
         self.timeout = timeout
 
-    async def approve(
-        self,
-        tool: str,
-        arguments: Mapping[str, Any],
-        *,
-        justification: str = "",
-        context: Mapping[str, Any] | None = None,
-        idempotency_key: str | None = None,
-    ) -> RequestState:
-        """Submit and wait for approval; returns the approved state or raises the refusal."""
-        return await self.client.request(
-            tool,
-            arguments,
-            justification=justification,
-            context=context,
-            timeout=self.timeout,
-            idempotency_key=idempotency_key,
-        )
+    def _verifier(self, client: Client) -> Verifier:
+        raise NotImplementedError
 
-    async def run(
-        self,
-        state: RequestState,
-        tool: str,
-        arguments: Mapping[str, Any],
-        call: Callable[[], Awaitable[T]],
-        *,
-        detail: Detail | None = None,
-    ) -> T:
-        """Verify ``state``'s grant for ``tool(arguments)``, consume it, run ``call`` and
-        report the outcome. Raises ``GrantRefused`` (nothing ran) or what ``call`` raises."""
-        snapshot = json_arguments(arguments)
-        await self.verifier.verify(state, tool, snapshot)
-        try:
-            # The server checks the grant against these arguments too before consuming it.
-            await self.client.report(state.id, _grant(state, tool), "started", arguments=snapshot)
-        except ApiError as exc:
-            raise _started_refusal(exc, tool, state.id) from exc
-        try:
-            result = await call()
-        except Exception as exc:
-            await self._report(state, "failed", _error_detail(exc))
-            raise
-        await self._report(state, "succeeded", dict(detail(result)) if detail else {})
-        return result
-
-    async def call(
-        self,
-        tool: str,
-        arguments: Mapping[str, Any],
-        call: Callable[[], Awaitable[T]],
-        *,
-        justification: str = "",
-        context: Mapping[str, Any] | None = None,
-        detail: Detail | None = None,
-        idempotency_key: str | None = None,
-        edited: Callable[[dict[str, Any]], Callable[[], Awaitable[T]]] | None = None,
-    ) -> T:
-        """``approve`` then ``run``. ``edited`` makes the call for arguments an approver
-        edited (see ``adopt``); without it an edited approval raises ``GrantRefused``."""
-        state = await self.approve(
-            tool,
-            json_arguments(arguments),
-            justification=justification,
-            context=context,
-            idempotency_key=idempotency_key,
-        )
-        arguments, runner = adopt(state, tool, arguments, edited)
-        return await self.run(state, tool, arguments, runner or call, detail=detail)
-
-    async def _report(self, state: RequestState, outcome: str, detail: Mapping[str, Any]) -> None:
-        try:
-            await self.client.report(state.id, _grant(state, state.tool), outcome, detail)
-        except (ApiError, Unavailable, GrantRefused) as exc:
-            # The function already ran; losing the outcome record must not hide its result.
-            log.warning("could not report %s for request %s: %s", outcome, state.id, exc)
+    approve = Operation(approve)
+    run = Operation(run)
+    call = Operation(call)
 
 
-class Approvals:
+Core = _ApprovalsCore[Any, Any]
+
+
+class AsyncApprovals(Awaiting, _ApprovalsCore[AsyncSignoff, AsyncGrantVerifier]):
+    """Approve-then-run with an ``AsyncSignoff`` client and an offline grant verifier;
+    ``call`` and ``run`` take functions returning awaitables."""
+
+    def _verifier(self, client: AsyncSignoff) -> AsyncGrantVerifier:
+        return AsyncGrantVerifier(client.jwks)
+
+
+class Approvals(Blocking, _ApprovalsCore[Signoff, GrantVerifier]):
     """Synchronous twin of ``AsyncApprovals`` over a ``Signoff`` client."""
 
-    def __init__(
-        self,
-        client: Signoff,
-        *,
-        verifier: GrantVerifier | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-    ) -> None:
-        self.client = client
-        self.verifier = verifier or GrantVerifier(client.jwks)
-        self.timeout = timeout
-
-    def approve(
-        self,
-        tool: str,
-        arguments: Mapping[str, Any],
-        *,
-        justification: str = "",
-        context: Mapping[str, Any] | None = None,
-        idempotency_key: str | None = None,
-    ) -> RequestState:
-        return self.client.request(
-            tool,
-            arguments,
-            justification=justification,
-            context=context,
-            timeout=self.timeout,
-            idempotency_key=idempotency_key,
-        )
-
-    def run(
-        self,
-        state: RequestState,
-        tool: str,
-        arguments: Mapping[str, Any],
-        call: Callable[[], T],
-        *,
-        detail: Detail | None = None,
-    ) -> T:
-        snapshot = json_arguments(arguments)
-        self.verifier.verify(state, tool, snapshot)
-        try:
-            self.client.report(state.id, _grant(state, tool), "started", arguments=snapshot)
-        except ApiError as exc:
-            raise _started_refusal(exc, tool, state.id) from exc
-        try:
-            result = call()
-        except Exception as exc:
-            self._report(state, "failed", _error_detail(exc))
-            raise
-        self._report(state, "succeeded", dict(detail(result)) if detail else {})
-        return result
-
-    def call(
-        self,
-        tool: str,
-        arguments: Mapping[str, Any],
-        call: Callable[[], T],
-        *,
-        justification: str = "",
-        context: Mapping[str, Any] | None = None,
-        detail: Detail | None = None,
-        idempotency_key: str | None = None,
-        edited: Callable[[dict[str, Any]], Callable[[], T]] | None = None,
-    ) -> T:
-        state = self.approve(
-            tool,
-            json_arguments(arguments),
-            justification=justification,
-            context=context,
-            idempotency_key=idempotency_key,
-        )
-        arguments, runner = adopt(state, tool, arguments, edited)
-        return self.run(state, tool, arguments, runner or call, detail=detail)
-
-    def _report(self, state: RequestState, outcome: str, detail: Mapping[str, Any]) -> None:
-        try:
-            self.client.report(state.id, _grant(state, state.tool), outcome, detail)
-        except (ApiError, Unavailable, GrantRefused) as exc:
-            log.warning("could not report %s for request %s: %s", outcome, state.id, exc)
-
-
-def rebound(
-    signature: inspect.Signature, approved: Mapping[str, Any], tool: str
-) -> inspect.BoundArguments:
-    """The function's arguments rebuilt from an approver's edit. Raises ``GrantRefused``
-    when the edit names parameters the function does not have (nothing runs)."""
-    params = signature.parameters
-    unknown = [k for k in approved if k not in params]
-    if unknown:
-        raise GrantRefused(tool, f"the edited arguments name unknown parameters {unknown}")
-    values: dict[str, Any] = {}
-    for key, value in approved.items():
-        kind = params[key].kind
-        values[key] = tuple(value) if kind is inspect.Parameter.VAR_POSITIONAL else value
-    try:
-        bound = inspect.BoundArguments(signature, values)
-        # Every required parameter must be present, as for a normal call.
-        signature.bind(*bound.args, **bound.kwargs)
-    except TypeError as exc:
-        raise GrantRefused(tool, f"the edited arguments do not fit the function: {exc}") from None
-    return bound
+    def _verifier(self, client: Signoff) -> GrantVerifier:
+        return GrantVerifier(client.jwks)
 
 
 def _text(value: Text, arguments: Mapping[str, Any]) -> str:
     return value(arguments) if callable(value) else value
+
+
+def _approvals_for(
+    client: AsyncSignoff | Signoff | AsyncApprovals | Approvals, is_async: bool, timeout: float
+) -> Core:
+    shell: type[Core] = AsyncApprovals if is_async else Approvals
+    plain: type[ClientCore] = AsyncSignoff if is_async else Signoff
+    if isinstance(client, shell):
+        return client
+    if isinstance(client, plain):
+        return shell(client, timeout=timeout)
+    raise TypeError(
+        "an async tool needs an AsyncSignoff client"
+        if is_async
+        else "a synchronous tool needs a Signoff client"
+    )
 
 
 def require_approval(
@@ -339,81 +304,40 @@ def require_approval(
     def decorate(func: Callable[P, T]) -> Callable[P, T]:
         name = tool or func.__name__
         signature = inspect.signature(func)
+        is_async = inspect.iscoroutinefunction(func)
+        approvals = _approvals_for(client, is_async, timeout)
 
-        def prepare(
-            args: tuple[Any, ...], kwargs: dict[str, Any]
-        ) -> tuple[inspect.BoundArguments, str, dict[str, Any]]:
+        def steps(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Steps[Any]:
             reason = kwargs.pop("signoff_justification", None)
             extra = kwargs.pop("signoff_context", None) or {}
             bound = bound_arguments(signature, args, kwargs)
             why = reason if isinstance(reason, str) else _text(justification, bound.arguments)
-            return bound, why, {**(context or {}), **extra}
-
-        if inspect.iscoroutinefunction(func):
-            if isinstance(client, AsyncApprovals):
-                approvals_a = client
-            elif isinstance(client, AsyncSignoff):
-                approvals_a = AsyncApprovals(client, timeout=timeout)
-            else:
-                raise TypeError("an async tool needs an AsyncSignoff client")
-
-            @functools.wraps(func)
-            async def run_async(*args: Any, **kwargs: Any) -> Any:
-                bound, why, ctx = prepare(args, kwargs)
-
-                async def invoke() -> Any:
-                    return await cast(Callable[..., Awaitable[Any]], func)(
-                        *bound.args, **bound.kwargs
-                    )
-
-                def edited(approved: dict[str, Any]) -> Callable[[], Awaitable[Any]]:
-                    again = rebound(signature, approved, name)
-
-                    async def invoke_edited() -> Any:
-                        return await cast(Callable[..., Awaitable[Any]], func)(
-                            *again.args, **again.kwargs
-                        )
-
-                    return invoke_edited
-
-                return await approvals_a.call(
-                    name,
-                    bound.arguments,
-                    invoke,
-                    justification=why,
-                    context=ctx,
-                    detail=detail,
-                    edited=edited,
-                )
-
-            return cast(Callable[P, T], run_async)
-
-        if isinstance(client, Approvals):
-            approvals_s = client
-        elif isinstance(client, Signoff):
-            approvals_s = Approvals(client, timeout=timeout)
-        else:
-            raise TypeError("a synchronous tool needs a Signoff client")
-
-        @functools.wraps(func)
-        def run_sync(*args: Any, **kwargs: Any) -> Any:
-            bound, why, ctx = prepare(args, kwargs)
 
             def edited(approved: dict[str, Any]) -> Callable[[], Any]:
                 again = rebound(signature, approved, name)
                 return lambda: func(*again.args, **again.kwargs)
 
-            return approvals_s.call(
+            return call(
+                approvals,
                 name,
                 bound.arguments,
                 lambda: func(*bound.args, **bound.kwargs),
                 justification=why,
-                context=ctx,
+                context={**(context or {}), **extra},
                 detail=detail,
                 edited=edited,
             )
 
-        return cast(Callable[P, T], run_sync)
+        # One operation; only the wait differs (an async function's calls are awaited).
+        @functools.wraps(func)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            return await adrive(steps(args, kwargs))
+
+        @functools.wraps(func)
+        def run_sync(*args: Any, **kwargs: Any) -> Any:
+            return drive(steps(args, kwargs))
+
+        return cast(Callable[P, T], run_async if is_async else run_sync)
 
     return decorate
 
@@ -423,6 +347,9 @@ __all__ = [
     "AsyncApprovals",
     "adopt",
     "bound_arguments",
+    "edit_note",
+    "edited_answer",
     "json_arguments",
+    "rebound",
     "require_approval",
 ]

@@ -17,10 +17,11 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from adapters.agent.errors import GrantRefused, Unavailable
 from adapters.agent.state import RequestState
+from adapters.agent.steps import Awaiting, Blocking, Operation, Steps, invoke
 from bot.errors import EvidenceError
 from bot.evidence.grant import verify_grant
 from bot.evidence.keys import PublicKeys, b64url_decode
@@ -71,7 +72,10 @@ def check_grant(
         raise GrantRefused(tool, exc.message, request_id=state.id) from exc
 
 
-class _Cache:
+class KeyCache:
+    """The key set last fetched and when (pure state): fresh for ``ttl`` seconds, and only
+    while it holds the key a grant names (a rotation refetches at once)."""
+
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self.keys: PublicKeys | None = None
@@ -85,7 +89,8 @@ class _Cache:
             return None
         return keys
 
-    def store(self, jwks: Mapping[str, Any]) -> PublicKeys:
+    def keep(self, jwks: Mapping[str, Any]) -> PublicKeys:
+        """Parse and remember a fetched JWKS. Raises ``Unavailable`` when it is malformed."""
         try:
             keys = PublicKeys.from_jwks(jwks)
         except EvidenceError as exc:
@@ -94,74 +99,71 @@ class _Cache:
         return keys
 
 
-class AsyncGrantVerifier:
-    """Verifies grants with a JWKS fetched by ``fetch`` (e.g. ``AsyncSignoff.jwks``)."""
+def _verify(
+    verifier: _Verifier[Any], state: RequestState, tool: str, arguments: Mapping[str, Any]
+) -> Steps[dict[str, Any]]:
+    """Raises ``GrantRefused`` unless the grant covers exactly this call."""
+    keys = yield invoke(verifier.keys, grant_kid(state.grant) if state.grant else None)
+    return verifier.check(state, tool, arguments, keys)
+
+
+Fetch = TypeVar("Fetch", bound=Callable[[], Any])
+
+
+class _Verifier(Generic[Fetch]):
+    """What both verifiers share; shells implement ``keys`` (fetch under their own lock)."""
+
+    _lock: Callable[[], Any] = threading.Lock
 
     def __init__(
         self,
-        fetch: Callable[[], Awaitable[Mapping[str, Any]]],
+        fetch: Fetch,
         *,
         ttl: float = DEFAULT_TTL,
         now: Now = _utcnow,
         issuer: str | None = None,
     ) -> None:
         self._fetch = fetch
-        self._cache = _Cache(ttl)
-        self._lock = asyncio.Lock()
+        self._cache = KeyCache(ttl)
+        self._fetching = self._lock()
         self._now = now
         self.issuer = issuer
+
+    def keys(self, kid: str | None = None) -> Any:
+        raise NotImplementedError
+
+    def check(
+        self, state: RequestState, tool: str, arguments: Mapping[str, Any], keys: PublicKeys
+    ) -> dict[str, Any]:
+        return check_grant(state, tool, arguments, keys, now=self._now(), issuer=self.issuer)
+
+    verify = Operation(_verify)
+
+
+class AsyncGrantVerifier(Awaiting, _Verifier[Callable[[], Awaitable[Mapping[str, Any]]]]):
+    """Verifies grants with a JWKS fetched by ``fetch`` (e.g. ``AsyncSignoff.jwks``)."""
+
+    _lock = asyncio.Lock
 
     async def keys(self, kid: str | None = None) -> PublicKeys:
         """The cached key set, refetched when stale or missing ``kid``."""
         keys = self._cache.fresh(kid)
-        if keys is not None:
-            return keys
-        async with self._lock:
-            keys = self._cache.fresh(kid)
-            if keys is None:
-                keys = self._cache.store(await self._fetch())
+        if keys is None:
+            async with self._fetching:
+                keys = self._cache.fresh(kid)
+                if keys is None:
+                    keys = self._cache.keep(await self._fetch())
         return keys
 
-    async def verify(
-        self, state: RequestState, tool: str, arguments: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """Raises ``GrantRefused`` unless the grant covers exactly this call."""
-        kid = grant_kid(state.grant) if state.grant else None
-        keys = await self.keys(kid)
-        return check_grant(state, tool, arguments, keys, now=self._now(), issuer=self.issuer)
 
-
-class GrantVerifier:
+class GrantVerifier(Blocking, _Verifier[Callable[[], Mapping[str, Any]]]):
     """Synchronous twin of ``AsyncGrantVerifier`` (e.g. with ``Signoff.jwks``)."""
 
-    def __init__(
-        self,
-        fetch: Callable[[], Mapping[str, Any]],
-        *,
-        ttl: float = DEFAULT_TTL,
-        now: Now = _utcnow,
-        issuer: str | None = None,
-    ) -> None:
-        self._fetch = fetch
-        self._cache = _Cache(ttl)
-        self._lock = threading.Lock()
-        self._now = now
-        self.issuer = issuer
-
     def keys(self, kid: str | None = None) -> PublicKeys:
-        with self._lock:
+        """The cached key set, refetched when stale or missing ``kid``."""
+        with self._fetching:
             keys = self._cache.fresh(kid)
-            if keys is None:
-                keys = self._cache.store(self._fetch())
-            return keys
-
-    def verify(
-        self, state: RequestState, tool: str, arguments: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        kid = grant_kid(state.grant) if state.grant else None
-        return check_grant(
-            state, tool, arguments, self.keys(kid), now=self._now(), issuer=self.issuer
-        )
+            return keys if keys is not None else self._cache.keep(self._fetch())
 
 
-__all__ = ["AsyncGrantVerifier", "GrantVerifier", "check_grant", "grant_kid"]
+__all__ = ["AsyncGrantVerifier", "GrantVerifier", "KeyCache", "check_grant", "grant_kid"]

@@ -11,11 +11,12 @@ different body (409).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from adapters.agent.client import AsyncSignoff, Signoff
 from adapters.agent.errors import ApiError, GrantRefused
 from adapters.agent.state import RequestState
+from adapters.agent.steps import Steps, awaiting, blocking, invoke
 from bot.errors import RequestError
 from bot.evidence.canonical import arguments_sha256
 
@@ -36,22 +37,23 @@ def _changed(tool: str, exc: ApiError) -> GrantRefused | ApiError:
     return exc
 
 
-async def find_or_submit(
-    client: AsyncSignoff,
+def find_or_submit_steps(
+    client: AsyncSignoff | Signoff,
     tool: str,
     arguments: Mapping[str, Any],
     *,
     idempotency_key: str,
     justification: str = "",
     context: Mapping[str, Any] | None = None,
-) -> RequestState:
+) -> Steps[RequestState]:
     """The request under ``idempotency_key``, else a new one (``arguments`` must be a JSON
     snapshot). Raises ``GrantRefused`` for a key used with other arguments."""
-    found = await client.find(idempotency_key)
+    found = yield invoke(client.find, idempotency_key)
     if found is not None:
         return _checked(found, tool, arguments)
     try:
-        return await client.submit(
+        submitted = yield invoke(
+            client.submit,
             tool,
             arguments,
             justification=justification,
@@ -60,31 +62,13 @@ async def find_or_submit(
         )
     except ApiError as exc:
         raise _changed(tool, exc) from exc
+    return cast(RequestState, submitted)
 
 
-def find_or_submit_sync(
-    client: Signoff,
-    tool: str,
-    arguments: Mapping[str, Any],
-    *,
-    idempotency_key: str,
-    justification: str = "",
-    context: Mapping[str, Any] | None = None,
-) -> RequestState:
-    """Synchronous twin of ``find_or_submit``."""
-    found = client.find(idempotency_key)
-    if found is not None:
-        return _checked(found, tool, arguments)
-    try:
-        return client.submit(
-            tool,
-            arguments,
-            justification=justification,
-            context=context,
-            idempotency_key=idempotency_key,
-        )
-    except ApiError as exc:
-        raise _changed(tool, exc) from exc
+#: with an ``AsyncSignoff``
+find_or_submit = awaiting(find_or_submit_steps, "find_or_submit")
+#: with a ``Signoff``
+find_or_submit_sync = blocking(find_or_submit_steps, "find_or_submit_sync")
 
 
-__all__ = ["find_or_submit", "find_or_submit_sync"]
+__all__ = ["find_or_submit", "find_or_submit_steps", "find_or_submit_sync"]

@@ -23,6 +23,9 @@ shown yet. What it does keep in memory (the newest generation per call, the refu
 already showed) is a cache: losing it costs look-ups, never a second request for a pending
 call, and never an allow.
 
+An approved call whose arguments an approver edited (rule option ``editable``) is forwarded
+with the approved arguments the grant binds; the tool result starts with a note saying so.
+
 Fail closed: signoff unreachable, a grant that does not verify, or any other error gives a
 tool error; nothing is forwarded without a valid, unused grant.
 """
@@ -35,14 +38,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import mcp_types as types
 from mcp import Client
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 
-from adapters.agent.approval import AsyncApprovals, adopt, json_arguments
+from adapters.agent.approval import AsyncApprovals, adopt, edit_note, json_arguments
 from adapters.agent.client import AsyncSignoff
 from adapters.agent.errors import AgentError, Pending, Unavailable
 from adapters.agent.state import RequestState
@@ -59,6 +62,15 @@ MAX_CACHED_CALLS = 10_000
 def tool_error(text: str) -> types.CallToolResult:
     """An MCP tool result the model sees as an error (``isError``)."""
     return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True)
+
+
+def told(result: types.CallToolResult, approved: Mapping[str, Any] | None) -> types.CallToolResult:
+    """``result`` as the model gets it: first a note when an approver edited the arguments
+    (``approved``, what was forwarded), so the model knows which call ran."""
+    if approved is None:
+        return result
+    note = types.TextContent(text=edit_note(approved))
+    return result.model_copy(update={"content": [note, *result.content]})
 
 
 class _UpstreamToolError(Exception):
@@ -254,10 +266,12 @@ class Gateway:
         # An approver's edit (rule option editable) is what the grant binds: forward that.
         run_with, edited = adopt(state, self.prefix + tool, arguments, forward)
         call = edited or forward(arguments)
+        approved = run_with if edited else None
         try:
-            return await self.approvals.run(state, self.prefix + tool, run_with, call)
+            ran = await self.approvals.run(state, self.prefix + tool, run_with, call)
+            return told(cast(types.CallToolResult, ran), approved)
         except _UpstreamToolError as exc:
-            return exc.result
+            return told(exc.result, approved)
         except AgentError:
             raise
         except Exception as exc:  # the upstream server failed; the model gets a tool error
@@ -272,4 +286,4 @@ class Gateway:
             del self._shown[request_id]
 
 
-__all__ = ["DEFAULT_HOLD", "Gateway", "tool_error"]
+__all__ = ["DEFAULT_HOLD", "Gateway", "told", "tool_error"]

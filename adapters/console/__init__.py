@@ -3,15 +3,14 @@ and Deny, the audit browser and the review report, served under ``/console`` by 
 own aiohttp server. Server-rendered Jinja2 pages with packaged templates and CSS; no
 front-end build step and nothing loaded from another origin.
 
-``mount(runtime)`` adds the console as a sub-application at ``/console`` and its
-``ConsoleChannel`` to the gate's channels. Users come from ``signoff users add``
+``mount(wiring)`` returns the console as a sub-application for ``/console`` and its
+``ConsoleChannel``. Users come from ``signoff users add``
 (``adapters.console.cli``); group membership from the policy groups' ``console.users``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -21,11 +20,7 @@ from adapters.console.channel import ConsoleChannel
 from adapters.console.sessions import Sessions
 from adapters.console.stepup import StepUp
 from adapters.console.throttle import LoginThrottle
-from bot.store.passkeys import PasskeyStore
-from bot.store.users import UserStore
-
-if TYPE_CHECKING:
-    from adapters.main import Runtime
+from adapters.runtime import Mounted, Wiring
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -60,25 +55,26 @@ def create_console(console: Console) -> web.Application:
     return app
 
 
-def mount(runtime: Runtime) -> ConsoleChannel:
-    """Serve the console at ``/console`` and register its approval channel."""
-    users = UserStore(runtime.store)
+def mount(wiring: Wiring) -> Mounted[ConsoleChannel]:
+    """The console at ``/console`` and its approval channel."""
     channel = ConsoleChannel()
     console = Console(
-        gate=runtime.gate,
-        users=users,
-        sessions=Sessions(users, runtime.settings, runtime.gate.clock),
-        throttle=LoginThrottle(users),
-        checkpoints=runtime.checkpoints,
-        settings=runtime.settings,
+        gate=wiring.gate,
+        users=wiring.users,
+        sessions=Sessions(wiring.users, wiring.settings, wiring.gate),
+        throttle=LoginThrottle(wiring.users),
+        checkpoints=wiring.checkpoints,
+        settings=wiring.settings,
         channel=channel,
         templates=make_templates(),
-        stepup=StepUp(PasskeyStore(runtime.store), runtime.settings.server.public_url),
+        stepup=StepUp(wiring.passkeys, wiring.settings.server.public_url),
     )
-    runtime.app.router.add_get("/console", _to_inbox)
-    runtime.app.add_subapp("/console", create_console(console))
-    runtime.gate.channels.append(channel)
-    return channel
+    return Mounted(
+        channel,
+        channel=channel,
+        routes=(web.get("/console", _to_inbox),),
+        subapps=(("/console", create_console(console)),),
+    )
 
 
 __all__ = ["ConsoleChannel", "create_console", "mount"]

@@ -22,17 +22,17 @@ import jinja2
 from aiohttp import web
 
 from adapters.console.channel import ConsoleChannel
-from adapters.console.sessions import CSRF_FIELD, Sessions, tokens_match
+from adapters.console.sessions import CSRF_FIELD, Sessions, check_token
 from adapters.console.stepup import StepUp
 from adapters.console.text import finalize, pretty_json
 from adapters.console.throttle import LoginThrottle
+from bot.accounts import ConsoleSession, Users
 from bot.checkpoints import Checkpointer
 from bot.domain import Approver, Platform, Request, Vote
-from bot.errors import SignoffError
+from bot.errors import Forbidden, SignoffError
 from bot.policy.people import label as person_label
 from bot.service import Gate
 from bot.settings import Settings
-from bot.store.users import ConsoleSession, UserStore
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class Console:
     """Everything the console's handlers share (one per process)."""
 
     gate: Gate
-    users: UserStore
+    users: Users
     sessions: Sessions
     throttle: LoginThrottle
     checkpoints: Checkpointer
@@ -129,7 +129,7 @@ def console_approver(user: str) -> Approver:
 def memberships(gate: Gate, user: str) -> tuple[str, frozenset[str]]:
     """The person console login ``user`` is, and the policy groups they belong to: groups
     listing that person as a member, and groups whose ``console.users`` list ``user``."""
-    policy = gate.policies.current
+    policy = gate.policy
     person = policy.people.resolve(console_approver(user))
     listed = (
         name
@@ -164,9 +164,13 @@ async def require_csrf(request: web.Request, who: Viewer) -> dict[str, str]:
     """The posted form, once its CSRF token matched the session's; else 403."""
     form = await request.post()
     given = form.get(CSRF_FIELD)
-    if not isinstance(given, str) or not tokens_match(who.csrf, given):
+    try:
+        check_token(who.csrf, given if isinstance(given, str) else None)
+    except Forbidden:
         log.warning("console: refused a form without a valid CSRF token (%s)", request.path)
-        raise web.HTTPForbidden(reason="the form is missing its security token; reload the page")
+        raise web.HTTPForbidden(
+            reason="the form is missing its security token; reload the page"
+        ) from None
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 

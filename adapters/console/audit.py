@@ -22,7 +22,7 @@ from adapters.console.app import Viewer, console_of, render, require_csrf, requi
 from adapters.console.entries import EntryView, describe, envelope_text
 from adapters.console.times import parse_time
 from bot.domain import Event, LogEntry
-from bot.errors import EvidenceError, RequestError
+from bot.errors import EvidenceError, NotFound, RequestError
 from bot.evidence import merkle
 from bot.evidence.audit import verify_log
 
@@ -100,10 +100,12 @@ class _Visibility:
         if request_id is None:
             return True
         if request_id not in self.known:
-            found = await self.gate.store.get_request(request_id)
-            ok = found is not None and (
-                self.who.may_decide(found) or self.who.voted(await self.gate.store.votes(found.id))
-            )
+            try:
+                found = await self.gate.get(request_id)
+            except NotFound:
+                ok = False
+            else:
+                ok = self.who.may_decide(found) or self.who.voted(await self.gate.votes(found.id))
             self.known[request_id] = ok
         return self.known[request_id]
 
@@ -111,8 +113,8 @@ class _Visibility:
 async def audit(request: web.Request) -> web.StreamResponse:
     who = await require_viewer(request)
     console = console_of(request)
-    store = console.gate.store
-    filters, error = _filters(request, console.gate.clock.now())
+    gate = console.gate
+    filters, error = _filters(request, gate.now())
     checkpoint = await console.checkpoints.current()
     size = checkpoint.size
     try:
@@ -122,7 +124,7 @@ async def audit(request: web.Request) -> web.StreamResponse:
     start = max(0, stop - SCAN)
     visible = _Visibility(request, who)
     rows = []
-    for entry in reversed(await store.log_entries(start, stop)):
+    for entry in reversed(await gate.log_entries(start, stop)):
         view = describe(entry)
         shown = await visible(view.request_id)
         if filters.match(view, shown):
@@ -145,7 +147,7 @@ async def audit(request: web.Request) -> web.StreamResponse:
 async def entry(request: web.Request) -> web.StreamResponse:
     who = await require_viewer(request)
     console = console_of(request)
-    store = console.gate.store
+    gate = console.gate
     try:
         index = int(request.match_info["index"])
     except ValueError:
@@ -153,12 +155,12 @@ async def entry(request: web.Request) -> web.StreamResponse:
     checkpoint = await console.checkpoints.current()
     if not 0 <= index < checkpoint.size:
         raise web.HTTPNotFound()
-    found = await store.log_entries(index, index + 1)
+    found = await gate.log_entries(index, index + 1)
     if not found:
         raise web.HTTPNotFound()
     view = describe(found[0])
     shown = await _Visibility(request, who)(view.request_id)
-    proof = await store.inclusion_proof(index, checkpoint.size)
+    proof = await gate.inclusion_proof(index, checkpoint.size)
     try:
         merkle.verify_inclusion(found[0].leaf_hash, index, checkpoint.size, proof, checkpoint.root)
         proof_ok, proof_problem = True, ""
@@ -193,7 +195,7 @@ async def run_verification(request: web.Request) -> VerifyResult:
     """``verify_log`` over every stored entry, the keys and the latest checkpoint, fed in
     batches from the store while a worker thread checks them."""
     console = console_of(request)
-    store = console.gate.store
+    gate = console.gate
     checkpoint = await console.checkpoints.current()
     loop = asyncio.get_running_loop()
     size = checkpoint.size
@@ -201,7 +203,7 @@ async def run_verification(request: web.Request) -> VerifyResult:
     def entries() -> Iterator[LogEntry]:
         for start in range(0, size, VERIFY_BATCH):
             stop = min(size, start + VERIFY_BATCH)
-            batch = asyncio.run_coroutine_threadsafe(store.log_entries(start, stop), loop)
+            batch = asyncio.run_coroutine_threadsafe(gate.log_entries(start, stop), loop)
             yield from batch.result()
 
     began = time.perf_counter()
@@ -209,7 +211,7 @@ async def run_verification(request: web.Request) -> VerifyResult:
         report = await asyncio.to_thread(
             verify_log,
             entries(),
-            console.gate.keys.public(),
+            gate.public_keys(),
             checkpoint=checkpoint.note,
             origin=console.settings.log.origin,
             workers=1,

@@ -57,12 +57,12 @@ def progress(request: Request, votes: list[Vote]) -> Progress:
 async def inbox(request: web.Request) -> web.StreamResponse:
     who = await require_viewer(request)
     gate = console_of(request).gate
-    pending = await gate.store.list_requests(status=Status.PENDING, limit=INBOX_SCAN)
+    pending = await gate.list_requests(status=Status.PENDING, limit=INBOX_SCAN)
     rows = []
     for r in pending:
         if not who.may_decide(r):
             continue
-        votes = await gate.store.votes(r.id)
+        votes = await gate.votes(r.id)
         if who.voted(current_votes(r, votes)):
             continue
         rows.append((r, progress(r, votes)))
@@ -71,7 +71,7 @@ async def inbox(request: web.Request) -> web.StreamResponse:
         "inbox.html",
         viewer=who,
         rows=rows,
-        now=gate.clock.now(),
+        now=gate.now(),
         version=console_of(request).channel.version,
     )
 
@@ -93,7 +93,7 @@ async def _visible(request: web.Request, who: Viewer) -> tuple[Request, list[Vot
         found = await gate.get(request.match_info["id"])
     except NotFound:
         raise web.HTTPNotFound() from None
-    votes = await gate.store.votes(found.id)
+    votes = await gate.votes(found.id)
     if not (who.may_decide(found) or who.voted(votes)):
         raise web.HTTPNotFound()
     return found, votes
@@ -111,8 +111,8 @@ async def _detail_page(
     edit_text: str = "",
 ) -> web.Response:
     gate = console_of(request).gate
-    entries: list[EntryView] = [describe(e) for e in await gate.store.log_entries_for(found.id)]
-    agent = await gate.store.get_agent(found.agent_id)
+    entries: list[EntryView] = [describe(e) for e in await gate.log_entries_for(found.id)]
+    agent = await gate.agent(found.agent_id)
     can_decide = (
         found.status is Status.PENDING
         and who.may_decide(found)
@@ -131,7 +131,7 @@ async def _detail_page(
         can_decide=can_decide,
         flash=flash,
         error=error,
-        now=gate.clock.now(),
+        now=gate.now(),
         my_groups=sorted(who.groups.intersection(found.approver_groups)),
         edit_text=edit_text,
         edit_default=json.dumps(
@@ -208,7 +208,7 @@ async def decide(request: web.Request) -> web.StreamResponse:
         log.info("console: %s voted %s on %s", who.name, verdict_text, found.id)
         raise web.HTTPSeeOther(f"/console/requests/{found.id}?done={verdict_text}")
     found = await gate.get(found.id)
-    votes = await gate.store.votes(found.id)
+    votes = await gate.votes(found.id)
     return await _detail_page(
         request, who, found, votes, error=message, status=status, edit_text=edit_text
     )

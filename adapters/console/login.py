@@ -16,6 +16,7 @@ from adapters.console.addresses import client_address
 from adapters.console.app import console_of, render, require_csrf, require_viewer, viewer
 from adapters.console.passwords import verify_password_async
 from adapters.console.throttle import address_key, user_key
+from bot.errors import Forbidden, NotAuthorized
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,15 @@ async def login(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
     form = await request.post()
     token = form.get("csrf_token")
-    if not console.sessions.login_token_ok(request, token if isinstance(token, str) else None):
-        raise web.HTTPForbidden(reason="the sign-in form expired; reload the page and try again")
+    try:
+        console.sessions.check_login_token(request, token if isinstance(token, str) else None)
+    except Forbidden:
+        raise web.HTTPForbidden(
+            reason="the sign-in form expired; reload the page and try again"
+        ) from None
     name = str(form.get("username", "")).strip()[:128]
     password = str(form.get("password", ""))
-    now = console.gate.clock.now()
+    now = console.gate.now()
     address = client_address(
         request.remote,
         request.headers.get("X-Forwarded-For"),
@@ -75,8 +80,11 @@ async def login(request: web.Request) -> web.StreamResponse:
         log.warning("console login refused while throttled")
         return _login_page(request, status=429, error=GENERIC_FAILURE, name=name)
     user = await console.users.get_user(name) if name else None
-    ok = await verify_password_async(user.password_hash if user else None, password)
-    if not ok or user is None or user.disabled:
+    try:
+        await verify_password_async(user.password_hash if user else None, password)
+        if user is None or user.disabled:
+            raise NotAuthorized("no such user, or disabled")
+    except NotAuthorized:
         log.info("console login failed")
         return _login_page(request, status=401, error=GENERIC_FAILURE, name=name)
     await console.throttle.succeeded(user.name, address)

@@ -1,8 +1,10 @@
 """Console passwords: Argon2id hashes (libsodium via PyNaCl, ``nacl.pwhash.argon2id``).
 
 Hashing and verifying cost ~64 MiB and tens of milliseconds on purpose, so the async
-wrappers run them on a worker thread. ``verify`` against ``DUMMY_HASH`` for unknown users
-keeps the time of a failed login independent of whether the name exists.
+wrappers run them on a worker thread. Verifying raises ``NotAuthorized`` on a mismatch (a
+security check never answers a bool a caller could forget to read). Verifying against the
+dummy hash for unknown users keeps the time of a failed login independent of whether the
+name exists.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import functools
 import nacl.exceptions
 import nacl.pwhash
 
-from bot.errors import RequestError
+from bot.errors import NotAuthorized, RequestError
 
 MIN_LENGTH = 8
 MAX_LENGTH = 1024
@@ -40,20 +42,23 @@ def dummy_hash() -> str:
     return hash_password("signoff-no-such-user-" + "x" * 16)
 
 
-def verify_password(password_hash: str, password: str) -> bool:
-    """True when ``password`` matches ``password_hash``; False otherwise (also for
-    malformed hashes and over-long input)."""
+def verify_password(password_hash: str, password: str) -> None:
+    """Return only when ``password`` matches ``password_hash``. Raises ``NotAuthorized``
+    otherwise (also for a malformed hash and over-long input)."""
     if len(password) > MAX_LENGTH:
-        return False
+        raise NotAuthorized("wrong password")
     try:
-        return bool(nacl.pwhash.verify(password_hash.encode("ascii"), password.encode("utf-8")))
+        matched = nacl.pwhash.verify(password_hash.encode("ascii"), password.encode("utf-8"))
     except (nacl.exceptions.InvalidkeyError, nacl.exceptions.CryptoError, ValueError):
-        return False
+        matched = False
+    if not matched:
+        raise NotAuthorized("wrong password")
 
 
-async def verify_password_async(password_hash: str | None, password: str) -> bool:
-    """``verify_password`` on a worker thread; ``None`` verifies against the dummy hash and
-    always answers False."""
+async def verify_password_async(password_hash: str | None, password: str) -> None:
+    """``verify_password`` on a worker thread. ``None`` (no such user) verifies against the
+    dummy hash, taking the same time, and always raises ``NotAuthorized``."""
     target = password_hash if password_hash is not None else dummy_hash()
-    ok = await asyncio.to_thread(verify_password, target, password)
-    return ok and password_hash is not None
+    await asyncio.to_thread(verify_password, target, password)
+    if password_hash is None:
+        raise NotAuthorized("wrong password")

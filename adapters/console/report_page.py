@@ -18,7 +18,7 @@ DEFAULT_WINDOW = timedelta(days=30)
 async def report_page(request: web.Request) -> web.StreamResponse:
     who = await require_viewer(request)
     console = console_of(request)
-    now = console.gate.clock.now()
+    now = console.gate.now()
     error = ""
     bounds: dict[str, datetime | None] = {"since": now - DEFAULT_WINDOW, "until": None}
     for name in ("since", "until"):
@@ -29,7 +29,7 @@ async def report_page(request: web.Request) -> web.StreamResponse:
             except RequestError as exc:
                 error = exc.message
     report = await load_report(
-        console.gate.store,
+        console.gate,
         console.settings,
         now=now,
         since=bounds["since"],

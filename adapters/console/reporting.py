@@ -9,18 +9,30 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 import jinja2
 
-from bot.domain import Tier, Vote
-from bot.ports import Store
+from bot.domain import Request, Tier, Vote
 from bot.report import DEFAULT_MIN_REQUESTS, Breakdown, Durations, Report, Thresholds, build_report
 from bot.settings import Settings
 
 
+class Requests(Protocol):
+    """What a report reads: the console's ``Gate``, or the store (``signoff report``)."""
+
+    async def list_requests(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = 100,
+    ) -> list[Request]: ...
+    async def votes(self, request_id: str) -> list[Vote]: ...
+
+
 async def load_report(
-    store: Store,
+    store: Requests,
     settings: Settings,
     *,
     now: datetime,

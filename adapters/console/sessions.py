@@ -23,9 +23,10 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from bot.accounts import ConsoleSession, Users
+from bot.errors import Forbidden
 from bot.ports import Clock
 from bot.settings import Settings
-from bot.store.users import ConsoleSession, UserStore
 
 COOKIE = "signoff_session"
 LOGIN_COOKIE = "signoff_login"
@@ -37,11 +38,13 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def tokens_match(expected: str, given: str | None) -> bool:
-    """Constant-time comparison; an absent or empty token never matches."""
+def check_token(expected: str, given: str | None) -> None:
+    """Constant-time comparison of a form token with the one issued. Raises ``Forbidden``
+    unless they match; an absent or empty token never matches."""
     if not given or not expected:
-        return False
-    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8"))
+        raise Forbidden("the form's security token is missing")
+    if not hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8")):
+        raise Forbidden("the form's security token does not match")
 
 
 def is_secure(request: web.Request, settings: Settings) -> bool:
@@ -54,7 +57,7 @@ def is_secure(request: web.Request, settings: Settings) -> bool:
 class Sessions:
     """Creates, finds and ends console sessions; sets and clears their cookies."""
 
-    def __init__(self, users: UserStore, settings: Settings, clock: Clock) -> None:
+    def __init__(self, users: Users, settings: Settings, clock: Clock) -> None:
         self.users = users
         self.settings = settings
         self.clock = clock
@@ -119,5 +122,6 @@ class Sessions:
         self._set_cookie(request, response, LOGIN_COOKIE, token, 3600)
 
     @staticmethod
-    def login_token_ok(request: web.Request, given: str | None) -> bool:
-        return tokens_match(request.cookies.get(LOGIN_COOKIE, ""), given)
+    def check_login_token(request: web.Request, given: str | None) -> None:
+        """Raises ``Forbidden`` unless ``given`` is the sign-in form's token (its cookie)."""
+        check_token(request.cookies.get(LOGIN_COOKIE, ""), given)

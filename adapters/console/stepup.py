@@ -34,9 +34,9 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
+from bot.accounts import Passkey, Passkeys
 from bot.domain import Request
 from bot.errors import NotAuthorized
-from bot.store.passkeys import Passkey, PasskeyStore
 
 #: how long a registration or approval challenge stays usable
 CHALLENGE_TTL = 300.0
@@ -55,7 +55,7 @@ def challenge_for(call_sha256: str, nonce: bytes) -> bytes:
 class StepUp:
     """Registration and assertion ceremonies for one console (one relying party)."""
 
-    passkeys: PasskeyStore
+    passkeys: Passkeys
     public_url: str
     _pending: dict[tuple[str, str], tuple[bytes, float]] = field(default_factory=dict)
 

@@ -1,7 +1,7 @@
 """Failed-login throttling for the console: per user name and per client address, with an
 exponentially growing lockout.
 
-Counters live in the database (``bot.store.users``), so every signoff process sharing it
+Counters live in the database (``bot.accounts.Users``), so every signoff process sharing it
 sees the same lockouts. The first ``free`` failures under a key cost nothing; each one after
 that locks the key for ``base * 2**(failures - free)`` (capped at ``cap``). While a key is
 locked, attempts are refused without checking the password and are not counted. A key's
@@ -9,7 +9,7 @@ count starts again after ``reset`` without failures. A successful login clears i
 key (not the address key, so one valid account cannot unlock guessing at others).
 
 Every attempt is counted *before* the password is checked, in one transaction that also
-decides whether the attempt may proceed (``UserStore.count_attempt``): a burst of parallel
+decides whether the attempt may proceed (``Users.count_attempt``): a burst of parallel
 guesses cannot all slip in between a read and a write, and no update is lost. A success
 then clears the user key and takes its attempt back from the address key.
 """
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.store.users import Throttle, UserStore
+from bot.accounts import Throttle, Users
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class LoginThrottle:
 
     def __init__(
         self,
-        users: UserStore,
+        users: Users,
         *,
         user_policy: ThrottlePolicy = USER_POLICY,
         address_policy: ThrottlePolicy = ADDRESS_POLICY,

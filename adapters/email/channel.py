@@ -4,7 +4,8 @@ A confirm request, a group added by escalation and a reminder each send one mess
 of the group who has an ``email`` in ``people:`` (the requester included: the gate refuses
 their vote, and they still learn the call is waiting). Messages go out with ``aiosmtplib``
 to ``email.smtp_url``; an SMTP failure raises ``ChannelError`` (the gate logs it; a request
-without a decision still ends in deny, never in allow).
+without a decision still ends in deny, never in allow). A group none of whose members could be
+sent its approval message is reported to ``on_undeliverable`` (escalation may act sooner).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from adapters.email.message import Links, approval_message
 from bot.approvals import current_approvals
 from bot.domain import Platform, Request, Verdict
 from bot.errors import ChannelError, ConfigError
-from bot.ports import Notice, NoticeKind
+from bot.ports import Notice, NoticeKind, Undeliverable
 from bot.service import Gate
 from bot.settings import EmailSettings
 
@@ -73,11 +74,20 @@ class EmailChannel:
 
     platform = Platform.EMAIL
 
-    def __init__(self, gate: Gate, settings: EmailSettings, public_url: str, smtp: Smtp) -> None:
+    def __init__(
+        self,
+        gate: Gate,
+        settings: EmailSettings,
+        public_url: str,
+        smtp: Smtp,
+        *,
+        on_undeliverable: Undeliverable | None = None,
+    ) -> None:
         self.gate = gate
         self.sender = settings.from_
         self.public_url = public_url.rstrip("/")
         self.smtp = smtp
+        self.on_undeliverable = on_undeliverable
 
     async def deliver(self, notice: Notice) -> None:
         request = notice.request
@@ -87,6 +97,7 @@ class EmailChannel:
             return  # notify tier: already allowed; email carries decisions only
         received = len({v.approver.key for v in current_approvals(request, notice.votes)})
         failures = []
+        failed: set[str] = set()
         for address, person in self.recipients(request, notice.groups):
             message = approval_message(
                 request,
@@ -100,12 +111,30 @@ class EmailChannel:
                 await self.smtp.send(message)
             except ChannelError as exc:
                 failures.append(exc.message)
+                failed.add(address)
         if failures:
-            raise ChannelError(f"email for request {request.id}: {'; '.join(failures)}")
+            error = ChannelError(f"email for request {request.id}: {'; '.join(failures)}")
+            if notice.kind is not NoticeKind.REMINDER:
+                await self._undeliverable(request, notice.groups, failed, error)
+            raise error
+
+    async def _undeliverable(
+        self, request: Request, groups: tuple[str, ...], failed: set[str], error: ChannelError
+    ) -> None:
+        """Report each group none of whose members' messages went out."""
+        if self.on_undeliverable is None:
+            return
+        for group in groups or request.approver_groups:
+            addresses = {a for a, _ in self.recipients(request, (group,))}
+            if addresses and addresses <= failed:
+                try:
+                    await self.on_undeliverable(request, group, error)
+                except Exception:
+                    log.exception("on_undeliverable hook failed for request %s", request.id)
 
     def recipients(self, request: Request, groups: tuple[str, ...]) -> list[tuple[str, str]]:
         """(address, person key) of the members of ``groups`` with an email route."""
-        policy = self.gate.policies.current
+        policy = self.gate.policy
         found: dict[str, str] = {}
         for name in groups or request.approver_groups:
             spec = policy.groups.get(name)
@@ -133,7 +162,7 @@ class EmailChannel:
                     request.current_sha256,
                     int(deadline.timestamp()),
                 ),
-                self.gate.keys,
+                self.gate.signer,
             )
             return f"{self.public_url}{PATH}?t={token}"
 

@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 from bot.domain import Verdict
 from bot.errors import EvidenceError, NotAuthorized
 from bot.evidence.canonical import canonical
-from bot.evidence.keys import KeyRing
+from bot.evidence.keys import PublicKeys
+from bot.ports import Signer
 
 
 class LinkError(NotAuthorized):
@@ -48,7 +49,7 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def make_link(link: Link, keys: KeyRing) -> str:
+def make_link(link: Link, keys: Signer) -> str:
     """The signed token for ``link``."""
     payload = canonical(
         {
@@ -64,7 +65,7 @@ def make_link(link: Link, keys: KeyRing) -> str:
     return f"{_b64(payload)}.{_b64(keys.sign(payload))}"
 
 
-def read_link(token: str, keys: KeyRing, now: datetime) -> Link:
+def read_link(token: str, keys: PublicKeys, now: datetime) -> Link:
     """The verified link in ``token``. Raises ``LinkError``."""
     try:
         head, _, tail = token.strip().partition(".")

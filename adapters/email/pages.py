@@ -62,7 +62,7 @@ class EmailPages:
     async def show(self, request: web.Request) -> web.StreamResponse:
         token = request.query.get("t", "")
         try:
-            link = read_link(token, self.gate.keys, self.gate.clock.now())
+            link = read_link(token, self.gate.verifier, self.gate.now())
             found = await self.gate.get(link.request_id)
         except LinkError as exc:
             return self._refusal(HTTPStatus.FORBIDDEN, exc.message)
@@ -94,7 +94,7 @@ class EmailPages:
             )
         reason = str(form.get("reason", "")).strip()[:REASON_MAX]
         try:
-            link = read_link(token, self.gate.keys, self.gate.clock.now())
+            link = read_link(token, self.gate.verifier, self.gate.now())
             approver, memberships = self._approver(link)
             await self.gate.decide(
                 link.request_id,
@@ -120,7 +120,7 @@ class EmailPages:
     def _approver(self, link: Link) -> tuple[Approver, frozenset[str]]:
         """The person the link was sent to, still at that address, and the groups with an
         email route that list them. Raises ``NotAuthorized``."""
-        policy = self.gate.policies.current
+        policy = self.gate.policy
         person = policy.people.get(link.person)
         if person is None or (person.email or "").casefold() != link.address.casefold():
             raise NotAuthorized("this link's person no longer has this address in the policy")

@@ -1,8 +1,8 @@
 """The Slack adapter (SPEC §8): approval cards, authorised clicks, cards kept up to date.
 
-``mount(runtime)`` is called by the composition root when ``slack.bot_token`` is set. It wires
-slack_sdk's ``AsyncWebClient`` (with retries) at ``slack.api_base_url``, the ``SlackChannel``
-(appended to ``gate.channels``), the slack-bolt app behind ``POST /slack/events`` (when
+``mount(wiring)`` is called by the composition root when ``slack.bot_token`` is set. It builds
+slack_sdk's ``AsyncWebClient`` (with retries) at ``slack.api_base_url`` and returns the
+``SlackChannel``, the slack-bolt app behind ``POST /slack/events`` (when
 ``slack.signing_secret`` is set) and, when ``slack.app_token`` is set, a Socket Mode
 connection as a background job. This package may import ``bot`` and the Slack SDKs; ``bot``
 never imports it.
@@ -15,12 +15,13 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from slack_sdk.http_retry.interval_calculator import RetryIntervalCalculator
 
-from adapters.slack.channel import SlackChannel, Undeliverable
+from adapters.runtime import Mounted, Wiring
+from adapters.slack.channel import SlackChannel
 from adapters.slack.client import PooledSession, make_client
 from adapters.slack.directory import Directory
 from adapters.slack.events import PATH, SlackEvents
@@ -28,17 +29,14 @@ from adapters.slack.interactions import Interactions
 from bot.errors import ConfigError
 from bot.settings import SlackSettings
 
-if TYPE_CHECKING:
-    from adapters.main import Runtime
-
 log = logging.getLogger(__name__)
 
-__all__ = ["PATH", "SLACK_ADAPTER", "SlackAdapter", "SlackChannel", "Undeliverable", "mount"]
+__all__ = ["PATH", "SlackAdapter", "SlackChannel", "mount"]
 
 
 @dataclass
 class SlackAdapter:
-    """Everything the Slack adapter runs, for tests and for other adapters' hooks."""
+    """Everything the Slack adapter runs, for tests."""
 
     channel: SlackChannel
     interactions: Interactions
@@ -49,14 +47,12 @@ class SlackAdapter:
         await self.interactions.drain()
 
 
-SLACK_ADAPTER: web.AppKey[SlackAdapter] = web.AppKey("signoff.slack", SlackAdapter)
-
-
 def mount(
-    runtime: Runtime, *, retry_interval: RetryIntervalCalculator | None = None
-) -> SlackAdapter:
-    """Wire Slack into ``runtime``. Raises ``ConfigError`` when the settings cannot work."""
-    settings: SlackSettings = runtime.settings.slack
+    wiring: Wiring, *, retry_interval: RetryIntervalCalculator | None = None
+) -> Mounted[SlackAdapter]:
+    """Slack's channel, routes and jobs. Raises ``ConfigError`` when the settings cannot
+    work."""
+    settings: SlackSettings = wiring.settings.slack
     if not settings.bot_token:
         raise ConfigError("slack.bot_token is not set, so the Slack adapter cannot start")
     if not settings.signing_secret and not settings.app_token:
@@ -64,37 +60,26 @@ def mount(
             "slack.signing_secret is required to verify Slack's requests "
             "(or set slack.app_token to use Socket Mode)"
         )
-    gate = runtime.gate
+    gate = wiring.gate
+    public_url = wiring.settings.server.public_url
     client = make_client(
         settings.bot_token.reveal(), settings.api_base_url, interval=retry_interval
     )
     session = PooledSession(client)
-    runtime.app.on_startup.append(session.open)
-
     directory = Directory(client, ttl=settings.usergroup_ttl.total_seconds())
     channel = SlackChannel(
         gate,
         client,
         escalation_channel=settings.escalation_channel,
-        console_url=runtime.settings.server.public_url,
+        console_url=public_url,
+        on_undeliverable=wiring.undeliverable,
     )
-    gate.channels.append(channel)
-
     secret = settings.signing_secret.reveal() if settings.signing_secret else ""
     interactions = Interactions(
-        gate,
-        client,
-        directory,
-        signing_secret=secret,
-        console_url=runtime.settings.server.public_url,
+        gate, client, directory, signing_secret=secret, console_url=public_url
     )
-    events = None
-    if settings.signing_secret:
-        events = SlackEvents(interactions.app, secret)
-        runtime.app.add_routes(events.routes())
-    if settings.app_token:
-        runtime.background.append(_socket_mode(interactions, settings.app_token.reveal()))
-    adapter = SlackAdapter(channel, interactions, events, session)
+    events = SlackEvents(interactions.app, secret) if settings.signing_secret else None
+    jobs = (_socket_mode(interactions, settings.app_token.reveal()),) if settings.app_token else ()
 
     async def close(_: web.Application) -> None:
         # Finish clicks and card updates still in flight before the pool goes away.
@@ -104,10 +89,15 @@ def mount(
         await gate.drain()
         await session.close()
 
-    runtime.app.on_cleanup.append(close)
-    runtime.app[SLACK_ADAPTER] = adapter
     log.info("Slack adapter on (%s)", "Socket Mode" if settings.app_token else f"HTTP at {PATH}")
-    return adapter
+    return Mounted(
+        SlackAdapter(channel, interactions, events, session),
+        channel=channel,
+        routes=tuple(events.routes()) if events is not None else (),
+        jobs=jobs,
+        on_startup=(session.open,),
+        on_cleanup=(close,),
+    )
 
 
 def _socket_mode(

@@ -6,19 +6,19 @@ REMINDER replies in the thread mentioning the group; ESCALATED posts cards to th
 PAGE posts an ``<!here>`` message to ``slack.escalation_channel``.
 
 Notices arrive in background tasks and may run out of order, so every change is rendered
-from the request as the store holds it *now*, under a per-request lock: a late VOTED never
-puts buttons back on a decided card, and a card posted after the decision is posted (or at
-once updated) final. A card that cannot be delivered after retries is logged, reported to
-``on_undeliverable`` hooks (escalation may act sooner) and raised as ``ChannelError`` (the
-Gate counts it in ``signoff_channel_errors``); nothing is ever allowed because Slack failed.
+from the request as the gate holds it *now*, under a per-request lock (``bot.locks``): a
+late VOTED never puts buttons back on a decided card, and a card posted after the decision
+is posted (or at once updated) final. A card that cannot be delivered after retries is
+logged, reported to the ``on_undeliverable`` hook (escalation may act sooner) and raised as
+``ChannelError`` (the Gate counts it in ``signoff_channel_errors``); nothing is ever allowed
+because Slack failed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -29,35 +29,12 @@ from adapters.slack.replies import decision_reply, page_text, reminder_text
 from adapters.slack.seen import SeenSet
 from bot.domain import Platform, Post, Request, Tier, Vote
 from bot.errors import ChannelError
+from bot.locks import KeyedLocks
 from bot.policy.model import SlackRoute
-from bot.ports import Notice, NoticeKind
+from bot.ports import Notice, NoticeKind, Undeliverable
 from bot.service import Gate
 
 log = logging.getLogger(__name__)
-
-Undeliverable = Callable[[Request, str, ChannelError], Awaitable[None]]
-"""``async def hook(request, group, error)``: a card for ``group`` could not be posted."""
-
-
-class KeyedLocks:
-    """One ``asyncio.Lock`` per key, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
 
 
 async def call_slack(call: Awaitable[Any], method: str) -> Any:
@@ -82,12 +59,13 @@ class SlackChannel:
         *,
         escalation_channel: str | None = None,
         console_url: str = "",
+        on_undeliverable: Undeliverable | None = None,
     ) -> None:
         self.gate = gate
         self.console_url = console_url
         self.client = client
         self.escalation_channel = escalation_channel
-        self.on_undeliverable: list[Undeliverable] = []
+        self.on_undeliverable = on_undeliverable
         self._locks = KeyedLocks()
         self._replied = SeenSet(ttl=7 * 24 * 3600.0)
 
@@ -114,15 +92,15 @@ class SlackChannel:
     # ------------------------------------------------------------------ internals
 
     def _route(self, group: str) -> SlackRoute | None:
-        spec = self.gate.policies.current.groups.get(group)
+        spec = self.gate.policy.groups.get(group)
         return spec.slack if spec is not None else None
 
     async def _state(self, request_id: str) -> tuple[Request, tuple[Vote, ...]]:
-        request = await self.gate.get(request_id)
-        return request, tuple(await self.gate.store.votes(request_id))
+        view = await self.gate.view(request_id)
+        return view.request, view.votes
 
     async def _posts(self, request_id: str) -> list[Post]:
-        return await self.gate.store.posts(request_id, Platform.SLACK)
+        return await self.gate.posts(request_id, Platform.SLACK)
 
     async def _post_cards(self, request_id: str, groups: Sequence[str]) -> None:
         request, votes = await self._state(request_id)
@@ -175,7 +153,7 @@ class SlackChannel:
             ts,
             thread_id=ts,
         )
-        await self.gate.store.add_post(post)
+        await self.gate.record_post(post)
         return post
 
     async def _update(self, post: Post, card: Card) -> None:
@@ -289,8 +267,9 @@ class SlackChannel:
             group,
             error.message,
         )
-        for hook in self.on_undeliverable:
-            try:
-                await hook(request, group, error)
-            except Exception:
-                log.exception("on_undeliverable hook failed for request %s", request.id)
+        if self.on_undeliverable is None:
+            return
+        try:
+            await self.on_undeliverable(request, group, error)
+        except Exception:
+            log.exception("on_undeliverable hook failed for request %s", request.id)

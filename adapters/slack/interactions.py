@@ -257,7 +257,7 @@ class Interactions:
             request_id,
         )
         if not stored.status.final:
-            votes = await self.gate.store.votes(request_id)
+            votes = await self.gate.votes(request_id)
             await self._ephemeral(channel, user_id, vote_recorded_text(stored, votes))
 
     async def _pending(self, request_id: str) -> Request:
@@ -302,7 +302,7 @@ class Interactions:
         """Groups of ``request`` the clicker may decide for: those whose Slack route lists
         them or whose user group holds them, and those listing their person as a member
         (SPEC §5: by Slack id, then by the e-mail Slack reports)."""
-        policy = self.gate.policies.current
+        policy = self.gate.policy
         found = await self.directory.memberships(approver.user_id, request.approver_groups, policy)
         mine = policy.people.groups_of(policy.people.resolve(approver))
         return [*found, *(g for g in request.approver_groups if g in mine and g not in found)]

@@ -1,9 +1,9 @@
 """Microsoft Teams adapter (SPEC §4 ``teams:``, §5 group ``teams:``, §8): Adaptive Card
 approvals through the Microsoft 365 Agents SDK.
 
-``mount(runtime)`` wires it when ``teams.app_id`` is set: ``POST /api/messages`` (inbound
-tokens verified by the SDK unless ``teams.insecure_dev_disable_auth``), the ``TeamsChannel``
-in ``gate.channels``, and outbound calls through the SDK's connector client authenticated
+``mount(wiring)`` is called when ``teams.app_id`` is set and returns ``POST /api/messages``
+(inbound tokens verified by the SDK unless ``teams.insecure_dev_disable_auth``) and the
+``TeamsChannel``, whose outbound calls go through the SDK's connector client authenticated
 with the app's client credentials. This package may import ``bot`` and
 ``microsoft_agents``; ``bot`` never imports it.
 """
@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import TYPE_CHECKING
 
+from aiohttp import web
 from microsoft_agents.hosting.aiohttp import CloudAdapter
 from microsoft_agents.hosting.core import RestChannelServiceClientFactory
 from microsoft_agents.hosting.core.authorization import AnonymousTokenProvider
 
+from adapters.runtime import Mounted, Wiring
 from adapters.teams.auth import InboundAuth
 from adapters.teams.bot import ApprovalBot
 from adapters.teams.channel import Target, TeamsChannel
@@ -26,10 +27,6 @@ from adapters.teams.endpoint import PATH, MessagesEndpoint
 from adapters.teams.tokens import ClientCredentials, SingleConnection
 from bot.errors import ConfigError
 from bot.settings import TeamsSettings
-from bot.store.routes import RouteStore
-
-if TYPE_CHECKING:
-    from adapters.main import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +48,16 @@ def _refuse_unless_loopback(host: str) -> None:
         )
 
 
-def mount(runtime: Runtime) -> TeamsChannel:
-    """Add ``POST /api/messages`` and the Teams channel to ``runtime``; returns the channel.
-    Raises ``ConfigError`` when ``teams.app_id`` is missing, or when
-    ``teams.insecure_dev_disable_auth`` is set on a server not bound to loopback."""
-    settings: TeamsSettings = runtime.settings.teams
+def mount(wiring: Wiring) -> Mounted[TeamsChannel]:
+    """``POST /api/messages`` and the Teams channel. Raises ``ConfigError`` when
+    ``teams.app_id`` is missing, or when ``teams.insecure_dev_disable_auth`` is set on a
+    server not bound to loopback."""
+    settings: TeamsSettings = wiring.settings.teams
     if not settings.app_id:
         raise ConfigError("teams.app_id is required to run the Teams adapter")
     secure = not settings.insecure_dev_disable_auth
     if not secure:
-        _refuse_unless_loopback(runtime.settings.server.host)
+        _refuse_unless_loopback(wiring.settings.server.host)
         log.warning(
             "!!! teams.insecure_dev_disable_auth is set: POST %s accepts activities WITHOUT "
             "verifying who sent them. Anyone who can reach this server can approve requests "
@@ -89,18 +86,19 @@ def mount(runtime: Runtime) -> TeamsChannel:
         else None
     )
     channel = TeamsChannel(
-        runtime.gate,
+        wiring.gate,
         connector,
         escalation=escalation,
-        routes=RouteStore(runtime.store),
-        console_url=runtime.settings.server.public_url,
+        routes=wiring.routes,
+        console_url=wiring.settings.server.public_url,
+        on_undeliverable=wiring.undeliverable,
     )
     bot = ApprovalBot(
-        runtime.gate,
+        wiring.gate,
         channel,
         default_tenant=settings.tenant_id,
         learn_references=secure,
-        console_url=runtime.settings.server.public_url,
+        console_url=wiring.settings.server.public_url,
     )
     auth = InboundAuth(
         settings.app_id,
@@ -108,10 +106,12 @@ def mount(runtime: Runtime) -> TeamsChannel:
         jwks_url=settings.jwks_url,
         enabled=secure,
     )
-    runtime.app.router.add_post(PATH, MessagesEndpoint(adapter, bot, auth).handle)
-    runtime.gate.channels.append(channel)
     log.info("Teams adapter on: %s (app %s)", PATH, settings.app_id)
-    return channel
+    return Mounted(
+        channel,
+        channel=channel,
+        routes=(web.post(PATH, MessagesEndpoint(adapter, bot, auth).handle),),
+    )
 
 
 __all__ = ["TeamsChannel", "mount"]

@@ -141,7 +141,7 @@ class ApprovalBot(ActivityHandler):
         except NotFound:
             return _error(HTTPStatus.NOT_FOUND, "NotFound", "this request no longer exists")
         if verb == REFRESH_VERB:
-            votes = await self.gate.store.votes(request_id)
+            votes = await self.gate.votes(request_id)
             return _card(self.channel.card(request, votes))
         if verb == REVIEW_VERB:
             return _card(review_card(request, self.console_url))
@@ -152,7 +152,7 @@ class ApprovalBot(ActivityHandler):
         name = (sender.name if sender is not None else None) or ""
         tenant = tenant_of(activity.conversation, activity.channel_data) or ""
         groups = memberships(
-            self.gate.policies.current.groups,
+            self.gate.policy.groups,
             request.approver_groups,
             aad,
             tenant,
@@ -194,11 +194,11 @@ class ApprovalBot(ActivityHandler):
                 for_log(exc.message, 500),
             )
             current = await self.gate.get(request_id)
-            votes = await self.gate.store.votes(request_id)
+            votes = await self.gate.votes(request_id)
             return _card(
                 self.channel.card(current, votes, note=f"Nothing was recorded: {exc.message}.")
             )
-        votes = await self.gate.store.votes(request_id)
+        votes = await self.gate.votes(request_id)
         log.info("Teams: %s recorded on request %s by %s", verb, request_id, for_log(aad))
         return _card(self.channel.card(decided, votes))
 

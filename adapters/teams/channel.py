@@ -6,12 +6,12 @@ DECIDED and REMINDER reply in the card's thread; ESCALATED posts to the added gr
 posts to ``teams.escalation_conversation_id`` when configured (else it is Slack's and
 PagerDuty's job). Work on one request is serialised and always renders the request as
 stored *now*, so notices delivered out of order still leave every copy current. A copy that
-fails does not stop the others; the failure is raised as ``ChannelError`` at the end.
+fails does not stop the others; the failure is raised as ``ChannelError`` at the end, and a
+card that could not be posted to a group is reported to ``on_undeliverable``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -25,14 +25,13 @@ from adapters.teams.connector import Connector
 from adapters.teams.text import escape_markdown, for_log
 from bot.domain import Platform, Post, Request, Status, Verdict, Vote
 from bot.errors import ChannelError, StoreError
+from bot.locks import KeyedLocks
 from bot.policy.model import TeamsRoute
-from bot.ports import Notice, NoticeKind
+from bot.ports import Notice, NoticeKind, Routes, Undeliverable
 from bot.service import Gate
-from bot.store.routes import RouteStore
 
 log = logging.getLogger(__name__)
 
-_STRIPES = 64
 #: the kind of learned route: a conversation's Bot Framework service URL
 ROUTE_KIND = "service_url"
 _MENTION_LIMIT = 20
@@ -70,10 +69,13 @@ class TeamsChannel:
         connector: Connector,
         *,
         escalation: Target | None = None,
-        routes: RouteStore | None = None,
+        routes: Routes | None = None,
         console_url: str = "",
+        on_undeliverable: Undeliverable | None = None,
     ) -> None:
         self.gate = gate
+        #: told about a card that could not be posted to a group (escalation may act sooner)
+        self.on_undeliverable = on_undeliverable
         self.console_url = console_url
         self.connector = connector
         self.escalation = escalation
@@ -84,7 +86,7 @@ class TeamsChannel:
         self.references: dict[str, str] = {}
         #: Entra object id → display name, learned from activities, for mentions
         self.names: dict[str, str] = {}
-        self._locks = [asyncio.Lock() for _ in range(_STRIPES)]
+        self._locks = KeyedLocks()
 
     # ------------------------------------------------------------------ learned state
 
@@ -100,7 +102,7 @@ class TeamsChannel:
         if self.routes is not None:
             try:
                 await self.routes.remember(
-                    "teams", ROUTE_KIND, key, service_url, at=self.gate.clock.now()
+                    "teams", ROUTE_KIND, key, service_url, at=self.gate.now()
                 )
             except StoreError as exc:  # the activity itself still counts; retried next time
                 self.references.pop(key, None)
@@ -122,7 +124,7 @@ class TeamsChannel:
         self, request: Request, votes: Sequence[Vote], note: str | None = None
     ) -> dict[str, Any]:
         """The card for ``request`` as it stands, with refresh for its Teams approvers."""
-        policy = self.gate.policies.current
+        policy = self.gate.policy
         return approval_card(
             request,
             votes,
@@ -136,7 +138,7 @@ class TeamsChannel:
     async def deliver(self, notice: Notice) -> None:
         """Raises ``ChannelError`` when any copy could not be posted or updated."""
         request_id = notice.request.id
-        async with self._locks[hash(request_id) % _STRIPES]:
+        async with self._locks.hold(request_id):
             failures: list[str] = []
             kind = notice.kind
             fresh: set[str] = set()
@@ -157,11 +159,11 @@ class TeamsChannel:
                 )
 
     async def _state(self, request_id: str) -> tuple[Request, list[Vote]]:
-        request = await self.gate.get(request_id)
-        return request, list(await self.gate.store.votes(request_id))
+        view = await self.gate.view(request_id)
+        return view.request, list(view.votes)
 
     def _routes(self, names: Iterable[str]) -> list[tuple[str, TeamsRoute]]:
-        groups = self.gate.policies.current.groups
+        groups = self.gate.policy.groups
         out = []
         for name in names:
             spec = groups.get(name)
@@ -173,7 +175,7 @@ class TeamsChannel:
         self, request_id: str, names: Sequence[str], failures: list[str]
     ) -> set[str]:
         request, votes = await self._state(request_id)
-        posted = {p.group for p in await self.gate.store.posts(request_id, Platform.TEAMS)}
+        posted = {p.group for p in await self.gate.posts(request_id, Platform.TEAMS)}
         card = self.card(request, votes)
         fresh: set[str] = set()
         for group, route in self._routes(names):
@@ -186,8 +188,9 @@ class TeamsChannel:
                 )
             except ChannelError as exc:
                 failures.append(f"post to group {group}: {exc.message}")
+                await self._undeliverable(request, group, exc)
                 continue
-            await self.gate.store.add_post(
+            await self.gate.record_post(
                 Post(
                     request_id,
                     Platform.TEAMS,
@@ -200,12 +203,20 @@ class TeamsChannel:
             fresh.add(activity_id)
         return fresh
 
+    async def _undeliverable(self, request: Request, group: str, error: ChannelError) -> None:
+        if self.on_undeliverable is None:
+            return
+        try:
+            await self.on_undeliverable(request, group, error)
+        except Exception:
+            log.exception("on_undeliverable hook failed for request %s", request.id)
+
     async def _update_copies(
         self, request_id: str, failures: list[str], *, skip: Collection[str] = ()
     ) -> None:
         request, votes = await self._state(request_id)
         card = self.card(request, votes)
-        for post in await self.gate.store.posts(request_id, Platform.TEAMS):
+        for post in await self.gate.posts(request_id, Platform.TEAMS):
             if post.message_id in skip:
                 continue
             try:
@@ -229,7 +240,7 @@ class TeamsChannel:
     async def _reply_outcome(self, request_id: str, failures: list[str]) -> None:
         request, votes = await self._state(request_id)
         text = outcome_text(request, votes)
-        for post in await self.gate.store.posts(request_id, Platform.TEAMS):
+        for post in await self.gate.posts(request_id, Platform.TEAMS):
             await self._reply(post, Activity(type="message", text=text), failures)
 
     async def _remind(self, notice: Notice, failures: list[str]) -> None:
@@ -238,7 +249,7 @@ class TeamsChannel:
             return
         wanted = set(notice.groups) or set(request.approver_groups)
         routes = dict(self._routes(wanted))
-        for post in await self.gate.store.posts(request.id, Platform.TEAMS):
+        for post in await self.gate.posts(request.id, Platform.TEAMS):
             route = routes.get(post.group)
             if route is None:
                 continue

@@ -79,10 +79,10 @@ async def attestation_bundle(app: web.Application, request_id: str) -> dict[str,
     gate = app[APP_GATE]
     cp = await app[APP_CHECKPOINTS].current()
     entries = []
-    for entry in await gate.store.log_entries_for(request_id):
+    for entry in await gate.log_entries_for(request_id):
         if entry.index >= cp.size:
             continue
-        proof = await gate.store.inclusion_proof(entry.index, cp.size)
+        proof = await gate.inclusion_proof(entry.index, cp.size)
         entries.append(
             {
                 "index": entry.index,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -11,7 +12,6 @@ from aiohttp import web
 from bot.addresses import check_callback_url
 from bot.api.context import APP_GATE, APP_SETTINGS, require_agent
 from bot.api.schema import parse_execution, parse_submission
-from bot.approvals import current_approvals
 from bot.domain import Request, Status, Tier, rfc3339
 from bot.errors import PayloadTooLarge, RequestError, UnsupportedMediaType
 from bot.evidence.canonical import canonical, sha256_hex
@@ -38,6 +38,29 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 # one decoder for every body (``json.loads`` with an option builds a new one per call)
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+_QUOTE, _BACKSLASH = ord('"'), b"\\"
+# an integer literal orjson may read differently (past 64 bits it makes a float)
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def decode_json(raw: bytes) -> Any:
+    """The JSON value of ``raw`` as the standard library's decoder with duplicate-key and
+    constant checks reads it (its errors too), at orjson's speed for the usual body.
+
+    orjson keeps the last of duplicate keys silently, so its result is taken only when that
+    cannot have happened: with no backslash in ``raw``, each string there and in orjson's
+    encoding of the result is delimited by exactly two ``"``, and a dropped duplicate key
+    leaves fewer of them in the result. Anything else (escapes, 19-digit runs, anything
+    orjson refuses) is decoded by the standard library, which raises the precise error.
+    Raises ``UnicodeDecodeError``, ``RecursionError``, ``ValueError``."""
+    if _BACKSLASH not in raw and not _LONG_DIGITS.search(raw):
+        try:
+            value = orjson.loads(raw)
+            if orjson.dumps(value).count(_QUOTE) == raw.count(_QUOTE):
+                return value
+        except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+            pass
+    return _DECODER.decode(raw.decode("utf-8"))
 
 
 async def read_json(request: web.Request) -> Any:
@@ -54,7 +77,7 @@ async def read_json(request: web.Request) -> Any:
     if len(raw) > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     try:
-        return _DECODER.decode(raw.decode("utf-8"))
+        return decode_json(raw)
     except UnicodeDecodeError as exc:
         raise RequestError("request body is not UTF-8") from exc
     except RecursionError as exc:
@@ -103,11 +126,7 @@ def approved_arguments(r: Request) -> dict[str, Any] | None:
 
 
 async def _public(request: web.Request, r: Request) -> dict[str, Any]:
-    received = 0
-    if r.tier is Tier.CONFIRM:
-        votes = await request.app[APP_GATE].store.votes(r.id)
-        received = len({v.approver.key for v in current_approvals(r, votes)})
-    return request_json(r, received)
+    return request_json(r, await request.app[APP_GATE].received(r))
 
 
 async def _render(request: web.Request, r: Request, status: int = 200) -> web.Response:

@@ -120,6 +120,45 @@ def reads_call(text: str) -> bool:
     return _CALL_REF.search(_STRINGS.sub('""', text)) is not None
 
 
+_LABEL_TEST = re.compile(r"""\s*(?:"([^"\\\n]*)"|'([^'\\\n]*)')\s+in\s+call\s*\.\s*labels\s*""")
+
+
+def required_call_labels(text: str) -> frozenset[str]:
+    """Labels the call must carry for ``text`` to be true: the ``"L" in call.labels`` among
+    its top-level ``&&`` operands (none when it has a top-level ``||`` or ``?:``, which this
+    does not try to read). CEL's ``&&`` is false when any operand is false, even when another
+    errors, so a call without one of them is a plain no-match, decided without CEL. Text with
+    a comment or a triple-quoted string is not read at all (conservative)."""
+    if "//" in text or '"""' in text or "'''" in text:
+        return frozenset()
+    parts: list[str] = []
+    depth, quote, escaped, start, i = 0, "", False, 0, 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and (ch == "?" or text.startswith("||", i)):
+            return frozenset()
+        elif depth == 0 and text.startswith("&&", i):
+            parts.append(text[start:i])
+            start, i = i + 2, i + 1
+        i += 1
+    parts.append(text[start:])
+    needed = (_LABEL_TEST.fullmatch(part) for part in parts)
+    return frozenset(found.group(1) or found.group(2) or "" for found in needed if found)
+
+
 def session_activation(session: Mapping[str, Any], call: Mapping[str, Any]) -> Any:
     """An activation holding only ``session`` and ``call`` (see ``session_only``)."""
     return _ENV.Activation({"session": session, "call": call})
@@ -127,9 +166,19 @@ def session_activation(session: Mapping[str, Any], call: Mapping[str, Any]) -> A
 
 class Condition:
     """A compiled ``when`` expression. ``session_only``: it reads only ``session``/``call``;
-    ``labels_only``: only their ``labels`` (see ``evaluate_labels``)."""
+    ``labels_only``: only their ``labels`` (see ``evaluate_labels``); ``needs_labels``: call
+    labels it is false without."""
 
-    __slots__ = ("_expr", "_memo", "labels_only", "reads_call", "session_only", "source", "text")
+    __slots__ = (
+        "_expr",
+        "_memo",
+        "labels_only",
+        "needs_labels",
+        "reads_call",
+        "session_only",
+        "source",
+        "text",
+    )
 
     def __init__(self, text: str, source: str, expr: Any) -> None:
         self.text = text
@@ -138,6 +187,8 @@ class Condition:
         self.session_only = session_only(text)
         self.labels_only = labels_only(text)
         self.reads_call = reads_call(text)
+        #: the call labels without which this is false (``required_call_labels``)
+        self.needs_labels = required_call_labels(text)
         self._memo: dict[tuple[tuple[str, ...], tuple[str, ...]], bool | str] = {}
 
     def evaluate_labels(self, call: tuple[str, ...], session: tuple[str, ...]) -> bool:

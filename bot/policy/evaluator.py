@@ -2,9 +2,10 @@
 
 Rules are tried in order and the first match wins; a rule matches when its tool glob matches
 (``fnmatch`` semantics, case-sensitive, cached per tool name) and its ``when`` condition is
-true. A condition that errors counts as a match for confirm/block rules and as no match for
-auto/notify rules: errors only ever make a call stricter. No match uses
-``defaults.unknown_tool`` (confirm or block, never auto).
+true (a condition that needs a call label the call lacks is false without running CEL; see
+``bot.policy.cel.required_call_labels``). A condition that errors counts as a match for
+confirm/block rules and as no match for auto/notify rules: errors only ever make a call
+stricter. No match uses ``defaults.unknown_tool`` (confirm or block, never auto).
 
 CEL sees ``args`` (the arguments), ``agent`` (``id``, ``artifact_digest`` as registered,
 ``claimed_artifact_digest`` when the request claimed a different one, ``labels``),
@@ -160,6 +161,9 @@ def evaluate(
         if condition is None:
             steps.append((rule, MATCHED, None))
             return Evaluation(policy.decision(rule), tool, tuple(steps), labels, session)
+        if condition.needs_labels and not condition.needs_labels.issubset(labels):
+            steps.append((rule, NOT_MATCHED, None))  # false whatever else it reads
+            continue
         try:
             if condition.labels_only:  # e.g. the lethal trifecta: a pure function of labels
                 matched = condition.evaluate_labels(labels, session.labels)
@@ -201,6 +205,9 @@ def _evaluate_plain(policy: Policy, call: ToolCall, agent: Agent, now: datetime)
         if condition is None:
             steps.append((rule, MATCHED, None))
             return Evaluation(policy.decision(rule), tool, tuple(steps))
+        if condition.needs_labels:  # call.labels is empty here: false whatever else it reads
+            steps.append((rule, NOT_MATCHED, None))
+            continue
         if act is None:
             act = activation(_plain(call.arguments), agent_view(agent), _plain(call.context), now)
         try:

@@ -10,13 +10,13 @@ credential id already registered.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, exc, insert, select, update
 from sqlmodel import Field
 
+from bot.accounts import Passkey
 from bot.domain import utc
 from bot.errors import Conflict
 from bot.store.sql import SqlStore
@@ -37,16 +37,6 @@ class PasskeyRow(Base, table=True):
 
 
 PASSKEYS = _table(PasskeyRow)
-
-
-@dataclass(frozen=True, slots=True)
-class Passkey:
-    credential_id: str
-    user: str
-    public_key: str
-    sign_count: int
-    label: str
-    created_at: datetime
 
 
 def _to_passkey(row: Any) -> Passkey:

@@ -25,6 +25,7 @@ from bot.domain import (
     Checkpoint,
     Event,
     LogEntry,
+    PendingTimer,
     Platform,
     Post,
     Request,
@@ -34,7 +35,7 @@ from bot.domain import (
     utc,
 )
 from bot.errors import Conflict, NotFound
-from bot.store import changes, log, mapping
+from bot.store import changes, log, mapping, timers
 from bot.store.database import Database
 from bot.store.raw import RawStatement
 from bot.store.tables import (
@@ -283,6 +284,15 @@ class SqlStore(Database):
         if index is None:
             return after
         return dataclasses.replace(after, last_log_index=index)
+
+    async def pending_timers(
+        self,
+        *,
+        since: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 5000,
+    ) -> list[PendingTimer]:
+        return await timers.pending_timers(self, since=since, after=after, limit=limit)
 
     async def votes(self, request_id: str) -> list[Vote]:
         query = select(VOTES).where(VOTES.c.request_id == request_id)

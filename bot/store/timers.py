@@ -10,30 +10,18 @@ status). It uses the public ``Database.read`` like ``bot.store.users``. Raises
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Text, and_, cast, or_, select
 
-from bot.domain import EscalationStep, Status, utc
+from bot.domain import EscalationStep, PendingTimer, Status, utc
 from bot.store import mapping
 from bot.store.database import Database
 from bot.store.tables import REQUESTS
 
 # The ladder as its JSON text: a few rules make a few distinct ladders, parsed once each.
 _LADDER = cast(REQUESTS.c.escalation, Text).label("ladder")
-
-
-@dataclass(frozen=True, slots=True)
-class PendingTimer:
-    """What the scheduler needs of one pending request."""
-
-    id: str
-    created_at: datetime
-    deadline: datetime | None
-    escalation: tuple[EscalationStep, ...]
-    steps_done: int
 
 
 async def pending_timers(

@@ -15,7 +15,6 @@ existing name; ``set_user_disabled`` raises ``NotFound``.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +22,7 @@ from sqlalchemy import Connection, delete, exc, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field
 
+from bot.accounts import ConsoleSession, ConsoleUser, Throttle
 from bot.domain import utc
 from bot.errors import Conflict, NotFound
 from bot.store.sql import SqlStore
@@ -62,35 +62,6 @@ class LoginThrottleRow(Base, table=True):
 CONSOLE_USERS = _table(ConsoleUserRow)
 CONSOLE_SESSIONS = _table(ConsoleSessionRow)
 LOGIN_THROTTLE = _table(LoginThrottleRow)
-
-
-@dataclass(frozen=True, slots=True)
-class ConsoleUser:
-    name: str
-    password_hash: str
-    created_at: datetime
-    disabled: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ConsoleSession:
-    """A logged-in browser: ``id_hash`` is the SHA-256 hex of the cookie value."""
-
-    id_hash: str
-    user: str
-    csrf_token: str
-    created_at: datetime
-    expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Throttle:
-    """Failed logins counted under ``key`` (``user:NAME`` or ``ip:ADDRESS``)."""
-
-    key: str
-    failures: int
-    last_failure_at: datetime
-    locked_until: datetime | None = None
 
 
 def _to_user(row: Any) -> ConsoleUser:

@@ -12,9 +12,6 @@ escalation steps, every step still runs exactly once.
 from __future__ import annotations
 
 import asyncio
-import re
-import subprocess
-import textwrap
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,28 +22,25 @@ import pytest
 import pytest_asyncio
 
 from adapters.agent.client import AsyncSignoff
-from bot.evidence.keys import KeyRing
-from tests.e2e.test_escalation_e2e import (
+from bench.fakes.slack_api import FakeSlack
+from bench.fakes.slack_payloads import block_actions, form, sign
+from bench.serving import console_session
+from tests.e2e.serving import (
     SIGNING_SECRET,
-    SIGNOFF,
+    Home,
     Server,
     assert_ladder,
-    clean_env,
     fakes,
-    free_port,
     http,
     pg_database,
 )
 from tests.fakes.balancer import Balancer
 from tests.fakes.pagerduty import FakePagerDuty
-from tests.fakes.slack_api import FakeSlack
-from tests.fakes.slack_payloads import block_actions, form, sign
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 __all__ = ["fakes", "http", "pg_database"]  # fixtures used here
 
 PASSWORD = "correct horse battery"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 #: the most a cross-replica wake-up may take here (the 2 s re-read it replaces would miss it
 #: most of the time; the bench's p99 target is 0.1 s on a quiet machine)
 WAKE_LIMIT_S = 0.75
@@ -84,77 +78,21 @@ rules:
 REFUND = {"tool": "payments.refund", "arguments": {"amount": 10}, "justification": "order 1"}
 
 
-class Home:
-    """One signoff home shared by every replica: config per port, keys, policy, database."""
-
-    def __init__(self, root: Path, database_url: str, slack: FakeSlack, pd: FakePagerDuty):
-        self.root = root
-        (root / "policies").mkdir(parents=True, exist_ok=True)
-        (root / "policies" / "policy.yaml").write_text(POLICY, encoding="utf-8")
-        KeyRing.create(root / "keys")
-        self.database_url = database_url
-        self.slack = slack
-        self.pd = pd
-        self.token = ""
-
-    def config(self, port: int) -> Path:
-        path = self.root / f"signoff-{port}.yaml"
-        path.write_text(
-            textwrap.dedent(
-                f"""\
-                server: {{host: 127.0.0.1, port: {port}, public_url: "http://127.0.0.1:{port}"}}
-                database: {{url: "{self.database_url}"}}
-                keys: {{dir: ./keys}}
-                policy: {{paths: [./policies], watch: false}}
-                slack:
-                  bot_token: {self.slack.token}
-                  signing_secret: {SIGNING_SECRET}
-                  api_base_url: {self.slack.base_url}
-                  escalation_channel: C0ESCALATE
-                pagerduty:
-                  routing_key: E2EROUTINGKEY0123456789ABCDEFGHI
-                  events_url: {self.pd.url}
-                console: {{enabled: true}}
-                """
-            ),
-            encoding="utf-8",
-        )
-        return path
-
-    async def cli(self, *args: str, stdin: bytes = b"") -> str:
-        proc = await asyncio.create_subprocess_exec(
-            SIGNOFF,
-            "--config",
-            str(self.config(free_port())),
-            *args,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=clean_env(),
-        )
-        out, err = await proc.communicate(stdin)
-        assert proc.returncode == 0, err.decode()
-        return out.decode()
-
-    async def prepare(self) -> None:
-        self.token = (await self.cli("agents", "add", "e2e-agent", "--quiet")).strip()
-        await self.cli("users", "add", "alice", "--password-stdin", stdin=PASSWORD.encode())
-
-
 @pytest_asyncio.fixture
 async def home(
     tmp_path: Path, fakes: tuple[FakeSlack, FakePagerDuty], pg_database: str
 ) -> AsyncIterator[Home]:
     slack, pd = fakes
     slack.add_user("U0ALICE", "alice", "alice@example.com")
-    made = Home(tmp_path, pg_database, slack, pd)
-    await made.prepare()
+    made = Home(tmp_path, pg_database, slack, pd, policy=POLICY, console=True)
+    await made.add_agent()
+    await made.cli("users", "add", "alice", "--password-stdin", stdin=PASSWORD.encode())
     yield made
 
 
 @pytest_asyncio.fixture
 async def replicas(home: Home, http: aiohttp.ClientSession) -> AsyncIterator[list[Server]]:
-    started = [Server(home), Server(home), Server(home)]  # type: ignore[arg-type]
+    started = [Server(home), Server(home), Server(home)]
     await asyncio.gather(*(s.start(http) for s in started))
     try:
         yield started
@@ -164,30 +102,11 @@ async def replicas(home: Home, http: aiohttp.ClientSession) -> AsyncIterator[lis
 
 async def console_decide(server: Server, request_id: str, verdict: str) -> None:
     """Log in to ``server``'s console as alice and record ``verdict`` on the request."""
-    jar = aiohttp.CookieJar(unsafe=True)
-    async with aiohttp.ClientSession(cookie_jar=jar) as browser:
-        async with browser.get(f"{server.base}/console/login") as page:
-            token = CSRF.search(await page.text())
-            assert token is not None
-            cookie = page.cookies["signoff_login"].value
-        async with browser.post(
-            f"{server.base}/console/login",
-            data={"csrf_token": token.group(1), "username": "alice", "password": PASSWORD},
-            headers={"Cookie": f"signoff_login={cookie}"},
-            allow_redirects=False,
-        ) as login:
-            assert login.status == 303, await login.text()
-            session = login.cookies["signoff_session"].value
-        headers = {"Cookie": f"signoff_session={session}"}
-        async with browser.get(
-            f"{server.base}/console/requests/{request_id}", headers=headers
-        ) as page:
-            assert page.status == 200
-            token = CSRF.search(await page.text())
-            assert token is not None
+    async with aiohttp.ClientSession() as browser:
+        headers, csrf = await console_session(browser, server.base, "alice", PASSWORD)
         async with browser.post(
             f"{server.base}/console/requests/{request_id}/decide",
-            data={"csrf_token": token.group(1), "verdict": verdict, "reason": "checked"},
+            data={"csrf_token": csrf, "verdict": verdict, "reason": "checked"},
             headers=headers,
             allow_redirects=False,
         ) as decided:

@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from adapters.teams import TeamsChannel, mount
 from bot.domain import Platform, Post
 from bot.settings import load_settings
 from tests.fakes.bot_connector import FakeBotFramework, Message
-from tests.support import write_home
+from tests.support import AppClient, write_home
 
 APP_ID = "5a1b0c2d-0000-4000-8000-00000000a991"
 APP_PASSWORD = "fake-app-password"
@@ -77,7 +78,7 @@ class TeamsEnv:
     fake: FakeBotFramework
     runtime: Runtime
     channel: TeamsChannel
-    client: TestClient  # type: ignore[type-arg]
+    client: AppClient
     agent_token: str
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -192,14 +193,17 @@ async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) ->
 @contextlib.asynccontextmanager
 async def teams_env(
     tmp_path: Path,
-    aiohttp_client: Any,
+    aiohttp_client: AiohttpClient,
     *,
     insecure: bool = False,
     teams_extra: str = "",
     policy_template: str = POLICY,
+    escalation: bool = False,
 ) -> AsyncIterator[TeamsEnv]:
     """``teams_extra``: more ``teams:`` keys, one ``key: value`` per line (``{service_url}``
-    stands for the fake's service URL). ``policy_template`` is formatted like ``POLICY``."""
+    stands for the fake's service URL). ``policy_template`` is formatted like ``POLICY``.
+    ``escalation``: wire every configured adapter as ``signoff serve`` does (escalation
+    included), instead of Teams alone."""
     fake = await FakeBotFramework(app_id=APP_ID, app_password=APP_PASSWORD).start()
     try:
         policy = policy_template.format(
@@ -223,9 +227,12 @@ teams:
                 if line.strip()
             ),
         )
-        runtime = await build(load_settings(config), adapters=False)
+        settings = load_settings(config)
+        runtime = await (
+            build(settings) if escalation else build(settings, adapters=False, mounts=[mount])
+        )
         try:
-            channel = mount(runtime)
+            channel = runtime.part(TeamsChannel)
             channel.connector.base_delay = 0.01  # keep injected-failure retries quick
             client = await aiohttp_client(runtime.app)
             _, token = await runtime.gate.register_agent("billing-agent")
@@ -235,3 +242,32 @@ teams:
             await runtime.store.close()
     finally:
         await fake.stop()
+
+
+def card_text(card: dict[str, Any] | None) -> str:
+    """Every TextBlock and TextRun text of an Adaptive Card, run together."""
+    out: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") in ("TextBlock", "TextRun"):
+                out.append(node["text"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(card)
+    return "".join(out)
+
+
+def verbs(card: dict[str, Any] | None) -> set[str]:
+    """The ``Action.Execute`` verbs a card offers, including inside show-card actions."""
+    found: set[str] = set()
+    for action in (card or {}).get("actions", []):
+        if action.get("verb"):
+            found.add(action["verb"])
+        for inner in action.get("card", {}).get("actions", []):
+            found.add(inner["verb"])
+    return found

@@ -15,9 +15,12 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from adapters.callbacks import CallbackSender
 from adapters.callbacks import mount as mount_callbacks
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from bot.domain import Approver, Platform, Request, Status, Verdict
+from bot.edits import Proposal
 from bot.settings import load_settings
 from tests.support import write_home
 
@@ -44,6 +47,7 @@ rules:
     tool: transfer_money
     when: args.amount >= 1000
     tier: confirm
+    editable: true
     approvers: {groups: [finance]}
   - name: small-transfer
     tool: transfer_money
@@ -68,8 +72,10 @@ class LiveServer:
         self.decided: set[str] = set()
 
     async def _start(self) -> Runtime:
-        runtime = await build(load_settings(self.home / "signoff.yaml"), adapters=False)
-        self.callbacks = mount_callbacks(runtime)
+        runtime = await build(
+            load_settings(self.home / "signoff.yaml"), adapters=False, mounts=[mount_callbacks]
+        )
+        self.callbacks = runtime.part(CallbackSender)
         self.runner = web.AppRunner(runtime.app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
@@ -106,6 +112,22 @@ class LiveServer:
 
     def approve(self, request_id: str) -> Request:
         return self.decide(request_id, Verdict.APPROVE, "looks right")
+
+    def approve_edited(self, request_id: str, arguments: dict[str, Any]) -> Request:
+        """Approve with the arguments changed (rule option ``editable``), as an approver
+        editing in the console or a chat editor does: the grant binds ``arguments``."""
+        request = self.outcome(request_id)
+        edit = Proposal(request.call.tool, arguments)
+        return self.run(
+            self.runtime.gate.decide(
+                request_id,
+                ALICE,
+                Verdict.APPROVE,
+                "approved with a smaller amount",
+                memberships={"finance"},
+                edit=edit,
+            )
+        )
 
     def deny(self, request_id: str, reason: str) -> Request:
         return self.decide(request_id, Verdict.DENY, reason)

@@ -21,18 +21,9 @@ import pytest_asyncio
 from playwright.async_api import Browser, async_playwright
 from psycopg import sql
 
+from bench.serving import libpq, with_database
 from bot.store import SqlStore
 from tests.pg_cluster import admin_url
-
-
-def libpq_url(url: str) -> str:
-    """The SQLAlchemy URL as a libpq URI (no ``+driver``), for psycopg."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(scheme=parts.scheme.split("+", 1)[0]))
-
-
-def with_database(url: str, database: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
 
 
 def with_search_path(url: str, schema: str) -> str:
@@ -43,7 +34,7 @@ def with_search_path(url: str, schema: str) -> str:
 
 
 def _admin(url: str) -> psycopg.Connection[tuple[object, ...]]:
-    return psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=5)
+    return psycopg.connect(libpq(url), autocommit=True, connect_timeout=5)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,11 +15,13 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from playwright.async_api import Browser, Page, expect
 
 from adapters.console.passwords import hash_password
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
+from bot.accounts import ConsoleUser
 from bot.settings import load_settings
-from bot.store.users import ConsoleUser, UserStore
 from tests.support import write_home
 
 CHROMIUM = "/usr/bin/chromium"
@@ -32,6 +35,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 PASSWORD = "correct horse battery"
+TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+LOGIN_URL = re.compile(r".*/console/login\?next=(/|%2F)console(/|%2F)$")
 
 POLICY = """\
 apiVersion: signoff/v1
@@ -79,7 +84,7 @@ rules:
     approvers: {groups: [finance]}
 """
 
-TRANSFER = {
+TRANSFER: dict[str, Any] = {
     "tool": "payments.transfer",
     "arguments": {"amount": 25000, "currency": "USD", "to": "acct-123"},
     "justification": "Refund for order 8812 approved by support ticket 4471",
@@ -116,7 +121,7 @@ class Server:
 
 
 async def add_users(runtime: Runtime, *names: str, password: str = PASSWORD) -> None:
-    users = UserStore(runtime.store)
+    users = runtime.users
     hashed = hash_password(password)
     for name in names:
         await users.add_user(ConsoleUser(name, hashed, datetime.now(UTC)))
@@ -146,3 +151,48 @@ async def running_server(
         await runner.cleanup()
         await runtime.gate.drain()
         await runtime.store.close()
+
+
+async def http_login(
+    http: aiohttp.ClientSession,
+    url: str,
+    name: str = "alice",
+    *,
+    headers: dict[str, str] | None = None,
+) -> aiohttp.ClientResponse:
+    """Sign ``name`` in through the form over plain HTTP; the answer (303 on success)."""
+    async with http.get(f"{url}/console/login", headers=headers) as page:
+        match = TOKEN.search(await page.text())
+        assert match is not None
+        login_cookie = page.cookies["signoff_login"].value
+    # sent by hand: a jar keeps Secure cookies away from this plain-http test server
+    return await http.post(
+        f"{url}/console/login",
+        data={
+            "csrf_token": match.group(1),
+            "username": name,
+            "password": PASSWORD,
+            "next": "/console/audit",
+        },
+        headers={**(headers or {}), "Cookie": f"signoff_login={login_cookie}"},
+        allow_redirects=False,
+    )
+
+
+def fresh_session() -> aiohttp.ClientSession:
+    """A client session whose cookie jar keeps cookies for an IP address host."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def browser_login(
+    browser: Browser, server: Server, name: str, password: str = PASSWORD
+) -> Page:
+    """Sign ``name`` in through the form in a new browser context; the console page."""
+    page = await (await browser.new_context()).new_page()
+    await page.goto(server.url + "/console/")
+    await expect(page).to_have_url(LOGIN_URL)
+    await page.fill("input[name=username]", name)
+    await page.fill("input[name=password]", password)
+    await page.click("form.stack button[type=submit]")
+    await expect(page).to_have_url(server.url + "/console/")
+    return page

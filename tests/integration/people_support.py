@@ -12,21 +12,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
 from adapters.console import mount as mount_console
 from adapters.console.passwords import hash_password
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from adapters.slack import SlackAdapter
 from adapters.slack import mount as mount_slack
 from adapters.slack.cards import ACTION_APPROVE
+from bench.fakes.slack_api import FakeSlack
+from bench.fakes.slack_payloads import block_actions, form, sign
+from bot.accounts import ConsoleUser
 from bot.domain import Status
 from bot.settings import load_settings
-from bot.store.users import ConsoleUser, UserStore
-from tests.fakes.slack_api import FakeSlack
-from tests.fakes.slack_payloads import block_actions, form, sign
-from tests.support import write_home
+from tests.support import AppClient, write_home
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 PASSWORD = "correct horse battery"
@@ -38,7 +39,7 @@ class Env:
     runtime: Runtime
     slack: SlackAdapter
     fake: FakeSlack
-    http: TestClient  # type: ignore[type-arg]
+    http: AppClient
     token: str
 
     async def post_request(self, **body: Any) -> Any:
@@ -119,7 +120,7 @@ async def start_fake() -> FakeSlack:
 
 @contextlib.asynccontextmanager
 async def running(
-    tmp_path: Path, fake: FakeSlack, aiohttp_client: Any, policy: str
+    tmp_path: Path, fake: FakeSlack, aiohttp_client: AiohttpClient, policy: str
 ) -> AsyncIterator[Env]:
     settings = {
         "bot_token": fake.token,
@@ -129,11 +130,15 @@ async def running(
     }
     extra = "slack:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in settings.items())
     runtime = await build(
-        load_settings(write_home(tmp_path, policy=policy, extra=extra)), adapters=False
+        load_settings(write_home(tmp_path, policy=policy, extra=extra)),
+        adapters=False,
+        mounts=[
+            lambda w: mount_slack(w, retry_interval=FixedValueRetryIntervalCalculator(0.01)),
+            mount_console,
+        ],
     )
-    adapter = mount_slack(runtime, retry_interval=FixedValueRetryIntervalCalculator(0.01))
-    mount_console(runtime)
-    users = UserStore(runtime.store)
+    adapter = runtime.part(SlackAdapter)
+    users = runtime.users
     hashed = hash_password(PASSWORD)
     for name in ("alice", "bob", "carol"):
         await users.add_user(ConsoleUser(name, hashed, datetime.now(UTC)))

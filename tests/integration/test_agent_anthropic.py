@@ -7,18 +7,20 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import anthropic
 import httpx2 as httpx
 import pytest
+from anthropic.types import AssistantMessageParam, MessageParam, ToolParam, UserMessageParam
 
-from adapters.agent import Approvals, Signoff
-from adapters.agent.integrations.anthropic import run_tool_uses
+from adapters.agent import Approvals, AsyncApprovals, AsyncSignoff, Signoff
+from adapters.agent.integrations.anthropic import arun_tool_uses, run_tool_uses
 from bot.domain import Outcome
 from tests.integration.agent_server import LiveServer, live_server
 
-TOOLS = [
+TOOLS: list[ToolParam] = [
     {
         "name": "transfer_money",
         "description": "Send money.",
@@ -84,20 +86,20 @@ def scripted_api(
 def agent_loop(
     api: anthropic.Anthropic, approvals: Approvals, tools: dict[str, Any], before: Any = None
 ) -> str:
-    messages: list[dict[str, Any]] = [{"role": "user", "content": "do it"}]
+    messages: list[MessageParam] = [{"role": "user", "content": "do it"}]
     while True:
         response = api.messages.create(
             model="claude-test", max_tokens=100, messages=messages, tools=TOOLS
-        )  # type: ignore[arg-type]
+        )
         if response.stop_reason != "tool_use":
             return "".join(b.text for b in response.content if b.type == "text")
         if before is not None:
             before(response)
-        results = run_tool_uses(approvals, response, tools)
-        messages += [
-            {"role": "assistant", "content": response.content},
-            {"role": "user", "content": results},
-        ]
+        # the SDK returns the tool_result blocks as plain dicts (no anthropic import needed)
+        results: list[Any] = run_tool_uses(approvals, response, tools)
+        asked: AssistantMessageParam = {"role": "assistant", "content": response.content}
+        answered: UserMessageParam = {"role": "user", "content": results}
+        messages += [asked, answered]
 
 
 def make_tools(ran: list[Any]) -> dict[str, Any]:
@@ -132,6 +134,27 @@ def test_confirm_waits_and_runs_once_with_the_approved_arguments(live: LiveServe
     assert request.outcome is Outcome.SUCCEEDED
 
 
+def test_an_edited_approval_runs_the_edited_arguments_and_tells_the_model(
+    live: LiveServer,
+) -> None:
+    ran: list[Any] = []
+    seen: list[dict[str, Any]] = []
+    api = scripted_api("transfer_money", {"amount": 5000, "to": "acct-1"}, seen)
+    decided = live.in_background(
+        lambda r: live.approve_edited(r.id, {"amount": 1500, "to": "acct-1"})
+    )
+    out = agent_loop(
+        api, Approvals(Signoff(live.url, live.register()), timeout=10), make_tools(ran)
+    )
+    assert ran == [{"amount": 1500, "to": "acct-1"}]  # the approver's version, once
+    assert not out.startswith("ERROR ")
+    assert "A human approver edited the arguments" in out
+    assert '{"amount": 1500, "to": "acct-1"}' in out and out.endswith("sent 1500 to acct-1")
+    request = live.outcome(decided.result(5).id)
+    assert request.call.arguments == {"amount": 5000, "to": "acct-1"}  # what the model asked
+    assert request.outcome is Outcome.SUCCEEDED  # the grant (bound to the edit) was used
+
+
 def test_denial_and_block_reach_the_model_as_tool_errors(live: LiveServer) -> None:
     ran: list[Any] = []
     approvals = Approvals(Signoff(live.url, live.register()), timeout=10)
@@ -163,3 +186,32 @@ def test_input_tampered_while_waiting_is_refused(live: LiveServer) -> None:
     assert out.startswith("ERROR ") and "not run because its approval does not cover it" in out
     assert ran == []
     assert live.outcome(decided.result(5).id).grant_used_at is None
+
+
+async def test_async_step_runs_async_tools_with_the_edited_arguments(live: LiveServer) -> None:
+    """``arun_tool_uses`` (``AsyncAnthropic`` loops) takes the same path with async tools."""
+    ran: list[Any] = []
+
+    async def transfer_money(amount: int, to: str) -> str:
+        ran.append({"amount": amount, "to": to})
+        return f"sent {amount} to {to}"
+
+    def block(amount: int) -> SimpleNamespace:
+        return SimpleNamespace(
+            type="tool_use",
+            id=f"toolu_{uuid.uuid4().hex[:16]}",
+            name="transfer_money",
+            input={"amount": amount, "to": "acct-1"},
+        )
+
+    message = SimpleNamespace(content=[block(10), block(5000)])
+    live.in_background(lambda r: live.approve_edited(r.id, {"amount": 1500, "to": "acct-1"}))
+    async with AsyncSignoff(live.url, live.register()) as client:
+        results = await arun_tool_uses(
+            AsyncApprovals(client, timeout=10), message, {"transfer_money": transfer_money}
+        )
+    auto, edited = results
+    assert auto["content"] == "sent 10 to acct-1" and "is_error" not in auto
+    assert str(edited["content"]).startswith("A human approver edited the arguments")
+    assert str(edited["content"]).endswith("sent 1500 to acct-1")
+    assert ran == [{"amount": 10, "to": "acct-1"}, {"amount": 1500, "to": "acct-1"}]

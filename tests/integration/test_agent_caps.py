@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from bot.domain import Status
 from bot.settings import load_settings
-from tests.support import write_home
+from tests.support import AppClient, write_home
 
 CONFIRM = {"tool": "payments.transfer", "arguments": {"amount": 25000, "to": "acct-1"}}
 
@@ -42,14 +43,16 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
         await rt.store.close()
 
 
-async def post(client: TestClient, token: str, body: dict[str, Any]) -> Any:  # type: ignore[type-arg]
+async def post(client: AppClient, token: str, body: dict[str, Any]) -> Any:
     return await client.post(
         "/v1/requests", json=body, headers={"Authorization": f"Bearer {token}"}
     )
 
 
-async def test_pending_requests_are_capped_per_agent(runtime: Runtime, aiohttp_client: Any) -> None:
-    client: TestClient = await aiohttp_client(runtime.app)  # type: ignore[type-arg]
+async def test_pending_requests_are_capped_per_agent(
+    runtime: Runtime, aiohttp_client: AiohttpClient
+) -> None:
+    client = await aiohttp_client(runtime.app)
     _, token = await runtime.gate.register_agent("greedy")
     _, other = await runtime.gate.register_agent("other")
     for _ in range(3):
@@ -70,9 +73,9 @@ async def test_pending_requests_are_capped_per_agent(runtime: Runtime, aiohttp_c
 
 
 async def test_parallel_submissions_cannot_slip_past_the_pending_cap(
-    runtime: Runtime, aiohttp_client: Any
+    runtime: Runtime, aiohttp_client: AiohttpClient
 ) -> None:
-    client: TestClient = await aiohttp_client(runtime.app)  # type: ignore[type-arg]
+    client = await aiohttp_client(runtime.app)
     _, token = await runtime.gate.register_agent("burst")
     answers = await asyncio.gather(*(post(client, token, CONFIRM) for _ in range(20)))
     statuses = sorted(a.status for a in answers)
@@ -81,9 +84,9 @@ async def test_parallel_submissions_cannot_slip_past_the_pending_cap(
 
 
 async def test_concurrent_long_polls_are_capped_per_agent(
-    runtime: Runtime, aiohttp_client: Any
+    runtime: Runtime, aiohttp_client: AiohttpClient
 ) -> None:
-    client: TestClient = await aiohttp_client(runtime.app)  # type: ignore[type-arg]
+    client = await aiohttp_client(runtime.app)
     _, token = await runtime.gate.register_agent("poller")
     _, other = await runtime.gate.register_agent("other")
     auth = {"Authorization": f"Bearer {token}"}

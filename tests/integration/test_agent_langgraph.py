@@ -11,7 +11,8 @@ from typing import Annotated, Any, TypedDict
 
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
@@ -59,7 +60,7 @@ def call(name: str, args: dict[str, Any], call_id: str = "call-1") -> AIMessage:
     )
 
 
-def build(db: Path, client: Signoff, responses: list[AIMessage]) -> Any:
+def build(db: Path, client: Signoff, responses: list[BaseMessage]) -> Any:
     """One 'process': its own model, node, graph and checkpointer connection."""
     model = FakeMessagesListChatModel(responses=responses)
 
@@ -72,9 +73,10 @@ def build(db: Path, client: Signoff, responses: list[AIMessage]) -> Any:
 
     graph = StateGraph(State)
     graph.add_node("agent", agent)
-    graph.add_node(
-        "tools", signoff_tools_node(Approvals(client), [transfer_money, lookup_customer])
-    )
+    node = signoff_tools_node(Approvals(client), [transfer_money, lookup_customer])
+    # LangGraph's node protocols bind the state to a TypedDict-like type and name the
+    # parameters; the SDK's node takes any mapping positionally, which LangGraph accepts
+    graph.add_node("tools", node)  # type: ignore[arg-type]
     graph.add_edge(START, "agent")
     graph.add_conditional_edges("agent", route, ["tools", END])
     graph.add_edge("tools", "agent")
@@ -98,7 +100,7 @@ def test_auto_call_runs_without_pausing(live: LiveServer, tmp_path: Path) -> Non
         client,
         [call("lookup_customer", {"customer_id": "c-1"}), AIMessage("done")],
     )
-    config = {"configurable": {"thread_id": "t-auto"}}
+    config: RunnableConfig = {"configurable": {"thread_id": "t-auto"}}
     result = graph.invoke({"messages": [HumanMessage("who is c-1?")]}, config)
     [message] = tool_messages(result)
     assert message.status == "success" and message.content == "customer c-1: Ada"
@@ -110,7 +112,7 @@ def test_confirm_pauses_and_resumes_in_another_graph_after_approval(
 ) -> None:
     db = tmp_path / "cp.db"
     client = Signoff(live.url, live.register())
-    config = {"configurable": {"thread_id": "t-1"}}
+    config: RunnableConfig = {"configurable": {"thread_id": "t-1"}}
     first = build(db, client, [call("transfer_money", {"amount": 5000, "to": "acct-1"})])
     paused = first.invoke({"messages": [HumanMessage("pay acct-1")]}, config)
     assert "__interrupt__" in paused and RAN == []
@@ -127,10 +129,31 @@ def test_confirm_pauses_and_resumes_in_another_graph_after_approval(
     assert live.outcome(request_id).outcome is Outcome.SUCCEEDED
 
 
+def test_an_edited_approval_runs_the_edited_arguments_and_tells_the_model(
+    live: LiveServer, tmp_path: Path
+) -> None:
+    db = tmp_path / "cp.db"
+    client = Signoff(live.url, live.register())
+    config: RunnableConfig = {"configurable": {"thread_id": "t-edit"}}
+    first = build(db, client, [call("transfer_money", {"amount": 5000, "to": "acct-1"})])
+    first.invoke({"messages": [HumanMessage("pay acct-1")]}, config)
+    second = build(db, client, [AIMessage("paid")])
+    [request_id] = pending_requests(second.get_state(config))
+    live.approve_edited(request_id, {"amount": 1500, "to": "acct-1"})
+    result = resume_when_decided(second, config, client, timeout=10)
+    [message] = tool_messages(result)
+    assert message.status == "success"
+    assert str(message.content).startswith("A human approver edited the arguments")
+    assert '{"amount": 1500, "to": "acct-1"}' in str(message.content)
+    assert str(message.content).endswith("sent 1500 to acct-1")
+    assert RAN == [{"amount": 1500, "to": "acct-1"}]  # the approver's version, once
+    assert live.outcome(request_id).outcome is Outcome.SUCCEEDED
+
+
 def test_denial_reaches_the_model_as_a_tool_error(live: LiveServer, tmp_path: Path) -> None:
     db = tmp_path / "cp.db"
     client = Signoff(live.url, live.register())
-    config = {"configurable": {"thread_id": "t-2"}}
+    config: RunnableConfig = {"configurable": {"thread_id": "t-2"}}
     graph = build(
         db, client, [call("transfer_money", {"amount": 8000, "to": "x"}), AIMessage("ok, not paid")]
     )
@@ -149,7 +172,7 @@ def test_arguments_tampered_in_the_checkpoint_after_approval_are_refused(
 ) -> None:
     db = tmp_path / "cp.db"
     client = Signoff(live.url, live.register())
-    config = {"configurable": {"thread_id": "t-3"}}
+    config: RunnableConfig = {"configurable": {"thread_id": "t-3"}}
     graph = build(
         db, client, [call("transfer_money", {"amount": 5000, "to": "acct-1"}), AIMessage("stopped")]
     )

@@ -122,6 +122,23 @@ async def test_confirm_call_is_held_and_forwarded_once_approved(
     assert executions(log) == [{"tool": "transfer_money", "args": {"amount": 5000, "to": "acct-1"}}]
 
 
+async def test_an_edited_approval_forwards_the_edited_call_and_tells_the_model(
+    live: LiveServer, upstream: tuple[StdioServerParameters, Path]
+) -> None:
+    params, log = upstream
+    edited = {"amount": 1500, "to": "acct-1"}
+    decided = live.in_background(lambda r: live.approve_edited(r.id, edited))
+    async with gated(live, params) as (_, session):
+        result = await session.call_tool("transfer_money", {"amount": 5000, "to": "acct-1"})
+    assert not result.is_error
+    said = text(result)
+    assert said.startswith("A human approver edited the arguments")
+    assert '{"amount": 1500, "to": "acct-1"}' in said and "sent 1500 to acct-1" in said
+    request = live.outcome(decided.result(5).id)
+    assert request.outcome is Outcome.SUCCEEDED
+    assert executions(log) == [{"tool": "transfer_money", "args": edited}]  # once, as edited
+
+
 async def test_retry_of_the_same_call_picks_up_the_pending_decision(
     live: LiveServer, upstream: tuple[StdioServerParameters, Path]
 ) -> None:

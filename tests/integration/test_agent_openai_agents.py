@@ -122,6 +122,25 @@ async def test_confirm_interrupts_and_resumes_from_a_serialised_state(
     assert live.outcome(request.id).outcome is Outcome.SUCCEEDED
 
 
+async def test_an_edited_approval_runs_the_edited_arguments_and_tells_the_model(
+    tools: SignoffTools, live: LiveServer
+) -> None:
+    ran: list[Any] = []
+    model = ScriptedModel("transfer_money", {"amount": 5000, "to": "acct-1"})
+    agent = make_agent(tools, model, ran)
+    first = await Runner.run(agent, "pay", run_config=NO_TRACING)
+    [request] = live.pending()
+    live.approve_edited(request.id, {"amount": 1500, "to": "acct-1"})
+    state = await RunState.from_string(agent, first.to_state().to_string())
+    assert await tools.resolve(state) == 1
+    second = await Runner.run(agent, state, run_config=NO_TRACING)
+    said = str(second.final_output)
+    assert said.startswith("tool said: A human approver edited the arguments")
+    assert '{"amount": 1500, "to": "acct-1"}' in said and said.endswith("sent 1500 to acct-1")
+    assert ran == [{"amount": 1500, "to": "acct-1"}]  # the approver's version, once
+    assert live.outcome(request.id).outcome is Outcome.SUCCEEDED
+
+
 async def test_denial_and_block_reach_the_model_with_the_reason(
     tools: SignoffTools, live: LiveServer
 ) -> None:

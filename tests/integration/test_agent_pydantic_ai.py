@@ -18,6 +18,7 @@ from pydantic_ai.messages import (
     TextPart,
     ToolCallPart,
     ToolReturnPart,
+    UserPromptPart,
 )
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.tools import DeferredToolRequests, ToolApproved
@@ -105,6 +106,31 @@ async def test_confirm_defers_then_runs_once_after_approval(
     assert live.outcome(request.id).outcome is Outcome.SUCCEEDED
 
 
+async def test_an_edited_approval_runs_the_edited_arguments_and_tells_the_model(
+    approvals: AsyncApprovals, live: LiveServer
+) -> None:
+    ran: list[Any] = []
+    model = scripted("transfer_money", {"amount": 5000, "to": "acct-1"})
+    agent = make_agent(approvals, model, ran)
+    first = await agent.run("pay acct-1")
+    [request] = live.pending()
+    live.approve_edited(request.id, {"amount": 1500, "to": "acct-1"})
+    results = await resolve(approvals, first.output)
+    second = await agent.run(message_history=first.all_messages(), deferred_tool_results=results)
+    assert second.output == "tool said: sent 1500 to acct-1"
+    assert ran == [{"amount": 1500, "to": "acct-1"}]  # the approver's version, once
+    told = [
+        part.content
+        for message in second.new_messages()
+        if isinstance(message, ModelRequest)
+        for part in message.parts
+        if isinstance(part, UserPromptPart)
+    ]
+    assert any("A human approver edited the arguments" in str(text) for text in told), told
+    assert any('{"amount": 1500, "to": "acct-1"}' in str(text) for text in told)
+    assert live.outcome(request.id).outcome is Outcome.SUCCEEDED
+
+
 async def test_denial_and_block_reach_the_model_with_the_reason(
     approvals: AsyncApprovals, live: LiveServer
 ) -> None:
@@ -125,15 +151,19 @@ async def test_denial_and_block_reach_the_model_with_the_reason(
     assert ran == []
 
 
+@pytest.mark.parametrize("edited", [False, True], ids=["approved", "approved-with-an-edit"])
 async def test_override_args_after_approval_are_refused(
-    approvals: AsyncApprovals, live: LiveServer
+    approvals: AsyncApprovals, live: LiveServer, edited: bool
 ) -> None:
     ran: list[Any] = []
     model = scripted("transfer_money", {"amount": 5000, "to": "acct-1"})
     agent = make_agent(approvals, model, ran)
     first = await agent.run("pay")
     [request] = live.pending()
-    live.approve(request.id)
+    if edited:  # an edit is for this call only: never run for another call's arguments
+        live.approve_edited(request.id, {"amount": 1500, "to": "acct-1"})
+    else:
+        live.approve(request.id)
     results = await resolve(approvals, first.output)
     results.approvals["call-1"] = ToolApproved(override_args={"amount": 5000, "to": "attacker"})
     second = await agent.run(message_history=first.all_messages(), deferred_tool_results=results)

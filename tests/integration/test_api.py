@@ -12,16 +12,17 @@ from typing import Any
 import psycopg
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
+from bench.serving import libpq
 from bot.domain import Approver, Platform, ToolCall, Verdict
 from bot.evidence.canonical import arguments_sha256, call_sha256
 from bot.evidence.grant import verify_grant
 from bot.service import Submission
 from bot.settings import load_settings
-from tests.integration.conftest import libpq_url
-from tests.support import until, write_home
+from tests.support import AppClient, until, write_home
 
 PROBLEM = "application/problem+json"
 ALICE = Approver(Platform.CONSOLE, "console", "alice", "Alice", via="console_login")
@@ -39,7 +40,7 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
 
 
 @pytest_asyncio.fixture
-async def client(runtime: Runtime, aiohttp_client: Any) -> TestClient:  # type: ignore[type-arg]
+async def client(runtime: Runtime, aiohttp_client: AiohttpClient) -> AppClient:
     return await aiohttp_client(runtime.app)
 
 
@@ -53,14 +54,14 @@ def auth(tok: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tok}"}
 
 
-async def submit(client: TestClient, tok: str, body: Any, **headers: str) -> Any:  # type: ignore[type-arg]
+async def submit(client: AppClient, tok: str, body: Any, **headers: str) -> Any:
     return await client.post("/v1/requests", json=body, headers={**auth(tok), **headers})
 
 
 async def test_auto_request_is_approved_with_a_grant_bound_to_the_call(
-    client: TestClient,
+    client: AppClient,
     token: str,
-    runtime: Runtime,  # type: ignore[type-arg]
+    runtime: Runtime,
 ) -> None:
     args = {"id": 42, "note": "héllo \u202e\u0000 ✓"}
     resp = await submit(client, token, {"tool": "crm.read", "arguments": args})
@@ -84,8 +85,8 @@ async def test_auto_request_is_approved_with_a_grant_bound_to_the_call(
 
 
 async def test_block_request_is_denied_with_the_rule_reason(
-    client: TestClient,
-    token: str,  # type: ignore[type-arg]
+    client: AppClient,
+    token: str,
 ) -> None:
     resp = await submit(
         client, token, {"tool": "repos.force_push", "arguments": {"branch": "main"}}
@@ -98,9 +99,9 @@ async def test_block_request_is_denied_with_the_rule_reason(
 
 
 async def test_long_poll_returns_as_soon_as_the_decision_lands(
-    client: TestClient,
+    client: AppClient,
     token: str,
-    runtime: Runtime,  # type: ignore[type-arg]
+    runtime: Runtime,
 ) -> None:
     resp = await submit(
         client, token, {"tool": "payments.transfer", "arguments": {"amount": 25000}}
@@ -114,7 +115,7 @@ async def test_long_poll_returns_as_soon_as_the_decision_lands(
     )
     # decide only once the long-poll is registered: otherwise the test would pass on a
     # plain read of an already-approved request and prove nothing about the wake-up
-    await until(lambda: created["id"] in runtime.gate.waiters, what="the long-poll to register")
+    await until(lambda: created["id"] in runtime.fanout.waiters, what="the long-poll to register")
     assert not poll.done()
     started = time.perf_counter()
     await runtime.gate.decide(created["id"], ALICE, Verdict.APPROVE, "ok", memberships={"finance"})
@@ -127,8 +128,8 @@ async def test_long_poll_returns_as_soon_as_the_decision_lands(
 
 
 async def test_long_poll_times_out_cleanly_while_pending(
-    client: TestClient,
-    token: str,  # type: ignore[type-arg]
+    client: AppClient,
+    token: str,
 ) -> None:
     created = await (
         await submit(client, token, {"tool": "payments.transfer", "arguments": {"amount": 50000}})
@@ -139,9 +140,9 @@ async def test_long_poll_times_out_cleanly_while_pending(
 
 
 async def test_quorum_of_two_distinct_humans(
-    client: TestClient,
+    client: AppClient,
     token: str,
-    runtime: Runtime,  # type: ignore[type-arg]
+    runtime: Runtime,
 ) -> None:
     created = await (
         await submit(client, token, {"tool": "payments.wire", "arguments": {"amount": 1}})
@@ -158,9 +159,9 @@ async def test_quorum_of_two_distinct_humans(
 
 
 async def test_non_member_and_requester_cannot_decide(
-    client: TestClient,
+    client: AppClient,
     token: str,
-    runtime: Runtime,  # type: ignore[type-arg]
+    runtime: Runtime,
 ) -> None:
     body = {
         "tool": "payments.transfer",
@@ -176,9 +177,9 @@ async def test_non_member_and_requester_cannot_decide(
 
 
 async def test_simultaneous_decisions_yield_exactly_one_final_state(
-    client: TestClient,
+    client: AppClient,
     token: str,
-    runtime: Runtime,  # type: ignore[type-arg]
+    runtime: Runtime,
 ) -> None:
     rid = (
         await (
@@ -201,8 +202,8 @@ async def test_simultaneous_decisions_yield_exactly_one_final_state(
 
 
 async def test_idempotent_replay_and_conflicting_reuse(
-    client: TestClient,
-    token: str,  # type: ignore[type-arg]
+    client: AppClient,
+    token: str,
 ) -> None:
     body = {"tool": "payments.transfer", "arguments": {"amount": 30000}}
     first = await submit(client, token, body, **{"Idempotency-Key": "k-1"})
@@ -216,7 +217,7 @@ async def test_idempotent_replay_and_conflicting_reuse(
 
 
 async def test_find_by_idempotency_key_sees_only_the_agents_own_request(
-    client: TestClient,  # type: ignore[type-arg]
+    client: AppClient,
     token: str,
     runtime: Runtime,
 ) -> None:
@@ -242,9 +243,9 @@ async def test_find_by_idempotency_key_sees_only_the_agents_own_request(
 
 
 async def test_cancel_and_other_agents_requests_are_invisible(
-    client: TestClient,
+    client: AppClient,
     token: str,
-    runtime: Runtime,  # type: ignore[type-arg]
+    runtime: Runtime,
 ) -> None:
     rid = (
         await (
@@ -276,10 +277,10 @@ async def test_cancel_and_other_agents_requests_are_invisible(
     ],
 )
 async def test_bad_bodies_get_problem_details_listing_the_errors(
-    client: TestClient,
+    client: AppClient,
     token: str,
     body: Any,
-    expected: str | None,  # type: ignore[type-arg]
+    expected: str | None,
 ) -> None:
     resp = await submit(client, token, body)
     assert resp.status == 400 and resp.content_type == PROBLEM
@@ -290,8 +291,8 @@ async def test_bad_bodies_get_problem_details_listing_the_errors(
 
 
 async def test_transport_level_bad_input(
-    client: TestClient,
-    token: str,  # type: ignore[type-arg]
+    client: AppClient,
+    token: str,
 ) -> None:
     h = {**auth(token), "Content-Type": "application/json"}
     bad_json = await client.post("/v1/requests", data=b"{not json", headers=h)
@@ -314,7 +315,7 @@ async def test_transport_level_bad_input(
     assert (await client.post("/v1/requests", data=very_deep, headers=h)).status in (400, 413)
 
 
-async def test_authentication_errors(client: TestClient, token: str, runtime: Runtime) -> None:  # type: ignore[type-arg]
+async def test_authentication_errors(client: AppClient, token: str, runtime: Runtime) -> None:
     body = {"tool": "crm.read", "arguments": {}}
     assert (await client.post("/v1/requests", json=body)).status == 401
     unknown = await submit(client, "so_not-a-real-token", body)
@@ -328,9 +329,9 @@ async def test_authentication_errors(client: TestClient, token: str, runtime: Ru
 
 
 async def test_suspending_denies_pending_requests_at_once(
-    client: TestClient,
+    client: AppClient,
     token: str,
-    runtime: Runtime,  # type: ignore[type-arg]
+    runtime: Runtime,
 ) -> None:
     rid = (
         await (
@@ -344,7 +345,7 @@ async def test_suspending_denies_pending_requests_at_once(
     assert (await runtime.gate.get(rid)).status.value == "denied"
 
 
-async def test_wait_out_of_range_and_rate_limit(client: TestClient, token: str) -> None:  # type: ignore[type-arg]
+async def test_wait_out_of_range_and_rate_limit(client: AppClient, token: str) -> None:
     rid = (await (await submit(client, token, {"tool": "crm.read", "arguments": {}})).json())["id"]
     for bad in ("61", "-1", "abc", "nan"):
         resp = await client.get(f"/v1/requests/{rid}?wait={bad}", headers=auth(token))
@@ -360,8 +361,8 @@ async def test_wait_out_of_range_and_rate_limit(client: TestClient, token: str) 
 
 
 async def test_execution_consumes_the_grant_once(
-    client: TestClient,
-    token: str,  # type: ignore[type-arg]
+    client: AppClient,
+    token: str,
 ) -> None:
     body = await (await submit(client, token, {"tool": "crm.read", "arguments": {"id": 1}})).json()
     url = f"/v1/requests/{body['id']}/execution"
@@ -387,7 +388,7 @@ async def test_execution_consumes_the_grant_once(
     assert done.status == 200 and (await done.json())["outcome"] == "succeeded"
 
 
-async def test_health_metrics_openapi(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_health_metrics_openapi(client: AppClient) -> None:
     assert (await client.get("/healthz")).status == 200
     assert (await client.get("/readyz")).status == 200
     metrics = await (await client.get("/metrics")).text()
@@ -398,14 +399,14 @@ async def test_health_metrics_openapi(client: TestClient) -> None:  # type: igno
 
 @pytest.mark.postgres
 async def test_unreachable_store_answers_503_and_allows_nothing(
-    tmp_path: Path, pg_admin_url: str, pg_database: str, aiohttp_client: Any
+    tmp_path: Path, pg_admin_url: str, pg_database: str, aiohttp_client: AiohttpClient
 ) -> None:
     rt = await build(load_settings(write_home(tmp_path, database_url=pg_database)), adapters=False)
     try:
         _, tok = await rt.gate.register_agent("a1")
         client = await aiohttp_client(rt.app)
         name = pg_database.rsplit("/", 1)[1]
-        with psycopg.connect(libpq_url(pg_admin_url), autocommit=True) as conn:
+        with psycopg.connect(libpq(pg_admin_url), autocommit=True) as conn:
             conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
@@ -420,14 +421,14 @@ async def test_unreachable_store_answers_503_and_allows_nothing(
                 for secret in (name, "postgresql", "127.0.0.1", "5432", "psycopg", "FATAL"):
                     assert secret not in text, (secret, text)
         finally:
-            with psycopg.connect(libpq_url(pg_admin_url), autocommit=True) as conn:
+            with psycopg.connect(libpq(pg_admin_url), autocommit=True) as conn:
                 conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     finally:
         await rt.store.close()
 
 
 async def test_an_auto_request_spawns_no_background_work(
-    tmp_path: Path, aiohttp_client: Any
+    tmp_path: Path, aiohttp_client: AiohttpClient
 ) -> None:
     """With every default adapter mounted (console, escalation timers, callbacks), an
     auto-tier request without a callback_url leaves no task behind: the hot path only signs,
@@ -438,21 +439,21 @@ async def test_an_auto_request_spawns_no_background_work(
         agent, _ = await rt.gate.register_agent("fast-agent")
         request, _ = await rt.gate.submit(agent, Submission(ToolCall("crm.read", {"id": 1})))
         assert request.status.value == "approved"
-        assert not rt.gate._tasks
+        assert not rt.fanout._tasks
         with_callback = Submission(
             ToolCall("crm.read", {"id": 2}), callback_url="http://127.0.0.1:9/hook"
         )
         await rt.gate.submit(agent, with_callback)
-        assert len(rt.gate._tasks) == 1  # the signed callback delivery
+        assert len(rt.fanout._tasks) == 1  # the signed callback delivery
     finally:
         await asyncio.sleep(0)  # let the delivery start, then stop its retries
-        for task in list(rt.gate._tasks):
+        for task in list(rt.fanout._tasks):
             task.cancel()
         await rt.gate.drain()
         await rt.store.close()
 
 
-async def test_a_wrong_method_answers_405_with_allow(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_a_wrong_method_answers_405_with_allow(client: AppClient) -> None:
     resp = await client.delete("/v1/requests")
     assert resp.status == 405 and resp.content_type == PROBLEM
     assert "POST" in resp.headers["Allow"]
@@ -461,7 +462,7 @@ async def test_a_wrong_method_answers_405_with_allow(client: TestClient) -> None
 
 
 async def test_proofs_beyond_the_log_are_404_and_bad_numbers_400(
-    client: TestClient,  # type: ignore[type-arg]
+    client: AppClient,
     token: str,
 ) -> None:
     await submit(client, token, {"tool": "crm.read", "arguments": {}})
@@ -473,9 +474,14 @@ async def test_proofs_beyond_the_log_are_404_and_bad_numbers_400(
     for params in ({"from": 1, "to": 10**6}, {"from": 2, "to": 1}):
         resp = await client.get("/v1/log/proof/consistency", params=params)
         assert resp.status == 404, params
-    for params in ({"index": -1, "size": 1}, {"index": 0, "size": 0}, {"index": "x", "size": 1}):
-        resp = await client.get("/v1/log/proof/inclusion", params=params)
-        assert resp.status == 400, params
+    bad: list[dict[str, int | str]] = [
+        {"index": -1, "size": 1},
+        {"index": 0, "size": 0},
+        {"index": "x", "size": 1},
+    ]
+    for query in bad:
+        resp = await client.get("/v1/log/proof/inclusion", params=query)
+        assert resp.status == 400, query
     resp = await client.get("/v1/log/proof/consistency", params={"from": 0, "to": 1})
     assert resp.status == 400
 
@@ -491,7 +497,7 @@ async def test_proofs_beyond_the_log_are_404_and_bad_numbers_400(
     ],
 )
 async def test_what_the_openapi_document_forbids_is_a_400_naming_the_field(
-    client: TestClient,  # type: ignore[type-arg]
+    client: AppClient,
     token: str,
     field: str,
     value: Any,
@@ -504,9 +510,14 @@ async def test_what_the_openapi_document_forbids_is_a_400_naming_the_field(
 
 
 async def test_null_optional_fields_are_accepted_as_absent(
-    client: TestClient,  # type: ignore[type-arg]
+    client: AppClient,
     token: str,
 ) -> None:
-    body = {"tool": "crm.read", "arguments": {}, "context": None, "justification": None}
+    body: dict[str, Any] = {
+        "tool": "crm.read",
+        "arguments": {},
+        "context": None,
+        "justification": None,
+    }
     resp = await submit(client, token, {**body, "artifact_digest": None, "callback_url": None})
     assert resp.status == 201

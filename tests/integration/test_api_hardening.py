@@ -6,13 +6,13 @@ from __future__ import annotations
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from bot.settings import load_settings
 from tests.support import write_home
 
@@ -36,9 +36,9 @@ DUPLICATES = [
 
 @pytest.mark.parametrize("raw", DUPLICATES)
 async def test_duplicate_object_keys_are_a_400(
-    runtime: Runtime, aiohttp_client: Any, raw: bytes
+    runtime: Runtime, aiohttp_client: AiohttpClient, raw: bytes
 ) -> None:
-    client: TestClient = await aiohttp_client(runtime.app)  # type: ignore[type-arg]
+    client = await aiohttp_client(runtime.app)
     _, token = await runtime.gate.register_agent("agent")
     resp = await client.post(
         "/v1/requests",
@@ -52,9 +52,9 @@ async def test_duplicate_object_keys_are_a_400(
 
 
 async def test_duplicate_keys_in_an_execution_report_are_a_400(
-    runtime: Runtime, aiohttp_client: Any
+    runtime: Runtime, aiohttp_client: AiohttpClient
 ) -> None:
-    client: TestClient = await aiohttp_client(runtime.app)  # type: ignore[type-arg]
+    client = await aiohttp_client(runtime.app)
     _, token = await runtime.gate.register_agent("agent")
     auth = {"Authorization": f"Bearer {token}"}
     made = await (

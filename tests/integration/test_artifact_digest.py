@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
+from pytest_aiohttp import AiohttpClient
 
 from adapters.slack.cards import ACTION_APPROVE
-from tests.fakes.slack_api import FakeSlack
+from bench.fakes.slack_api import FakeSlack
 from tests.integration.people_support import Env, running, start_fake
 
 TRUSTED = "sha256:" + "7" * 64
@@ -50,7 +51,7 @@ rules:
 
 
 @pytest_asyncio.fixture
-async def env(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[Env]:
+async def env(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[Env]:
     fake: FakeSlack = await start_fake()
     try:
         async with running(tmp_path, fake, aiohttp_client, POLICY) as e:

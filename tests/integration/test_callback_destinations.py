@@ -14,16 +14,15 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
 from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from adapters.callbacks import CallbackSender, PublicOnlyResolver
-from adapters.callbacks import mount as mount_callbacks
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from bot.addresses import PrivateAddress, check_public
 from bot.domain import ToolCall
 from bot.service import Submission
@@ -60,9 +59,9 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
 
 @pytest.mark.parametrize("url", BAD_URLS)
 async def test_private_or_plain_http_callback_is_a_400_that_creates_nothing(
-    runtime: Runtime, aiohttp_client: Any, url: str
+    runtime: Runtime, aiohttp_client: AiohttpClient, url: str
 ) -> None:
-    client: TestClient = await aiohttp_client(runtime.app)  # type: ignore[type-arg]
+    client = await aiohttp_client(runtime.app)
     _, token = await runtime.gate.register_agent("agent")
     resp = await client.post(
         "/v1/requests",
@@ -77,8 +76,10 @@ async def test_private_or_plain_http_callback_is_a_400_that_creates_nothing(
     assert await runtime.store.list_requests() == []
 
 
-async def test_public_https_callback_is_accepted(runtime: Runtime, aiohttp_client: Any) -> None:
-    client: TestClient = await aiohttp_client(runtime.app)  # type: ignore[type-arg]
+async def test_public_https_callback_is_accepted(
+    runtime: Runtime, aiohttp_client: AiohttpClient
+) -> None:
+    client = await aiohttp_client(runtime.app)
     _, token = await runtime.gate.register_agent("agent")
     for url in ("https://agent.example.com/hook", "https://93.184.215.14/hook"):
         resp = await client.post(
@@ -139,7 +140,9 @@ class RebindingDns(AbstractResolver):
 async def deliver_to(
     runtime: Runtime, url: str, resolver: AbstractResolver | None
 ) -> tuple[CallbackSender, bool]:
-    sender = mount_callbacks(runtime)
+    sender = CallbackSender(
+        runtime.gate, allow_private_networks=runtime.settings.callbacks.allow_private_networks
+    )
     sender.delays = (0.01, 0.01)
     sender.resolver = resolver
     agent, _ = await runtime.gate.register_agent("agent")

@@ -13,13 +13,13 @@ import psycopg
 import pytest
 import pytest_asyncio
 
+from bench.serving import libpq
 from bot.domain import Agent, Event, Status
 from bot.store import SqlStore
 from bot.waiters import Waiters
 from tests.factories import STORE_T0 as T0
 from tests.factories import advance
 from tests.factories import numbered_request as make_request
-from tests.integration.conftest import libpq_url
 
 
 class Feed:
@@ -104,7 +104,7 @@ async def test_a_lost_listen_connection_reconnects_and_reports_the_gap(
     task = asyncio.ensure_future(store.watch_changes(feed.on_change, feed.on_live, lambda: True))
     try:
         await feed.until_live()
-        with psycopg.connect(libpq_url(pg_url), autocommit=True) as admin:
+        with psycopg.connect(libpq(pg_url), autocommit=True) as admin:
             killed = admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE query = 'LISTEN signoff_changes' AND pid <> pg_backend_pid()"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,15 +20,16 @@ from bot.domain import Status
 from tests.integration.console_support import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    LOGIN_URL,
     PASSWORD,
     TRANSFER,
     Server,
     running_server,
 )
+from tests.integration.console_support import browser_login as login
 
 pytestmark = pytest.mark.browser
 
-LOGIN_URL = re.compile(r".*/console/login\?next=(/|%2F)console(/|%2F)$")
 
 DELETE = {
     "tool": "db.delete",
@@ -52,17 +52,6 @@ async def browser() -> AsyncIterator[Browser]:
             yield launched
         finally:
             await launched.close()
-
-
-async def login(browser: Browser, server: Server, name: str, password: str = PASSWORD) -> Page:
-    page = await (await browser.new_context()).new_page()
-    await page.goto(server.url + "/console/")
-    await expect(page).to_have_url(LOGIN_URL)
-    await page.fill("input[name=username]", name)
-    await page.fill("input[name=password]", password)
-    await page.click("form.stack button[type=submit]")
-    await expect(page).to_have_url(server.url + "/console/")
-    return page
 
 
 async def csrf_of(page: Page) -> str:
@@ -207,11 +196,12 @@ async def test_forms_without_the_csrf_token_are_refused(server: Server, browser:
     rid = (await server.submit(TRANSFER))["id"]
     page = await login(browser, server, "alice")
     url = f"{server.url}/console/requests/{rid}/decide"
-    for form in (
+    forged: list[dict[str, str | float | bool]] = [
         {"verdict": "approve", "reason": "forged"},
         {"csrf_token": "not-the-token", "verdict": "approve", "reason": "forged"},
         {"csrf_token": "", "verdict": "approve", "reason": "forged"},
-    ):
+    ]
+    for form in forged:
         refused = await page.request.post(url, form=form)
         assert refused.status == 403
     assert (await server.runtime.gate.get(rid)).status is Status.PENDING

@@ -18,7 +18,7 @@ from adapters.agent import AsyncSignoff, require_approval
 from bot.domain import Status
 from bot.evidence.canonical import arguments_sha256
 from tests.integration.console_support import Server, running_server
-from tests.integration.test_console_browser import login
+from tests.integration.console_support import browser_login as login
 
 pytestmark = pytest.mark.browser
 

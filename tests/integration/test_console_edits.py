@@ -19,10 +19,10 @@ from adapters.agent import AsyncSignoff
 from adapters.agent.approval import AsyncApprovals
 from bot.evidence.canonical import arguments_sha256, canonical
 from bot.evidence.dsse import b64decode
-from tests.integration.console_support import Server, running_server
-from tests.integration.test_console_http import fresh_session, login
+from tests.integration.console_support import Server, fresh_session, running_server
+from tests.integration.console_support import http_login as login
 
-PAYOUT = {
+PAYOUT: dict[str, Any] = {
     "tool": "payments.payout",
     "arguments": {"amount": 25000, "currency": "USD", "to": "acct-123"},
     "justification": "Refund for order 8812",
@@ -148,7 +148,10 @@ async def test_an_edit_needs_the_same_quorum_and_resets_earlier_approvals(
     body = {**PAYOUT, "tool": "payments.wire"}
     rid = (await server.submit(body))["id"]
     assert (await dave.approve(rid))[0] == 303  # dave approves the agent's version
-    edit = {"tool": "payments.wire", "arguments": {**PAYOUT["arguments"], "amount": 900}}
+    edit: dict[str, Any] = {
+        "tool": "payments.wire",
+        "arguments": {**PAYOUT["arguments"], "amount": 900},
+    }
     assert (await alice.approve(rid, edit))[0] == 303  # alice edits: dave's approval resets
     pending = await server.wait(rid, 0)
     assert pending["status"] == "pending"

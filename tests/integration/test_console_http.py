@@ -4,58 +4,32 @@ login CSRF, redirects, headers, disabled users; and the throttle's arithmetic.""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import pytest_asyncio
 
 from adapters.console.addresses import client_address
 from adapters.console.throttle import ADDRESS_POLICY, USER_POLICY, ThrottlePolicy
+from bot.accounts import Throttle
 from bot.settings import Network
-from bot.store.users import Throttle, UserStore
-from tests.integration.console_support import PASSWORD, Server, running_server
-
-TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+from tests.integration.console_support import (
+    PASSWORD,
+    TOKEN,
+    Server,
+    fresh_session,
+    running_server,
+)
+from tests.integration.console_support import http_login as login
 
 
 @pytest_asyncio.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Server]:
     async with running_server(tmp_path) as running:
         yield running
-
-
-async def login(
-    http: aiohttp.ClientSession,
-    url: str,
-    name: str = "alice",
-    *,
-    headers: dict[str, str] | None = None,
-) -> aiohttp.ClientResponse:
-    async with http.get(f"{url}/console/login", headers=headers) as page:
-        match = TOKEN.search(await page.text())
-        assert match is not None
-        login_cookie = page.cookies["signoff_login"].value
-    # sent by hand: a jar keeps Secure cookies away from this plain-http test server
-    return await http.post(
-        f"{url}/console/login",
-        data={
-            "csrf_token": match.group(1),
-            "username": name,
-            "password": PASSWORD,
-            "next": "/console/audit",
-        },
-        headers={**(headers or {}), "Cookie": f"signoff_login={login_cookie}"},
-        allow_redirects=False,
-    )
-
-
-def fresh_session() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
 
 
 async def test_session_cookie_attributes_over_plain_http(server: Server) -> None:
@@ -135,7 +109,7 @@ async def test_disabling_a_user_ends_their_session(server: Server) -> None:
         await login(http, server.url)
         async with http.get(f"{server.url}/console/", allow_redirects=False) as page:
             assert page.status == 200
-        await UserStore(server.runtime.store).set_user_disabled("alice", True)
+        await server.runtime.users.set_user_disabled("alice", True)
         async with http.get(f"{server.url}/console/", allow_redirects=False) as page:
             assert page.status == 303
             assert page.headers["Location"].startswith("/console/login")

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest_asyncio
 
-from tests.integration.console_support import TRANSFER, Server, running_server
-from tests.integration.test_console_http import fresh_session, login
+from tests.integration.console_support import TRANSFER, Server, fresh_session, running_server
+from tests.integration.console_support import http_login as login
 
 DELETE = {
     "tool": "db.delete",

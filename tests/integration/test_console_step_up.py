@@ -19,10 +19,9 @@ import pytest_asyncio
 from playwright.async_api import Browser, Page, expect
 from playwright.async_api import Error as PlaywrightError
 
+from bench.fakes.smtp_server import free_port
 from bot.domain import Status
 from bot.evidence.dsse import b64decode
-from bot.store.passkeys import PasskeyStore
-from tests.fakes.smtp_server import free_port
 from tests.integration.console_support import (
     PASSWORD,
     Server,
@@ -135,7 +134,7 @@ async def test_a_step_up_rule_is_approved_with_a_security_key_and_proven_offline
     statement = json.loads(b64decode(json.loads(entries[-1].envelope)["payload"], "payload"))
     step_up = statement["predicate"]["approver"]["step_up"]
     assert step_up["type"] == "webauthn" and step_up["call_sha256"] == answer["call_sha256"]
-    (key,) = await PasskeyStore(server.runtime.store).passkeys_of("alice")
+    (key,) = await server.runtime.wiring.passkeys.passkeys_of("alice")
     assert step_up["credential_id"] == key.credential_id
 
     # audit prove holds the assertion; the offline verifier checks it with the key recorded.

@@ -16,16 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from adapters.email.links import Link, make_link
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
+from bench.fakes.smtp_server import SmtpServer, html_of, text_of
 from bot.domain import Status, Verdict
 from bot.evidence.dsse import b64decode
 from bot.ports import Notice, NoticeKind
 from bot.settings import load_settings
-from tests.fakes.smtp_server import SmtpServer, html_of, text_of
-from tests.support import write_home
+from tests.support import AppClient, write_home
 
 POLICY = """\
 apiVersion: signoff/v1
@@ -68,7 +69,7 @@ CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 @dataclass
 class Env:
     runtime: Runtime
-    http: TestClient  # type: ignore[type-arg]
+    http: AppClient
     smtp: SmtpServer
     token: str
 
@@ -128,7 +129,7 @@ def path(url: str) -> str:
 
 
 @pytest_asyncio.fixture
-async def env(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[Env]:
+async def env(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[Env]:
     smtp = SmtpServer()
     smtp.start()
     extra = f'email: {{smtp_url: "{smtp.url}", from: signoff@example.com}}\n'

@@ -7,7 +7,8 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+
+from pytest_aiohttp import AiohttpClient
 
 from adapters.main import build
 from bot.domain import ToolCall
@@ -61,7 +62,9 @@ async def test_revoked_key_signatures_after_since_fail_audit_verify(tmp_path: Pa
     assert signoff(config, "keys", "revoke", old_kid, "--since", "yesterday").returncode != 0
 
 
-async def test_grants_by_a_revoked_key_are_refused(tmp_path: Path, aiohttp_client: Any) -> None:
+async def test_grants_by_a_revoked_key_are_refused(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
     config = write_home(tmp_path)
     rt = await build(load_settings(config), adapters=False)
     try:

@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Unpack
 
 import pytest
 import pytest_asyncio
 
-from adapters.pagerduty import PagerDutyPager, dedup_key, mount
+from adapters.main import build
+from adapters.pagerduty import PagerDutyPager, dedup_key
 from bot.domain import (
     EscalationStep,
     PolicyRef,
@@ -190,7 +190,9 @@ async def test_the_routing_key_never_reaches_the_log(
     assert "retry 1" in caplog.text
 
 
-async def test_mount_sets_the_gate_pager_from_settings(tmp_path: Path, fake: FakePagerDuty) -> None:
+async def test_the_composition_root_gives_the_gate_the_pager_from_settings(
+    tmp_path: Path, fake: FakePagerDuty
+) -> None:
     config = write_home(
         tmp_path,
         extra=f"""\
@@ -199,14 +201,18 @@ async def test_mount_sets_the_gate_pager_from_settings(tmp_path: Path, fake: Fak
           events_url: {fake.url}
         """,
     )
-    settings = load_settings(config)
-    runtime = SimpleNamespace(settings=settings, gate=SimpleNamespace(pager=None), background=[])
-    pager = mount(runtime)  # type: ignore[arg-type]
+    runtime = await build(load_settings(config))
+    pager = runtime.part(PagerDutyPager)
     try:
-        assert runtime.gate.pager is pager
+        assert runtime.fanout.pager is pager
         assert pager.events_url == fake.url
-        assert len(runtime.background) == 1
+        # no job waits forever for the shutdown: the session closes on the app's cleanup
+        mounted = next(m for m in runtime.mounted if m.part is pager)
+        assert mounted.jobs == () and len(mounted.on_cleanup) == 1
         await pager.trigger(pending_request(), "page")
         assert fake.events[0]["routing_key"] == KEY
     finally:
-        await pager.close()
+        runtime.app.freeze()
+        await runtime.app.cleanup()
+        assert pager._session is None
+        await runtime.store.close()

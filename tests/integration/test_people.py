@@ -16,13 +16,14 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from pytest_aiohttp import AiohttpClient
 
 from adapters.slack.cards import ACTION_VIEW_ARGS
+from bench.fakes.slack_api import FakeSlack
+from bench.fakes.slack_payloads import block_actions, form, sign
 from bot.domain import Status
 from bot.evidence.dsse import b64decode, decode
 from bot.evidence.statement import parse_statement
-from tests.fakes.slack_api import FakeSlack
-from tests.fakes.slack_payloads import block_actions, form, sign
 from tests.integration.people_support import SECRET, Env, running, start_fake
 
 ALICE_ENTRA = "0f6c1e2a-aaaa-4bbb-8ccc-0123456789ab"
@@ -84,7 +85,7 @@ rules:
 
 @pytest_asyncio.fixture
 async def env(
-    request: pytest.FixtureRequest, tmp_path: Path, fake: FakeSlack, aiohttp_client: Any
+    request: pytest.FixtureRequest, tmp_path: Path, fake: FakeSlack, aiohttp_client: AiohttpClient
 ) -> AsyncIterator[Env]:
     async with running(tmp_path, fake, aiohttp_client, getattr(request, "param", POLICY)) as e:
         yield e

@@ -17,7 +17,8 @@ import pytest
 import pytest_asyncio
 
 from adapters.cli import main as cli
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from bot.domain import ToolCall
 from bot.errors import ConfigError, EvidenceError
 from bot.evidence.keys import KeyRing

@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 from sqlalchemy import insert
 
 from adapters.cli import main as cli
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from bot.domain import (
     Approver,
     Platform,
@@ -35,7 +36,7 @@ from bot.settings import load_settings
 from bot.store import SqlStore, mapping
 from bot.store.tables import REQUESTS
 from tests.factories import make_request
-from tests.support import write_home
+from tests.support import AppClient, write_home
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = (ROOT / "policies" / "example.yaml").read_text(encoding="utf-8")
@@ -58,7 +59,7 @@ async def runtime(home: Path) -> AsyncIterator[Runtime]:
 
 
 @pytest_asyncio.fixture
-async def client(runtime: Runtime, aiohttp_client: Any) -> TestClient:  # type: ignore[type-arg]
+async def client(runtime: Runtime, aiohttp_client: AiohttpClient) -> AppClient:
     return await aiohttp_client(runtime.app)
 
 
@@ -69,7 +70,7 @@ async def token(runtime: Runtime) -> str:
 
 
 async def call(
-    client: TestClient,  # type: ignore[type-arg]
+    client: AppClient,
     tok: str,
     tool: str,
     arguments: dict[str, Any],
@@ -82,13 +83,14 @@ async def call(
     return resp.status, await resp.json()
 
 
-READ = ("crm.read", {"id": 42})
-FETCH = ("web.fetch", {"url": "https://evil.example.net/prompt-injection"})
-SEND = ("email.send", {"from": "support@example.com", "to": ["x@example.org"], "body": "…"})
+Call = tuple[str, dict[str, Any]]
+READ: Call = ("crm.read", {"id": 42})
+FETCH: Call = ("web.fetch", {"url": "https://evil.example.net/prompt-injection"})
+SEND: Call = ("email.send", {"from": "support@example.com", "to": ["x@example.org"], "body": "…"})
 
 
 async def test_the_lethal_trifecta_reaches_a_human_while_each_call_alone_does_not(
-    client: TestClient,  # type: ignore[type-arg]
+    client: AppClient,
     token: str,
     runtime: Runtime,
 ) -> None:
@@ -122,7 +124,7 @@ async def test_the_lethal_trifecta_reaches_a_human_while_each_call_alone_does_no
 
 
 async def test_another_session_or_none_does_not_inherit_the_labels(
-    client: TestClient,  # type: ignore[type-arg]
+    client: AppClient,
     token: str,
 ) -> None:
     for tool, arguments in (READ, FETCH):
@@ -147,7 +149,7 @@ async def test_another_session_or_none_does_not_inherit_the_labels(
     ],
 )
 async def test_a_session_key_of_the_wrong_type_is_a_400(
-    client: TestClient,  # type: ignore[type-arg]
+    client: AppClient,
     token: str,
     runtime: Runtime,
     session: Any,
@@ -160,7 +162,7 @@ async def test_a_session_key_of_the_wrong_type_is_a_400(
 
 
 async def test_policy_explain_shows_which_stored_calls_put_each_label(
-    client: TestClient,  # type: ignore[type-arg]
+    client: AppClient,
     token: str,
     home: Path,
     capsys: pytest.CaptureFixture[str],

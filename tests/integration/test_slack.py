@@ -13,150 +13,26 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient
-from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
+from pytest_aiohttp import AiohttpClient
 
-from adapters.main import Runtime, build
-from adapters.slack import SlackAdapter, mount
 from adapters.slack.cards import ACTION_APPROVE, ACTION_DENY, ACTION_VIEW_ARGS
 from adapters.slack.modals import VIEW_DENY
-from bot.domain import Approver, Event, Platform, Request, Status, Verdict
-from bot.errors import ChannelError
-from bot.ports import Notice, NoticeKind
-from bot.settings import load_settings
-from tests.fakes.slack_api import FakeSlack, Message
-from tests.fakes.slack_payloads import (
+from bench.fakes.slack_api import FakeSlack
+from bench.fakes.slack_payloads import (
     block_actions,
     form,
     reason_values,
     sign,
     view_submission,
 )
-from tests.support import write_home
-
-SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-
-POLICY = """\
-apiVersion: signoff/v1
-kind: ToolPolicy
-metadata: {name: slack-test, version: "s1"}
-groups:
-  finance:
-    slack: {channel: C0FINANCE, usergroup: S0FINANCE, users: [U0BOSS]}
-  leads:
-    slack: {channel: C0LEADS, users: [U0CAROL]}
-  security:
-    slack: {channel: C0SECURITY, users: [U0SAM]}
-defaults:
-  unknown_tool: confirm
-  sla: 15m
-  approvers: {groups: [security]}
-rules:
-  - name: large-transfer
-    tool: payments.transfer
-    tier: confirm
-    approvers: {groups: [finance]}
-    sla: 15m
-  - name: dual-wire
-    tool: payments.wire
-    tier: confirm
-    approvers: {groups: [finance], quorum: 2}
-  - name: refunds
-    tool: payments.refund
-    tier: notify
-    approvers: {groups: [finance]}
-  - name: editable-payout
-    tool: payments.payout
-    tier: confirm
-    editable: true
-    approvers: {groups: [finance]}
-  - name: keyed-drop
-    tool: db.drop
-    tier: confirm
-    step_up: webauthn
-    approvers: {groups: [finance]}
-"""
-
-
-@dataclass
-class Env:
-    runtime: Runtime
-    slack: SlackAdapter
-    fake: FakeSlack
-    http: TestClient  # type: ignore[type-arg]
-    token: str
-
-    async def submit(self, tool: str = "payments.transfer", **body: Any) -> dict[str, Any]:
-        payload = {"tool": tool, "arguments": {"amount": 25000, "to": "acct-123"}, **body}
-        resp = await self.http.post(
-            "/v1/requests", json=payload, headers={"Authorization": f"Bearer {self.token}"}
-        )
-        assert resp.status == 201, await resp.text()
-        result: dict[str, Any] = await resp.json()
-        return result
-
-    def poll(self, request_id: str) -> asyncio.Task[dict[str, Any]]:
-        async def run() -> dict[str, Any]:
-            resp = await self.http.get(
-                f"/v1/requests/{request_id}?wait=20",
-                headers={"Authorization": f"Bearer {self.token}"},
-            )
-            assert resp.status == 200
-            body: dict[str, Any] = await resp.json()
-            return body
-
-        return asyncio.get_running_loop().create_task(run())
-
-    async def post(self, payload: dict[str, Any], **sign_args: Any) -> Any:
-        body = form(payload)
-        return await self.http.post(
-            "/slack/events", data=body, headers=sign(SECRET, body, **sign_args)
-        )
-
-    async def click(self, payload: dict[str, Any]) -> Any:
-        resp = await self.post(payload)
-        assert resp.status == 200, await resp.text()
-        await self.settle()
-        return resp
-
-    async def settle(self) -> None:
-        for _ in range(3):
-            await self.slack.drain()
-            await self.runtime.gate.drain()
-
-    async def card(self, channel: str = "C0FINANCE", count: int = 1) -> Message:
-        await self.settle()
-
-        def ready() -> list[Message] | None:
-            cards = self.fake.cards(channel)
-            return cards if len(cards) >= count else None
-
-        cards = await self.fake.wait_for(ready)
-        return cards[count - 1]
-
-    def ephemerals(self, user: str) -> list[str]:
-        return [
-            c.args["text"]
-            for c in self.fake.ok_calls("chat.postEphemeral")
-            if c.args.get("user") == user
-        ]
-
-    async def request(self, request_id: str) -> Request:
-        return await self.runtime.gate.get(request_id)
-
-
-def action_ids(message: Message) -> set[str]:
-    return {e["action_id"] for b in message.blocks if b["type"] == "actions" for e in b["elements"]}
-
-
-def card_text(message: Message) -> str:
-    return json.dumps(message.blocks, ensure_ascii=False)
+from bot.domain import Approver, Event, Platform, Request, Status, Verdict
+from bot.errors import ChannelError
+from bot.ports import Notice, NoticeKind
+from tests.integration.slack_support import SECRET, Env, action_ids, card_text, make_env
 
 
 @pytest_asyncio.fixture
@@ -176,26 +52,8 @@ async def fake() -> AsyncIterator[FakeSlack]:
         await slack.close()
 
 
-async def make_env(tmp_path: Path, fake: FakeSlack, aiohttp_client: Any, **slack: str) -> Env:
-    settings = {
-        "bot_token": fake.token,
-        "signing_secret": SECRET,
-        "api_base_url": fake.base_url,
-        "escalation_channel": "C0ESCALATE",
-        "usergroup_ttl": "60s",
-        **slack,
-    }
-    extra = "slack:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in settings.items())
-    config = write_home(tmp_path, policy=POLICY, extra=extra)
-    runtime = await build(load_settings(config), adapters=False)
-    adapter = mount(runtime, retry_interval=FixedValueRetryIntervalCalculator(0.01))
-    http = await aiohttp_client(runtime.app)
-    _, token = await runtime.gate.register_agent("billing-agent")
-    return Env(runtime, adapter, fake, http, token)
-
-
 @pytest_asyncio.fixture
-async def env(tmp_path: Path, fake: FakeSlack, aiohttp_client: Any) -> AsyncIterator[Env]:
+async def env(tmp_path: Path, fake: FakeSlack, aiohttp_client: AiohttpClient) -> AsyncIterator[Env]:
     e = await make_env(tmp_path, fake, aiohttp_client)
     try:
         yield e
@@ -527,7 +385,7 @@ async def test_5xx_is_retried_and_the_card_lands(env: Env, status: int) -> None:
 
 
 async def test_a_slow_answer_times_out_and_is_retried(
-    tmp_path: Path, fake: FakeSlack, aiohttp_client: Any
+    tmp_path: Path, fake: FakeSlack, aiohttp_client: AiohttpClient
 ) -> None:
     e = await make_env(tmp_path, fake, aiohttp_client)
     e.slack.channel.client.timeout = 1
@@ -547,25 +405,31 @@ async def test_a_slow_answer_times_out_and_is_retried(
         await e.runtime.store.close()
 
 
-async def test_an_undeliverable_card_is_reported_and_never_allows(env: Env) -> None:
+async def test_an_undeliverable_card_is_reported_and_never_allows(
+    tmp_path: Path, fake: FakeSlack, aiohttp_client: AiohttpClient
+) -> None:
     reported: list[tuple[str, str]] = []
 
     async def hook(request: Request, group: str, error: ChannelError) -> None:
         reported.append((request.id, group))
 
-    env.slack.channel.on_undeliverable.append(hook)
-    env.fake.inject("chat.postMessage", status=500, times=20)
-    rid = (await env.submit())["id"]
-    await env.settle()
-    assert reported == [(rid, "finance")]
-    assert await env.runtime.gate.store.posts(rid, Platform.SLACK) == []
-    errors = env.runtime.gate.metrics.channel_errors.labels("slack")._value.get()
-    assert errors == 1
-    assert (await env.request(rid)).status is Status.PENDING
+    env = await make_env(tmp_path, fake, aiohttp_client, undeliverable=hook)
+    try:
+        env.fake.inject("chat.postMessage", status=500, times=20)
+        rid = (await env.submit())["id"]
+        await env.settle()
+        assert reported == [(rid, "finance")]
+        assert await env.runtime.gate.store.posts(rid, Platform.SLACK) == []
+        errors = env.runtime.gate.metrics.channel_errors.labels("slack")._value.get()
+        assert errors == 1
+        assert (await env.request(rid)).status is Status.PENDING
+    finally:
+        await env.settle()
+        await env.runtime.store.close()
 
 
 async def test_socket_mode_runs_as_a_background_job_when_an_app_token_is_set(
-    tmp_path: Path, fake: FakeSlack, aiohttp_client: Any
+    tmp_path: Path, fake: FakeSlack, aiohttp_client: AiohttpClient
 ) -> None:
     e = await make_env(tmp_path, fake, aiohttp_client, app_token="xapp-1-test")
     try:

@@ -3,7 +3,7 @@ approve; its approve button is "Review and approve", a modal showing them in ful
 as its submit, and the attestation records ``shown: full`` and where.
 
 Over real HTTP through slack-bolt, payloads signed with the signing secret, against the fake
-Slack Web API (``tests/fakes/slack_api.py``).
+Slack Web API (``bench/fakes/slack_api.py``).
 """
 
 from __future__ import annotations
@@ -15,20 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
+from pytest_aiohttp import AiohttpClient
 
 from adapters.slack.cards import ACTION_APPROVE, ACTION_CONSOLE, ACTION_DENY, ACTION_REVIEW
 from adapters.slack.modals import EDIT_ACTION, EDIT_BLOCK, VIEW_ARGUMENTS, VIEW_REVIEW
+from bench.fakes.slack_api import FakeSlack
+from bench.fakes.slack_payloads import block_actions, view_submission
 from bot.domain import Status
 from bot.evidence.dsse import b64decode
-from tests.fakes.slack_api import FakeSlack
-from tests.fakes.slack_payloads import block_actions, view_submission
-from tests.integration.test_slack import Env, action_ids, card_text, make_env
+from tests.integration.slack_support import Env, action_ids, card_text, make_env
 
 LONG = {"memo": "<!channel> " + "z" * 5_000, "amount": 25000, "to": "acct-123"}
 
 
 @pytest_asyncio.fixture
-async def review_env(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[Env]:
+async def review_env(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[Env]:
     fake = FakeSlack()
     await fake.start()
     fake.add_user("U0ALICE", "alice", "alice@example.com")

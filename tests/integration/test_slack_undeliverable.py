@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
+
+from pytest_aiohttp import AiohttpClient
 
 from adapters.main import build
+from bench.fakes.slack_api import FakeSlack
 from bot.domain import Event, Status
 from bot.settings import load_settings
-from tests.fakes.slack_api import FakeSlack
 from tests.support import write_home
 
 SECRET = "0123456789abcdef0123456789abcdef"
@@ -38,7 +39,7 @@ rules:
 
 
 async def test_undeliverable_card_brings_the_next_step_forward(
-    tmp_path: Path, aiohttp_client: Any
+    tmp_path: Path, aiohttp_client: AiohttpClient
 ) -> None:
     fake = FakeSlack()
     await fake.start()

@@ -12,13 +12,13 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import rsa
+from pytest_aiohttp import AiohttpClient
 
 from tests.fakes.teams_env import ALICE, APP_ID, OTHER_TENANT, TENANT, TeamsEnv, teams_env
 from tests.support import write_home
@@ -29,7 +29,7 @@ ARGS = {"amount": 25000, "currency": "USD", "to": "acct-123"}
 
 
 @pytest_asyncio.fixture
-async def env(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[TeamsEnv]:
+async def env(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[TeamsEnv]:
     async with teams_env(tmp_path, aiohttp_client) as e:
         yield e
 
@@ -171,7 +171,7 @@ async def test_non_json_is_refused_after_authentication(env: TeamsEnv) -> None:
 
 
 async def test_insecure_development_flag_turns_checking_off_loudly(
-    tmp_path: Path, aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, aiohttp_client: AiohttpClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="adapters.teams")
     async with teams_env(tmp_path, aiohttp_client, insecure=True) as env:

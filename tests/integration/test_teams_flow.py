@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from pytest_aiohttp import AiohttpClient
 
 from adapters.teams.channel import TeamsChannel
 from bot.domain import Change, Platform, Verdict
 from bot.ports import Notice, NoticeKind
-from bot.store.routes import RouteStore
 from tests.fakes.bot_connector import Message
 from tests.fakes.teams_env import (
     ALICE,
@@ -29,7 +29,9 @@ from tests.fakes.teams_env import (
     OTHER_TENANT,
     TENANT,
     TeamsEnv,
+    card_text,
     teams_env,
+    verbs,
 )
 
 ARGS = {"amount": 25000, "currency": "USD", "to": "acct-123"}
@@ -37,36 +39,9 @@ CARD = "application/vnd.microsoft.card.adaptive"
 
 
 @pytest_asyncio.fixture
-async def env(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[TeamsEnv]:
+async def env(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[TeamsEnv]:
     async with teams_env(tmp_path, aiohttp_client) as e:
         yield e
-
-
-def card_text(card: dict[str, Any] | None) -> str:
-    out: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") in ("TextBlock", "TextRun"):
-                out.append(node["text"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(card)
-    return "".join(out)
-
-
-def verbs(card: dict[str, Any] | None) -> set[str]:
-    found: set[str] = set()
-    for action in (card or {}).get("actions", []):
-        if action.get("verb"):
-            found.add(action["verb"])
-        for inner in action.get("card", {}).get("actions", []):
-            found.add(inner["verb"])
-    return found
 
 
 async def long_poll(env: TeamsEnv, request_id: str) -> asyncio.Task[dict[str, Any]]:
@@ -353,7 +328,7 @@ async def test_messages_get_setup_help_and_teach_the_service_url(
         assert regional.posts(FINANCE) and env.fake.posts() == []
         # The learned URL is in the store: another replica (or this one restarted) uses it.
         replica = TeamsChannel(
-            env.runtime.gate, env.channel.connector, routes=RouteStore(env.runtime.store)
+            env.runtime.gate, env.channel.connector, routes=env.runtime.wiring.routes
         )
         assert replica.references == {}
         route = env.runtime.policies.current.groups["finance"].teams
@@ -364,7 +339,7 @@ async def test_messages_get_setup_help_and_teach_the_service_url(
 
 
 async def test_page_goes_to_the_escalation_conversation_when_configured(
-    tmp_path: Path, aiohttp_client: Any
+    tmp_path: Path, aiohttp_client: AiohttpClient
 ) -> None:
     extra = """
         escalation_service_url: "{service_url}"

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
+from pytest_aiohttp import AiohttpClient
 
 from tests.fakes.teams_env import MALLORY, TeamsEnv, teams_env
 
@@ -22,7 +22,7 @@ ARGS = {"amount": 25000, "currency": "USD", "to": "acct-123"}
 
 
 @pytest_asyncio.fixture
-async def env(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[TeamsEnv]:
+async def env(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[TeamsEnv]:
     async with teams_env(tmp_path, aiohttp_client) as e:
         yield e
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from pytest_aiohttp import AiohttpClient
 
 from bot.domain import Approver, Platform, Verdict
 from tests.fakes.teams_env import ALICE, BOB, TeamsEnv, teams_env
@@ -43,7 +44,7 @@ rules:
 
 
 @pytest_asyncio.fixture
-async def env(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[TeamsEnv]:
+async def env(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[TeamsEnv]:
     async with teams_env(tmp_path, aiohttp_client, policy_template=POLICY) as e:
         yield e
 

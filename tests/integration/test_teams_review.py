@@ -8,21 +8,20 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest_asyncio
+from pytest_aiohttp import AiohttpClient
 
 from adapters.teams.cards import EDITED_INPUT, REVIEW_VERB, REVIEWED
 from bot.domain import Status
 from bot.evidence.dsse import b64decode
-from tests.fakes.teams_env import ALICE, TeamsEnv, teams_env
-from tests.integration.test_teams_flow import card_text, verbs
+from tests.fakes.teams_env import ALICE, TeamsEnv, card_text, teams_env, verbs
 
 LONG = {"memo": "z" * 9_000, "amount": 25000}
 
 
 @pytest_asyncio.fixture
-async def env(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[TeamsEnv]:
+async def env(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[TeamsEnv]:
     async with teams_env(tmp_path, aiohttp_client) as e:
         yield e
 

@@ -22,8 +22,10 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from pytest_aiohttp import AiohttpClient
 
-from adapters.main import Runtime, build
+from adapters.main import build
+from adapters.runtime import Runtime
 from adapters.witness.service import State, Witness, WitnessConfig, create_app
 from bot.cosigning import Cosigner
 from bot.cosigning import Witness as WitnessClient
@@ -48,7 +50,7 @@ class Env:
     runtime: Runtime
     witness: Witness
     server: TestServer
-    client: TestClient  # type: ignore[type-arg]
+    client: TestClient[web.Request, None]
 
     @property
     def url(self) -> str:
@@ -71,7 +73,7 @@ class Env:
 
 
 @pytest_asyncio.fixture
-async def env(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[Env]:
+async def env(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[Env]:
     rt = await build(load_settings(write_home(tmp_path)), adapters=False)
     await rt.gate.register_agent("agent")
     log_key = parse_verifier_key(rt.keys.note_verifier_key(ORIGIN), ED25519_NOTE)
@@ -81,7 +83,7 @@ async def env(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[Env]:
     )  # fmt: skip
     witness = Witness(config, nacl.signing.SigningKey.generate(), State(config.state_file))
     server = TestServer(create_app(witness), host="127.0.0.1")
-    client = await aiohttp_client(server)
+    client: TestClient[web.Request, None] = await aiohttp_client(server)
     try:
         yield Env(rt, witness, server, client)
     finally:
@@ -143,7 +145,7 @@ async def test_witness_refuses_unknown_origins_foreign_keys_and_garbage(env: Env
 
 
 async def test_cosigner_gathers_cosignatures_and_the_api_serves_them(
-    env: Env, aiohttp_client: Any
+    env: Env, aiohttp_client: AiohttpClient
 ) -> None:
     cosigner = Cosigner(env.runtime.store, [env.client_for()], quorum=1, timeout=5)
     env.runtime.checkpoints.on_checkpoint.append(cosigner.notify)
@@ -181,7 +183,7 @@ async def bad_witness(aiohttp_server: Any, handler: Any) -> str:
 
 
 async def test_down_slow_and_garbage_witnesses_cost_only_their_cosignature(
-    env: Env, aiohttp_server: Any, aiohttp_client: Any
+    env: Env, aiohttp_server: Any, aiohttp_client: AiohttpClient
 ) -> None:
     release = asyncio.Event()
 

@@ -10,7 +10,7 @@ import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from bot.domain import Agent, Approver, Change, Event, Platform, Request, Status
 from bot.errors import Conflict
 from bot.escalation import ladder, next_due, run_due_steps, settle_pages
 from bot.evidence.statement import parse_statement
+from bot.fanout import Fanout
 from bot.ports import NoticeKind
 from bot.service import Gate, Submission
 from bot.store import SqlStore
@@ -65,10 +66,8 @@ class World:
 @pytest_asyncio.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     clock = FakeClock()
-    gate = await make_gate(tmp_path, clock)
     channel, pager = RecordingChannel(), FakePager()
-    gate.channels.append(channel)
-    gate.pager = pager
+    gate = await make_gate(tmp_path, clock, fanout=Fanout(channels=[channel], pager=pager))
     agent, _ = await gate.register_agent("billing-agent")
     try:
         yield World(gate, clock, channel, pager, agent)
@@ -188,9 +187,9 @@ async def test_concurrent_runners_never_run_a_step_twice(world: World) -> None:
 
 
 async def test_two_gates_on_one_database_run_each_step_once(world: World, tmp_path: Path) -> None:
-    other = await make_gate(tmp_path, world.clock)  # a second process on the same database
     other_channel = RecordingChannel()
-    other.channels.append(other_channel)
+    # a second process on the same database
+    other = await make_gate(tmp_path, world.clock, fanout=Fanout(channels=[other_channel]))
     try:
         request = await world.submit()
         world.clock.advance(10)
@@ -243,7 +242,7 @@ async def test_a_decision_racing_a_step_wins_and_the_step_never_acts(world: Worl
         await world.gate.decide(request.id, ALICE, Verdict.APPROVE, memberships={"finance"})
 
     racing = RacingStore(inner, approve)
-    world.gate.store = racing  # type: ignore[assignment]
+    world.gate.store = racing
     world.clock.advance(5)
     progress = await run_due_steps(world.gate, request.id)
     world.gate.store = inner
@@ -269,7 +268,7 @@ async def test_a_step_that_wins_the_race_leaves_the_decision_to_retry(world: Wor
         steps.append(await run_due_steps(world.gate, request.id))
 
     racing = RacingStore(inner, step_first, event=Event.DENIED)
-    world.gate.store = racing  # type: ignore[assignment]
+    world.gate.store = racing
     decided = await world.gate.decide(
         request.id, ALICE, Verdict.DENY, "not today", memberships={"finance"}
     )
@@ -300,21 +299,26 @@ async def test_a_failed_page_still_escalates_and_denies_on_time(world: World) ->
     assert final.decided_at == request.created_at + timedelta(seconds=6)
 
 
-async def test_a_slow_pager_does_not_hold_up_the_ladder(world: World) -> None:
+async def test_a_slow_pager_does_not_hold_up_the_ladder(world: World, tmp_path: Path) -> None:
     release = asyncio.Event()
 
     class SlowPager(FakePager):
         async def trigger(self, request: Request, summary: str) -> None:
             await release.wait()
 
-    world.gate.pager = SlowPager()
-    request = await world.submit()
+    # the same database, another gate: one whose pager is slow
+    slow = replace(
+        world, gate=await make_gate(tmp_path, world.clock, fanout=Fanout(pager=SlowPager()))
+    )
+    request = await slow.submit()
     world.clock.advance(6)
-    progress = await asyncio.wait_for(run_due_steps(world.gate, request.id), timeout=5)
+    progress = await asyncio.wait_for(run_due_steps(slow.gate, request.id), timeout=5)
     assert [r.index for r in progress.ran] == [0, 1, 2]
-    assert (await world.gate.get(request.id)).status is Status.EXPIRED
+    assert (await slow.gate.get(request.id)).status is Status.EXPIRED
     release.set()
     await settle_pages()
+    await slow.gate.drain()
+    await slow.gate.store.close()
     assert not escalation._paging
 
 
@@ -359,7 +363,7 @@ async def test_a_conflict_storm_raises_instead_of_spinning(world: World) -> None
         async def commit(self, change: Change) -> Request:
             raise Conflict("changed concurrently")
 
-    world.gate.store = AlwaysStale()  # type: ignore[assignment]
+    world.gate.store = AlwaysStale()
     world.clock.advance(2)
     try:
         with pytest.raises(Conflict):

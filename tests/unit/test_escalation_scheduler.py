@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest_asyncio
@@ -20,6 +21,7 @@ from adapters.escalation import mount
 from bot.domain import Approver, Platform, Request, Status, ToolCall, Verdict
 from bot.errors import StoreError
 from bot.escalation import StepRun
+from bot.fanout import Fanout
 from bot.scheduler import Scheduler
 from bot.service import Gate, Submission
 from tests.fakes.channel import RecordingChannel
@@ -59,8 +61,7 @@ class Harness:
 
 async def harness(tmp_path: Path, offset: timedelta) -> Harness:
     clock = FakeClock(datetime.now(UTC) + offset)
-    gate = await make_gate(tmp_path, clock)
-    gate.channels.append(RecordingChannel())
+    gate = await make_gate(tmp_path, clock, fanout=Fanout(channels=[RecordingChannel()]))
     return Harness(gate, clock)
 
 
@@ -109,7 +110,7 @@ async def test_firing_runs_the_step_and_schedules_the_next(ahead: Harness) -> No
 
 
 async def test_deciding_removes_the_timer_and_a_late_job_does_nothing(ahead: Harness) -> None:
-    ahead.gate.final_listeners.append(ahead.scheduler.on_final)
+    ahead.gate.fanout.connect(final_listeners=[ahead.scheduler.on_final])
     request = await ahead.submit()
     await ahead.scheduler.start()
     assert ahead.scheduler.due(request.id) is not None
@@ -184,24 +185,19 @@ async def test_overdue_timers_fire_at_start_in_order(tmp_path: Path) -> None:
         await h.gate.store.close()
 
 
-async def test_mount_registers_the_final_listener_and_the_background_task(
+async def test_mount_returns_the_listeners_and_the_leader_job(
     tmp_path: Path,
 ) -> None:
     h = await harness(tmp_path, AHEAD)
     try:
-
-        class FakeRuntime:
-            gate = h.gate
-            store = h.gate.store
-            background: list[Any] = []  # noqa: RUF012
-
-        runtime = FakeRuntime()
-        scheduler = mount(runtime)  # type: ignore[arg-type]
-        assert scheduler.on_final in h.gate.final_listeners
-        # one background task: the scheduler's loop, run while this process leads
-        assert len(runtime.background) == 1
+        mounted = mount(SimpleNamespace(gate=h.gate))  # type: ignore[arg-type]
+        scheduler = mounted.part
+        assert mounted.final_listeners == (scheduler.on_final,)
+        assert mounted.created_listeners == (scheduler.on_created,)
+        # no job of its own: the scheduler's loop runs while this process leads
+        assert mounted.jobs == () and mounted.leader_jobs == (scheduler.run,)
         request = await h.submit()
-        task = asyncio.create_task(runtime.background[0]())
+        task = asyncio.create_task(scheduler.run())
         async with asyncio.timeout(10):
             while scheduler.due(request.id) is None:
                 await asyncio.sleep(0.01)

@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 
-from bot import ids
 from bot.ids import RequestIds
 
 
@@ -25,13 +24,13 @@ def test_ids_from_later_milliseconds_sort_after_earlier_ones(
 ) -> None:
     make = RequestIds()
     clock = iter(range(1_795_000_000_000_000_000, 1_795_000_100_000_000_000, 1_000_000))
-    monkeypatch.setattr(ids.time, "time_ns", lambda: next(clock))
+    monkeypatch.setattr(time, "time_ns", lambda: next(clock))
     made = [make() for _ in range(50)]
     assert made == sorted(made)  # the index keyed by them only ever grows at its right edge
 
 
 def test_ids_are_unique_within_one_millisecond(monkeypatch: pytest.MonkeyPatch) -> None:
     make = RequestIds()
-    monkeypatch.setattr(ids.time, "time_ns", lambda: 1_795_000_000_000_000_000)
+    monkeypatch.setattr(time, "time_ns", lambda: 1_795_000_000_000_000_000)
     made = {make() for _ in range(5_000)}  # more than one 4 KiB draw of randomness
     assert len(made) == 5_000

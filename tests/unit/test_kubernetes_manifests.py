@@ -22,7 +22,7 @@ FILES = sorted(p for p in ROOT.glob("*.yaml") if p.name != "kustomization.yaml")
 
 
 def resources() -> list[dict[str, Any]]:
-    found = []
+    found: list[dict[str, Any]] = []
     for path in FILES:
         found.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
     return found

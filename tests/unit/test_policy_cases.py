@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -194,7 +195,7 @@ def test_every_known_trick_lands_in_confirm_or_block(
 def test_every_trick_ships_as_a_policy_test_case() -> None:
     shipped = yaml.safe_load(CASES.read_text(encoding="utf-8"))
     pairs = [(case["tool"], case.get("arguments")) for case in shipped]
-    issue = [
+    issue: list[tuple[str, dict[str, Any]]] = [
         ("db.delete", {"schema": ["production"]}),
         ("db.delete", {"schema": "PRODUCTION"}),
         ("db.execute", {"schema": "analytics", "statement": "/**/DROP TABLE production.users"}),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -12,7 +14,7 @@ from bot.domain import SessionCalls, Tier, ToolCall
 from bot.errors import PolicyError, RequestError
 from bot.policy.cases import explain, replay_session, to_agent
 from bot.policy.cel import activation, compile_condition
-from bot.policy.evaluator import evaluate
+from bot.policy.evaluator import Evaluation, evaluate
 from bot.policy.loader import load_sources
 from bot.policy.model import Policy
 from bot.policy.session import session_key, summarise
@@ -60,11 +62,22 @@ def problems(text: str) -> list[str]:
     return list(caught.value.details)
 
 
-def judge(policy: Policy, tool: str, args: dict[str, object], earlier: list[dict[str, object]]):  # type: ignore[no-untyped-def]
+def judge(
+    policy: Policy, tool: str, args: dict[str, Any], earlier: Sequence[Mapping[str, Any]]
+) -> Evaluation:
     call = ToolCall(tool, args, context={"session_id": "s"})
     agent = to_agent(None)
     view, _ = replay_session(policy, call, agent, earlier, NOW)
     return evaluate(policy, call, agent, NOW, view)
+
+
+def rule_of(
+    policy: Policy, tool: str, args: dict[str, Any], earlier: Sequence[Mapping[str, Any]]
+) -> str:
+    """The name of the rule that decides the call (the test expects one)."""
+    rule = judge(policy, tool, args, earlier).rule
+    assert rule is not None
+    return rule.name
 
 
 def test_the_sessions_block_loads_with_defaults() -> None:
@@ -81,13 +94,13 @@ def test_labels_by_glob_and_condition_and_the_session_view() -> None:
     result = judge(policy, "email.send", {}, [read, fetch])
     assert result.tier is Tier.CONFIRM and result.rule is not None
     assert result.rule.name == "trifecta" and result.labels == ("external_comms",)
-    assert judge(policy, "email.send", {}, [read]).rule.name == "rest"  # type: ignore[union-attr]
+    assert rule_of(policy, "email.send", {}, [read]) == "rest"
     intranet = {"tool": "web.fetch", "arguments": {"url": "HTTPS://INTRANET/wiki"}}
-    assert judge(policy, "email.send", {}, [read, intranet]).rule.name == "rest"  # type: ignore[union-attr]
+    assert rule_of(policy, "email.send", {}, [read, intranet]) == "rest"
     # a label condition that errors attaches the label (stricter)
     odd = {"tool": "web.fetch", "arguments": {"url": ["https://intranet/"]}}
-    assert judge(policy, "email.send", {}, [read, odd]).rule.name == "trifecta"  # type: ignore[union-attr]
-    assert judge(policy, "x", {}, [read, read, read]).rule.name == "busy"  # type: ignore[union-attr]
+    assert rule_of(policy, "email.send", {}, [read, odd]) == "trifecta"
+    assert rule_of(policy, "x", {}, [read, read, read]) == "busy"
 
 
 def test_a_call_without_a_key_is_a_session_of_its_own() -> None:
@@ -95,7 +108,8 @@ def test_a_call_without_a_key_is_a_session_of_its_own() -> None:
     call = ToolCall("email.send", {})
     view, _ = replay_session(policy, call, to_agent(None), [{"tool": "crm.read"}] * 3, NOW)
     assert view.key is None and view.calls == 0
-    assert evaluate(policy, call, to_agent(None), NOW, view).rule.name == "rest"  # type: ignore[union-attr]
+    rule = evaluate(policy, call, to_agent(None), NOW, view).rule
+    assert rule is not None and rule.name == "rest"
 
 
 @pytest.mark.parametrize(
@@ -205,3 +219,61 @@ def test_which_conditions_are_pure_functions_of_labels() -> None:
         "now > timestamp('2020-01-01T00:00:00Z')",
     ):
         assert not compile_condition(text, "t").labels_only, text
+
+
+def test_the_call_labels_a_condition_cannot_be_true_without() -> None:
+    needs = {
+        '"external_comms" in call.labels && !has(context.session_id)': {"external_comms"},
+        "'a' in call.labels && \"b\" in call.labels && args.x > 1": {"a", "b"},
+        '"a" in call.labels && "p" in session.labels': {"a"},
+        '"a" in call.labels || args.x > 1': set(),  # an `||` at the top: not read
+        'args.x > 1 ? "a" in call.labels : true': set(),
+        '("a" in call.labels && args.x > 1)': set(),  # only top-level operands
+        '!("a" in call.labels) && args.x > 1': set(),
+        '"a" in call.labels == false && args.x > 1': set(),
+        '"a && b" in call.labels && args.x > 1': {"a && b"},
+        '"a" in session.labels && args.x > 1': set(),
+        'args.x > 1 && "a" in call.labels // && "b" in call.labels': set(),  # a comment
+    }
+    for text, expected in needs.items():
+        assert compile_condition(text, "t").needs_labels == expected, text
+
+
+@given(
+    call=st.lists(st.sampled_from(LABELS), unique=True),
+    x=st.one_of(st.integers(-3, 3), st.text(max_size=2), st.none()),
+    has_x=st.booleans(),
+)
+def test_a_condition_without_its_call_labels_is_false_even_when_the_rest_errors(
+    call: list[str], x: object, has_x: bool
+) -> None:
+    """What the evaluator skips CEL for is what CEL itself says: `false && error` is false."""
+    text = '"a" in call.labels && args.x > 1 && "b" in call.labels'
+    condition = compile_condition(text, "t")
+    args = {"x": x} if has_x else {}
+    act = activation(args, {}, {}, NOW, {"labels": []}, {"labels": call})
+    if not condition.needs_labels <= set(call):
+        assert condition.evaluate(act) is False
+
+
+@pytest.mark.parametrize("sessions", [SESSIONS.split("rules:")[0], ""])
+def test_rules_needing_a_label_the_call_lacks_are_not_run_through_cel(sessions: str) -> None:
+    policy = load(
+        sessions
+        + """
+rules:
+  - name: sends
+    tool: "*"
+    when: '"external_comms" in call.labels && args.x.y > 1'
+    tier: confirm
+    approvers: {groups: [security]}
+  - {name: rest, tool: "*", tier: auto}
+"""
+    )
+    condition = policy.rules[0].condition
+    assert condition is not None
+    condition._expr = None  # would fail (and count as a match: confirm) if CEL ran
+    for context in ({}, {"session_id": "s"}):
+        ev = evaluate(policy, ToolCall("crm.read", {}, "", context), to_agent(None), NOW)
+        assert ev.tier is Tier.AUTO
+        assert [outcome for _, outcome, _ in ev.steps] == ["not-matched", "matched"]

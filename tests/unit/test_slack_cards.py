@@ -31,6 +31,7 @@ from adapters.slack.modals import (
     review_modal,
 )
 from adapters.slack.replies import page_text, refusal_text, reminder_text
+from bench.fakes.slack_api import block_problems, view_problems
 from bot.domain import (
     Approver,
     Platform,
@@ -46,7 +47,6 @@ from bot.domain import (
 from bot.errors import Conflict, NotAuthorized, StoreError
 from bot.policy.model import SlackRoute
 from tests import factories
-from tests.fakes.slack_api import block_problems, view_problems
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)

@@ -11,16 +11,18 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from slack_bolt.app.async_app import AsyncApp
+from slack_sdk import signature as slack_signature
 from slack_sdk.errors import SlackApiError
 
 from adapters.slack.directory import Directory, TtlCache
 from adapters.slack.events import SlackEvents
 from adapters.slack.interactions import interaction_key
 from adapters.slack.seen import SeenSet
+from bench.fakes.slack_payloads import block_actions, view_submission
 from bot.domain import Tier
-from bot.errors import ChannelError
+from bot.errors import ChannelError, NotAuthorized
 from bot.policy.model import GroupSpec, Policy, SlackRoute
-from tests.fakes.slack_payloads import block_actions, view_submission
 
 
 def api_error(message: str, response: dict[str, Any]) -> Exception:
@@ -181,7 +183,7 @@ def test_interaction_keys_tell_replays_from_new_clicks() -> None:
     assert interaction_key(submit).startswith("view_submission:U0ALICE:")
 
 
-class FixedClock:
+class FixedClock(slack_signature.Clock):
     def __init__(self, now: float) -> None:
         self.t = now
 
@@ -196,17 +198,24 @@ def signature(secret: str, ts: str, body: bytes) -> str:
 
 def test_signature_check_v0_hmac_with_a_five_minute_window() -> None:
     clock = FixedClock(1_700_000_000)
-    events = SlackEvents(None, "shh", clock)  # type: ignore[arg-type]
+    events = SlackEvents(AsyncApp(signing_secret="shh", token="xoxb-test"), "shh", clock)
     body = b"payload=%7B%7D"
     ts = "1700000000"
     good = signature("shh", ts, body)
-    assert events.verified(body, ts, good)
-    assert not events.verified(body + b"x", ts, good)
-    assert not events.verified(body, ts, signature("other", ts, body))
-    assert not events.verified(body, ts, None)
-    assert not events.verified(body, None, good)
-    assert not events.verified(body, "not-a-number", good)
+    events.check_signature(body, ts, good)
+    refused: list[tuple[bytes, str | None, str | None]] = [
+        (body + b"x", ts, good),
+        (body, ts, signature("other", ts, body)),
+        (body, ts, None),
+        (body, None, good),
+        (body, "not-a-number", good),
+    ]
+    for args in refused:
+        with pytest.raises(NotAuthorized):
+            events.check_signature(*args)
     clock.t += 301
-    assert not events.verified(body, ts, good)  # stale
+    with pytest.raises(NotAuthorized):
+        events.check_signature(body, ts, good)  # stale
     clock.t = 1_700_000_000 - 301
-    assert not events.verified(body, ts, good)  # from the future
+    with pytest.raises(NotAuthorized):
+        events.check_signature(body, ts, good)  # from the future

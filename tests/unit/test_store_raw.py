@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import JSON, Column, DateTime, MetaData, Table, create_engine, insert
+from sqlalchemy.types import TypeEngine
 
 from bot.store.raw import RawStatement
 
 TABLE = Table("t", MetaData(), Column("at", DateTime(timezone=True)), Column("doc", JSON))
 ENGINE = create_engine("sqlite://")
-CORE = DateTime(timezone=True).dialect_impl(ENGINE.dialect).bind_processor(ENGINE.dialect)
-CORE_JSON = JSON().dialect_impl(ENGINE.dialect).bind_processor(ENGINE.dialect)
+
+
+def core_processor(column_type: TypeEngine[Any]) -> Callable[[Any], Any]:
+    """How SQLAlchemy Core turns a value of ``column_type`` into its SQLite bind value."""
+    processor = column_type.dialect_impl(ENGINE.dialect).bind_processor(ENGINE.dialect)
+    assert processor is not None
+    return processor
+
+
+CORE = core_processor(DateTime(timezone=True))
+CORE_JSON = core_processor(JSON())
 RAW = RawStatement(insert(TABLE))._for(ENGINE.dialect)
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
 

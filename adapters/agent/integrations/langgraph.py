@@ -12,7 +12,9 @@ tool calls of the last AI message it:
    request from signoff -- the resume value is never trusted as a decision -- and runs the
    approved calls through ``Approvals.run`` (offline grant check against the arguments in
    the graph state, ``started``, tool, outcome). Refusals become ``ToolMessage``s with
-   ``status="error"`` and the reason, which the model sees.
+   ``status="error"`` and the reason, which the model sees. A call an approver edited
+   (rule option ``editable``) runs with the approved arguments the grant binds, and its
+   ``ToolMessage`` starts with a note saying so.
 
 Each call is found again by its key (``GET /v1/requests?idempotency_key=K``) before it is
 submitted. Arguments changed in the saved state after approval no longer match the request
@@ -30,7 +32,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.types import Command, interrupt
 
-from adapters.agent.approval import Approvals, json_arguments
+from adapters.agent.approval import Approvals, adopt, edited_answer, json_arguments
 from adapters.agent.client import Signoff
 from adapters.agent.errors import AgentError, Pending
 from adapters.agent.lookup import find_or_submit_sync
@@ -121,8 +123,10 @@ def _run(
         tool = by_name.get(name)
         if tool is None:
             return ToolMessage(f"Unknown tool {name}.", tool_call_id=call_id, status="error")
-        result = approvals.run(item, signoff_name, call["args"], lambda: tool.invoke(call["args"]))
-        return ToolMessage(str(result), tool_call_id=call_id, name=name)
+        # An approver's edit (rule option editable) is what the grant binds: run that.
+        arguments, approved = adopt(item, signoff_name, call["args"], json_arguments)
+        result = approvals.run(item, signoff_name, arguments, lambda: tool.invoke(dict(arguments)))
+        return ToolMessage(edited_answer(approved, str(result)), tool_call_id=call_id, name=name)
     except AgentError as exc:
         return ToolMessage(str(exc), tool_call_id=call_id, name=name, status="error")
 

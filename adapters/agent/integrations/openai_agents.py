@@ -16,7 +16,8 @@ for other arguments is refused) and runs only through
 ``AsyncApprovals.run``: offline grant check against the arguments it is invoked with,
 ``started``, the function, then the outcome: a function that raises is reported
 ``failed`` (the model still gets the SDK's error answer, or the tool's own
-``failure_error_function``'s).
+``failure_error_function``'s). A call an approver edited (rule option ``editable``) runs with
+the approved arguments the grant binds, and its output starts with a note saying so.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from agents.run_context import RunContextWrapper
 from agents.tool import default_tool_error_function
 from agents.tool_context import ToolContext
 
-from adapters.agent.approval import AsyncApprovals, json_arguments
+from adapters.agent.approval import AsyncApprovals, adopt, edited_answer, json_arguments
 from adapters.agent.errors import AgentError, Pending
 from adapters.agent.lookup import find_or_submit
 from adapters.agent.state import RequestState
@@ -110,9 +111,13 @@ class SignoffTools:
                 if not state.final:
                     raise Pending(tool_name, state.id, 0)
                 state.raise_for_refusal()
-                return await self.approvals.run(
-                    state, tool_name, arguments, lambda: inner(ctx, input_json)
+                # An approver's edit (rule option editable) is what the grant binds: run that.
+                arguments, approved = adopt(state, tool_name, arguments, json_arguments)
+                sent = input_json if approved is None else json.dumps(approved)
+                result = await self.approvals.run(
+                    state, tool_name, arguments, lambda: inner(ctx, sent)
                 )
+                return result if approved is None else edited_answer(approved, str(result))
             except AgentError as exc:
                 return str(exc)
             except Exception as exc:  # the function failed; signoff recorded it as failed

@@ -11,7 +11,10 @@ under ``@agent.tool``, and give the agent ``output_type=[..., DeferredToolReques
   ``ToolApproved`` (with the request id as metadata) or ``ToolDenied`` with the reason;
 - on the next run the approved tool re-reads its request from signoff, verifies the grant
   offline against the arguments it is actually called with (so ``override_args`` or edited
-  history are refused), reports ``started``, runs, and reports the outcome.
+  history are refused), reports ``started``, runs, and reports the outcome. A call an
+  approver edited (rule option ``editable``) runs with the approved arguments the grant
+  binds; the tool's return value is kept and a note saying so goes to the model
+  (``ToolReturn`` content).
 """
 
 from __future__ import annotations
@@ -22,13 +25,31 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, cast
 
 from pydantic_ai import ApprovalRequired, ModelRetry, RunContext
+from pydantic_ai.messages import ToolReturn
 from pydantic_ai.tools import DeferredToolRequests, DeferredToolResults, ToolApproved, ToolDenied
 
-from adapters.agent.approval import AsyncApprovals, bound_arguments, json_arguments
-from adapters.agent.errors import AgentError, Pending
+from adapters.agent.approval import (
+    AsyncApprovals,
+    adopt,
+    bound_arguments,
+    edit_note,
+    json_arguments,
+    rebound,
+)
+from adapters.agent.errors import AgentError, GrantRefused, Pending
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 META_KEY = "signoff_request_id"
+
+
+def _rebound(
+    signature: inspect.Signature, ctx: RunContext[Any], approved: dict[str, Any], tool: str
+) -> inspect.BoundArguments:
+    """The tool's call with an approver's edit (the run context stays the first argument)."""
+    context = next(iter(signature.parameters))
+    if context in approved:
+        raise GrantRefused(tool, f"the edited arguments name the run context {context!r}")
+    return rebound(signature, {context: ctx, **approved}, tool)
 
 
 def signoff_tool(
@@ -65,9 +86,15 @@ def signoff_tool(
                     if not state.final:
                         raise ApprovalRequired(metadata={META_KEY: state.id})
                 state.raise_for_refusal()
-                return await approvals.run(
-                    state, name, arguments, lambda: func(*bound.args, **bound.kwargs)
+                # An approver's edit (rule option editable) is what the grant binds: run that.
+                run_with, approved = adopt(state, name, arguments, json_arguments)
+                again = bound if approved is None else _rebound(signature, ctx, approved, name)
+                result = await approvals.run(
+                    state, name, run_with, lambda: func(*again.args, **again.kwargs)
                 )
+                if approved is None:
+                    return result
+                return ToolReturn(return_value=result, content=edit_note(approved))
             except AgentError as exc:
                 raise ModelRetry(str(exc)) from exc
 

@@ -1,0 +1,97 @@
+"""What a signoff process runs (``Runtime``), what an adapter's ``mount`` is given
+(``Wiring``) and what it gives back (``Mounted``).
+
+An adapter never changes the process it is mounted in: its ``mount(wiring)`` returns a
+``Mounted`` naming its routes, its approval channel or pager, its listeners, its background
+jobs and its start/stop hooks, and the composition root (``adapters.main``) puts them in
+place, once. This module imports no adapter, so every adapter may import it (no circle:
+``adapters.main`` imports the adapters, never the other way round).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from aiohttp import web
+
+from bot.accounts import Passkeys, UserAdmin, Users
+from bot.checkpoints import Checkpointer
+from bot.evidence.keys import KeyRing
+from bot.fanout import CreatedListener, Fanout, FinalListener
+from bot.policy.holder import PolicyHolder
+from bot.ports import ApprovalChannel, Pager, Routes, Store, Undeliverable
+from bot.service import Gate
+from bot.settings import Settings
+
+#: a background job: started when the server starts serving, cancelled when it stops
+Job = Callable[[], Coroutine[Any, Any, Any]]
+#: an aiohttp ``on_startup`` / ``on_cleanup`` signal handler
+Hook = Callable[[web.Application], Awaitable[None]]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What a ``mount`` may use: the gate and the few stores an adapter keeps of its own."""
+
+    settings: Settings
+    gate: Gate
+    checkpoints: Checkpointer
+    users: Users
+    passkeys: Passkeys
+    routes: Routes
+    #: every card-posting channel reports a card it could not deliver here (SPEC §8)
+    undeliverable: Undeliverable
+
+
+@dataclass(frozen=True)
+class Mounted(Generic[T]):
+    """What one adapter adds to the process. ``part`` is the adapter itself (tests reach it
+    there); everything else is put in place by the composition root."""
+
+    part: T
+    routes: tuple[web.AbstractRouteDef, ...] = ()
+    subapps: tuple[tuple[str, web.Application], ...] = ()
+    channel: ApprovalChannel | None = None
+    pager: Pager | None = None
+    final_listeners: tuple[FinalListener, ...] = ()
+    created_listeners: tuple[CreatedListener, ...] = ()
+    #: run while the process serves
+    jobs: tuple[Job, ...] = ()
+    #: run while the process serves and leads the cluster (``bot/store/leader.py``)
+    leader_jobs: tuple[Job, ...] = ()
+    on_startup: tuple[Hook, ...] = ()
+    on_cleanup: tuple[Hook, ...] = ()
+
+
+@dataclass
+class Runtime:
+    """Everything one signoff process runs, wired together (``adapters.main.build``)."""
+
+    settings: Settings
+    store: Store
+    keys: KeyRing
+    policies: PolicyHolder
+    gate: Gate
+    fanout: Fanout
+    checkpoints: Checkpointer
+    app: web.Application
+    #: what the adapters were given
+    wiring: Wiring
+    #: console users as the ``signoff users`` commands manage them
+    users: UserAdmin
+    #: what each adapter added, in mount order
+    mounted: tuple[Mounted[Any], ...] = ()
+    background: tuple[Job, ...] = ()
+    #: run after the final checkpoint, before the store closes (e.g. its last cosigning)
+    after_final_checkpoint: tuple[Job, ...] = field(default=())
+
+    def part(self, kind: type[T]) -> T:
+        """The mounted adapter part of type ``kind`` (e.g. ``SlackAdapter``). Raises
+        ``LookupError`` when no adapter of that type is mounted."""
+        for mounted in self.mounted:
+            if isinstance(mounted.part, kind):
+                return mounted.part
+        raise LookupError(f"no {kind.__name__} is mounted")

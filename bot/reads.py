@@ -1,0 +1,151 @@
+"""The read side of ``Gate``: the narrow methods channels, the API, the console, the scheduler
+and the escalation machine read through, so none of them touches the store, the key ring, the
+clock or the policy holder (STYLE: one door).
+
+``Reads`` is a base of ``bot.service.Gate`` and holds no state of its own: ``Gate`` sets the
+ports it reads. The one write here is ``record_post`` (where a card copy went): it changes no
+request. Must not import ``adapters`` or any chat SDK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.approvals import current_approvals
+from bot.domain import (
+    Agent,
+    LogEntry,
+    PendingTimer,
+    Platform,
+    Post,
+    Request,
+    Status,
+    Tier,
+    Vote,
+)
+from bot.errors import NotFound
+from bot.evidence.keys import KeyRing, PublicKeys
+from bot.policy.holder import PolicyHolder
+from bot.policy.model import Policy
+from bot.ports import Clock, Signer, Store
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """A request as it stands, with its votes and (when asked for a platform) the card
+    copies posted there: what a card or a page shows."""
+
+    request: Request
+    votes: tuple[Vote, ...]
+    posts: tuple[Post, ...] = ()
+
+
+class Reads:
+    """Everything an adapter may read of the gate's state."""
+
+    store: Store
+    policies: PolicyHolder
+    keys: KeyRing
+    clock: Clock
+
+    # ------------------------------------------------------------------ requests
+
+    async def get(self, request_id: str, agent: Agent | None = None) -> Request:
+        """The request; with ``agent``, only that agent's own. Raises ``NotFound``."""
+        request = await self.store.get_request(request_id)
+        if request is None or (agent is not None and request.agent_id != agent.id):
+            raise NotFound(f"no request {request_id!r}")
+        return request
+
+    async def find(self, agent: Agent, idempotency_key: str) -> Request | None:
+        """The agent's own request submitted with ``idempotency_key``, if any."""
+        return await self.store.request_by_idempotency_key(agent.id, idempotency_key)
+
+    async def view(self, request_id: str, platform: Platform | None = None) -> View:
+        """The request with its votes, and its card copies on ``platform`` (none without
+        one). Raises ``NotFound``."""
+        request = await self.get(request_id)
+        votes = tuple(await self.store.votes(request_id))
+        posts = () if platform is None else tuple(await self.store.posts(request_id, platform))
+        return View(request, votes, posts)
+
+    async def votes(self, request_id: str) -> list[Vote]:
+        """Every vote on the request, oldest first."""
+        return await self.store.votes(request_id)
+
+    async def received(self, request: Request) -> int:
+        """How many people's approvals of the arguments now up for approval count (0 for a
+        request that needs none)."""
+        if request.tier is not Tier.CONFIRM:
+            return 0
+        votes = await self.store.votes(request.id)
+        return len({v.approver.key for v in current_approvals(request, votes)})
+
+    async def list_requests(
+        self,
+        *,
+        status: Status | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = 100,
+    ) -> list[Request]:
+        """Requests, newest first."""
+        return await self.store.list_requests(status=status, since=since, until=until, limit=limit)
+
+    async def pending_timers(
+        self, *, since: datetime | None, after: tuple[datetime, str] | None, limit: int
+    ) -> list[PendingTimer]:
+        """The schedules of pending requests, oldest first (``Store.pending_timers``)."""
+        return await self.store.pending_timers(since=since, after=after, limit=limit)
+
+    async def agent(self, agent_id: str) -> Agent | None:
+        return await self.store.get_agent(agent_id)
+
+    # ------------------------------------------------------------------ card copies
+
+    async def posts(self, request_id: str, platform: Platform) -> list[Post]:
+        """Where cards for the request went on ``platform``."""
+        return await self.store.posts(request_id, platform)
+
+    async def record_post(self, post: Post) -> None:
+        """Remember where a card copy went, so every copy is updated later."""
+        await self.store.add_post(post)
+
+    # ------------------------------------------------------------------ the log
+
+    async def log_entries(self, start: int, stop: int) -> list[LogEntry]:
+        return await self.store.log_entries(start, stop)
+
+    async def log_entries_for(self, request_id: str) -> list[LogEntry]:
+        return await self.store.log_entries_for(request_id)
+
+    async def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        return await self.store.inclusion_proof(index, size)
+
+    def public_keys(self) -> PublicKeys:
+        """The published signing keys (what a verifier checks the log against)."""
+        return self.keys.public()
+
+    @property
+    def signer(self) -> Signer:
+        """The signing key, for what signoff sends out signed (callbacks, e-mail links)."""
+        return self.keys
+
+    @property
+    def verifier(self) -> PublicKeys:
+        """The published keys as they are now, to check what signoff signed earlier."""
+        return self.keys
+
+    # ------------------------------------------------------------------ time and policy
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force."""
+        return self.policies.current
+
+
+__all__ = ["Reads", "View"]

@@ -1,0 +1,70 @@
+"""``Gate._transition``, the one door for state changes: a step that keeps losing the
+compare-and-set is re-run on a fresh read ``CAS_RETRIES`` times, then refused with
+``Conflict``; nothing is committed or published meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.domain import Approver, Change, Platform, Request, Status, ToolCall, Verdict
+from bot.errors import Conflict
+from bot.fanout import Fanout
+from bot.service import Submission
+from bot.store import SqlStore
+from bot.transition import CAS_RETRIES
+from tests.fakes.channel import RecordingChannel
+from tests.fakes.clock import FakeClock
+from tests.support import make_gate
+
+ALICE = Approver(Platform.CONSOLE, "console", "alice", "Alice", via="console_login")
+
+
+class AlwaysRacedStore:
+    """Wraps a store so that every commit loses the compare-and-set, counting the reads and
+    the attempts."""
+
+    def __init__(self, inner: SqlStore) -> None:
+        self.inner = inner
+        self.reads = 0
+        self.commits = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def get_request(self, request_id: str) -> Request | None:
+        self.reads += 1
+        return await self.inner.get_request(request_id)
+
+    async def commit(self, change: Change) -> Request:
+        self.commits += 1
+        raise Conflict("stale version")
+
+
+async def test_a_step_that_keeps_losing_gives_up_after_cas_retries(tmp_path: Path) -> None:
+    channel = RecordingChannel()
+    gate = await make_gate(tmp_path, FakeClock(), fanout=Fanout(channels=[channel]))
+    agent, _ = await gate.register_agent("billing-agent")
+    call = ToolCall("payments.transfer", {"amount": 25000}, "refund 8812")
+    request, _ = await gate.submit(agent, Submission(call))
+    inner = gate.store
+    assert isinstance(inner, SqlStore)
+    raced = AlwaysRacedStore(inner)
+    gate.store = raced
+    try:
+        with pytest.raises(Conflict, match="changing too fast"):
+            await gate.decide(request.id, ALICE, Verdict.APPROVE, memberships={"finance"})
+    finally:
+        gate.store = inner
+    assert raced.commits == CAS_RETRIES
+    assert raced.reads == CAS_RETRIES  # each attempt re-read the request first
+    await asyncio.sleep(0)
+    await gate.drain()
+    assert channel.kinds() == []  # a change never committed is never published
+    stored = await gate.get(request.id)
+    assert stored.status is Status.PENDING and stored.version == request.version
+    assert len(await gate.log_entries_for(request.id)) == 0
+    await inner.close()
