@@ -153,6 +153,9 @@ async def agent_loop(
 class Result(TypedDict):
     """One backend's soak, as ``report`` prints it."""
 
+    sequential_p50_ms: float
+    sequential_p99_ms: float
+    sequential_errors: int
     calls_per_s: float
     p50_ms: float
     p99_ms: float

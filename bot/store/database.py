@@ -124,6 +124,9 @@ class Database:
             raise store_error(error, self._url) from error
 
     def _in_read(self, fn: Callable[[Connection], T]) -> T:
+        # PostgreSQL's reader engine is in autocommit, where begin() sends nothing: at READ
+        # COMMITTED each statement has its own snapshot inside a transaction too, so a read
+        # needs none (one round trip per statement instead of BEGIN, the query and COMMIT)
         with self._reader.connect() as conn, conn.begin():
             return fn(conn)
 

@@ -139,3 +139,22 @@ async def test_a_duplicate_in_a_group_is_refused_alone(pg_url: str) -> None:
         assert after.last_log_index == 3  # the writer's connection is fine afterwards
     finally:
         await store.close()
+
+
+async def test_a_read_opens_no_transaction_on_postgresql(pg_url: str) -> None:
+    """A read is one round trip per statement: no BEGIN before it, no COMMIT after (under
+    READ COMMITTED each statement has its own snapshot either way)."""
+    store = await SqlStore.open(pg_url)
+    try:
+
+        def status(conn: Connection) -> tuple[bool, str]:
+            conn.exec_driver_sql("SELECT 1").scalar_one()
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            return bool(raw.autocommit), raw.info.transaction_status.name
+
+        assert await store.read(status) == (True, "IDLE")  # not INTRANS: nothing to commit
+        await store.add_agent(Agent("agent-1", "h" * 64, T0))  # writes still transact
+        assert (await store.get_agent("agent-1")) is not None
+    finally:
+        await store.close()
