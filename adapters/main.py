@@ -13,13 +13,13 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from adapters.runtime import Job, Mounted, Runtime, Wiring
+from adapters.runtime import Job, Mounted, Records, Runtime, Wiring
 from bot.api.app import create_api
 from bot.caps import AgentCaps
 from bot.checkpoints import Checkpointer
@@ -47,6 +47,37 @@ log = logging.getLogger(__name__)
 
 async def open_store(settings: Settings) -> SqlStore:
     return await SqlStore.open(settings.database_url)
+
+
+async def migrate(settings: Settings) -> None:
+    """Create or upgrade the database schema, then let go of it (``signoff serve --workers``
+    does this once, before any worker starts). Raises ``StoreError``."""
+    store = await open_store(settings)
+    await store.close()
+
+
+@contextlib.asynccontextmanager
+async def records(settings: Settings) -> AsyncIterator[Records]:
+    """The database for one command that needs no gate; closed on exit. Raises
+    ``StoreError``."""
+    store = await open_store(settings)
+    try:
+        yield Records(UserStore(store), store)
+    finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, *, adapters: bool = False) -> AsyncIterator[Runtime]:
+    """The process wired for one command (``build``); on exit its background work is waited
+    for (with ``adapters``, cards updated) and the store closed. Raises what ``build``
+    raises."""
+    runtime = await build(settings, adapters=adapters)
+    try:
+        yield runtime
+    finally:
+        await runtime.gate.drain()
+        await runtime.store.close()
 
 
 def load_keys(settings: Settings) -> KeyRing:

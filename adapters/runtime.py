@@ -66,6 +66,16 @@ class Mounted(Generic[T]):
     on_cleanup: tuple[Hook, ...] = ()
 
 
+@dataclass(frozen=True)
+class Records:
+    """What the commands that run no gate use (``signoff users``, ``signoff report``), straight
+    from the database, with no policy or key loaded: console users, and the requests with
+    their votes."""
+
+    users: UserAdmin
+    requests: Store
+
+
 @dataclass
 class Runtime:
     """Everything one signoff process runs, wired together (``adapters.main.build``)."""

@@ -55,13 +55,9 @@ def check_workers(settings: Settings) -> None:
 def _migrate(settings: Settings) -> None:
     """Create or upgrade the schema once, before any worker starts (then no thread is left:
     forking is safe)."""
-    from bot.store import SqlStore
+    from adapters.main import migrate
 
-    async def run() -> None:
-        store = await SqlStore.open(settings.database_url)
-        await store.close()
-
-    asyncio.run(run())
+    asyncio.run(migrate(settings))
 
 
 class Supervisor:

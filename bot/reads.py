@@ -1,18 +1,21 @@
 """The read side of ``Gate``: the narrow methods channels, the API, the console, the scheduler
 and the escalation machine read through, so none of them touches the store, the key ring, the
-clock or the policy holder (STYLE: one door).
+clock or the policy holder (STYLE: one door), and the agent's long-poll (``wait``).
 
 ``Reads`` is a base of ``bot.service.Gate`` and holds no state of its own: ``Gate`` sets the
-ports it reads. The one write here is ``record_post`` (where a card copy went): it changes no
-request. Must not import ``adapters`` or any chat SDK.
+ports it reads and the fanout whose wake-ups end a long-poll. The one write here is
+``record_post`` (where a card copy went): it changes no request. Must not import
+``adapters`` or any chat SDK.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
 from bot.approvals import current_approvals
+from bot.caps import AgentCaps
 from bot.domain import (
     Agent,
     LogEntry,
@@ -26,6 +29,8 @@ from bot.domain import (
 )
 from bot.errors import NotFound
 from bot.evidence.keys import KeyRing, PublicKeys
+from bot.fanout import Fanout
+from bot.metrics import Metrics
 from bot.policy.holder import PolicyHolder
 from bot.policy.model import Policy
 from bot.ports import Clock, Signer, Store
@@ -41,6 +46,10 @@ class View:
     posts: tuple[Post, ...] = ()
 
 
+#: a long-poll's re-read cadence while the store's change feed is down
+RESCAN_S = 2.0
+
+
 class Reads:
     """Everything an adapter may read of the gate's state."""
 
@@ -48,6 +57,9 @@ class Reads:
     policies: PolicyHolder
     keys: KeyRing
     clock: Clock
+    fanout: Fanout
+    caps: AgentCaps
+    metrics: Metrics
 
     # ------------------------------------------------------------------ requests
 
@@ -61,6 +73,32 @@ class Reads:
     async def find(self, agent: Agent, idempotency_key: str) -> Request | None:
         """The agent's own request submitted with ``idempotency_key``, if any."""
         return await self.store.request_by_idempotency_key(agent.id, idempotency_key)
+
+    # ------------------------------------------------------------------ long-polls
+
+    async def wait(self, request_id: str, agent: Agent, seconds: float) -> Request:
+        """Return the request as soon as it is no longer pending, or after ``seconds``.
+        Raises ``RateLimited`` when the agent holds ``caps.max_long_polls`` already."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        # registered before the first read: a change committed after it always wakes us;
+        # one of the agent's long-poll slots held throughout (SPEC §6 cap, 429 when full)
+        with self.caps.long_poll(agent.id), self.fanout.waiters.watch(request_id) as watch:
+            request = await self.get(request_id, agent)
+            while request.status is Status.PENDING and not self.fanout.draining:
+                left = end - loop.time()
+                if left <= 0:
+                    break
+                # Woken by a change in this process or (through the change feed) in another
+                # one sharing the database; only while the feed is down, a slice of
+                # ``RESCAN_S`` re-reads the store so other processes' decisions are seen.
+                self.metrics.pending.inc()
+                try:
+                    await watch.wait(left if self.fanout.feed_live else min(left, RESCAN_S))
+                finally:
+                    self.metrics.pending.dec()
+                request = await self.get(request_id, agent)
+        return request
 
     async def view(self, request_id: str, platform: Platform | None = None) -> View:
         """The request with its votes, and its card copies on ``platform`` (none without
@@ -148,4 +186,4 @@ class Reads:
         return self.policies.current
 
 
-__all__ = ["Reads", "View"]
+__all__ = ["RESCAN_S", "Reads", "View"]

@@ -4,19 +4,18 @@
 and evidence packages, and is the only door to a request: adapters read through its read side
 (``bot.reads``) and change state through its use cases. Every state change is a step function
 (``bot.transition``; the steps live in ``bot.voting``, ``bot.execution``, ``bot.escalation``)
-run by ``Gate._transition``, which owns the read, the retry on conflict, the attestation, the
-commit and the publishing. New requests are built in ``bot.submission``, agent accounts kept
-by ``bot.agents``. Every failure path ends in deny or "still pending", never in allow.
+run by ``Gate._transition`` (``bot.door``), which owns the read, the retry on conflict, the
+attestation, the commit and the publishing. New requests are built in ``bot.submission``,
+agent accounts kept by ``bot.agents``; long-polls wait in ``bot.reads``. Every failure path
+ends in deny or "still pending", never in allow.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import overload
 
 from bot.agents import Agents
 from bot.caps import AgentCaps
@@ -33,6 +32,7 @@ from bot.domain import (
     Verdict,
     Vote,
 )
+from bot.door import Door
 from bot.edits import Proposal
 from bot.errors import Conflict, Forbidden
 from bot.evidence.grant import issue_grant
@@ -44,18 +44,15 @@ from bot.ids import AUTH_CACHE_TTL, AuthCache
 from bot.policy.evaluator import evaluate
 from bot.policy.holder import PolicyHolder
 from bot.ports import Clock, Notice, NoticeKind, Store
-from bot.reads import Reads, View
+from bot.reads import RESCAN_S, View
 from bot.submission import Submission, new_request, session_of, take_rate
-from bot.transition import CAS_RETRIES, MaybeStep, Step, Transition, attempt, attested
+from bot.transition import Transition, attempt
 from bot.voting import CARD_IN_FULL, NotShownInFull, StepUpRequired, check_vote, vote_step
 
 log = logging.getLogger(__name__)
 
-#: a long-poll's re-read cadence while the store's change feed is down
-RESCAN_S = 2.0
 
-
-class Gate(Agents, Reads):
+class Gate(Agents, Door):
     """The approval service. One instance per process, shared by the API and the adapters.
     What happens after a commit (cards, listeners, pager, long-polls) is its ``fanout``."""
 
@@ -189,32 +186,6 @@ class Gate(Agents, Reads):
         )
         return replace(request, status=Status.APPROVED, grant=token, grant_expires_at=expires)
 
-    # ------------------------------------------------------------------ read
-
-    async def wait(self, request_id: str, agent: Agent, seconds: float) -> Request:
-        """Return the request as soon as it is no longer pending, or after ``seconds``.
-        Raises ``RateLimited`` when the agent holds ``caps.max_long_polls`` already."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + seconds
-        # registered before the first read: a change committed after it always wakes us;
-        # one of the agent's long-poll slots held throughout (SPEC §6 cap, 429 when full)
-        with self.caps.long_poll(agent.id), self.fanout.waiters.watch(request_id) as watch:
-            request = await self.get(request_id, agent)
-            while request.status is Status.PENDING and not self.fanout.draining:
-                left = end - loop.time()
-                if left <= 0:
-                    break
-                # Woken by a change in this process or (through the change feed) in another
-                # one sharing the database; only while the feed is down, a slice of
-                # ``RESCAN_S`` re-reads the store so other processes' decisions are seen.
-                self.metrics.pending.inc()
-                try:
-                    await watch.wait(left if self.fanout.feed_live else min(left, RESCAN_S))
-                finally:
-                    self.metrics.pending.dec()
-                request = await self.get(request_id, agent)
-        return request
-
     # ------------------------------------------------------------------ decide
 
     async def decide(
@@ -307,61 +278,6 @@ class Gate(Agents, Reads):
         Raises ``NotFound``, ``Conflict``, ``EvidenceError`` (grant does not bind)."""
         step = execution_step(agent.id, grant, outcome, self.keys, detail, arguments)
         return await self._transition(request_id, step, agent=agent)
-
-    async def escalate(self, request_id: str, claim: MaybeStep) -> Request | None:
-        """Claim the request's next escalation step (``bot.escalation`` builds ``claim``:
-        an ``escalated`` transition, or ``None`` when no step is due). Returns the request
-        as committed, or ``None``. Raises ``NotFound`` and ``Conflict`` as ``_transition``."""
-        return await self._transition(request_id, claim)
-
-    # ------------------------------------------------------------------ the one door
-
-    @overload
-    async def _transition(
-        self, request_id: str, step: Step, *, agent: Agent | None = None, votes: bool = False
-    ) -> Request: ...
-    @overload
-    async def _transition(
-        self, request_id: str, step: MaybeStep, *, agent: Agent | None = None, votes: bool = False
-    ) -> Request | None: ...
-    async def _transition(
-        self, request_id: str, step: MaybeStep, *, agent: Agent | None = None, votes: bool = False
-    ) -> Request | None:
-        """Run ``step`` on the request as stored and commit what it returns, compare-and-set,
-        with its attestation; then publish its notices and tell the final listeners. A lost
-        race re-reads and runs the step again (it re-checks: final now? voted already?).
-        ``votes``: the step is given the request's votes. Returns the committed request, or
-        ``None`` when the step had nothing to do. Raises ``NotFound`` (no such request, or
-        not ``agent``'s), what the step raises, and ``Conflict`` when the request changes
-        faster than ``CAS_RETRIES`` attempts."""
-        for _ in range(CAS_RETRIES):
-            request = await self.get(request_id, agent)
-            seen = tuple(await self.store.votes(request.id)) if votes else ()
-            now = self.clock.now()
-            change = step(request, seen, now)
-            if change is None:
-                return None
-            stored = await attempt(self.store.commit(attested(request, change, now, self.keys)))
-            if isinstance(stored, Conflict):
-                continue  # lost a race: re-read and re-check
-            await self._announce(request, stored, change)
-            return stored
-        raise Conflict("request is changing too fast; try again")
-
-    async def _announce(self, before: Request, stored: Request, change: Transition) -> None:
-        """Publish a committed change's notices; a request that just became final wakes its
-        long-polls and final listeners."""
-        if change.notices:
-            votes = change.votes
-            if votes is None:
-                votes = tuple(await self.store.votes(stored.id))
-            at = stored.last_log_index
-            for kind, groups in change.notices:
-                self.fanout.publish(
-                    Notice(kind, stored, votes, groups or stored.approver_groups, at)
-                )
-        if stored.status.final and not before.status.final:
-            self.fanout.final(stored)
 
 
 __all__ = [
