@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection
@@ -14,7 +17,7 @@ from sqlalchemy import Connection
 from bot.domain import Agent, Event, Status
 from bot.errors import Conflict
 from bot.store import SqlStore, log
-from bot.store.writer import Op
+from bot.store.writer import Connect, Op, Outcome
 from tests.factories import STORE_T0 as T0
 from tests.factories import advance
 from tests.factories import numbered_request as make_request
@@ -31,7 +34,12 @@ async def test_concurrent_writes_share_transactions_and_refusals_stay_alone(
     groups: list[int] = []
     real = writer.run_transaction
 
-    def counting(connect, frontier, clock, ops: list[Op[object]]):  # type: ignore[no-untyped-def]
+    def counting(
+        connect: Connect,
+        frontier: log.Frontier,
+        clock: Callable[[], datetime],
+        ops: list[Op[Any]],
+    ) -> list[Outcome]:
         groups.append(len(ops))
         return real(connect, frontier, clock, ops)
 
@@ -46,7 +54,8 @@ async def test_concurrent_writes_share_transactions_and_refusals_stay_alone(
             )
         )
         assert len(groups) < 100  # shared transactions
-        assert sorted(r.last_log_index for r in inserted) == list(range(100))  # type: ignore[type-var]
+        indices = [-1 if r.last_log_index is None else r.last_log_index for r in inserted]
+        assert sorted(indices) == list(range(100))
         # 50 decisions at once, one of them stale: only that one is refused
         changes = [
             dataclasses.replace(
