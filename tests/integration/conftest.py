@@ -13,7 +13,6 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -28,14 +27,7 @@ from bench.serving import libpq, with_database
 from bot.settings import load_settings
 from bot.store import SqlStore
 from tests.pg_cluster import admin_url
-from tests.support import AppClient, write_home
-
-
-def with_search_path(url: str, schema: str) -> str:
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    query["options"] = f"{query.get('options', '')} -csearch_path={schema}".strip()
-    return urlunsplit(parts._replace(query=urlencode(query)))
+from tests.support import AppClient, with_search_path, write_home
 
 
 def _admin(url: str) -> psycopg.Connection[tuple[object, ...]]:

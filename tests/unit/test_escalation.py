@@ -35,9 +35,8 @@ from bot.store import SqlStore
 from tests.fakes.channel import RecordingChannel
 from tests.fakes.clock import FakeClock
 from tests.fakes.pager import FakePager
-from tests.integration.conftest import with_search_path
 from tests.pg_cluster import admin_url
-from tests.support import make_gate
+from tests.support import make_gate, with_search_path
 
 ALICE = Approver(Platform.CONSOLE, "console", "alice", "Alice", via="console_login")
 
