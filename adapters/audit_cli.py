@@ -7,14 +7,17 @@ import asyncio
 import json
 import sys
 from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from adapters.runtime import Runtime
+from bot.checkpoints import Checkpointer
 from bot.domain import LogEntry, utc
-from bot.errors import ConfigError, EvidenceError, SignoffError
+from bot.errors import ConfigError, EvidenceError, NotFound, SignoffError
 from bot.evidence import dsse
 from bot.evidence.audit import AuditError, prove_bundle, verify_log
 from bot.evidence.checkpoint import parse_checkpoint
@@ -24,23 +27,25 @@ from bot.evidence.cosignature import (
     parse_verifier_key,
     verify_cosignatures,
 )
+from bot.service import Gate
 from bot.settings import config_path, load_settings
 
 BATCH = 10_000
 WITNESS_LOOKBACK = 1000  # stored checkpoints searched for the newest cosigned one
 
 
-def _open(args: argparse.Namespace) -> Any:
-    from adapters.main import build
+def _open(args: argparse.Namespace) -> AbstractAsyncContextManager[Runtime]:
+    """The core (no adapter) for one command; its store closes on exit."""
+    from adapters.main import running
 
-    return build(load_settings(config_path(args.config)), adapters=False)
+    return running(load_settings(config_path(args.config)))
 
 
-def _entries(runtime: Any, loop: asyncio.AbstractEventLoop, size: int) -> Iterator[LogEntry]:
-    """Stream entries 0..size-1 from the store (running on ``loop``) into a worker thread."""
+def _entries(gate: Gate, loop: asyncio.AbstractEventLoop, size: int) -> Iterator[LogEntry]:
+    """Stream entries 0..size-1 from the log (read on ``loop``) into a worker thread."""
     for start in range(0, size, BATCH):
         future = asyncio.run_coroutine_threadsafe(
-            runtime.store.log_entries(start, min(start + BATCH, size)), loop
+            gate.log_entries(start, min(start + BATCH, size)), loop
         )
         yield from future.result()
 
@@ -57,10 +62,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     async def go() -> tuple[int, str]:
         nonlocal older
-        runtime = await _open(args)
-        try:
+        async with _open(args) as runtime:
             if witnesses:
-                older = await _witnessed(runtime, witnesses, older)
+                older = await _witnessed(runtime.checkpoints, witnesses, older)
             cp = await runtime.checkpoints.current()
             loop = asyncio.get_running_loop()
             bar = tqdm(total=cp.size, unit="entry", disable=None, file=sys.stderr, leave=False)
@@ -71,8 +75,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             try:
                 report = await asyncio.to_thread(
                     verify_log,
-                    _entries(runtime, loop, cp.size),
-                    runtime.keys.public(),
+                    _entries(runtime.gate, loop, cp.size),
+                    runtime.gate.public_keys(),
                     checkpoint=cp.note,
                     older_checkpoint=older,
                     origin=runtime.settings.log.origin,
@@ -81,8 +85,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
             finally:
                 bar.close()
             return report.size, cp.note.splitlines()[2]
-        finally:
-            await runtime.store.close()
 
     count, root = asyncio.run(go())
     extra = " and consistent with the given checkpoint" if older else ""
@@ -100,13 +102,15 @@ def _witness_key(text: str) -> VerifierKey:
         raise ConfigError(f"--witness: {exc.message}") from exc
 
 
-async def _witnessed(runtime: Any, witnesses: list[VerifierKey], given: str | None) -> str:
+async def _witnessed(
+    checkpoints: Checkpointer, witnesses: list[VerifierKey], given: str | None
+) -> str:
     """The checkpoint every witness must have cosigned: the given one, else the newest stored
     one carrying cosignatures by these witnesses. Raises ``AuditError``."""
     names = {w.name for w in witnesses}
     explicit = given is not None
     if given is None:
-        for cp in await runtime.store.recent_checkpoints(WITNESS_LOOKBACK):
+        for cp in await checkpoints.recent(WITNESS_LOOKBACK):
             signers = {line.split(" ")[1] for line in note_parts(cp.note)[1] if " " in line}
             if names & signers:
                 given = cp.note
@@ -120,7 +124,7 @@ async def _witnessed(runtime: Any, witnesses: list[VerifierKey], given: str | No
         verify_cosignatures(given, witnesses)
     except EvidenceError as exc:
         raise AuditError(f"witnessed checkpoint: {exc.message}") from exc
-    size = await runtime.store.log_size()
+    size = await checkpoints.log_size()
     witnessed = parse_checkpoint(given).size
     if not explicit and witnessed < size:
         raise AuditError(
@@ -133,18 +137,18 @@ async def _witnessed(runtime: Any, witnesses: list[VerifierKey], given: str | No
 
 def cmd_prove(args: argparse.Namespace) -> int:
     async def go() -> dict[str, Any]:
-        runtime = await _open(args)
-        try:
-            if await runtime.store.get_request(args.request_id) is None:
-                raise SignoffError(f"no request {args.request_id!r}")
+        async with _open(args) as runtime:
+            gate = runtime.gate
+            try:
+                await gate.get(args.request_id)
+            except NotFound:
+                raise SignoffError(f"no request {args.request_id!r}") from None
             cp = await runtime.checkpoints.current()
             pairs = []
-            for entry in await runtime.store.log_entries_for(args.request_id):
+            for entry in await gate.log_entries_for(args.request_id):
                 if entry.index < cp.size:
-                    pairs.append((entry, await runtime.store.inclusion_proof(entry.index, cp.size)))
-            return prove_bundle(args.request_id, pairs, cp.note, runtime.keys.public())
-        finally:
-            await runtime.store.close()
+                    pairs.append((entry, await gate.inclusion_proof(entry.index, cp.size)))
+            return prove_bundle(args.request_id, pairs, cp.note, gate.public_keys())
 
     print(json.dumps(asyncio.run(go()), indent=2))
     return 0
@@ -163,17 +167,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     since, until = _time(args.since), _time(args.until)
 
     async def go() -> int:
-        runtime = await _open(args)
         count = 0
-        try:
+        async with _open(args) as runtime:
+            gate = runtime.gate
             cp = await runtime.checkpoints.current()
             for start in range(0, cp.size, BATCH):
-                for entry in await runtime.store.log_entries(start, min(start + BATCH, cp.size)):
+                for entry in await gate.log_entries(start, min(start + BATCH, cp.size)):
                     if (since and entry.created_at < since) or (
                         until and entry.created_at >= until
                     ):
                         continue
-                    proof = await runtime.store.inclusion_proof(entry.index, cp.size)
+                    proof = await gate.inclusion_proof(entry.index, cp.size)
                     record = {
                         "index": entry.index,
                         "request_id": entry.request_id,
@@ -188,8 +192,6 @@ def cmd_export(args: argparse.Namespace) -> int:
                     }
                     sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
                     count += 1
-        finally:
-            await runtime.store.close()
         return count
 
     count = asyncio.run(go())

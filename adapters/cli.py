@@ -42,7 +42,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from adapters.main import configure_logging, serve, warn_unset_variables
+    from adapters.logs import configure_logging, warn_unset_variables
+    from adapters.serving import serve
     from adapters.workers import check_workers, serve_workers
 
     settings = settings_of(args)
@@ -72,26 +73,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- agents
 
 
-async def _gate(settings: Settings, *, adapters: bool = False) -> Any:
-    """The core service; with ``adapters`` the chat channels too (so cards get updated)."""
-    from adapters.main import build
-
-    return (await build(settings, adapters=adapters)).gate
-
-
 def cmd_agents_add(args: argparse.Namespace) -> int:
+    from adapters.main import running
+
     settings = settings_of(args)
     labels = dict(_pair(item) for item in args.label or [])
 
     async def go() -> str:
-        gate = await _gate(settings)
-        try:
-            _, token = await gate.register_agent(
+        async with running(settings) as runtime:
+            _, token = await runtime.gate.register_agent(
                 args.name, artifact_digest=args.artifact_digest, labels=labels
             )
             return str(token)
-        finally:
-            await gate.store.close()
 
     token = run_async(go())
     if args.quiet:
@@ -110,14 +103,13 @@ def _pair(item: str) -> tuple[str, str]:
 
 
 def cmd_agents_list(args: argparse.Namespace) -> int:
+    from adapters.main import running
+
     settings = settings_of(args)
 
     async def go() -> list[Any]:
-        gate = await _gate(settings)
-        try:
-            return list(await gate.store.list_agents())
-        finally:
-            await gate.store.close()
+        async with running(settings) as runtime:
+            return list(await runtime.gate.list_agents())
 
     agents = run_async(go())
     if args.json:
@@ -146,16 +138,14 @@ def cmd_agents_list(args: argparse.Namespace) -> int:
 
 
 def cmd_agents_suspend(args: argparse.Namespace) -> int:
+    from adapters.main import running
+
     settings = settings_of(args)
 
     async def go() -> int:
-        gate = await _gate(settings, adapters=True)
-        try:
-            denied = len(await gate.suspend_agent(args.name))
-            await gate.drain()
-            return denied
-        finally:
-            await gate.store.close()
+        # with the adapters: the denied requests' cards are updated before the command ends
+        async with running(settings, adapters=True) as runtime:
+            return len(await runtime.gate.suspend_agent(args.name))
 
     denied = run_async(go())
     print(f"agent {args.name} suspended; {denied} pending request(s) denied")
@@ -163,14 +153,13 @@ def cmd_agents_suspend(args: argparse.Namespace) -> int:
 
 
 def cmd_agents_resume(args: argparse.Namespace) -> int:
+    from adapters.main import running
+
     settings = settings_of(args)
 
     async def go() -> None:
-        gate = await _gate(settings)
-        try:
-            await gate.resume_agent(args.name)
-        finally:
-            await gate.store.close()
+        async with running(settings) as runtime:
+            await runtime.gate.resume_agent(args.name)
 
     run_async(go())
     print(f"agent {args.name} resumed")

@@ -16,7 +16,7 @@ Extension = Callable[[Any, Any, argparse.ArgumentParser], None]
 MODULES = (
     "adapters.audit_cli",  # signoff audit verify|prove|export
     "adapters.policy_cli",  # signoff policy check|test|explain|sign
-    "adapters.console.cli",  # signoff users …, signoff report
+    "adapters.users_cli",  # signoff users …, signoff report
     "adapters.agent.cli",  # signoff mcp-gateway
     "adapters.witness.cli",  # signoff witness init|serve|log-key
 )

@@ -55,13 +55,9 @@ def check_workers(settings: Settings) -> None:
 def _migrate(settings: Settings) -> None:
     """Create or upgrade the schema once, before any worker starts (then no thread is left:
     forking is safe)."""
-    from bot.store import SqlStore
+    from adapters.main import migrate
 
-    async def run() -> None:
-        store = await SqlStore.open(settings.database_url)
-        await store.close()
-
-    asyncio.run(run())
+    asyncio.run(migrate(settings))
 
 
 class Supervisor:
@@ -162,7 +158,7 @@ def _die_with(parent: int) -> None:
 
 
 def _worker(settings: Settings, index: int, ready_fd: int, parent: int) -> int:
-    from adapters.main import serve
+    from adapters.serving import serve
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)

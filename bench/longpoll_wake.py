@@ -35,7 +35,7 @@ async def main() -> None:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = runner.addresses[0][1]
         base = f"http://127.0.0.1:{port}"
         _, token = await runtime.gate.register_agent("bench-agent")
         headers = {"Authorization": f"Bearer {token}"}

@@ -12,9 +12,13 @@ sampled every 5 s (flat = within ±10 % of its mean after a 15 s warm-up), open 
 descriptors, and the server's CPU time per call from /proc/PID/stat. Also the load average:
 the client runs on the same (shared) machine and takes a good part of it.
 
-``SIGNOFF_SOAK_SECONDS`` / ``SIGNOFF_SOAK_AGENTS`` change the length and the concurrency;
-``SIGNOFF_BENCH_PG_URL`` (else ``SIGNOFF_TEST_PG_URL``, which ``make bench`` sets to a
-throwaway cluster) names the PostgreSQL server.
+Before the soak, on the same fresh server, auto-tier calls one at a time give the sequential
+latency (issue 14: PostgreSQL p50 ≤ 1.5 ms).
+
+``SIGNOFF_SOAK_SECONDS`` / ``SIGNOFF_SOAK_AGENTS`` / ``SIGNOFF_SOAK_SEQUENTIAL`` change the
+length, the concurrency and the sequential calls; ``SIGNOFF_BENCH_PG_URL`` (else
+``SIGNOFF_TEST_PG_URL``, which ``make bench`` sets to a throwaway cluster) names the
+PostgreSQL server.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ from bench.serving import (
 from bench.stats import percentile
 
 SECONDS = float(os.environ.get("SIGNOFF_SOAK_SECONDS", "60"))
+#: auto-tier calls sent one at a time before the soak (the first tenth is warm-up)
+SEQUENTIAL = int(os.environ.get("SIGNOFF_SOAK_SEQUENTIAL", "1000"))
 AGENTS = int(os.environ.get("SIGNOFF_SOAK_AGENTS", "200"))
 WARM_UP = 15.0
 PASSWORD = "soak password 123"
@@ -147,6 +153,9 @@ async def agent_loop(
 class Result(TypedDict):
     """One backend's soak, as ``report`` prints it."""
 
+    sequential_p50_ms: float
+    sequential_p99_ms: float
+    sequential_errors: int
     calls_per_s: float
     p50_ms: float
     p99_ms: float
@@ -185,6 +194,10 @@ async def soak(root: Path, database_url: str) -> Result:
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
             await wait_ready(http, base, proc)
             decide = await console_session(http, base, "alice", PASSWORD)
+            one = Agent(http, base, tokens[0], Tally())
+            for _ in range(SEQUENTIAL):
+                await one.submit(AUTO)
+            sequential = one.tally.latencies[SEQUENTIAL // 10 :]
             cpu0, _, _ = proc_stat(proc.pid)
             started = time.monotonic()
             stop = started + SECONDS
@@ -214,6 +227,9 @@ async def soak(root: Path, database_url: str) -> Result:
     mean = statistics.fmean(warm) if warm else float("nan")
     spread = max(abs(r - mean) / mean for r in warm) if warm else float("nan")
     return {
+        "sequential_p50_ms": statistics.median(sequential) * 1000 if sequential else float("nan"),
+        "sequential_p99_ms": percentile(sequential, 0.99) * 1000 if sequential else float("nan"),
+        "sequential_errors": one.tally.errors,
         "calls_per_s": tally.calls / elapsed,
         "p50_ms": statistics.median(tally.latencies) * 1000 if tally.latencies else float("nan"),
         "p99_ms": percentile(tally.latencies, 0.99) * 1000 if tally.latencies else float("nan"),
@@ -236,6 +252,11 @@ def report(name: str, r: Result) -> None:
         + f"; server CPU {r['cpu_ms_per_call']:.2f} ms/call; RSS MB every 5 s {r['rss_mb']} "
         f"({'flat' if spread <= 0.10 else 'NOT flat'}: within {spread * 100:.1f} % of its mean "
         f"after {WARM_UP:.0f} s); open fds {r['fds']} (max {r['fds_max']})"
+    )
+    print(
+        f"sequential {name}: auto tier one call at a time ({SEQUENTIAL} calls, the first "
+        f"{SEQUENTIAL // 10} warm-up, aiohttp client): p50 {r['sequential_p50_ms']:.2f} ms, "
+        f"p99 {r['sequential_p99_ms']:.2f} ms, errors {r['sequential_errors']}"
     )
 
 

@@ -16,6 +16,7 @@ CPU per request is what predicts scaling on a bigger machine.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import TypedDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -84,7 +86,18 @@ def per_worker_counts(base: str, workers: int) -> list[float]:
     return sorted(seen)
 
 
-def run(workers: int, tmp: Path) -> dict[str, object]:
+class Run(TypedDict):
+    """One saturation run, as ``main`` prints it."""
+
+    rps: float
+    requests: int
+    non2xx: int
+    cpu_ms: float
+    cpu_share: list[float]
+    counts: list[float]
+
+
+def run(workers: int, tmp: Path) -> Run:
     cfg, port = init_home(tmp / f"w{workers}")
     token = (cfg.parent / "demo-agent.token").read_text().strip()
     base = f"http://127.0.0.1:{port}"
@@ -145,14 +158,14 @@ def main() -> None:
         f"(target <= 0.2 ms), non-2xx {one['non2xx']}"
     )
     counts = two["counts"]
-    assert isinstance(counts, list)
+    total = math.fsum(counts)
     spread = ""
-    if len(counts) == 2 and sum(counts):
-        even = sum(counts) / 2
+    if len(counts) == 2 and total > 0:
+        even = total / 2
         worst = max(abs(c - even) / even for c in counts) * 100
         spread = f"requests per worker {[int(c) for c in counts]} ({worst:.1f} % from even"
         spread += ", target <= 20 %)"
-    ratio = float(two["cpu_ms"]) / float(one["cpu_ms"])  # type: ignore[arg-type]
+    ratio = two["cpu_ms"] / one["cpu_ms"]
     print(
         f"auto tier at saturation, --workers 2: {two['rps']:,.0f} req/s, server CPU "
         f"{two['cpu_ms']:.3f} ms/request = {ratio:.2f}x one worker's (target <= 1.1x), CPU "

@@ -74,6 +74,16 @@ class Checkpointer:
                 listener(checkpoint)
             return checkpoint
 
+    async def recent(self, limit: int) -> list[Checkpoint]:
+        """The newest ``limit`` stored checkpoints, newest first, with the cosignatures the
+        witnesses added. Raises ``StoreError``."""
+        return await self.store.recent_checkpoints(limit)
+
+    async def log_size(self) -> int:
+        """How many entries the log holds now (a checkpoint may cover fewer). Raises
+        ``StoreError``."""
+        return await self.store.log_size()
+
     async def verify_published(self) -> None:
         """At start: raises ``RollbackDetected`` unless the store extends the published
         checkpoint (nothing to check without ``publish_file``)."""

@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 SIGNOFF = str(Path(sys.executable).with_name("signoff"))
 
@@ -66,7 +66,8 @@ def port_of(config: Path) -> int:
 
 def http(
     method: str, url: str, body: object = None, token: str | None = None, timeout: float = 30
-) -> tuple[int, object]:
+) -> tuple[int, Any]:
+    """(status, parsed JSON body, or its text when it is not JSON)."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:

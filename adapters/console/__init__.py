@@ -5,7 +5,7 @@ front-end build step and nothing loaded from another origin.
 
 ``mount(wiring)`` returns the console as a sub-application for ``/console`` and its
 ``ConsoleChannel``. Users come from ``signoff users add``
-(``adapters.console.cli``); group membership from the policy groups' ``console.users``.
+(``adapters.users_cli``); group membership from the policy groups' ``console.users``.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ Implements ``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.postEphe
 Slack answers them (HTTP 200 with ``{"ok": false, "error": …}`` for API errors), enforces the
 Block Kit limits signoff relies on (section text ≤ 3000, fields ≤ 2000, ≤ 50 message blocks,
 ≤ 100 modal blocks, header ≤ 150, button value ≤ 2000), and can inject 429 (+ ``Retry-After``),
-5xx and slow answers per method. Every call is recorded so tests can assert on it, and
-``wait_for`` lets a test wait for a call without sleeping blindly.
+5xx and slow answers per method, or to every call for a while (``outage``). Every call is
+recorded so tests can assert on it, and ``wait_for`` lets a test wait for a call without
+sleeping blindly.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import itertools
 import json
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
@@ -89,6 +90,8 @@ class FakeSlack:
         #: called with each call as it is recorded (benchmarks time card arrival with it)
         self.observers: list[Callable[[Call], None]] = []
         self._ts = itertools.count(1)
+        self._outage_until = 0.0
+        self._outage: Iterator[Fault] = iter(())
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -141,6 +144,19 @@ class FakeSlack:
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         for _ in range(times):
             self.faults[method].append(Fault(status, headers, delay, error))
+
+    def outage(self, seconds: float, faults: Sequence[Fault]) -> None:
+        """For ``seconds`` from now, answer every call with the next of ``faults`` in turn
+        (a ``Fault`` with a ``delay`` beyond the client's time-out is a time-out)."""
+        self._outage_until = time.monotonic() + seconds
+        self._outage = itertools.cycle(faults)
+
+    def _fault(self, method: str) -> Fault | None:
+        if self.faults[method]:
+            return self.faults[method].popleft()
+        if time.monotonic() < self._outage_until:
+            return next(self._outage)
+        return None
 
     async def start(self) -> str:
         app = web.Application(client_max_size=4 * 1024 * 1024)
@@ -195,7 +211,7 @@ class FakeSlack:
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         args = await _arguments(request)
-        fault = self.faults[method].popleft() if self.faults[method] else None
+        fault = self._fault(method)
         delay = (fault.delay if fault else 0.0) or self.delays.get(method, 0.0)
         if delay:
             await asyncio.sleep(delay)

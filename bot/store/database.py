@@ -1,15 +1,17 @@
 """``Database``: a migrated SQLite or PostgreSQL database, used from asyncio.
 
-Reads run on the database's own threads: one for SQLite, a small pool for PostgreSQL
-(in autocommit: no BEGIN/COMMIT round trips around a read).
+Reads run on the database's own threads: one for SQLite; for PostgreSQL ``PG_READERS``,
+each with an autocommit connection (one round trip a query: no ``BEGIN``/``COMMIT``).
 Writes wait in one queue and commit in shared transactions (``bot.store.batching``), by the
 engine's strategy: SQLite's on the event loop's thread (``bot.store.group.SqliteWriter``,
-which keeps lock waits and checkpoints off the loop), PostgreSQL's one group at a time
-(``bot.store.pggroup.PgWriter``). Database failures come out as ``StoreError`` (one line,
-no password); a closed database raises ``StoreError`` too.
+which keeps lock waits and checkpoints off the loop), PostgreSQL's one group at a time on
+the writer's own thread and connection (``bot.store.pggroup.PgWriter``), never queued
+behind reads. Database failures come out as ``StoreError`` (one line, no password); a
+closed database raises ``StoreError`` too.
 
 ``SqlStore`` builds on it; other stores inside ``bot.store`` (``UserStore``) use the public
-``read``/``write``/``execute`` so they share the threads, transactions and error handling.
+``read``/``write``/``execute`` so they share the connections, transactions and error
+handling.
 """
 
 from __future__ import annotations
@@ -36,31 +38,37 @@ from bot.store.writer import Op
 P = ParamSpec("P")
 T = TypeVar("T")
 
-PG_WORKERS = 4
+#: threads (and connections) reading on PostgreSQL
+PG_READERS = 4
 
 
 class Database:
     """Build with ``await open(url)``; ``await close()`` when done."""
 
-    def __init__(self, engine: Engine, url: URL, clock: Clock, workers: int) -> None:
+    def __init__(self, engine: Engine, url: URL, clock: Clock) -> None:
         self._engine = engine
         self._url = url
         self._clock = clock
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="signoff-store")
         self._frontier = log.Frontier()
         self._closed = False
-        self._autocommit_reads = engine.dialect.name == "postgresql"
-        strategy = SqliteWriter if engine.dialect.name == "sqlite" else PgWriter
-        self._writes: WriteQueue = strategy(engine, url, self._pool, self._frontier, clock.now)
+        self._writes: WriteQueue
+        if engine.dialect.name == "sqlite":
+            # reads, lock waits and checkpoints
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="signoff-store")
+            self._reader = engine
+            self._writes = SqliteWriter(engine, url, self._pool, self._frontier, clock.now)
+        else:
+            self._pool = ThreadPoolExecutor(PG_READERS, thread_name_prefix="signoff-store")
+            self._reader = make_engine(url, pool_size=PG_READERS, autocommit=True)
+            self._writes = PgWriter(url, self._frontier, clock.now)
 
     @classmethod
     async def open(cls, url: str, *, clock: Clock | None = None) -> Self:
         """Connect to ``url`` (``sqlite:///PATH`` or ``postgresql+psycopg://…``) and create or
         migrate the schema to the newest revision. Raises ``StoreError``."""
         parsed = parse_url(url)
-        workers = 1 if parsed.get_backend_name() == "sqlite" else PG_WORKERS
-        engine = make_engine(parsed, pool_size=workers)
-        database = cls(engine, parsed, clock or SystemClock(), workers)
+        engine = make_engine(parsed, pool_size=1)
+        database = cls(engine, parsed, clock or SystemClock())
         try:
             await database._run(migrate.upgrade, engine)
         except BaseException:
@@ -99,6 +107,8 @@ class Database:
         self._closed = True
         loop = asyncio.get_running_loop()
         await self._writes.close()
+        if self._reader is not self._engine:
+            await loop.run_in_executor(self._pool, self._reader.dispose)
         await loop.run_in_executor(self._pool, self._engine.dispose)
         self._pool.shutdown(wait=True)
 
@@ -114,19 +124,16 @@ class Database:
             raise store_error(error, self._url) from error
 
     def _in_read(self, fn: Callable[[Connection], T]) -> T:
-        if self._autocommit_reads:
-            # PostgreSQL at READ COMMITTED gives each statement its own snapshot inside a
-            # transaction too, so a read needs none: one round trip per statement instead
-            # of BEGIN, the statements and COMMIT (three for the usual one-query read,
-            # each a wake-up of the server process on a busy machine)
-            with self._engine.connect() as conn:
-                conn.execution_options(isolation_level="AUTOCOMMIT")
-                return fn(conn)
-        with self._engine.connect() as conn, conn.begin():
+        # PostgreSQL's reader engine is in autocommit, where begin() sends nothing: at READ
+        # COMMITTED each statement has its own snapshot inside a transaction too, so a read
+        # needs none (one round trip per statement instead of BEGIN, the query and COMMIT)
+        with self._reader.connect() as conn, conn.begin():
             return fn(conn)
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn(conn)`` in a read transaction on a store thread."""
+        """Run ``fn(conn)`` in a read transaction on a store thread (on PostgreSQL in
+        autocommit: each statement sees its own snapshot, as under READ COMMITTED in a
+        transaction). Raises what ``fn`` raises, or ``StoreError``."""
         return await self._run(self._in_read, fn)
 
     async def transact(self, op: Op[T]) -> T:

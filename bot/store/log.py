@@ -96,6 +96,7 @@ class Pending:
         self._rows: list[dict[str, Any]] = []
         self.batch = batch
         self._later: dict[RawStatement, list[dict[str, Any]]] = {}
+        self._edge: dict[Key, bytes] | None = None  # read by prepare()
 
     def insert_later(self, statement: RawStatement, values: dict[str, Any]) -> None:
         """Queue one row for ``statement`` (a plain ``INSERT``); only when ``batch``."""
@@ -128,19 +129,30 @@ class Pending:
 
     def truncate(self, mark: int) -> None:
         del self._rows[mark:]
+        self._edge = None
+
+    def prepare(self) -> None:
+        """Read what ``flush`` needs from the database (the tree's right edge, unless the
+        frontier cache has it), so that ``flush`` itself only writes."""
+        if self._start is None or not self._rows or self._edge is not None:
+            return
+        known = self._frontier.nodes(self._start)
+        self._edge = (
+            dict(known) if known is not None else _read(self._conn, frontier_keys(self._start))
+        )
 
     def flush(self) -> Callable[[], None] | None:
         """Write the queued rows, the queued entries, the tree nodes they complete and the
-        new size. Returns a callback that updates the frontier cache; call it only after
-        the commit."""
+        new size (after ``prepare``, nothing but writes). Returns a callback that updates
+        the frontier cache; call it only after the commit."""
+        self.prepare()
         for statement, rows in self._later.items():
             statement.insert_many(self._conn, rows)
         self._later.clear()
-        if self._start is None or not self._rows:
+        if self._start is None or not self._rows or self._edge is None:
             return None
-        start, end = self._start, self._start + len(self._rows)
-        known = self._frontier.nodes(start)
-        nodes = dict(known) if known is not None else _read(self._conn, frontier_keys(start))
+        end = self._start + len(self._rows)
+        nodes, self._edge = self._edge, None
         completed: list[dict[str, Any]] = []
         get = nodes.__getitem__
         for row in self._rows:

@@ -2,10 +2,14 @@
 
 Every write that appends to the evidence log takes the ``log_head`` row lock, so concurrent
 PostgreSQL transactions run one after another anyway — each paying its own round trips,
-lock wait and commit (WAL flush). Instead ONE transaction at a time, on a store thread,
-commits whatever queued while the previous one ran: one log-head lock, one multi-row insert
-of the group's requests and log entries (``log.Pending.insert_later``), and one commit for
-the whole group; one write alone when the server is idle.
+lock wait and commit (WAL flush). Instead ONE transaction at a time commits whatever queued
+while the previous one ran: one log-head lock, one multi-row insert of the group's requests
+and log entries (``log.Pending.insert_later``), and one commit for the whole group; one
+write alone when the server is idle.
+
+The groups run on the writer's own thread and connection. Sharing the readers' threads made
+each group wait in their queue behind every read that arrived before it (a FIFO executor):
+under 200 concurrent agents that wait, paid by every write in turn, was most of the p99.
 
 A group in which one write refuses (a lost compare-and-set, a duplicate vote) or breaks a
 constraint runs again with a savepoint per write, so only that write fails
@@ -17,32 +21,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from bot.store import log
 from bot.store.batching import Queued, Settled, WriteQueue, settle
+from bot.store.engine import make_engine
 from bot.store.writer import pooled
 
 
 class PgWriter(WriteQueue):
-    """Commits PostgreSQL writes one group at a time; ``close`` (awaited) before the engine
-    is disposed."""
+    """Commits PostgreSQL writes one group at a time; ``close`` (awaited) releases its
+    thread and connection."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        url: URL,
-        executor: Executor,
-        frontier: log.Frontier,
-        clock: Callable[[], datetime],
-    ) -> None:
+    def __init__(self, url: URL, frontier: log.Frontier, clock: Callable[[], datetime]) -> None:
         super().__init__(url, frontier, clock)
-        self._connect = pooled(engine)
-        self._executor = executor
+        self._engine = make_engine(url, pool_size=1)
+        self._connect = pooled(self._engine)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="signoff-writer")
         self._in_flight = False
 
     def _kick(self) -> None:
@@ -60,7 +58,7 @@ class PgWriter(WriteQueue):
         self._in_flight = True
         loop = asyncio.get_running_loop()
         try:
-            done = loop.run_in_executor(self._executor, self._commit, self._connect, group)
+            done = loop.run_in_executor(self._thread, self._commit, self._connect, group)
         except RuntimeError:  # the executor is shut down
             self._in_flight = False
             self._refuse(group)
@@ -75,4 +73,5 @@ class PgWriter(WriteQueue):
         self._next()
 
     async def _release(self) -> None:
-        """Nothing to release: connections go back to the engine's pool after each group."""
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._engine.dispose)
+        self._thread.shutdown(wait=True)

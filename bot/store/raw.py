@@ -10,8 +10,10 @@ datetime and JSON processors are swapped for equivalent faster ones, see ``_fast
 ``INSERT`` of many rows becomes ONE multi-row ``INSERT`` (one ``sqlite3_step``, one
 release of the GIL) instead of one step per row.
 
-Other dialects (PostgreSQL) go through ``Connection.execute`` unchanged. Driver errors come
-out as SQLAlchemy's ``DBAPIError`` subclasses (``IntegrityError`` …) exactly as from Core.
+Other dialects (PostgreSQL) go through ``Connection.execute`` unchanged, except that a
+``scalar`` without parameters rides in pipeline mode (``bot.store.pipeline.scalar``).
+Driver errors come out as SQLAlchemy's ``DBAPIError`` subclasses (``IntegrityError`` …)
+exactly as from Core.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.sql.compiler import SQLCompiler
+
+from bot.store import pipeline
 
 #: SQLite's default limit on host parameters in one statement is 32766
 _MAX_PARAMS = 32_000
@@ -135,6 +139,7 @@ class RawStatement:
     def __init__(self, statement: Any) -> None:
         self.statement = statement
         self._compiled: dict[str, _Compiled] = {}
+        self._literal: dict[str, str] = {}
 
     def _for(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect.name)
@@ -146,7 +151,15 @@ class RawStatement:
         """The first column of the first row (``None`` without rows)."""
         dialect = conn.dialect
         if dialect.name != "sqlite":
-            return conn.execute(self.statement, values or {}).scalar()
+            if values:
+                return conn.execute(self.statement, values).scalar()
+            sql = self._literal.get(dialect.name)
+            if sql is None:
+                compiled = self.statement.compile(
+                    dialect=dialect, compile_kwargs={"literal_binds": True}
+                )
+                sql = self._literal[dialect.name] = compiled.string
+            return pipeline.scalar(conn, sql)
         compiled = self._for(dialect)
         row = execute_sql(conn, compiled.sql, compiled.row(values or {})).fetchone()
         return None if row is None else row[0]

@@ -13,6 +13,7 @@ strategies: ``bot.store.group.SqliteWriter``, ``bot.store.pggroup.PgWriter``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, exc
 
-from bot.store import log
+from bot.store import log, pipeline
 
 T = TypeVar("T")
 Op = Callable[[Connection, log.Pending], T]
@@ -50,7 +51,9 @@ def run_transaction(
         return _attempt(connect, frontier, clock, ops, guarded=False)
     except exc.IntegrityError:  # a queued row collided: find out whose
         return _attempt(connect, frontier, clock, ops, guarded=True)
-    except exc.SQLAlchemyError:
+    except exc.SQLAlchemyError as error:
+        if pipeline.aborted(error):  # the same, reported on a later statement of the batch
+            return _attempt(connect, frontier, clock, ops, guarded=True)
         raise
     except Exception:  # an op refused (Conflict, NotFound, ValueError): isolate each op
         return _attempt(connect, frontier, clock, ops, guarded=True)
@@ -69,13 +72,16 @@ def _attempt(
     *,
     guarded: bool,
 ) -> list[Outcome]:
-    with connect() as conn:
+    with connect() as conn, contextlib.ExitStack() as commit_with:
         with conn.begin():
             pending = log.Pending(conn, frontier, clock, batch=not guarded and len(ops) > 1)
             if guarded:
                 outcomes = [_in_savepoint(conn, pending, op) for op in ops]
             else:
                 outcomes = [(True, op(conn, pending)) for op in ops]
+            # the rows written at the end and the COMMIT go out together (PostgreSQL)
+            pending.prepare()
+            commit_with.enter_context(pipeline.pipelined(conn))
             remember = pending.flush()
         if remember is not None:
             remember()

@@ -4,30 +4,19 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-SIGNOFF = str(Path(sys.executable).with_name("signoff"))
+from bench.serving import add_agent
+from tests.serve_process import SIGNOFF, free_port
+from tests.serve_process import quiet_env as clean_env
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def clean_env() -> dict[str, str]:
-    return {
-        k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TEAMS_", "PAGERDUTY_"))
-    }
+__all__ = ["Serve", "add_agent", "http", "init_home"]
 
 
 def http(
@@ -63,17 +52,6 @@ def init_home(root: Path) -> tuple[Path, str]:
     )
     config.write_text(text)
     return config, f"http://127.0.0.1:{port}"
-
-
-def add_agent(config: Path, name: str) -> str:
-    out = subprocess.run(
-        [SIGNOFF, "--config", str(config), "agents", "add", name, "--quiet"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=clean_env(),
-    )
-    return out.stdout.strip()
 
 
 class Serve:

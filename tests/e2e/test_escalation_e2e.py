@@ -117,7 +117,8 @@ async def test_kill_9_between_steps_and_restart_repeats_no_step(
         # the reminder (2 s) has been posted: kill the server before the 4 s step
         await slack.wait_for(lambda: slack.replies("C0FINANCE", card.ts), timeout=5)
         first.kill9()
-        await first.proc.wait()  # type: ignore[union-attr]
+        assert first.proc is not None
+        await first.proc.wait()
         # stay down past the 4 s step, so it is due while signoff is down
         await asyncio.sleep(max(0.0, 4.3 - (time.monotonic() - submitted)))
     finally:

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.process import SIGNOFF, Serve, add_agent, clean_env, free_port, http, init_home
+from tests.e2e.process import Serve, add_agent, http, init_home
+from tests.serve_process import SIGNOFF, free_port
+from tests.serve_process import quiet_env as clean_env
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_serve_e2e import SIGNOFF, free_port, http
+from tests.serve_process import SIGNOFF, free_port, http
 
 pytestmark = pytest.mark.slow
 

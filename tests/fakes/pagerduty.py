@@ -5,17 +5,19 @@
 ``payload`` with ``summary`` ≤ 1024, ``source`` and ``severity`` critical/error/warning/info):
 ``400`` with ``{"status": "invalid event", "errors": [...]}`` when wrong, ``202`` with
 ``{"status": "success", "message": "Event processed", "dedup_key": …}`` when queued. Faults
-(``429``, ``5xx``) can be queued with ``inject``. Every attempt is recorded; ``incidents``
-tracks open/resolved incidents by ``dedup_key``; ``wait_for`` waits without sleeping blindly.
+(``429``, ``5xx``) can be queued with ``inject``, or answered to everything for a while
+(``outage``). Every attempt is recorded; ``incidents`` tracks open/resolved incidents by
+``dedup_key``; ``wait_for`` waits without sleeping blindly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -41,6 +43,9 @@ class FakePagerDuty:
         self.attempts: list[Attempt] = []
         self.incidents: dict[str, str] = {}  # dedup_key -> "triggered" | "resolved"
         self._faults: deque[int] = deque()
+        self._outage_until = 0.0
+        self._outage: Iterator[int] = iter(())
+        self.hang = 0.0  # how long an outage's status 0 (a time-out) holds the request
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -48,6 +53,13 @@ class FakePagerDuty:
     def inject(self, *statuses: int) -> None:
         """Answer the next requests with these statuses (e.g. ``429, 503``), then normally."""
         self._faults.extend(statuses)
+
+    def outage(self, seconds: float, statuses: Sequence[int], hang: float = 12.0) -> None:
+        """For ``seconds`` from now, answer every event with the next of ``statuses`` in turn;
+        ``0`` holds the request ``hang`` seconds (past the client's time-out), then 503."""
+        self._outage_until = time.monotonic() + seconds
+        self._outage = itertools.cycle(statuses)
+        self.hang = hang
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -87,6 +99,11 @@ class FakePagerDuty:
             body = json.loads(await request.read())
         except ValueError:
             body = None
+        if time.monotonic() < self._outage_until and not self._faults:
+            fault = next(self._outage)
+            if fault == 0:
+                await asyncio.sleep(self.hang)
+            self._faults.append(fault or 503)
         status, answer = self._answer(body)
         self.attempts.append(Attempt(body, status, time.monotonic()))
         if status == 202 and isinstance(body, dict):

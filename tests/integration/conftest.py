@@ -20,10 +20,15 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, async_playwright
 from psycopg import sql
+from pytest_aiohttp import AiohttpClient
 
+from adapters.main import build
+from adapters.runtime import Runtime
 from bench.serving import libpq, with_database
+from bot.settings import load_settings
 from bot.store import SqlStore
 from tests.pg_cluster import admin_url
+from tests.support import AppClient, write_home
 
 
 def with_search_path(url: str, schema: str) -> str:
@@ -102,3 +107,26 @@ async def browser() -> AsyncIterator[Browser]:
             yield launched
         finally:
             await launched.close()
+
+
+@pytest_asyncio.fixture
+async def home(tmp_path: Path) -> Path:
+    """The signoff.yaml of a fresh home on the suite's policy (a module may override it)."""
+    return write_home(tmp_path)
+
+
+@pytest_asyncio.fixture
+async def runtime(home: Path) -> AsyncIterator[Runtime]:
+    """The runtime built from ``home`` without chat adapters; drained and closed after."""
+    rt = await build(load_settings(home), adapters=False)
+    try:
+        yield rt
+    finally:
+        await rt.gate.drain()
+        await rt.store.close()
+
+
+@pytest_asyncio.fixture
+async def client(runtime: Runtime, aiohttp_client: AiohttpClient) -> AppClient:
+    """An HTTP client of ``runtime``'s application on a test server."""
+    return await aiohttp_client(runtime.app)

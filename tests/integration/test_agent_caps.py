@@ -9,24 +9,21 @@ same agent's auto-tier calls) are unaffected.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
 from pytest_aiohttp import AiohttpClient
 
-from adapters.main import build
 from adapters.runtime import Runtime
 from bot.domain import Status
-from bot.settings import load_settings
 from tests.support import AppClient, write_home
 
 CONFIRM = {"tool": "payments.transfer", "arguments": {"amount": 25000, "to": "acct-1"}}
 
 
 @pytest_asyncio.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
+async def home(tmp_path: Path) -> Path:
     config = write_home(tmp_path)
     config.write_text(
         config.read_text().replace(
@@ -35,12 +32,7 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
             "max_long_polls_per_agent: 2}",
         )
     )
-    rt = await build(load_settings(config), adapters=False)
-    try:
-        yield rt
-    finally:
-        await rt.gate.drain()
-        await rt.store.close()
+    return config
 
 
 async def post(client: AppClient, token: str, body: dict[str, Any]) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from agents import Agent, Model, ModelResponse, RunConfig, Runner, RunState, Usage
-from agents.tool import default_tool_error_function
+from agents.tool import FunctionTool, default_tool_error_function
 from agents.tool_context import ToolContext
 from openai.types.responses import (
     ResponseFunctionToolCall,
@@ -176,6 +176,7 @@ async def test_arguments_changed_after_approval_are_refused_at_the_tool(
     assert await tools.resolve(state) == 1
 
     tool = next(t for t in agent.tools if getattr(t, "name", "") == "transfer_money")
+    assert isinstance(tool, FunctionTool)
     tampered = json.dumps({"amount": 5000, "to": "attacker"})
     ctx = ToolContext(
         context=None,
@@ -183,7 +184,7 @@ async def test_arguments_changed_after_approval_are_refused_at_the_tool(
         tool_call_id=model.call_id,
         tool_arguments=tampered,
     )
-    answer = await tool.on_invoke_tool(ctx, tampered)  # type: ignore[union-attr]
+    answer = await tool.on_invoke_tool(ctx, tampered)
     assert "not run because its approval does not cover it" in answer
     assert ran == []
     assert live.outcome(request.id).grant_used_at is None
@@ -211,7 +212,7 @@ async def test_a_failing_tool_is_reported_failed_and_the_model_hears_the_error(
     second = await Runner.run(agent, state, run_config=NO_TRACING)
     # the model is told, as the SDK tells it by default ...
     assert second.final_output == "tool said: " + default_tool_error_function(
-        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]  # the default ignores its context; none is at hand
         RuntimeError("bank is closed"),
     )
     # ... and the evidence says the call failed, not that it succeeded

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +26,6 @@ from tests.support import AppClient, until, write_home
 PROBLEM = "application/problem+json"
 ALICE = Approver(Platform.CONSOLE, "console", "alice", "Alice", via="console_login")
 ERIN = Approver(Platform.CONSOLE, "console", "erin", "Erin", via="console_login")
-
-
-@pytest_asyncio.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
-    rt = await build(load_settings(write_home(tmp_path)), adapters=False)
-    try:
-        yield rt
-    finally:
-        await rt.gate.drain()
-        await rt.store.close()
-
-
-@pytest_asyncio.fixture
-async def client(runtime: Runtime, aiohttp_client: AiohttpClient) -> AppClient:
-    return await aiohttp_client(runtime.app)
 
 
 @pytest_asyncio.fixture

@@ -4,28 +4,15 @@ the database file's permissions, and what 503 answers reveal."""
 from __future__ import annotations
 
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from pytest_aiohttp import AiohttpClient
 
 from adapters.main import build
 from adapters.runtime import Runtime
 from bot.settings import load_settings
 from tests.support import write_home
-
-
-@pytest_asyncio.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
-    rt = await build(load_settings(write_home(tmp_path)), adapters=False)
-    try:
-        yield rt
-    finally:
-        await rt.gate.drain()
-        await rt.store.close()
-
 
 DUPLICATES = [
     b'{"tool": "crm.read", "tool": "payments.transfer", "arguments": {}}',

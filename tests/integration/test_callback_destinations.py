@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from aiohttp.abc import AbstractResolver, ResolveResult
 from pytest_aiohttp import AiohttpClient
 
@@ -45,16 +43,6 @@ BAD_URLS = [
     "https://api.localhost/hook",
     "http://agent.example.com/hook",
 ]
-
-
-@pytest_asyncio.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
-    rt = await build(load_settings(write_home(tmp_path)), adapters=False)
-    try:
-        yield rt
-    finally:
-        await rt.gate.drain()
-        await rt.store.close()
 
 
 @pytest.mark.parametrize("url", BAD_URLS)

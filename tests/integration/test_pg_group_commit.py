@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection
@@ -14,7 +17,8 @@ from sqlalchemy import Connection
 from bot.domain import Agent, Event, Status
 from bot.errors import Conflict
 from bot.store import SqlStore, log
-from bot.store.writer import Op
+from bot.store.database import PG_READERS
+from bot.store.writer import Connect, Op, Outcome
 from tests.factories import STORE_T0 as T0
 from tests.factories import advance
 from tests.factories import numbered_request as make_request
@@ -31,7 +35,12 @@ async def test_concurrent_writes_share_transactions_and_refusals_stay_alone(
     groups: list[int] = []
     real = writer.run_transaction
 
-    def counting(connect, frontier, clock, ops: list[Op[object]]):  # type: ignore[no-untyped-def]
+    def counting(
+        connect: Connect,
+        frontier: log.Frontier,
+        clock: Callable[[], datetime],
+        ops: list[Op[Any]],
+    ) -> list[Outcome]:
         groups.append(len(ops))
         return real(connect, frontier, clock, ops)
 
@@ -46,7 +55,8 @@ async def test_concurrent_writes_share_transactions_and_refusals_stay_alone(
             )
         )
         assert len(groups) < 100  # shared transactions
-        assert sorted(r.last_log_index for r in inserted) == list(range(100))  # type: ignore[type-var]
+        indices = [-1 if r.last_log_index is None else r.last_log_index for r in inserted]
+        assert sorted(indices) == list(range(100))
         # 50 decisions at once, one of them stale: only that one is refused
         changes = [
             dataclasses.replace(
@@ -90,6 +100,54 @@ async def test_close_commits_what_is_queued(pg_url: str) -> None:
         assert await reopened.log_size() == 20
     finally:
         await reopened.close()
+
+
+async def test_writes_do_not_wait_behind_reads(pg_url: str) -> None:
+    # the cause of the soak's p99: groups used to queue in the readers' FIFO thread pool
+    store = await SqlStore.open(pg_url)
+    try:
+        await store.add_agent(Agent("agent-1", "h" * 64, T0))
+        slow = [
+            asyncio.ensure_future(
+                store.read(lambda conn: conn.exec_driver_sql("SELECT pg_sleep(3)").scalar())
+            )
+            for _ in range(2 * PG_READERS)
+        ]
+        await asyncio.sleep(0)  # the reads are queued first
+        stored = await store.insert_request(make_request(1), b'{"w":1}', Event.BLOCKED)
+        assert stored.last_log_index == 0
+        assert not any(read.done() for read in slow)
+        await asyncio.gather(*slow)
+    finally:
+        await store.close()
+
+
+async def test_a_duplicate_in_a_group_is_refused_alone(pg_url: str) -> None:
+    # the group's rows and its COMMIT go out together (pipeline mode): the broken
+    # constraint surfaces at the COMMIT, and the group runs again write by write
+    store = await SqlStore.open(pg_url)
+    try:
+        await store.add_agent(Agent("agent-1", "h" * 64, T0))
+        one, two, three = make_request(1), make_request(2), make_request(3)
+        results = await asyncio.gather(
+            *(
+                store.insert_request(r, b'{"i":%d}' % i, Event.BLOCKED)
+                for i, r in enumerate([one, two, one, three])
+            ),
+            return_exceptions=True,
+        )
+        assert [type(r).__name__ for r in results] == [
+            "Request",
+            "Request",
+            "Conflict",
+            "Request",
+        ], results
+        assert [e.index for e in await store.log_entries(0, 10)] == [0, 1, 2]
+        await store.log_root(3)
+        after = await store.insert_request(make_request(4), b'{"i":9}', Event.BLOCKED)
+        assert after.last_log_index == 3  # the writer's connection is fine afterwards
+    finally:
+        await store.close()
 
 
 async def test_a_read_opens_no_transaction_on_postgresql(pg_url: str) -> None:

@@ -7,18 +7,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import tracemalloc
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from pytest_aiohttp import AiohttpClient
 from sqlalchemy import insert
 
 from adapters.cli import main as cli
-from adapters.main import build
 from adapters.runtime import Runtime
 from bot.domain import (
     Approver,
@@ -32,7 +29,6 @@ from bot.domain import (
 )
 from bot.ids import request_ids
 from bot.policy.session import summarise
-from bot.settings import load_settings
 from bot.store import SqlStore, mapping
 from bot.store.tables import REQUESTS
 from tests.factories import make_request
@@ -46,21 +42,6 @@ DAVE = Approver(Platform.CONSOLE, "console", "dave", "Dave", via="console_login"
 @pytest_asyncio.fixture
 async def home(tmp_path: Path, store_url: str) -> Path:
     return write_home(tmp_path, policy=EXAMPLE, database_url=store_url)
-
-
-@pytest_asyncio.fixture
-async def runtime(home: Path) -> AsyncIterator[Runtime]:
-    rt = await build(load_settings(home), adapters=False)
-    try:
-        yield rt
-    finally:
-        await rt.gate.drain()
-        await rt.store.close()
-
-
-@pytest_asyncio.fixture
-async def client(runtime: Runtime, aiohttp_client: AiohttpClient) -> AppClient:
-    return await aiohttp_client(runtime.app)
 
 
 @pytest_asyncio.fixture

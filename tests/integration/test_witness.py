@@ -229,7 +229,9 @@ async def test_down_slow_and_garbage_witnesses_cost_only_their_cosignature(
                 break
             await asyncio.sleep(0.05)
         assert cosigner.witnessed_size >= 3
-        note = (await env.runtime.store.latest_checkpoint()).note  # type: ignore[union-attr]
+        latest = await env.runtime.store.latest_checkpoint()
+        assert latest is not None
+        note = latest.note
         names = {line.split(" ")[1] for line in note.split("\n\n", 1)[1].splitlines()}
         assert names == {ORIGIN, "witness.test/w1"}
     finally:

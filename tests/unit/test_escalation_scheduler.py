@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import pytest_asyncio
 
 from adapters.escalation import mount
@@ -141,7 +142,7 @@ async def test_the_sweep_picks_up_requests_created_elsewhere(
 
 
 async def test_an_exception_in_one_job_is_retried_and_never_stops_the_others(
-    ahead: Harness,
+    ahead: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     broken = await ahead.submit()
     healthy = await ahead.submit()
@@ -153,14 +154,14 @@ async def test_an_exception_in_one_job_is_retried_and_never_stops_the_others(
             raise StoreError("database unreachable")
         return await real_get(request_id)
 
-    ahead.gate.store.get_request = flaky_get  # type: ignore[method-assign]
+    monkeypatch.setattr(ahead.gate.store, "get_request", flaky_get)
     ahead.clock.advance(2)
     await ahead.scheduler.fire(broken.id)  # logged, not raised
     assert ahead.scheduler.due(broken.id) == ahead.clock.now() + timedelta(seconds=5)
     await ahead.scheduler.fire(healthy.id)
     assert [(rid, run.index) for rid, run in ahead.runs] == [(healthy.id, 0)]
-    ahead.gate.store.get_request = real_get  # type: ignore[method-assign]
-    await ahead.scheduler.fire(broken.id)  # the store is back: the step runs
+    monkeypatch.undo()  # the store is back
+    await ahead.scheduler.fire(broken.id)  # the step runs
     assert [(rid, run.index) for rid, run in ahead.runs][-1] == (broken.id, 0)
 
 
@@ -190,6 +191,7 @@ async def test_mount_returns_the_listeners_and_the_leader_job(
 ) -> None:
     h = await harness(tmp_path, AHEAD)
     try:
+        # the scheduler's mount reads only wiring.gate
         mounted = mount(SimpleNamespace(gate=h.gate))  # type: ignore[arg-type]
         scheduler = mounted.part
         assert mounted.final_listeners == (scheduler.on_final,)

@@ -14,6 +14,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from securesystemslib.dsse import Envelope
+
+# securesystemslib.signer re-exports these without __all__ (its typing is incomplete)
 from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]
 
 from bot.errors import ConfigError, EvidenceError

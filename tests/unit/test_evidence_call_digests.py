@@ -56,7 +56,7 @@ def test_call_digests_equal_the_two_digests(
 
 def test_call_digests_refuse_what_call_sha256_refuses() -> None:
     with pytest.raises(RequestError):
-        call_digests("r", "a", "t", [1])  # type: ignore[arg-type]
+        call_digests("r", "a", "t", [1])  # type: ignore[arg-type]  # the wrong type on purpose
     with pytest.raises(RequestError):
         call_digests("r", "a", "t", {"x": float("nan")})
     with pytest.raises(RequestError):

@@ -143,9 +143,9 @@ def test_call_sha256_follows_spec_object() -> None:
 
 def test_arguments_must_be_an_object() -> None:
     with pytest.raises(RequestError, match="JSON object"):
-        arguments_sha256([1, 2])  # type: ignore[arg-type]
+        arguments_sha256([1, 2])  # type: ignore[arg-type]  # the wrong type on purpose
     with pytest.raises(RequestError, match="JSON object"):
-        call_sha256("r", "a", "t", "x")  # type: ignore[arg-type]
+        call_sha256("r", "a", "t", "x")  # type: ignore[arg-type]  # the wrong type on purpose
 
 
 def test_sha256_hex() -> None:

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import rfc8785
 from securesystemslib.dsse import Envelope
+
+# securesystemslib.signer re-exports these without __all__ (its typing is incomplete)
 from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]
 
 from bot.domain import (

@@ -92,6 +92,7 @@ def connector(outcomes: list[Any], **kw: Any) -> tuple[Connector, FakeFactory, l
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
+    # FakeFactory answers create_connector_client as the SDK's abstract factory does
     conn = Connector(factory, "app-1", sleep=sleep, base_delay=1.0, **kw)  # type: ignore[arg-type]
     return conn, factory, slept
 

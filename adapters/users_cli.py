@@ -1,4 +1,6 @@
-"""``signoff users add|list|disable|enable`` and ``signoff report`` (SPEC §3).
+"""``signoff users add|list|disable|enable`` and ``signoff report`` (SPEC §3): the console's
+commands, outside ``adapters.console`` because they open the database through the composition
+root (``adapters.main.records``), which imports the console.
 
 Passwords are read from stdin (``--password-stdin``, one line) or an interactive prompt
 (typed twice), never from the command line, and stored only as Argon2id hashes.
@@ -15,17 +17,19 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from adapters.console.app import make_templates
 from adapters.console.passwords import hash_password
 from adapters.console.reporting import load_report, to_html, to_json, to_table
 from adapters.console.times import parse_time
+from bot.accounts import ConsoleUser
 from bot.errors import ConfigError, RequestError
 from bot.report import DEFAULT_MIN_REQUESTS
 from bot.settings import Settings, config_path, load_settings
-from bot.store import SqlStore
-from bot.store.users import ConsoleUser, UserStore
+
+if TYPE_CHECKING:
+    from adapters.runtime import Records
 
 T = TypeVar("T")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
@@ -35,13 +39,12 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(config_path(args.config))
 
 
-def _with_store(settings: Settings, work: Callable[[SqlStore], Awaitable[T]]) -> T:
+def _with_records(settings: Settings, work: Callable[[Records], Awaitable[T]]) -> T:
+    from adapters.main import records
+
     async def go() -> T:
-        store = await SqlStore.open(settings.database_url)
-        try:
-            return await work(store)
-        finally:
-            await store.close()
+        async with records(settings) as opened:
+            return await work(opened)
 
     return asyncio.run(go())
 
@@ -75,14 +78,14 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     settings = _settings(args)
     password_hash = hash_password(read_password(args.password_stdin))
     user = ConsoleUser(args.name, password_hash, datetime.now(UTC))
-    _with_store(settings, lambda store: UserStore(store).add_user(user))
+    _with_records(settings, lambda db: db.users.add_user(user))
     print(f"console user {args.name} added")
     return 0
 
 
 def cmd_users_list(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    users = _with_store(settings, lambda store: UserStore(store).list_users())
+    users = _with_records(settings, lambda db: db.users.list_users())
     if args.json:
         print(
             json.dumps(
@@ -102,7 +105,7 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 
 def _set_disabled(args: argparse.Namespace, disabled: bool) -> int:
     settings = _settings(args)
-    _with_store(settings, lambda store: UserStore(store).set_user_disabled(args.name, disabled))
+    _with_records(settings, lambda db: db.users.set_user_disabled(args.name, disabled))
     print(f"console user {args.name} {'disabled (sessions ended)' if disabled else 'enabled'}")
     return 0
 
@@ -122,10 +125,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     until = parse_time(args.until, now) if args.until else None
     if since and until and since >= until:
         raise RequestError("--since must be before --until")
-    report = _with_store(
+    report = _with_records(
         settings,
-        lambda store: load_report(
-            store, settings, now=now, since=since, until=until, min_requests=args.min_requests
+        lambda db: load_report(
+            db.requests, settings, now=now, since=since, until=until, min_requests=args.min_requests
         ),
     )
     if args.format == "json":
