@@ -42,7 +42,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from adapters.main import configure_logging, serve, warn_unset_variables
+    from adapters.logs import configure_logging, warn_unset_variables
+    from adapters.serving import serve
     from adapters.workers import check_workers, serve_workers
 
     settings = settings_of(args)

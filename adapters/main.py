@@ -1,23 +1,18 @@
-"""The composition root: builds concrete parts from ``Settings`` and runs the server.
+"""The composition root: builds concrete parts from ``Settings`` and wires them together.
 
-This is the only module that knows every adapter. No side effects at import time.
+This is the only module that knows every adapter, and the only one outside ``bot/`` that
+opens the store: the server (``build``, run by ``adapters.serving``) and the commands
+(``running``, ``records``, ``migrate``) get what they use from here. No side effects at
+import time.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import errno
 import functools
-import gc
 import logging
-import signal
-import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
-
-from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from adapters.runtime import Job, Mounted, Records, Runtime, Wiring
 from bot.api.app import create_api
@@ -26,7 +21,7 @@ from bot.checkpoints import Checkpointer
 from bot.clock import SystemClock
 from bot.cosigning import Cosigner, Witness
 from bot.domain import Request
-from bot.errors import ChannelError, ConfigError, EvidenceError, SignoffError
+from bot.errors import ChannelError, ConfigError, EvidenceError
 from bot.evidence.bundle import (
     default_signature_path,
     load_trusted_keys,
@@ -77,7 +72,7 @@ async def running(settings: Settings, *, adapters: bool = False) -> AsyncIterato
         yield runtime
     finally:
         await runtime.gate.drain()
-        await runtime.store.close()
+        await runtime.close()
 
 
 def load_keys(settings: Settings) -> KeyRing:
@@ -194,6 +189,7 @@ async def build(
         app,
         wiring,
         users,
+        store.close,
         mounted=mounted,
         background=tuple(background),
         after_final_checkpoint=tuple(after_final),
@@ -252,174 +248,3 @@ def _escalate_early(gate: Gate) -> Undeliverable:
 async def _unheard(request: Request, group: str, error: ChannelError) -> None:
     """No escalation wired (``adapters=False``): the channel's own log line is all."""
     del request, group, error
-
-
-async def _run(
-    runtime: Runtime, ready: Callable[[str], None] | None = None, *, reuse_port: bool = False
-) -> None:
-    settings = runtime.settings
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: reload(runtime))
-
-    # Everything built so far lives as long as the process: keep it out of the collector's
-    # scans, so that collections on the request path stay short (p99 latency).
-    gc.collect()
-    gc.freeze()
-    # SPEC §7: a store that does not extend the published checkpoint never starts serving.
-    try:
-        await runtime.checkpoints.verify_published()
-    except SignoffError:
-        await runtime.store.close()
-        raise
-    fatal: list[SignoffError] = []
-
-    def stop_on(exc: SignoffError) -> None:
-        fatal.append(exc)
-        stop.set()
-
-    runtime.checkpoints.on_fatal = stop_on
-    runner = web.AppRunner(runtime.app, handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(
-        runner, settings.server.host, settings.server.port, reuse_port=reuse_port or None
-    )
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        await runtime.store.close()
-        where = f"{settings.server.host}:{settings.server.port}"
-        if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(
-                f"cannot listen on {where}: the port is already in use (another signoff "
-                "serve?); stop it, or choose another port with --port or server.port"
-            ) from None
-        raise ConfigError(
-            f"cannot listen on {where}: {exc.strerror or exc}; choose another address with "
-            "--host/--port or server.host/server.port"
-        ) from None
-    tasks = [
-        loop.create_task(runtime.checkpoints.run(settings.log.checkpoint_interval.total_seconds()))
-    ]
-    if settings.policy.watch:
-        tasks.append(loop.create_task(runtime.policies.watch()))
-    for start in runtime.background:
-        tasks.append(loop.create_task(start()))
-    url = f"http://{settings.server.host}:{settings.server.port}"
-    log.info("signoff listening on %s (policy %s)", url, runtime.policies.current.digest)
-    if ready is not None:
-        ready(url)
-    await stop.wait()
-    log.info("shutting down: draining")
-    # held long-polls answer now (still pending): the agent polls again, on another replica
-    runtime.fanout.stop_waiting()
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    await runner.cleanup()
-    await runtime.gate.drain()
-    if not fatal:
-        try:
-            await runtime.checkpoints.current()  # a checkpoint covering everything appended
-        except SignoffError as exc:
-            log.warning("final checkpoint failed: %s", exc.diagnostics())
-        for finish in runtime.after_final_checkpoint:
-            await finish()
-    await runtime.store.close()
-    if fatal:
-        raise fatal[0]
-
-
-def reload(runtime: Runtime) -> None:
-    """SIGHUP: load the policy files and the key ring again. A policy that fails keeps the
-    old one in force; a key ring that fails to load keeps the current key."""
-    runtime.policies.reload()
-    try:
-        runtime.keys.reload()
-    except ConfigError as exc:
-        log.warning(
-            "key reload failed, still signing with %s: %s", runtime.keys.kid, exc.diagnostics()
-        )
-
-
-def serve(
-    settings: Settings, ready: Callable[[str], None] | None = None, *, reuse_port: bool = False
-) -> None:
-    """Run until SIGINT/SIGTERM, then drain and return. ``reuse_port``: bind with
-    ``SO_REUSEPORT`` (one of several workers on one port, ``adapters.workers``)."""
-
-    async def main() -> None:
-        await _run(await build(settings), ready, reuse_port=reuse_port)
-
-    asyncio.run(main())
-
-
-def configure_logging(settings: Settings) -> None:
-    level = getattr(logging, settings.logging.level.upper(), logging.INFO)
-    handler = logging.StreamHandler(sys.stderr)
-    if settings.logging.json:
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    server_log = logging.getLogger("aiohttp.server")
-    if not any(isinstance(f, _MalformedRequestFilter) for f in server_log.filters):
-        server_log.addFilter(_MalformedRequestFilter())
-
-
-def warn_unset_variables(settings: Settings) -> None:
-    """One WARNING per configuration section that an unset ``${VAR}`` left empty (which
-    switches that adapter off), naming the variables, so a typo or a forgotten ``export``
-    does not go unnoticed."""
-    sections: dict[str, list[tuple[str, str]]] = {}
-    for key, variable in settings.unset_variables:
-        sections.setdefault(key.split(".", 1)[0], []).append((key, variable))
-    for section, pairs in sections.items():
-        names = ", ".join(dict.fromkeys(f"${{{v}}}" for _, v in pairs))
-        keys = ", ".join(dict.fromkeys(k for k, _ in pairs))
-        log.warning(
-            "%s is off or incomplete: %s not set in the environment (%s left empty)",
-            section,
-            names,
-            keys,
-        )
-
-
-class _MalformedRequestFilter(logging.Filter):
-    """aiohttp logs a request it cannot parse (bad header bytes, broken framing) as an ERROR
-    with a traceback, though it answers the client 400 itself: that is the client's mistake,
-    so it becomes one INFO line naming what was wrong."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 400) < 500:
-            record.msg = f"{record.getMessage()}: malformed HTTP request ({exc.message})"
-            record.args = ()
-            record.exc_info = None
-            record.exc_text = None
-            record.levelno = logging.INFO
-            record.levelname = "INFO"
-            return logging.getLogger().isEnabledFor(logging.INFO)
-        return True
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        import json
-
-        data = {
-            "time": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            data["exc"] = self.formatException(record.exc_info)
-        return json.dumps(data)

@@ -11,7 +11,7 @@ place, once. This module imports no adapter, so every adapter may import it (no 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from aiohttp import web
@@ -92,11 +92,13 @@ class Runtime:
     wiring: Wiring
     #: console users as the ``signoff users`` commands manage them
     users: UserAdmin
+    #: closes the store: the last thing the process does
+    close: Job
     #: what each adapter added, in mount order
     mounted: tuple[Mounted[Any], ...] = ()
     background: tuple[Job, ...] = ()
     #: run after the final checkpoint, before the store closes (e.g. its last cosigning)
-    after_final_checkpoint: tuple[Job, ...] = field(default=())
+    after_final_checkpoint: tuple[Job, ...] = ()
 
     def part(self, kind: type[T]) -> T:
         """The mounted adapter part of type ``kind`` (e.g. ``SlackAdapter``). Raises

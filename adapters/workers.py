@@ -158,7 +158,7 @@ def _die_with(parent: int) -> None:
 
 
 def _worker(settings: Settings, index: int, ready_fd: int, parent: int) -> int:
-    from adapters.main import serve
+    from adapters.serving import serve
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)

@@ -13,39 +13,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import subprocess
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.requests import NOW, auto_request
 from bench.serving import SIGNOFF
-from bot.domain import Event, PolicyRef, Request, Requirement, Status, Tier, ToolCall
+from bot.domain import Event
 from bot.evidence.keys import KeyRing
 from bot.evidence.statement import attest
 from bot.settings import load_settings
 from bot.store import SqlStore
 
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
 PER_TRANSACTION = 5_000
-
-
-def request(n: int) -> Request:
-    return Request(
-        id=f"req-{n:09d}",
-        agent_id="bench-agent",
-        call=ToolCall("crm.read", {"customer": n}, "lookup"),
-        tier=Tier.AUTO,
-        status=Status.APPROVED,
-        policy=PolicyRef("sha256:" + "0" * 64, "v1", "crm-read"),
-        requirement=Requirement(),
-        created_at=NOW,
-        arguments_sha256=hashlib.sha256(str(n).encode()).hexdigest(),
-        call_sha256=hashlib.sha256(f"call{n}".encode()).hexdigest(),
-        decided_at=NOW,
-    )
 
 
 async def build_log(home: Path, entries: int) -> float:
@@ -56,7 +38,7 @@ async def build_log(home: Path, entries: int) -> float:
     try:
         for start in range(0, entries, PER_TRANSACTION):
             envelopes = [
-                attest(request(n), Event.AUTO_ALLOWED, keys, at=NOW)
+                attest(auto_request(n), Event.AUTO_ALLOWED, keys, at=NOW)
                 for n in range(start, min(start + PER_TRANSACTION, entries))
             ]
 

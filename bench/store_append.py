@@ -15,35 +15,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import hashlib
 import sqlite3
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.domain import Change, Event, PolicyRef, Request, Requirement, Status, Tier, ToolCall
+from bench.requests import auto_request
+from bot.domain import Change, Event, Request, Status
 from bot.evidence import merkle
 from bot.store import SqlStore
 
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
-
 
 def request(n: int) -> Request:
-    return Request(
-        id=f"req-{n:09d}",
-        agent_id="bench-agent",
-        call=ToolCall("crm.read", {"customer": n, "fields": ["name", "email"]}, "lookup"),
-        tier=Tier.AUTO,
-        status=Status.APPROVED,
-        policy=PolicyRef("sha256:" + "0" * 64, "v1", "crm-read"),
-        requirement=Requirement(),
-        created_at=NOW,
-        arguments_sha256=hashlib.sha256(str(n).encode()).hexdigest(),
-        call_sha256=hashlib.sha256(f"call{n}".encode()).hexdigest(),
-        decided_at=NOW,
-    )
+    return auto_request(n, {"customer": n, "fields": ["name", "email"]})
 
 
 def envelope(n: int) -> bytes:

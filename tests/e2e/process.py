@@ -12,8 +12,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench.serving import add_agent
 from tests.serve_process import SIGNOFF, free_port
 from tests.serve_process import quiet_env as clean_env
+
+__all__ = ["Serve", "add_agent", "http", "init_home"]
 
 
 def http(
@@ -49,17 +52,6 @@ def init_home(root: Path) -> tuple[Path, str]:
     )
     config.write_text(text)
     return config, f"http://127.0.0.1:{port}"
-
-
-def add_agent(config: Path, name: str) -> str:
-    out = subprocess.run(
-        [SIGNOFF, "--config", str(config), "agents", "add", name, "--quiet"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=clean_env(),
-    )
-    return out.stdout.strip()
 
 
 class Serve:
