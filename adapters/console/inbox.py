@@ -9,6 +9,7 @@ sees a request only when they may decide it or already voted on it; anyone else 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -87,15 +88,25 @@ async def changes(request: web.Request) -> web.StreamResponse:
     return web.json_response({"version": version})
 
 
-async def _visible(request: web.Request, who: Viewer) -> tuple[Request, list[Vote]]:
+async def _fetch(request: web.Request) -> tuple[Request, list[Vote]]:
+    """The request named in the path and its votes, read side by side (each read is a
+    round trip to the database and a hop to a store thread); 404 when there is none."""
     gate = console_of(request).gate
+    request_id = request.match_info["id"]
     try:
-        found = await gate.get(request.match_info["id"])
+        return await asyncio.gather(gate.get(request_id), gate.votes(request_id))
     except NotFound:
         raise web.HTTPNotFound() from None
-    votes = await gate.votes(found.id)
+
+
+def _check_visible(who: Viewer, found: Request, votes: list[Vote]) -> None:
     if not (who.may_decide(found) or who.voted(votes)):
         raise web.HTTPNotFound()
+
+
+async def _visible(request: web.Request, who: Viewer) -> tuple[Request, list[Vote]]:
+    found, votes = await _fetch(request)
+    _check_visible(who, found, votes)
     return found, votes
 
 
@@ -151,9 +162,20 @@ async def detail(request: web.Request) -> web.StreamResponse:
 
 
 async def decide(request: web.Request) -> web.StreamResponse:
-    who = await require_viewer(request)
+    # The viewer's session and the request are read at once (a decision's latency is the
+    # long-polls' wake-up); the answers keep their order: not signed in (303), then the
+    # CSRF check (403), then a request this viewer may not see (404), as if read in turn.
+    viewing, fetched = await asyncio.gather(
+        require_viewer(request), _fetch(request), return_exceptions=True
+    )
+    if isinstance(viewing, BaseException):
+        raise viewing
+    who = viewing
     form = await require_csrf(request, who)
-    found, votes = await _visible(request, who)
+    if isinstance(fetched, BaseException):
+        raise fetched
+    found, votes = fetched
+    _check_visible(who, found, votes)
     verdict_text = form.get("verdict", "")
     reason = form.get("reason", "").strip()
     edit_text = form.get("edited", "") if verdict_text == "approve_edited" else ""

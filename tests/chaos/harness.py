@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from bench.fakes.slack_api import FakeSlack
+from bench.serving import libpq, with_database
 from tests.chaos.check import Report, check
 from tests.chaos.load import Ledger, Load
 from tests.chaos.rig import Home, Server
@@ -33,11 +34,6 @@ UP_S = (0.3, 1.5)
 WORKERS = 6
 
 
-def libpq(url: str) -> str:
-    scheme, rest = url.split("://", 1)
-    return f"{scheme.split('+', 1)[0]}://{rest}"
-
-
 @contextlib.contextmanager
 def pg_database(admin: str | None = None) -> Iterator[str]:
     """A fresh database on the test PostgreSQL server, dropped afterwards."""
@@ -46,7 +42,7 @@ def pg_database(admin: str | None = None) -> Iterator[str]:
     with psycopg.connect(libpq(admin), autocommit=True, connect_timeout=5) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        yield admin.rsplit("/", 1)[0] + "/" + name
+        yield with_database(admin, name)
     finally:
         with psycopg.connect(libpq(admin), autocommit=True, connect_timeout=5) as conn:
             conn.execute(

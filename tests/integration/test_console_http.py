@@ -4,11 +4,13 @@ login CSRF, redirects, headers, disabled users; and the throttle's arithmetic.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 
@@ -219,3 +221,77 @@ async def test_parallel_wrong_passwords_are_throttled_before_the_password_check(
     # the right password is refused too while the lock holds
     async with fresh_session() as http:
         assert (await login(http, server.url)).status == 429
+
+
+TRANSFER = {"tool": "payments.transfer", "arguments": {"amount": 20000}}
+
+
+@dataclasses.dataclass
+class Login:
+    cookie: str  # the Cookie header of the session
+    csrf: str  # the console forms' CSRF token
+
+
+async def http_login_session(http: aiohttp.ClientSession, url: str) -> Login:
+    """Sign alice in over plain HTTP; her session cookie and the forms' CSRF token."""
+    response = await login(http, url)
+    assert response.status == 303
+    cookie = f"signoff_session={response.cookies['signoff_session'].value}"
+    async with http.get(f"{url}/console/", headers={"Cookie": cookie}) as page:
+        token = TOKEN.search(await page.text())
+        assert token is not None
+    return Login(cookie, token.group(1))
+
+
+async def test_a_decision_reads_the_session_and_the_request_side_by_side(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The console form's reads overlap (each is a database round trip and a store-thread hop
+    before the long-polls can wake): the session lookup here waits until the request's read
+    has started, which, read in turn, would never happen."""
+    from bot.store.users import UserStore
+
+    rid = (await server.submit(TRANSFER))["id"]
+    async with fresh_session() as http:
+        login = await http_login_session(http, server.url)
+        started = asyncio.Event()
+        gate_type = type(server.runtime.gate)
+        real_get, real_session = gate_type.get, UserStore.get_session
+
+        async def get(self: Any, request_id: str, agent: Any = None) -> Any:
+            started.set()
+            return await real_get(self, request_id, agent)
+
+        async def get_session(self: UserStore, id_hash: str) -> Any:
+            await asyncio.wait_for(started.wait(), 5)
+            return await real_session(self, id_hash)
+
+        monkeypatch.setattr(gate_type, "get", get)
+        monkeypatch.setattr(UserStore, "get_session", get_session)
+        response = await http.post(
+            f"{server.url}/console/requests/{rid}/decide",
+            data={"csrf_token": login.csrf, "verdict": "approve", "reason": "ok"},
+            headers={"Cookie": login.cookie},
+            allow_redirects=False,
+        )
+        assert response.status == 303, await response.text()
+    assert (await server.wait(rid, 5))["status"] == "approved"
+
+
+async def test_decision_answers_keep_their_order(server: Server) -> None:
+    """Not signed in (303 to the login page) before a bad CSRF token (403) before a request
+    the viewer cannot see (404), even for an id that does not exist."""
+    url = f"{server.url}/console/requests/no-such-request/decide"
+    form = {"verdict": "approve", "reason": "ok"}
+    async with fresh_session() as http:
+        anonymous = await http.post(url, data=form, allow_redirects=False)
+        assert anonymous.status == 303
+        assert anonymous.headers["Location"].startswith("/console/login")
+        login = await http_login_session(http, server.url)
+        cookie = {"Cookie": login.cookie}
+        forged = await http.post(url, data=form, headers=cookie, allow_redirects=False)
+        assert forged.status == 403
+        unknown = await http.post(
+            url, data={**form, "csrf_token": login.csrf}, headers=cookie, allow_redirects=False
+        )
+        assert unknown.status == 404

@@ -1,7 +1,8 @@
 """The escalation step machine (``bot.escalation``) driven by a fake clock, without timers.
 
-The store is a real ``SqlStore`` on a SQLite file in ``tmp_path`` (no sockets), so the
-compare-and-set claims are the production ones.
+The store is a real ``SqlStore``, on a SQLite file in ``tmp_path`` and on a fresh schema of
+the test PostgreSQL server (every test runs on both), so the compare-and-set claims and the
+races between decisions, steps, expiry and suspension are the production ones on each.
 """
 
 from __future__ import annotations
@@ -9,15 +10,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Callable
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import pytest_asyncio
+from psycopg import sql
 
+from bench.serving import libpq
 from bot import escalation
 from bot.domain import Agent, Approver, Change, Event, Platform, Request, Status, ToolCall, Verdict
 from bot.errors import Conflict
@@ -30,6 +35,8 @@ from bot.store import SqlStore
 from tests.fakes.channel import RecordingChannel
 from tests.fakes.clock import FakeClock
 from tests.fakes.pager import FakePager
+from tests.integration.conftest import with_search_path
+from tests.pg_cluster import admin_url
 from tests.support import make_gate
 
 ALICE = Approver(Platform.CONSOLE, "console", "alice", "Alice", via="console_login")
@@ -42,6 +49,13 @@ class World:
     channel: RecordingChannel
     pager: FakePager
     agent: Agent
+    url: str
+    home: Path
+
+    async def another_gate(self, fanout: Fanout) -> Gate:
+        """A second process on the same home and database."""
+        store = await SqlStore.open(self.url, clock=self.clock)
+        return await make_gate(self.home, self.clock, store=store, fanout=fanout)
 
     async def submit(self, tool: str = "payments.transfer") -> Request:
         call = ToolCall(tool, {"amount": 25000, "secret_note": "do-not-page"}, "refund 8812")
@@ -63,14 +77,34 @@ class World:
         await settle_pages()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a SQLite file, or a fresh schema on the test PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'signoff.db'}"
+        return
+    admin = admin_url()
+    schema = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(libpq(admin), autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    try:
+        yield with_search_path(admin, schema)
+    finally:
+        with psycopg.connect(libpq(admin), autocommit=True, connect_timeout=5) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
 @pytest_asyncio.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+async def world(tmp_path: Path, database: str) -> AsyncIterator[World]:
     clock = FakeClock()
     channel, pager = RecordingChannel(), FakePager()
-    gate = await make_gate(tmp_path, clock, fanout=Fanout(channels=[channel], pager=pager))
+    store = await SqlStore.open(database, clock=clock)
+    gate = await make_gate(
+        tmp_path, clock, store=store, fanout=Fanout(channels=[channel], pager=pager)
+    )
     agent, _ = await gate.register_agent("billing-agent")
     try:
-        yield World(gate, clock, channel, pager, agent)
+        yield World(gate, clock, channel, pager, agent, database, tmp_path)
     finally:
         await gate.drain()
         await gate.store.close()
@@ -189,7 +223,7 @@ async def test_concurrent_runners_never_run_a_step_twice(world: World) -> None:
 async def test_two_gates_on_one_database_run_each_step_once(world: World, tmp_path: Path) -> None:
     other_channel = RecordingChannel()
     # a second process on the same database
-    other = await make_gate(tmp_path, world.clock, fanout=Fanout(channels=[other_channel]))
+    other = await world.another_gate(Fanout(channels=[other_channel]))
     try:
         request = await world.submit()
         world.clock.advance(10)
@@ -283,6 +317,47 @@ async def test_a_step_that_wins_the_race_leaves_the_decision_to_retry(world: Wor
     assert (await world.gate.get(request.id)).status is Status.DENIED
 
 
+@pytest.mark.parametrize(
+    ("racer", "status", "event"),
+    [
+        ("approve", Status.APPROVED, "approved"),
+        ("cancel", Status.CANCELLED, "cancelled"),
+        ("suspend", Status.DENIED, "denied"),
+    ],
+)
+async def test_whatever_lands_before_the_expiry_commits_wins_it(
+    world: World, racer: str, status: Status, event: str
+) -> None:
+    """A decision, the agent's cancel or its suspension landing between the expiry's read and
+    its commit (forced, not hoped for): that one is the final state, the expiry never is."""
+    request = await world.submit()
+    inner = world.gate.store
+    assert isinstance(inner, SqlStore)
+
+    async def land() -> None:
+        world.gate.store = inner
+        if racer == "approve":
+            await world.gate.decide(request.id, ALICE, Verdict.APPROVE, memberships={"finance"})
+        elif racer == "cancel":
+            await world.gate.cancel(request.id, world.agent)
+        else:
+            await world.gate.suspend_agent(world.agent.id)
+
+    racing = RacingStore(inner, land, event=Event.EXPIRED)
+    world.gate.store = racing
+    world.clock.advance(6)
+    progress = await run_due_steps(world.gate, request.id)
+    world.gate.store = inner
+    await world.settle()
+    assert racing.raced
+    assert [r.index for r in progress.ran] == [0, 1]  # the deny step lost
+    assert (await world.gate.get(request.id)).status is status
+    decisions = [e["decision"] for e in await world.events(request.id)]
+    assert decisions == ["escalated", "escalated", event]
+    world.clock.advance(60)
+    assert (await run_due_steps(world.gate, request.id)).ran == ()
+
+
 async def test_a_failed_page_still_escalates_and_denies_on_time(world: World) -> None:
     world.pager.fail = True
     request = await world.submit()
@@ -307,9 +382,7 @@ async def test_a_slow_pager_does_not_hold_up_the_ladder(world: World, tmp_path: 
             await release.wait()
 
     # the same database, another gate: one whose pager is slow
-    slow = replace(
-        world, gate=await make_gate(tmp_path, world.clock, fanout=Fanout(pager=SlowPager()))
-    )
+    slow = replace(world, gate=await world.another_gate(Fanout(pager=SlowPager())))
     request = await slow.submit()
     world.clock.advance(6)
     progress = await asyncio.wait_for(run_due_steps(slow.gate, request.id), timeout=5)
