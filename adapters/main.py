@@ -148,7 +148,11 @@ async def build(
         routes=RouteStore(store),
         undeliverable=_escalate_early(gate) if adapters else _unheard,
     )
-    mounted = tuple(mount(wiring) for mount in (*_configured(settings, adapters), *mounts))
+    try:
+        mounted = tuple(mount(wiring) for mount in (*_configured(settings, adapters), *mounts))
+    except BaseException:
+        await store.close()  # an adapter refused its settings: nothing runs
+        raise
     pagers = [m.pager for m in mounted if m.pager is not None]
     fanout.connect(
         channels=[m.channel for m in mounted if m.channel is not None],

@@ -215,7 +215,9 @@ class _Plan:
             notices.append((NoticeKind.ESCALATED, (step.to,)))
         if step.page:
             notices.append((NoticeKind.PAGE, ()))
-        after = replace(request, steps_done=index + 1, extra_groups=extra)
+        after = replace(
+            request, steps_done=index + 1, extra_groups=extra, version=request.version + 1
+        )
         return Transition(after, Event.ESCALATED, detail=detail, notices=tuple(notices))
 
 

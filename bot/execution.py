@@ -60,7 +60,12 @@ def execution_step(
             tool=request.call.tool,
             arguments=arguments if arguments is not None else request.current_arguments,
         )
-        after = replace(request, grant_used_at=request.grant_used_at or now, outcome=outcome)
+        after = replace(
+            request,
+            grant_used_at=request.grant_used_at or now,
+            outcome=outcome,
+            version=request.version + 1,
+        )
         return Transition(after, _EVENTS[outcome], detail=dict(detail or {}))
 
     return step

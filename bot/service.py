@@ -260,7 +260,9 @@ class Gate(Agents, Door):
         def step(request: Request, votes: Sequence[Vote], now: datetime) -> Transition | None:
             if request.status.final:
                 return None
-            after = replace(request, status=status, decided_at=now, reason=reason)
+            after = replace(
+                request, status=status, decided_at=now, reason=reason, version=request.version + 1
+            )
             return Transition(after, event, reason=reason, notices=((NoticeKind.DECIDED, ()),))
 
         return await self._transition(request_id, step)

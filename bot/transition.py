@@ -16,12 +16,12 @@ use case they serve (``bot.voting``, ``bot.execution``, ``bot.escalation``).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 from bot.domain import Approver, Change, Event, Request, Review, Vote
-from bot.errors import Conflict
+from bot.errors import Conflict, StoreError
 from bot.evidence.statement import attest
 from bot.ports import NoticeKind, Signer
 
@@ -33,12 +33,12 @@ CAS_RETRIES = 8
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """What a step makes of a request. ``after`` is the new state (``_transition`` bumps its
-    version); ``event`` and the details below go into the attestation as ``attest`` takes
-    them. ``votes`` are every vote after the change when the step counted them (a decision):
-    they are attested and published; otherwise notices carry the votes as stored.
-    ``notices`` go out once the change is committed, each to ``groups`` (the request's
-    approver groups when empty)."""
+    """What a step makes of a request. ``after`` is the new state, one version on (set in the
+    step's own ``replace``: copying a request is not free). ``event`` and the details below
+    go into the attestation as ``attest`` takes them. ``votes`` are every vote after the
+    change when the step counted them (a decision): they are attested and published;
+    otherwise notices carry the votes as stored. ``notices`` go out once the change is
+    committed, each to ``groups`` (the request's approver groups when empty)."""
 
     after: Request
     event: Event
@@ -63,7 +63,9 @@ MaybeStep = Callable[[Request, Sequence[Vote], datetime], Transition | None]
 def attested(request: Request, change: Transition, now: datetime, signer: Signer) -> Change:
     """The compare-and-set of ``change`` on ``request`` as read: the new state one version on,
     with its signed attestation chained to the request's previous log entry."""
-    after = replace(change.after, version=request.version + 1)
+    after = change.after
+    if after.version != request.version + 1:  # a step's bug: never commit a stale write
+        raise StoreError(f"a change of request {request.id} must move it one version on")
     envelope = attest(
         after,
         change.event,

@@ -122,7 +122,7 @@ def vote_step(
             )
         vote = Vote(request.id, approver, verdict, group, reason, now, version)
         all_votes = (*votes, vote)
-        after = replace(request, edit=changed or request.edit)
+        after = replace(request, version=request.version + 1, edit=changed or request.edit)
         event = Event.DENIED if verdict is Verdict.DENY else Event.APPROVED
         if verdict is Verdict.DENY:
             after = replace(after, status=Status.DENIED, decided_at=now, reason=reason)

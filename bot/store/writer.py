@@ -40,22 +40,23 @@ def run_transaction(
     per op. Raises SQLAlchemy errors (and, when there is a single op, whatever it raises)
     when the transaction fails.
 
-    Several ops first run together without savepoints (the common case: nobody refuses),
-    their queued inserts written together (``log.Pending.insert_later``); if one refuses,
-    or a row of the group breaks a constraint, the transaction rolls back and runs again
-    with a savepoint per op, each op writing its own rows.
+    Several ops (on PostgreSQL also a single one) first run together without savepoints
+    (the common case: nobody refuses), their queued inserts written together
+    (``log.Pending.insert_later``); if one refuses, or a queued row breaks a constraint, the
+    transaction rolls back and runs again with a savepoint per op, each op writing its own
+    rows (so a lone op's duplicate still comes out as its own ``Conflict``).
     """
-    if len(ops) == 1:
-        return _attempt(connect, frontier, clock, ops, guarded=False)
     try:
         return _attempt(connect, frontier, clock, ops, guarded=False)
-    except exc.IntegrityError:  # a queued row collided: find out whose
-        return _attempt(connect, frontier, clock, ops, guarded=True)
     except exc.SQLAlchemyError as error:
-        if pipeline.aborted(error):  # the same, reported on a later statement of the batch
+        # a queued row collided (reported on its statement, or on a later one of the
+        # pipeline as aborted): find out whose
+        if isinstance(error, exc.IntegrityError) or pipeline.aborted(error):
             return _attempt(connect, frontier, clock, ops, guarded=True)
         raise
     except Exception:  # an op refused (Conflict, NotFound, ValueError): isolate each op
+        if len(ops) == 1:
+            raise
         return _attempt(connect, frontier, clock, ops, guarded=True)
 
 
@@ -74,7 +75,9 @@ def _attempt(
 ) -> list[Outcome]:
     with connect() as conn, contextlib.ExitStack() as commit_with:
         with conn.begin():
-            pending = log.Pending(conn, frontier, clock, batch=not guarded and len(ops) > 1)
+            # PostgreSQL queues a lone write's rows too: they travel with the COMMIT
+            batch = len(ops) > 1 or conn.dialect.name == "postgresql"
+            pending = log.Pending(conn, frontier, clock, batch=batch and not guarded)
             if guarded:
                 outcomes = [_in_savepoint(conn, pending, op) for op in ops]
             else:

@@ -1,21 +1,35 @@
 """``Gate._transition``, the one door for state changes: a step that keeps losing the
 compare-and-set is re-run on a fresh read ``CAS_RETRIES`` times, then refused with
-``Conflict``; nothing is committed or published meanwhile."""
+``Conflict``; a step that does not move the request one version on is refused before the
+store sees it. Nothing is committed or published meanwhile."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.domain import Approver, Change, Platform, Request, Status, ToolCall, Verdict
-from bot.errors import Conflict
+from bot.domain import (
+    Approver,
+    Change,
+    Event,
+    Platform,
+    Request,
+    Status,
+    ToolCall,
+    Verdict,
+    Vote,
+)
+from bot.errors import Conflict, StoreError
 from bot.fanout import Fanout
 from bot.service import Submission
 from bot.store import SqlStore
-from bot.transition import CAS_RETRIES
+from bot.transition import CAS_RETRIES, Transition
 from tests.fakes.channel import RecordingChannel
 from tests.fakes.clock import FakeClock
 from tests.support import make_gate
@@ -68,3 +82,21 @@ async def test_a_step_that_keeps_losing_gives_up_after_cas_retries(tmp_path: Pat
     assert stored.status is Status.PENDING and stored.version == request.version
     assert len(await gate.log_entries_for(request.id)) == 0
     await inner.close()
+
+
+async def test_a_step_that_does_not_move_the_version_commits_nothing(tmp_path: Path) -> None:
+    gate = await make_gate(tmp_path, FakeClock())
+    agent, _ = await gate.register_agent("billing-agent")
+    call = ToolCall("payments.transfer", {"amount": 25000}, "refund 8812")
+    request, _ = await gate.submit(agent, Submission(call))
+
+    def stale(before: Request, votes: Sequence[Vote], now: datetime) -> Transition:
+        after = replace(before, status=Status.EXPIRED, decided_at=now, reason="late")
+        return Transition(after, Event.EXPIRED, reason="late")
+
+    with pytest.raises(StoreError, match="one version on"):
+        await gate._transition(request.id, stale)
+    stored = await gate.get(request.id)
+    assert stored.status is Status.PENDING and stored.version == request.version
+    assert await gate.log_entries_for(request.id) == []
+    await gate.store.close()
