@@ -29,12 +29,12 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.serving import (
-    SIGNOFF,
     add_agent,
+    add_user,
     console_session,
     free_port,
-    quiet_env,
     scratch_database,
+    serve,
     wait_ready,
     write_home,
 )
@@ -51,19 +51,9 @@ async def run(root: Path, database_url: str) -> tuple[list[float], list[float]]:
     )
     config_b = root / "signoff-b.yaml"
     config_b.write_text(config_a.read_text().replace(str(port_a), str(port_b)))
-    env = quiet_env()
     token = add_agent(config_a)
-    subprocess.run(
-        [SIGNOFF, "--config", str(config_a), "users", "add", "alice", "--password-stdin"],
-        input=PASSWORD.encode(),
-        check=True,
-        capture_output=True,
-        env=env,
-    )
-    procs = [
-        subprocess.Popen([SIGNOFF, "--config", str(c), "serve"], env=env)
-        for c in (config_a, config_b)
-    ]
+    add_user(config_a, "alice", PASSWORD)
+    procs = [serve(c) for c in (config_a, config_b)]
     a, b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
     headers = {"Authorization": f"Bearer {token.strip()}"}
     sent: list[float] = []

@@ -226,6 +226,17 @@ def add_agent(config: Path, name: str = "bench-agent") -> str:
     return out.stdout.strip()
 
 
+def add_user(config: Path, name: str, password: str) -> None:
+    """``signoff users add NAME --password-stdin`` on the home of ``config``."""
+    subprocess.run(
+        [SIGNOFF, "--config", str(config), "users", "add", name, "--password-stdin"],
+        input=password.encode(),
+        check=True,
+        capture_output=True,
+        env=quiet_env(),
+    )
+
+
 def serve(config: Path) -> subprocess.Popen[bytes]:
     """``signoff serve`` on ``config``, started as a user would (``wait_ready`` waits for it)."""
     return subprocess.Popen([SIGNOFF, "--config", str(config), "serve"], env=quiet_env())

@@ -41,13 +41,13 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.serving import (
-    SIGNOFF,
     add_agent,
+    add_user,
     console_session,
     free_port,
     pg_admin_url,
-    quiet_env,
     scratch_database,
+    serve,
     wait_ready,
     write_home,
 )
@@ -173,18 +173,9 @@ async def soak(root: Path, database_url: str) -> Result:
     config = write_home(
         root, database_url=database_url, port=port, extra="logging: {level: WARNING}\n"
     )
-    env = quiet_env()
-    tokens = []
-    for i in range(8):
-        tokens.append(add_agent(config, f"soak-{i}"))
-    subprocess.run(
-        [SIGNOFF, "--config", str(config), "users", "add", "alice", "--password-stdin"],
-        input=PASSWORD.encode(),
-        check=True,
-        capture_output=True,
-        env=env,
-    )
-    proc = subprocess.Popen([SIGNOFF, "--config", str(config), "serve"], env=env)
+    tokens = [add_agent(config, f"soak-{i}") for i in range(8)]
+    add_user(config, "alice", PASSWORD)
+    proc = serve(config)
     base = f"http://127.0.0.1:{port}"
     tally = Tally()
     samples: list[tuple[float, int, int]] = []

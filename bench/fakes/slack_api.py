@@ -183,6 +183,14 @@ class FakeSlack:
     def ok_calls(self, method: str) -> list[Call]:
         return [c for c in self.calls_to(method) if c.answer.get("ok")]
 
+    def ephemerals(self, user: str) -> list[str]:
+        """The texts of the ephemeral messages successfully posted to ``user``, in order."""
+        return [
+            c.args["text"]
+            for c in self.ok_calls("chat.postEphemeral")
+            if c.args.get("user") == user
+        ]
+
     def cards(self, channel: str | None = None) -> list[Message]:
         """Top-level messages (not thread replies), in posting order."""
         return [

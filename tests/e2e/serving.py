@@ -35,6 +35,18 @@ SIGNING_SECRET = "e2e-signing-secret"
 ROUTING_KEY = "E2EROUTINGKEY0123456789ABCDEFGHI"
 #: the escalation ladder both tests' policies use: remind, escalate and page, deny (seconds)
 STEPS = (2.0, 4.0, 6.0)
+#: the policy rule with that ladder, for the end of a policy's ``rules:``
+LADDER_RULE = """\
+  - name: large-transfer
+    tool: payments.transfer
+    tier: confirm
+    approvers: {groups: [finance]}
+    sla: 6s
+    escalation:
+      - {after: 2s, remind: true}
+      - {after: 4s, to: finance-leads, page: true}
+      - {after: 6s, action: deny}
+"""
 
 
 class Home:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 
 from bench.fakes.slack_api import FakeSlack
 from tests.e2e.serving import (
+    LADDER_RULE,
     Home,
     Server,
     assert_ladder,
@@ -34,10 +34,8 @@ from tests.fakes.pagerduty import FakePagerDuty
 pytestmark = pytest.mark.slow
 __all__ = ["fakes", "http", "pg_database"]  # fixtures used here
 
-SIGNOFF = str(Path(sys.executable).with_name("signoff"))
-SIGNING_SECRET = "e2e-signing-secret"
-
-POLICY = """\
+POLICY = (
+    """\
 apiVersion: signoff/v1
 kind: ToolPolicy
 metadata: {name: escalation-e2e, version: "e2e-1"}
@@ -51,16 +49,9 @@ defaults:
   sla: 15m
   approvers: {groups: [finance]}
 rules:
-  - name: large-transfer
-    tool: payments.transfer
-    tier: confirm
-    approvers: {groups: [finance]}
-    sla: 6s
-    escalation:
-      - {after: 2s, remind: true}
-      - {after: 4s, to: finance-leads, page: true}
-      - {after: 6s, action: deny}
 """
+    + LADDER_RULE
+)
 
 
 async def assert_chat_and_pages(slack: FakeSlack, pd: FakePagerDuty, request_id: str) -> None:

@@ -26,6 +26,7 @@ from bench.fakes.slack_api import FakeSlack
 from bench.fakes.slack_payloads import block_actions, form, sign
 from bench.serving import console_session
 from tests.e2e.serving import (
+    LADDER_RULE,
     SIGNING_SECRET,
     Home,
     Server,
@@ -45,7 +46,8 @@ PASSWORD = "correct horse battery"
 #: most of the time; the bench's p99 target is 0.1 s on a quiet machine)
 WAKE_LIMIT_S = 0.75
 
-POLICY = """\
+POLICY = (
+    """\
 apiVersion: signoff/v1
 kind: ToolPolicy
 metadata: {name: replicas-e2e, version: "r1"}
@@ -65,16 +67,9 @@ rules:
     tier: confirm
     approvers: {groups: [finance]}
     sla: 15m
-  - name: large-transfer
-    tool: payments.transfer
-    tier: confirm
-    approvers: {groups: [finance]}
-    sla: 6s
-    escalation:
-      - {after: 2s, remind: true}
-      - {after: 4s, to: finance-leads, page: true}
-      - {after: 6s, action: deny}
 """
+    + LADDER_RULE
+)
 REFUND = {"tool": "payments.refund", "arguments": {"amount": 10}, "justification": "order 1"}
 
 

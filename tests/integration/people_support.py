@@ -66,11 +66,7 @@ class Env:
             await self.runtime.gate.drain()
 
     def ephemerals(self, user: str) -> list[str]:
-        return [
-            c.args["text"]
-            for c in self.fake.ok_calls("chat.postEphemeral")
-            if c.args.get("user") == user
-        ]
+        return self.fake.ephemerals(user)
 
     async def login(self, name: str) -> None:
         self.http.session.cookie_jar.clear()

@@ -124,11 +124,7 @@ class Env:
         return cards[count - 1]
 
     def ephemerals(self, user: str) -> list[str]:
-        return [
-            c.args["text"]
-            for c in self.fake.ok_calls("chat.postEphemeral")
-            if c.args.get("user") == user
-        ]
+        return self.fake.ephemerals(user)
 
     async def request(self, request_id: str) -> Request:
         return await self.runtime.gate.get(request_id)
