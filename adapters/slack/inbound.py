@@ -138,6 +138,8 @@ PAYLOAD = _obj(
         "challenge": _text,
     }
 )
+#: fields bolt reads as ``body.get(key, {}).get(...)``: present means an object, never null
+_NOT_NULL = ("event", "view", "function")
 #: payload types whose listeners need a field: it must be there, not only well-typed
 _NEEDS = {
     "block_actions": ("actions", "user"),
@@ -152,6 +154,9 @@ def check_payload(body: Any) -> None:
     if not isinstance(body, dict):
         raise RequestError("the Slack payload is not a JSON object")
     problem = PAYLOAD(body, "payload")
+    for key in _NOT_NULL:
+        if problem is None and key in body and body[key] is None:
+            problem = f"payload.{key} must be an object"
     if problem is None:
         for key in _NEEDS.get(str(body.get("type")), ()):
             if body.get(key) is None:

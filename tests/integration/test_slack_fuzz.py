@@ -164,6 +164,13 @@ def edge(tmp_path: Path) -> Iterator[Edge]:
 @example(body=as_form({"type": "block_actions", "actions": [None]}), content_type="text/plain")
 @example(body=as_form({"type": "view_submission", "view": {}}), content_type="text/plain")
 @example(
+    body=as_form({"type": None, "team_id": "T0TEAM", "event": None}), content_type="text/plain"
+)
+@example(
+    body=json.dumps({"type": "event_callback", "event": None}).encode(),
+    content_type="application/json",
+)
+@example(
     body=as_form(
         {"type": "block_actions", "user": "U0A", "actions": [{"action_id": "signoff_approve"}]}
     ),
