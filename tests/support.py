@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -77,11 +76,3 @@ async def make_gate(
     keys = KeyRing.load(keys_dir) if keys_dir.exists() else KeyRing.create(keys_dir)
     store = store or await SqlStore.open(f"sqlite:///{tmp_path / 'signoff.db'}", clock=clock)
     return Gate(store=store, policies=PolicyHolder([policy]), keys=keys, clock=clock, fanout=fanout)
-
-
-def with_search_path(url: str, schema: str) -> str:
-    """``url`` whose connections work in ``schema`` (a fresh schema per test on one server)."""
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    query["options"] = f"{query.get('options', '')} -csearch_path={schema}".strip()
-    return urlunsplit(parts._replace(query=urlencode(query)))

@@ -23,11 +23,11 @@ from pytest_aiohttp import AiohttpClient
 
 from adapters.main import build
 from adapters.runtime import Runtime
-from bench.serving import libpq, with_database
+from bench.serving import libpq, with_database, with_search_path
 from bot.settings import load_settings
 from bot.store import SqlStore
 from tests.pg_cluster import admin_url
-from tests.support import AppClient, with_search_path, write_home
+from tests.support import AppClient, write_home
 
 
 def _admin(url: str) -> psycopg.Connection[tuple[object, ...]]:
