@@ -1,6 +1,7 @@
 """Suite-wide settings. Property-based tests (Hypothesis) run derandomized by default: the
 same generated cases on every run, so `make test` and CI pass or fail on the code, never on
-the draw. ``HYPOTHESIS_PROFILE=fuzz`` explores instead: fresh random cases (1,000 where a test sets no count of its own)."""
+the draw. ``HYPOTHESIS_PROFILE=fuzz`` explores instead: fresh random cases (1,000 where a
+test sets no count of its own)."""
 
 from __future__ import annotations
 
