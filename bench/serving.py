@@ -17,7 +17,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import psycopg
@@ -240,3 +240,11 @@ def add_user(config: Path, name: str, password: str) -> None:
 def serve(config: Path) -> subprocess.Popen[bytes]:
     """``signoff serve`` on ``config``, started as a user would (``wait_ready`` waits for it)."""
     return subprocess.Popen([SIGNOFF, "--config", str(config), "serve"], env=quiet_env())
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """``url`` with ``schema`` first on the connection's search path (libpq ``options``)."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query["options"] = f"{query.get('options', '')} -csearch_path={schema}".strip()
+    return urlunsplit(parts._replace(query=urlencode(query)))

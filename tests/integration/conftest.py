@@ -13,7 +13,6 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -24,18 +23,11 @@ from pytest_aiohttp import AiohttpClient
 
 from adapters.main import build
 from adapters.runtime import Runtime
-from bench.serving import libpq, with_database
+from bench.serving import libpq, with_database, with_search_path
 from bot.settings import load_settings
 from bot.store import SqlStore
 from tests.pg_cluster import admin_url
 from tests.support import AppClient, write_home
-
-
-def with_search_path(url: str, schema: str) -> str:
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    query["options"] = f"{query.get('options', '')} -csearch_path={schema}".strip()
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def _admin(url: str) -> psycopg.Connection[tuple[object, ...]]:

@@ -22,7 +22,7 @@ import pytest
 import pytest_asyncio
 from psycopg import sql
 
-from bench.serving import libpq
+from bench.serving import libpq, with_search_path
 from bot import escalation
 from bot.domain import Agent, Approver, Change, Event, Platform, Request, Status, ToolCall, Verdict
 from bot.errors import Conflict
@@ -35,7 +35,6 @@ from bot.store import SqlStore
 from tests.fakes.channel import RecordingChannel
 from tests.fakes.clock import FakeClock
 from tests.fakes.pager import FakePager
-from tests.integration.conftest import with_search_path
 from tests.pg_cluster import admin_url
 from tests.support import make_gate
 
