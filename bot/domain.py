@@ -366,11 +366,23 @@ def rfc3339(moment: datetime | None) -> str | None: ...
 def rfc3339(moment: datetime | None) -> str | None:
     """RFC 3339 UTC with ``Z`` (naive values are taken as UTC): the one text form of a time
     in attestations, API answers and key files."""
+    global _last_rfc3339
     if moment is None:
         return None
     if moment.tzinfo is not UTC:
         moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return moment.isoformat()[:-6] + "Z"  # drop "+00:00"
+    last = _last_rfc3339
+    if moment == last[0]:  # both UTC: equal instants have equal fields, so equal text
+        return last[1]
+    text = moment.isoformat()[:-6] + "Z"  # drop "+00:00"
+    _last_rfc3339 = (moment, text)
+    return text
+
+
+# The last time formatted and its text: a request formats the same few instants ~10 times
+# (created, updated, decided, the attestations' times). One tuple, swapped whole, so threads
+# sharing it see a matching pair.
+_last_rfc3339: tuple[datetime, str] = (datetime.min.replace(tzinfo=UTC), "0001-01-01T00:00:00Z")
 
 
 __all__ = [
