@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,10 +127,28 @@ async def waiting(server: Server, http: aiohttp.ClientSession, rid: str) -> asyn
             body: dict[str, Any] = await resp.json()
         return body, time.monotonic()
 
+    before = await waiters(server, http)
     task = asyncio.ensure_future(poll())
-    await asyncio.sleep(0.3)  # the request has reached the replica and waits there
+    await until_waiters(http, [server], lambda n: n > before)
     assert not task.done()
     return task
+
+
+async def waiters(server: Server, http: aiohttp.ClientSession) -> float:
+    """Long-polls ``server`` holds now (its ``signoff_waiters`` gauge)."""
+    async with http.get(f"{server.base}/metrics") as resp:
+        text = await resp.text()
+    [line] = [ln for ln in text.splitlines() if ln.startswith("signoff_waiters ")]
+    return float(line.split()[1])
+
+
+async def until_waiters(
+    http: aiohttp.ClientSession, servers: list[Server], done: Callable[[float], bool]
+) -> None:
+    """Wait until the long-polls the ``servers`` hold together satisfy ``done``."""
+    async with asyncio.timeout(10):
+        while not done(sum([await waiters(s, http) for s in servers])):
+            await asyncio.sleep(0.02)
 
 
 async def test_decision_on_one_replica_wakes_a_long_poll_on_another(
@@ -174,10 +192,11 @@ async def test_killed_replica_holding_long_polls_costs_the_agent_nothing(
             created = await agent.submit("payments.refund", {"amount": 10}, justification="x")
             assert created.status == "pending"
             waits = [asyncio.ensure_future(agent.wait(created.id, timeout=30)) for _ in range(3)]
-            await asyncio.sleep(0.5)
+            await until_waiters(http, [a], lambda n: n == 3)
             assert set(balancer.routed) == {a.port}  # every poll is held by replica a
             a.kill9()
-            await asyncio.sleep(0.5)  # the agent noticed and now polls on another replica
+            # the agent noticed and now polls on the other replicas
+            await until_waiters(http, [b, c], lambda n: n == 3)
             assert not any(w.done() for w in waits)
             await console_decide(c, created.id, "approve")
             states = await asyncio.wait_for(asyncio.gather(*waits), 20)

@@ -20,6 +20,7 @@ from bot.waiters import Waiters
 from tests.factories import STORE_T0 as T0
 from tests.factories import advance
 from tests.factories import numbered_request as make_request
+from tests.support import until
 
 
 class Feed:
@@ -27,6 +28,12 @@ class Feed:
         self.changed: asyncio.Queue[str] = asyncio.Queue()
         self.live: list[bool] = []
         self.interested = True
+        self.declined = 0  # times the feed asked and heard that nobody waits
+
+    def wants(self) -> bool:
+        if not self.interested:
+            self.declined += 1
+        return self.interested
 
     def on_change(self, request_id: str) -> None:
         self.changed.put_nowait(request_id)
@@ -65,9 +72,7 @@ async def test_a_commit_in_one_store_reaches_the_others_feed(
 ) -> None:
     listening, writing = two
     feed = Feed()
-    task = asyncio.ensure_future(
-        listening.watch_changes(feed.on_change, feed.on_live, lambda: feed.interested)
-    )
+    task = asyncio.ensure_future(listening.watch_changes(feed.on_change, feed.on_live, feed.wants))
     sqlite = "sqlite" in str(listening.engine.url)
     try:
         # SQLite: live at once, then (someone waits) a baseline of the log and a resync
@@ -78,7 +83,8 @@ async def test_a_commit_in_one_store_reaches_the_others_feed(
         # nobody waits: the SQLite feed reads nothing; when waiting starts again it has
         # every waiter re-read once (reported live again). PostgreSQL notifies throughout.
         feed.interested = False
-        await asyncio.sleep(0.05)
+        if sqlite:  # the poll has seen that nobody waits before the next commit
+            await until(lambda: feed.declined > 0, what="the SQLite poll to see no waiter")
         await decide(writing, 2)
         lives = feed.live.count(True)
         feed.interested = True

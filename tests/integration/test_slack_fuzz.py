@@ -170,6 +170,21 @@ def edge(tmp_path: Path) -> Iterator[Edge]:
     body=json.dumps({"type": "event_callback", "event": None}).encode(),
     content_type="application/json",
 )
+@example(  # several response_urls: slack-bolt logs through a logger it has not set yet
+    body=as_form(
+        {
+            "type": "view_submission",
+            "user": {"id": "U0A"},
+            "view": {"type": "modal"},
+            "response_urls": [{"response_url": "https://a"}, {"response_url": "https://b"}],
+        }
+    ),
+    content_type="text/plain",
+)
+@example(
+    body=as_form({"type": "view_submission", "user": {"id": "U0A"}, "response_urls": [None]}),
+    content_type="text/plain",
+)
 @example(
     body=as_form(
         {"type": "block_actions", "user": "U0A", "actions": [{"action_id": "signoff_approve"}]}
