@@ -107,11 +107,14 @@ def test_witnessed_log_and_a_restored_backup(tmp_path: Path) -> None:
         server = Serve(["--config", str(config), "serve"], home / "serve3.log")
         server.wait_healthy(base + "/healthz")
         submit(base, token, 4)  # size 6: a different tree than the witnessed size 5
-        time.sleep(2)
+        refused = "answered HTTP 422: the consistency proof does not verify"
+        deadline = time.monotonic() + 30
+        while refused not in server.output() and time.monotonic() < deadline:
+            time.sleep(0.1)  # until the server has asked the witness and been refused
         _, note, _ = http("GET", base + "/v1/log/checkpoint")
         assert int(note.split("\n")[1]) == 6 and "witness.test/w1" not in note
         assert server.stop() == 0
-        assert "answered HTTP 422: the consistency proof does not verify" in server.output()
+        assert refused in server.output()
         assert "is not consistent with its checkpoint 5" in witness.output()
         rolled = verify(config, vkey)
         assert rolled.returncode != 0
