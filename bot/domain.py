@@ -8,8 +8,9 @@ mutated after construction.
 from __future__ import annotations
 
 import enum
+import operator
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, overload
 
@@ -357,6 +358,21 @@ def utc(dt: datetime) -> datetime:
     return dt.astimezone(UTC)
 
 
+_REQUEST_FIELDS = tuple(f.name for f in fields(Request))
+if not all(f.init and not f.kw_only for f in fields(Request)):
+    raise TypeError("with_log_index passes every field of Request by position")
+_request_values = operator.attrgetter(*_REQUEST_FIELDS)
+_LOG_INDEX = _REQUEST_FIELDS.index("last_log_index")
+
+
+def with_log_index(request: Request, index: int) -> Request:
+    """``dataclasses.replace(request, last_log_index=index)`` at half the cost (the fields
+    read by one C call and passed by position): every stored submission pays for it."""
+    values = list(_request_values(request))
+    values[_LOG_INDEX] = index
+    return Request(*values)
+
+
 @overload
 def rfc3339(moment: datetime) -> str: ...
 @overload
@@ -412,4 +428,5 @@ __all__ = [
     "Vote",
     "rfc3339",
     "utc",
+    "with_log_index",
 ]

@@ -26,6 +26,7 @@ from bot.domain import (
     Status,
     Verdict,
     Vote,
+    with_log_index,
 )
 from bot.errors import EvidenceError, RequestError
 from bot.evidence import dsse
@@ -227,3 +228,11 @@ def test_parse_statement_refusals(mutate: Any, message: str) -> None:
         parse_statement(json.dumps(statement).encode())
     with pytest.raises(EvidenceError, match="JSON"):
         parse_statement(b"\xff")
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_with_log_index_is_replace(status: Status) -> None:
+    request = make_request(status)
+    moved = with_log_index(request, 41)
+    assert moved == replace(request, last_log_index=41)
+    assert moved.last_log_index == 41 and request.last_log_index != 41
