@@ -66,8 +66,9 @@ class Checkpointer:
                 async with self.published.locked():
                     # Read the file before the store: both only grow, so a concurrent
                     # publisher can never make a healthy store look rolled back.
-                    published = await self._check(self.published, self.published.read())
-                    checkpoint = await self._sign(await self.store.log_size())
+                    published = self.published.read()
+                    # sign the tree just proved consistent (its root is computed once)
+                    checkpoint = await self._sign(*await self._check(self.published, published))
                     if published is None or checkpoint.size > published.size:
                         self._write(self.published, checkpoint.note)
             for listener in self.on_checkpoint:
@@ -92,28 +93,29 @@ class Checkpointer:
         async with self._lock, self.published.locked():
             await self._check(self.published, self.published.read())
 
-    async def _sign(self, size: int) -> Checkpoint:
-        root = await self.store.log_root(size)
+    async def _sign(self, size: int, root: bytes | None = None) -> Checkpoint:
+        if root is None:
+            root = await self.store.log_root(size)
         note = sign_checkpoint(self.origin, size, root, self.keys)
         checkpoint = Checkpoint(size, root, note, self.clock.now())
         await self.store.add_checkpoint(checkpoint)
         return checkpoint
 
-    async def _check(self, file: PublishedFile, published: Published | None) -> Published | None:
-        """Prove the store's current tree consistent with ``published`` (RFC 9162 §2.1.4)."""
+    async def _check(self, file: PublishedFile, published: Published | None) -> tuple[int, bytes]:
+        """The store's current tree ``(size, root)``, proved consistent with ``published``
+        (RFC 9162 §2.1.4) when there is one."""
         try:
-            if published is None:
-                return None
             size = await self.store.log_size()
-            if size < published.size:
+            if published is not None and size < published.size:
                 raise file.refuse(published, size, "the tree is smaller")
             root = await self.store.log_root(size)
-            proof = await self.store.consistency_proof(published.size, size)
-            try:
-                verify_consistency(published.size, size, published.root, root, proof)
-            except EvidenceError as exc:
-                raise file.refuse(published, size, exc.message) from None
-            return published
+            if published is not None:
+                proof = await self.store.consistency_proof(published.size, size)
+                try:
+                    verify_consistency(published.size, size, published.root, root, proof)
+                except EvidenceError as exc:
+                    raise file.refuse(published, size, exc.message) from None
+            return size, root
         except RollbackDetected as exc:
             self._fail(exc)
             raise

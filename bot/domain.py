@@ -8,8 +8,9 @@ mutated after construction.
 from __future__ import annotations
 
 import enum
+import operator
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, overload
 
@@ -357,6 +358,21 @@ def utc(dt: datetime) -> datetime:
     return dt.astimezone(UTC)
 
 
+_REQUEST_FIELDS = tuple(f.name for f in fields(Request))
+if not all(f.init and not f.kw_only for f in fields(Request)):
+    raise TypeError("with_log_index passes every field of Request by position")
+_request_values = operator.attrgetter(*_REQUEST_FIELDS)
+_LOG_INDEX = _REQUEST_FIELDS.index("last_log_index")
+
+
+def with_log_index(request: Request, index: int) -> Request:
+    """``dataclasses.replace(request, last_log_index=index)`` at half the cost (the fields
+    read by one C call and passed by position): every stored submission pays for it."""
+    values = list(_request_values(request))
+    values[_LOG_INDEX] = index
+    return Request(*values)
+
+
 @overload
 def rfc3339(moment: datetime) -> str: ...
 @overload
@@ -366,11 +382,23 @@ def rfc3339(moment: datetime | None) -> str | None: ...
 def rfc3339(moment: datetime | None) -> str | None:
     """RFC 3339 UTC with ``Z`` (naive values are taken as UTC): the one text form of a time
     in attestations, API answers and key files."""
+    global _last_rfc3339
     if moment is None:
         return None
     if moment.tzinfo is not UTC:
         moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return moment.isoformat()[:-6] + "Z"  # drop "+00:00"
+    last = _last_rfc3339
+    if moment == last[0]:  # both UTC: equal instants have equal fields, so equal text
+        return last[1]
+    text = moment.isoformat()[:-6] + "Z"  # drop "+00:00"
+    _last_rfc3339 = (moment, text)
+    return text
+
+
+# The last time formatted and its text: a request formats the same few instants ~10 times
+# (created, updated, decided, the attestations' times). One tuple, swapped whole, so threads
+# sharing it see a matching pair.
+_last_rfc3339: tuple[datetime, str] = (datetime.min.replace(tzinfo=UTC), "0001-01-01T00:00:00Z")
 
 
 __all__ = [
@@ -400,4 +428,5 @@ __all__ = [
     "Vote",
     "rfc3339",
     "utc",
+    "with_log_index",
 ]

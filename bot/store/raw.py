@@ -89,11 +89,19 @@ def _fast(impl: Any, dialect: Dialect) -> Processor:
         return process
     slow = process
     if isinstance(impl, sqlite.DATETIME) and impl._storage_format == _SQLITE_DATETIME:
+        last: list[tuple[datetime, str]] = [(datetime.min, "0001-01-01 00:00:00.000000")]
 
         def fast_datetime(value: Any) -> Any:
             if type(value) is datetime:
+                # a row binds the same instant several times: reuse the last text when the
+                # wall time is the same (equal and the same tzinfo object, or both naive)
+                seen, text = last[0]
+                if value.tzinfo is seen.tzinfo and value == seen:
+                    return text
                 # "YYYY-MM-DD HH:MM:SS.ffffff" with any "+HH:MM" cut off, as the default
-                return value.isoformat(" ", "microseconds")[:26]
+                text = value.isoformat(" ", "microseconds")[:26]
+                last[0] = (value, text)
+                return text
             return slow(value)
 
         return fast_datetime

@@ -9,7 +9,6 @@ password); lost races and duplicates raise ``Conflict``.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -33,6 +32,7 @@ from bot.domain import (
     Status,
     Vote,
     utc,
+    with_log_index,
 )
 from bot.errors import Conflict, NotFound
 from bot.store import changes, log, mapping, timers
@@ -179,7 +179,7 @@ class SqlStore(Database):
         index = await self.transact(insert_)
         if index is None:
             return request
-        return dataclasses.replace(request, last_log_index=index)
+        return with_log_index(request, index)
 
     async def get_request(self, request_id: str) -> Request | None:
         return await self._request_where(REQUESTS.c.id == request_id)
@@ -283,7 +283,7 @@ class SqlStore(Database):
         index = await self.transact(commit_)
         if index is None:
             return after
-        return dataclasses.replace(after, last_log_index=index)
+        return with_log_index(after, index)
 
     async def pending_timers(
         self,

@@ -26,6 +26,7 @@ from bot.domain import (
     Status,
     Verdict,
     Vote,
+    with_log_index,
 )
 from bot.errors import EvidenceError, RequestError
 from bot.evidence import dsse
@@ -154,6 +155,25 @@ def test_rfc3339_is_utc_z() -> None:
     assert rfc3339(None) is None
 
 
+def test_rfc3339_of_a_repeated_instant_is_the_same_text() -> None:
+    # the last text is reused for an equal instant however it is written (naive, other zone)
+    t = T0 + timedelta(microseconds=120)
+    minus_five = timezone(timedelta(hours=-5))
+    moments = [t, t, t.replace(tzinfo=None), t.astimezone(minus_five), t + timedelta(seconds=1)]
+    moments += [T0, T0.replace(tzinfo=None), t]
+    texts = [rfc3339(moment) for moment in moments]
+    assert texts == [
+        "2026-11-21T10:00:00.000120Z",
+        "2026-11-21T10:00:00.000120Z",
+        "2026-11-21T10:00:00.000120Z",
+        "2026-11-21T10:00:00.000120Z",
+        "2026-11-21T10:00:01.000120Z",
+        "2026-11-21T10:00:00Z",
+        "2026-11-21T10:00:00Z",
+        "2026-11-21T10:00:00.000120Z",
+    ]
+
+
 def test_attest_produces_a_canonical_envelope_that_sslib_verifies(ring: KeyRing) -> None:
     request = make_request(Status.DENIED)
     data = attest(request, Event.DENIED, ring, at=T0, approver=ALICE, group="finance", reason="no")
@@ -208,3 +228,11 @@ def test_parse_statement_refusals(mutate: Any, message: str) -> None:
         parse_statement(json.dumps(statement).encode())
     with pytest.raises(EvidenceError, match="JSON"):
         parse_statement(b"\xff")
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_with_log_index_is_replace(status: Status) -> None:
+    request = make_request(status)
+    moved = with_log_index(request, 41)
+    assert moved == replace(request, last_log_index=41)
+    assert moved.last_log_index == 41 and request.last_log_index != 41

@@ -53,6 +53,15 @@ def test_datetime_text_equals_cores(moment: datetime) -> None:
     assert RAW.row({"at": moment, "doc": None}) == [CORE(moment), CORE_JSON(None)]
 
 
+def test_the_same_instant_in_other_zones_keeps_each_zones_wall_time() -> None:
+    # the last text is reused only for the same wall time: an equal instant in another zone
+    # (or naive) is written with its own wall time, as Core writes it
+    moments = [NOW, NOW, NOW.astimezone(timezone(timedelta(hours=2))), NOW.replace(tzinfo=None)]
+    moments += [NOW.astimezone(timezone(timedelta(hours=-5))), NOW, NOW + timedelta(microseconds=1)]
+    for moment in moments:
+        assert RAW.row({"at": moment, "doc": None})[0] == CORE(moment), moment
+
+
 @settings(max_examples=500)
 @given(st.dictionaries(st.text(), json_values) | st.lists(json_values))
 def test_json_text_equals_cores(document: object) -> None:
