@@ -154,8 +154,8 @@ PAYLOAD = _obj(
         "challenge": _text,
     }
 )
-#: fields bolt reads as ``body.get(key, {}).get(...)``: present means an object, never null
-_NOT_NULL = ("event", "view", "function")
+#: fields bolt reads as ``body.get(key, {})...`` or ``len(body[key])`` once present: never null
+_NOT_NULL = ("event", "view", "function", "response_urls")
 #: payload types whose listeners need a field: it must be there, not only well-typed
 _NEEDS = {
     "block_actions": ("actions", "user"),

@@ -186,6 +186,10 @@ def edge(tmp_path: Path) -> Iterator[Edge]:
     content_type="text/plain",
 )
 @example(
+    body=as_form({"type": "view_submission", "user": {"id": "U0A"}, "response_urls": None}),
+    content_type="text/plain",
+)
+@example(
     body=as_form(
         {"type": "block_actions", "user": "U0A", "actions": [{"action_id": "signoff_approve"}]}
     ),
