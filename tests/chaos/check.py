@@ -16,6 +16,7 @@ import base64
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -118,15 +119,21 @@ def judge(entry: Entry, body: Any, report: Report) -> None:
     if entry.kind in ALLOWED:
         allowed = ALLOWED[entry.kind]
     else:
-        allowed = {"pending"} | {
-            s
-            for s, tried in (
-                ("approved", entry.approve_tried),
-                ("denied", entry.deny_tried),
-                ("cancelled", entry.cancel_tried),
-            )
-            if tried
-        }
+        # a refund left undecided expires at its 15 m SLA (a full run lasts longer)
+        due = datetime.fromisoformat(body["deadline"].replace("Z", "+00:00"))
+        allowed = (
+            {"pending"}
+            | ({"expired"} if due <= datetime.now(UTC) else set())
+            | {
+                s
+                for s, tried in (
+                    ("approved", entry.approve_tried),
+                    ("denied", entry.deny_tried),
+                    ("cancelled", entry.cancel_tried),
+                )
+                if tried
+            }
+        )
     if status not in allowed:
         report.inconsistent += 1
         report.problems.append(f"{entry.id} ({entry.kind}) is {status}, expected {allowed}")
