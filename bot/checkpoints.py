@@ -48,6 +48,7 @@ class Checkpointer:
         self.on_checkpoint: list[Callable[[Checkpoint], None]] = []
         self.failed: RollbackDetected | None = None
         self._lock = asyncio.Lock()
+        self._covered = -1  # the size of the newest checkpoint current() returned
 
     async def current(self) -> Checkpoint:
         """A checkpoint covering the whole log as it is now (issued if the last is stale).
@@ -59,6 +60,7 @@ class Checkpointer:
             size = await self.store.log_size()
             latest = await self.store.latest_checkpoint()
             if latest is not None and latest.size >= size:
+                self._covered = latest.size
                 return latest
             if self.published is None:
                 checkpoint = await self._sign(size)
@@ -71,6 +73,7 @@ class Checkpointer:
                     checkpoint = await self._sign(*await self._check(self.published, published))
                     if published is None or checkpoint.size > published.size:
                         self._write(self.published, checkpoint.note)
+            self._covered = checkpoint.size
             for listener in self.on_checkpoint:
                 listener(checkpoint)
             return checkpoint
@@ -138,6 +141,10 @@ class Checkpointer:
         while True:
             await asyncio.sleep(interval)
             try:
+                # an idle log: the checkpoint returned last still covers it (nothing to
+                # sign, publish or prove; the published file is checked before a publish)
+                if self.failed is None and await self.store.log_size() == self._covered:
+                    continue
                 await self.current()
             except RollbackDetected:
                 return  # on_fatal already told the runtime
