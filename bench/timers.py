@@ -1,5 +1,5 @@
 """Escalation timers of a real ``signoff serve``, observed from outside (SPEC §9: steps fire
-≤ 1 s late at p99).
+≤ 1 s late at p99; all timers back ≤ 5 s after a restart).
 
     .venv/bin/python bench/timers.py [--background 1000] [--sample 500] [--window 10]
 
@@ -17,10 +17,14 @@ step). The fake Slack Web API from ``bench/fakes`` runs in this process, outside
    ``created_at`` from the 201 answer + the step's ``after``): the reminder when the fake
    Slack receives the thread reply, the deny when the agent's long-poll answers ``expired``.
    Server and client share the machine's clock.
+4. Halfway through the reminders the server is ``kill -9``ed and a new ``signoff serve``
+   started on the same home (``--no-restart`` skips this); the long-polls reconnect. Steps
+   that fell due before it was ready and were seen from it count from the new process's
+   start (SPEC: all timers back ≤ 5 s after a restart); the others count from their due time.
 
-Prints p50/p99/max of both, the steps seen, and the load average (client, fake and server
-share the machine). Runs in ~45 s with the defaults. Fails (exit 1) if a step is missing or
-a request ends other than expired.
+Prints p50/p99/max of both, the steps seen, the restart figures and the load average
+(client, fake and server share the machine). Runs in ~55 s with the defaults. Exits 1 if a
+step is missing or a target is missed.
 """
 
 from __future__ import annotations
@@ -131,12 +135,15 @@ async def run(options: argparse.Namespace) -> int:
         caps = "server: {max_pending_per_agent: 1000000, max_long_polls_per_agent: 100000, "
         config.write_text(config.read_text().replace("server: {", caps, 1))
         auth = {"Authorization": f"Bearer {add_agent(config)}"}
-        proc = serve(config)
+        procs = [serve(config)]
+        up = asyncio.Event()
+        up.set()
+        restart: dict[str, float] = {}
         try:
             connector = aiohttp.TCPConnector(limit=0)
             timeout = aiohttp.ClientTimeout(total=None)
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-                await wait_ready(http, base, proc)
+                await wait_ready(http, base, procs[0])
 
                 async def submit(tool: str, n: int) -> dict[str, Any]:
                     body = {"tool": tool, "arguments": {"n": n}, "justification": "bench"}
@@ -160,7 +167,7 @@ async def run(options: argparse.Namespace) -> int:
                 )
 
                 remind_due: dict[str, float] = {}
-                deny_late: list[float] = []
+                deny_due: dict[str, tuple[float, float]] = {}  # request -> (due, seen)
                 statuses: dict[str, int] = {}
 
                 async def one(n: int, at: float) -> None:
@@ -170,46 +177,99 @@ async def run(options: argparse.Namespace) -> int:
                     remind_due[rid] = due + REMIND
                     path = f"{base}/v1/requests/{rid}?wait=30"
                     while answer["status"] == "pending":
-                        async with http.get(path, headers=auth) as r:
-                            answer = await r.json()
-                            seen = time.time()
-                            if r.status != 200:
-                                raise SystemExit(f"long-poll answered {r.status}: {answer}")
+                        await up.wait()
+                        try:
+                            async with http.get(path, headers=auth) as r:
+                                answer = await r.json()
+                                seen = time.time()
+                                if r.status != 200:
+                                    raise SystemExit(f"long-poll answered {r.status}: {answer}")
+                        except aiohttp.ClientError:  # the server was killed: poll again
+                            await asyncio.sleep(0.05)
                     status = str(answer["status"])
                     statuses[status] = statuses.get(status, 0) + 1
                     if status == "expired":
-                        deny_late.append(seen - (due + DENY))
+                        deny_due[rid] = (due + DENY, seen)
+
+                async def kill_and_restart(at: float) -> None:
+                    await asyncio.sleep(max(0.0, at - time.monotonic()))
+                    up.clear()
+                    restart["killed"] = time.time()
+                    procs[0].kill()
+                    procs[0].wait()
+                    restart["spawned"] = time.time()
+                    procs[0] = serve(config)
+                    await wait_ready(http, base, procs[0])
+                    restart["ready"] = time.time()
+                    up.set()
 
                 start = time.monotonic() + 0.5
                 step = options.window / options.sample
-                await asyncio.gather(*(one(n, start + n * step) for n in range(options.sample)))
+                killer = (
+                    [kill_and_restart(start + REMIND + options.window / 2)]
+                    if options.restart
+                    else []
+                )
+                await asyncio.gather(
+                    *(one(n, start + n * step) for n in range(options.sample)), *killer
+                )
         finally:
-            proc.terminate()
+            procs[0].terminate()
             try:
-                proc.wait(30)
+                procs[0].wait(30)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                procs[0].kill()
             await fake.close()
 
-    remind_late = [
-        reminders.seen[rid] - due for rid, due in remind_due.items() if rid in reminders.seen
+    seen_reminders = {
+        rid: (due, reminders.seen[rid]) for rid, due in remind_due.items() if rid in reminders.seen
+    }
+    # steps due before the new server was ready but seen only from the new one are late by the
+    # outage: they count from the new process's start ("all timers back after a restart");
+    # every other step counts from its due time
+
+    def outage(due: float, seen: float) -> bool:
+        return bool(restart) and due < restart["ready"] and seen >= restart["spawned"]
+
+    overdue = [
+        seen - restart["spawned"]
+        for due, seen in [*seen_reminders.values(), *deny_due.values()]
+        if outage(due, seen)
     ]
+    remind_late = [seen - due for due, seen in seen_reminders.values() if not outage(due, seen)]
+    deny_late = [seen - due for due, seen in deny_due.values() if not outage(due, seen)]
+    if restart:
+        print(
+            "kill -9 mid-run, then a new `signoff serve`: process start -> /readyz "
+            f"{restart['ready'] - restart['spawned']:.2f} s"
+        )
+        if overdue:
+            print(
+                f"  {len(overdue)} steps held up by the outage, all seen "
+                f"{max(overdue):.2f} s after the new process started"
+            )
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"{options.sample} short requests over {options.window:.0f} s; final: {statuses}")
-    print(f"reminders seen at the Slack fake: {len(remind_late)}/{options.sample}")
+    print(f"reminders seen at the Slack fake: {len(seen_reminders)}/{options.sample}")
     if remind_late:
-        print(f"  reminder lateness (due -> thread reply at the fake): {summary(remind_late)}")
-    print(f"expiries seen by the agents' long-polls: {len(deny_late)}/{options.sample}")
+        print(
+            f"  reminder lateness (due -> thread reply at the fake), {len(remind_late)} not held "
+            f"up by the restart: {summary(remind_late)}"
+        )
+    print(f"expiries seen by the agents' long-polls: {len(deny_due)}/{options.sample}")
     if deny_late:
-        print(f"  deny lateness (due -> long-poll answers expired): {summary(deny_late)}")
+        print(
+            f"  deny lateness (due -> long-poll answers expired), {len(deny_late)} not held "
+            f"up by the restart: {summary(deny_late)}"
+        )
     print(f"load average (1/5/15 min): {load}")
-    complete = len(remind_late) == len(deny_late) == options.sample
-    worst = max(percentile(remind_late, 0.99), percentile(deny_late, 0.99)) if complete else 0
-    if not complete:
+    if not len(seen_reminders) == len(deny_due) == options.sample:
         print("STEPS MISSING")
         return 1
-    print("target met (p99 <= 1 s)" if worst <= 1 else "TARGET MISSED (p99 > 1 s)")
-    return 0
+    late = [*remind_late, *deny_late]
+    ok = percentile(late, 0.99) <= 1 and (not overdue or max(overdue) <= 5)
+    print("targets met (p99 <= 1 s; <= 5 s after a restart)" if ok else "TARGET MISSED")
+    return 0 if ok else 1
 
 
 def main() -> None:
@@ -217,6 +277,12 @@ def main() -> None:
     parser.add_argument("--background", type=int, default=1000, help="long-SLA pending requests")
     parser.add_argument("--sample", type=int, default=500, help="short-ladder requests")
     parser.add_argument("--window", type=float, default=10.0, help="seconds to spread them over")
+    parser.add_argument(
+        "--no-restart",
+        dest="restart",
+        action="store_false",
+        help="skip the kill -9 and restart halfway through the reminders",
+    )
     raise SystemExit(asyncio.run(run(parser.parse_args())))
 
 
