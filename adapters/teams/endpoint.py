@@ -1,7 +1,8 @@
 """``POST /api/messages``: the Bot Framework messaging endpoint, as an aiohttp handler.
 
 Order matters: authenticate the bearer token before reading the body (401, nothing else
-happens), then parse, check the token's ``serviceurl`` claim against the activity, and hand
+happens), then parse, check the token's ``serviceurl`` claim against the activity, and check
+its shape (``adapters.teams.inbound``: a clear 400 instead of an SDK traceback), and hand
 the request to the Agents SDK's ``CloudAdapter.process_request``, which runs ``ApprovalBot``
 and answers (an invoke response for card actions, 202 otherwise).
 """
@@ -21,7 +22,8 @@ from microsoft_agents.hosting.core.authorization import ClaimsIdentity
 
 from adapters.teams.auth import InboundAuth
 from adapters.teams.bot import ApprovalBot
-from bot.errors import NotAuthorized
+from adapters.teams.inbound import check_activity
+from bot.errors import NotAuthorized, RequestError
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,11 @@ class MessagesEndpoint:
             self.auth.check_service_url(claims, body.get("serviceUrl"))
         except NotAuthorized:
             return _problem(401, "Invalid token or authentication failed.")
+        try:
+            check_activity(body)
+        except RequestError as exc:
+            log.warning("Teams: activity refused: %s", exc.message)
+            return _problem(400, exc.message)
         try:
             result = await self.adapter.process_request(_Verified(request, body, claims), self.bot)
         except pydantic.ValidationError:
