@@ -33,6 +33,7 @@ from adapters.slack.modals import VIEW_DENY, VIEW_REVIEW
 from bench.fakes.slack_api import FakeSlack
 from bench.fakes.slack_payloads import block_actions, reason_values, sign, view_submission
 from bot.settings import load_settings
+from tests.fuzzing import paths, replaced
 from tests.support import write_home
 
 SECRET = "fuzz-signing-secret"
@@ -67,24 +68,6 @@ def templates() -> list[dict[str, Any]]:
         },
         {"type": "url_verification", "challenge": "abc", "token": "t"},
     ]
-
-
-def paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    yield prefix
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            yield from paths(inner, (*prefix, key))
-    elif isinstance(value, list):
-        for i, inner in enumerate(value):
-            yield from paths(inner, (*prefix, i))
-
-
-def replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
-    if not path:
-        return new
-    copy = dict(value) if isinstance(value, dict) else list(value)
-    copy[path[0]] = replaced(value[path[0]], path[1:], new)
-    return copy
 
 
 @st.composite

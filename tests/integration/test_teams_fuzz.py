@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from pytest_aiohttp import AiohttpClient
 
 from tests.fakes.teams_env import MALLORY, TeamsEnv, teams_env
-from tests.integration.test_slack_fuzz import paths, replaced
+from tests.fuzzing import paths, replaced
 from tests.support import AppClient
 
 FUZZ = settings(
