@@ -39,9 +39,11 @@ test: lint services
 bench: setup
 	@$(PY) -m tests.pg_cluster bash -c 'for b in bench/*.py; do case $$b in */serving.py|*/stats.py|*/requests.py) continue;; esac; echo "== $$b"; PYTHONPATH=. $(PY) $$b || exit 1; done'
 
-# Crash injection in full (tests/chaos): 200 SIGKILLs under load on SQLite and on PostgreSQL.
+# Crash injection in full (tests/chaos): 200 SIGKILLs under load on SQLite and on PostgreSQL,
+# then the fault tests with each fault (Slack/PagerDuty 429/5xx/time-outs, full disk) lasting a minute.
 chaos: setup
 	$(PY) -m tests.pg_cluster $(PY) -m tests.chaos $(CHAOS_ARGS)
+	SIGNOFF_CHAOS_FAULT_SECONDS=60 $(PY) -m tests.pg_cluster $(PY) -m pytest -q -p no:cacheprovider tests/chaos/test_faults.py
 
 teams-package:
 	@test -n "$(TEAMS_APP_ID)" -a -n "$(SIGNOFF_PUBLIC_URL)" || { echo "usage: make teams-package TEAMS_APP_ID=<Entra app (client) id> SIGNOFF_PUBLIC_URL=https://<host>"; exit 1; }
