@@ -113,11 +113,12 @@ def fill(disk: Path) -> Path:
     """Write a file until the disk is full; returns it (deleting it gives the space back)."""
     filler = disk / "filler"
     chunk = b"\0" * (1 << 16)
-    with filler.open("wb") as out:
+    # unbuffered: nothing is left in a buffer for close() to flush into the full disk (a
+    # buffered file raised ENOSPC again from close, outside the try, when a write was partial)
+    with filler.open("wb", buffering=0) as out:
         try:
             while True:
                 out.write(chunk)
-                out.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC, exc
     return filler
