@@ -27,8 +27,11 @@ def _flag(value: Any, where: str) -> str | None:
     return None if isinstance(value, bool | str) else f"{where} must be a boolean"
 
 
-def _obj(fields: Mapping[str, Check], required: tuple[str, ...] = ()) -> Check:
-    """An object whose listed fields (when present and not null) pass their checks."""
+def _obj(
+    fields: Mapping[str, Check], required: tuple[str, ...] = (), not_null: tuple[str, ...] = ()
+) -> Check:
+    """An object whose listed fields (when present and not null) pass their checks;
+    ``required`` fields must be there, ``not_null`` ones may be absent but never null."""
 
     def check(value: Any, where: str) -> str | None:
         if not isinstance(value, dict):
@@ -36,6 +39,9 @@ def _obj(fields: Mapping[str, Check], required: tuple[str, ...] = ()) -> Check:
         for key in required:
             if value.get(key) is None:
                 return f"{where}.{key} is required"
+        for key in not_null:
+            if key in value and value[key] is None:
+                return f"{where}.{key} must not be null"
         for key, inner in fields.items():
             if value.get(key) is not None and (found := inner(value[key], f"{where}.{key}")):
                 return found
@@ -152,10 +158,10 @@ PAYLOAD = _obj(
             _obj({k: _text for k in ("block_id", "action_id", "channel_id", "response_url")})
         ),
         "challenge": _text,
-    }
+    },
+    # bolt reads these as ``body.get(key, {})...`` or ``len(body[key])`` once present
+    not_null=("event", "view", "function", "response_urls"),
 )
-#: fields bolt reads as ``body.get(key, {})...`` or ``len(body[key])`` once present: never null
-_NOT_NULL = ("event", "view", "function", "response_urls")
 #: payload types whose listeners need a field: it must be there, not only well-typed
 _NEEDS = {
     "block_actions": ("actions", "user"),
@@ -170,9 +176,6 @@ def check_payload(body: Any) -> None:
     if not isinstance(body, dict):
         raise RequestError("the Slack payload is not a JSON object")
     problem = PAYLOAD(body, "payload")
-    for key in _NOT_NULL:
-        if problem is None and key in body and body[key] is None:
-            problem = f"payload.{key} must be an object"
     if problem is None:
         for key in _NEEDS.get(str(body.get("type")), ()):
             if body.get(key) is None:
