@@ -22,7 +22,8 @@ from typing import Any
 import aiohttp
 
 from tests.chaos.load import Entry, Ledger, Load
-from tests.chaos.rig import TRANSFER_STEPS, Home, Server
+from tests.chaos.rig import TRANSFER_STEPS, Home
+from tests.e2e.serving import Server
 
 FINAL_WAIT_S = 30
 

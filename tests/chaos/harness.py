@@ -24,7 +24,8 @@ from bench.fakes.slack_api import FakeSlack
 from bench.serving import libpq, with_database
 from tests.chaos.check import Report, check
 from tests.chaos.load import Ledger, Load
-from tests.chaos.rig import Home, Server
+from tests.chaos.rig import Home
+from tests.e2e.serving import Server
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.pg_cluster import admin_url
 

@@ -21,7 +21,8 @@ from typing import Any
 import aiohttp
 
 from bench.fakes.slack_payloads import block_actions, form, sign
-from tests.chaos.rig import PASSWORD, SIGNING_SECRET, Server
+from tests.chaos.rig import PASSWORD, SIGNING_SECRET
+from tests.e2e.serving import Server
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 ERRORS = (aiohttp.ClientError, TimeoutError, ValueError)

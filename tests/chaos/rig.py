@@ -9,17 +9,14 @@ database, so escalation steps are claimed across processes while one of them die
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import aiohttp
-
 from bench.fakes.slack_api import FakeSlack
 from bot.evidence.keys import KeyRing
+from tests.e2e.serving import clean_env
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.serve_process import free_port
 
@@ -69,12 +66,6 @@ rules:
 """
 #: the ladder a transfer must follow: steps 0 and 1 once each, then expired once
 TRANSFER_STEPS = (0, 1)
-
-
-def clean_env() -> dict[str, str]:
-    return {
-        k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TEAMS_", "PAGERDUTY_"))
-    }
 
 
 class Home:
@@ -140,69 +131,3 @@ class Home:
     async def prepare(self) -> None:
         self.token = (await self.cli("agents", "add", "chaos-agent", "--quiet"))[1].strip()
         await self.cli("users", "add", "alice", "--password-stdin", stdin=PASSWORD.encode())
-
-
-class Server:
-    """One ``signoff serve`` process of the home, on its own port (kept across restarts)."""
-
-    def __init__(self, home: Home) -> None:
-        self.home = home
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = home.root / f"serve-{self.port}.log"
-        self.proc: asyncio.subprocess.Process | None = None
-        self.starts = 0
-
-    @property
-    def up(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
-
-    async def start(self, http: aiohttp.ClientSession, timeout: float = 60) -> None:
-        config = self.home.config(self.port)
-        with self.log.open("ab") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                SIGNOFF,
-                "--config",
-                str(config),
-                "serve",
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=clean_env(),
-                cwd=self.home.root,
-            )
-        self.starts += 1
-        async with asyncio.timeout(timeout):
-            while True:
-                if self.proc.returncode is not None:
-                    raise AssertionError(f"signoff serve exited early:\n{self.tail()}")
-                try:
-                    async with http.get(self.base + "/readyz") as resp:
-                        if resp.status == 200:
-                            return
-                except (aiohttp.ClientError, TimeoutError):
-                    pass
-                await asyncio.sleep(0.05)
-
-    def tail(self, chars: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
-
-    async def kill9(self) -> None:
-        """SIGKILL, the crash under test, and reap the process."""
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGKILL)
-            await self.proc.wait()
-
-    async def stop(self) -> None:
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(20):
-                await self.proc.wait()
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.home.token}"}

@@ -27,7 +27,8 @@ from bench.fakes.slack_api import Fault
 from tests.chaos.check import Report, check
 from tests.chaos.harness import WORKERS, pg_database, rig
 from tests.chaos.load import BODIES, Ledger, Load
-from tests.chaos.rig import Home, Server
+from tests.chaos.rig import Home
+from tests.e2e.serving import Server
 from tests.pg_cluster import Cluster
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ import textwrap
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import psycopg
@@ -123,17 +123,33 @@ def clean_env() -> dict[str, str]:
     }
 
 
-class Server:
-    """One ``signoff serve`` process."""
+class ServedHome(Protocol):
+    """What a ``Server`` needs of its home (the e2e ``Home`` here, the chaos rig's)."""
 
-    def __init__(self, home: Home) -> None:
+    root: Path
+    token: str
+    slack: FakeSlack
+
+    def config(self, port: int) -> Path: ...
+
+
+class Server:
+    """One ``signoff serve`` process of a home, on its own port (kept across restarts)."""
+
+    def __init__(self, home: ServedHome) -> None:
         self.home = home
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = home.root / f"serve-{self.port}.log"
         self.proc: asyncio.subprocess.Process | None = None
+        self.starts = 0
 
-    async def start(self, http: aiohttp.ClientSession) -> None:
+    @property
+    def up(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def start(self, http: aiohttp.ClientSession, timeout: float = 60) -> None:
+        """Start the process and wait until it is ready (``/readyz``: its store answers)."""
         config = self.home.config(self.port)
         with self.log.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
@@ -144,29 +160,36 @@ class Server:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=clean_env(),
+                cwd=self.home.root,
             )
-        async with asyncio.timeout(30):
+        self.starts += 1
+        async with asyncio.timeout(timeout):
             while True:
                 if self.proc.returncode is not None:
-                    pytest.fail(f"signoff serve exited early:\n{self.log.read_text()}")
+                    raise AssertionError(f"signoff serve exited early:\n{self.tail()}")
                 try:
-                    async with http.get(self.base + "/healthz") as resp:
+                    async with http.get(self.base + "/readyz") as resp:
                         if resp.status == 200:
                             return
-                except aiohttp.ClientError:
+                except (aiohttp.ClientError, TimeoutError):
                     pass
                 await asyncio.sleep(0.05)
 
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
+    def tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+    async def kill9(self) -> None:
+        """SIGKILL, the crash under test, and reap the process."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGKILL)
+            await self.proc.wait()
 
     async def stop(self) -> None:
         if self.proc is None or self.proc.returncode is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
         try:
-            async with asyncio.timeout(15):
+            async with asyncio.timeout(20):
                 await self.proc.wait()
         except TimeoutError:
             self.proc.kill()

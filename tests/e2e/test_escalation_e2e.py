@@ -107,7 +107,7 @@ async def test_kill_9_between_steps_and_restart_repeats_no_step(
         [card] = await slack.wait_for(lambda: slack.cards("C0FINANCE"), timeout=5)
         # the reminder (2 s) has been posted: kill the server before the 4 s step
         await slack.wait_for(lambda: slack.replies("C0FINANCE", card.ts), timeout=5)
-        first.kill9()
+        await first.kill9()
         assert first.proc is not None
         await first.proc.wait()
         # stay down past the 4 s step, so it is due while signoff is down
@@ -160,7 +160,7 @@ async def test_two_processes_on_one_postgresql_fire_each_step_once(
         # a request created by a process that dies at once is picked up by the other one
         # (its sweep) and still follows the whole ladder on time
         orphan = await one.submit(http)
-        one.kill9()
+        await one.kill9()
         final = await two.wait_final(http, orphan["id"])
         assert final["status"] == "expired"
         assert_ladder(await two.statements(http, orphan["id"]), late=1.5)

@@ -194,7 +194,7 @@ async def test_killed_replica_holding_long_polls_costs_the_agent_nothing(
             waits = [asyncio.ensure_future(agent.wait(created.id, timeout=30)) for _ in range(3)]
             await until_waiters(http, [a], lambda n: n == 3)
             assert set(balancer.routed) == {a.port}  # every poll is held by replica a
-            a.kill9()
+            await a.kill9()
             # the agent noticed and now polls on the other replicas
             await until_waiters(http, [b, c], lambda n: n == 3)
             assert not any(w.done() for w in waits)
@@ -218,7 +218,7 @@ async def test_three_replicas_one_killed_between_steps_run_each_step_once(
     created = await submit(a, http, body)
     [card] = await home.slack.wait_for(lambda: home.slack.cards("C0FINANCE"), timeout=5)
     await home.slack.wait_for(lambda: home.slack.replies("C0FINANCE", card.ts), timeout=5)
-    a.kill9()  # after the reminder (2 s), before the escalation (4 s)
+    await a.kill9()  # after the reminder (2 s), before the escalation (4 s)
     final = await b.wait_final(http, created["id"])
     assert final["status"] == "expired"
     assert_ladder(await c.statements(http, created["id"]), late=1.5)
