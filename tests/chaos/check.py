@@ -188,7 +188,7 @@ async def check(
             await check_entry(http, server, probe, entry, report)
 
     await asyncio.gather(*(one(e) for e in ledger.entries.values()))
-    code, out = await home.cli("audit", "verify", check=False)
+    code, out = await home.run("audit", "verify", check=False)
     report.verify_ok = code == 0
     report.verify_output = out.strip()[-2000:]
     return report

@@ -62,9 +62,11 @@ class Home:
         *,
         policy: str,
         console: bool = False,
+        publish_file: bool = False,
     ) -> None:
         self.root = root
         self.console = console
+        self.publish_file = publish_file
         (root / "policies").mkdir(parents=True, exist_ok=True)
         (root / "policies" / "policy.yaml").write_text(policy, encoding="utf-8")
         KeyRing.create(root / "keys")
@@ -82,6 +84,7 @@ class Home:
                 database: {{url: "{self.database_url}"}}
                 keys: {{dir: ./keys}}
                 policy: {{paths: [./policies], watch: false}}
+                {"log: {publish_file: ./checkpoints/latest}" if self.publish_file else ""}
                 slack:
                   bot_token: {self.slack.token}
                   signing_secret: {SIGNING_SECRET}
@@ -97,8 +100,9 @@ class Home:
         )
         return path
 
-    async def cli(self, *args: str, stdin: bytes = b"") -> str:
-        """``signoff --config … ARGS`` on this home; its standard output."""
+    async def run(self, *args: str, stdin: bytes = b"", check: bool = True) -> tuple[int, str]:
+        """``signoff --config … ARGS`` on this home: (exit status, standard output); with
+        ``check`` a non-zero status fails with what the command wrote to standard error."""
         proc = await asyncio.create_subprocess_exec(
             SIGNOFF,
             "--config",
@@ -108,10 +112,18 @@ class Home:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=clean_env(),
+            cwd=self.root,
         )
         out, err = await proc.communicate(stdin)
-        assert proc.returncode == 0, err.decode()
-        return out.decode()
+        code = proc.returncode
+        assert code is not None
+        if check and code != 0:
+            raise AssertionError(f"signoff {' '.join(args)} exited {code}:\n{err.decode()}")
+        return code, out.decode() + (err.decode() if code else "")
+
+    async def cli(self, *args: str, stdin: bytes = b"") -> str:
+        """``signoff --config … ARGS`` on this home; its standard output."""
+        return (await self.run(*args, stdin=stdin))[1]
 
     async def add_agent(self) -> None:
         self.token = (await self.cli("agents", "add", "e2e-agent", "--quiet")).strip()
