@@ -12,7 +12,10 @@ together (libpq pipeline mode):
   a result; an error (a broken constraint) comes out as SQLAlchemy's ``IntegrityError``
   from the statement or the ``COMMIT`` where psycopg reads it, and every statement queued
   after it fails as ``aborted`` (the caller then looks for the culprit as after an
-  ``IntegrityError``); the transaction rolls back.
+  ``IntegrityError``); the transaction rolls back. When the connection breaks before the
+  pipeline's last sync (PostgreSQL stopped), psycopg raises at the block's end; that
+  comes out as SQLAlchemy's ``OperationalError`` too, with the connection invalidated, so
+  that callers see the database unavailable and the pool does not reuse it.
 
 On SQLite both do nothing special (``bot.store.raw`` is SQLite's fast path).
 """
@@ -42,8 +45,16 @@ def pipelined(conn: Connection) -> Iterator[None]:
     if driver is None:
         yield
         return
-    with driver.pipeline():
-        yield
+    try:
+        with driver.pipeline():
+            yield
+    except psycopg.Error as error:
+        broken = driver.broken
+        if broken:
+            conn.invalidate()
+        raise exc.DBAPIError.instance(
+            None, None, error, psycopg.Error, connection_invalidated=broken, dialect=conn.dialect
+        ) from error
 
 
 def scalar(conn: Connection, sql: str) -> Any:

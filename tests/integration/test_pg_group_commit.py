@@ -6,16 +6,19 @@ commits what is queued."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import Connection
 
+from bench.serving import libpq
 from bot.domain import Agent, Event, Status
-from bot.errors import Conflict
+from bot.errors import Conflict, StoreError
 from bot.store import SqlStore, log
 from bot.store.database import PG_READERS
 from bot.store.writer import Connect, Op, Outcome
@@ -165,5 +168,40 @@ async def test_a_read_opens_no_transaction_on_postgresql(pg_url: str) -> None:
         assert await store.read(status) == (True, "IDLE")  # not INTRANS: nothing to commit
         await store.add_agent(Agent("agent-1", "h" * 64, T0))  # writes still transact
         assert (await store.get_agent("agent-1")) is not None
+    finally:
+        await store.close()
+
+
+async def test_a_connection_lost_before_the_commit_is_read_is_store_unavailable(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL stopped while a write's last statements and COMMIT were in a pipeline:
+    # psycopg raised at the pipeline's end, past SQLAlchemy, and the HTTP API answered 500
+    from bot.store import pipeline
+
+    real = pipeline.pipelined
+    killed: list[int] = []
+
+    @contextlib.contextmanager
+    def cut_off(conn: Connection) -> Iterator[None]:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with real(conn):
+            yield  # the rows and the COMMIT are queued, not yet synced
+            if not killed:
+                assert isinstance(pid, int)
+                with psycopg.connect(libpq(pg_url), autocommit=True) as other:
+                    other.execute("SELECT pg_terminate_backend(%s)", [pid])
+                killed.append(pid)
+
+    store = await SqlStore.open(pg_url)
+    try:
+        monkeypatch.setattr(pipeline, "pipelined", cut_off)
+        with pytest.raises(StoreError, match="is unavailable"):
+            await store.add_agent(Agent("agent-1", "h" * 64, T0))
+        assert killed
+        # the broken connection is not handed out again: the next write commits (the first
+        # one's COMMIT may have reached the server before the connection went: unknown)
+        await store.add_agent(Agent("agent-2", "i" * 64, T0))
+        assert "agent-2" in [a.id for a in await store.list_agents()]
     finally:
         await store.close()
