@@ -66,6 +66,7 @@ BLOCK = {"tool": "repos.force_push", "arguments": {"branch": "main"}}
 @dataclass
 class Tally:
     latencies: list[float] = field(default_factory=list)
+    by_kind: dict[str, list[float]] = field(default_factory=dict)
     calls: int = 0
     errors: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
@@ -91,7 +92,7 @@ class Agent:
         self.headers = {"Authorization": f"Bearer {token}"}
 
     async def call(
-        self, method: str, path: str, *, timed: bool = True, **kw: Any
+        self, kind: str, method: str, path: str, *, timed: bool = True, **kw: Any
     ) -> dict[str, Any]:
         started = time.perf_counter()
         try:
@@ -103,14 +104,16 @@ class Agent:
             return {}
         self.tally.calls += 1
         if timed:
-            self.tally.latencies.append(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self.tally.latencies.append(took)
+            self.tally.by_kind.setdefault(kind, []).append(took)
         if status >= 400:
             self.tally.error(f"HTTP {status}")
             return {}
         return body if isinstance(body, dict) else {}
 
-    async def submit(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self.call("POST", "/v1/requests", json=body, headers=self.headers)
+    async def submit(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.call(kind, "POST", "/v1/requests", json=body, headers=self.headers)
 
 
 async def agent_loop(
@@ -122,24 +125,25 @@ async def agent_loop(
         n += 1
         roll = rng.random()
         if roll < 0.7:
-            await agent.submit(AUTO)
+            await agent.submit("auto", AUTO)
         elif roll < 0.8:
-            await agent.submit(BLOCK)
+            await agent.submit("block", BLOCK)
         else:
             body = {"tool": "payments.transfer", "arguments": {"amount": 20000 + n}}
-            created = await agent.submit(body)
+            created = await agent.submit("confirm", body)
             rid = created.get("id")
             if not rid:
                 continue
             path = f"/v1/requests/{rid}"
-            await agent.call("GET", path + "?wait=0.2", timed=False, headers=agent.headers)
+            await agent.call("wait", "GET", path + "?wait=0.2", timed=False, headers=agent.headers)
             if rng.random() < 0.5:
-                await agent.call("POST", path + "/cancel", headers=agent.headers)
+                await agent.call("cancel", "POST", path + "/cancel", headers=agent.headers)
             else:
                 poll = asyncio.ensure_future(
-                    agent.call("GET", path + "?wait=10", timed=False, headers=agent.headers)
+                    agent.call("wait", "GET", path + "?wait=10", timed=False, headers=agent.headers)
                 )
                 await agent.call(
+                    "decide",
                     "POST",
                     f"/console/requests/{rid}/decide",
                     data={"csrf_token": csrf, "verdict": "approve", "reason": "soak"},
@@ -159,6 +163,8 @@ class Result(TypedDict):
     calls_per_s: float
     p50_ms: float
     p99_ms: float
+    #: p50 / p99 in ms of each kind of call (auto, block, confirm, cancel, decide)
+    kinds: dict[str, tuple[float, float]]
     errors: int
     error_kinds: dict[str, int]
     rss_mb: list[float]
@@ -187,7 +193,7 @@ async def soak(root: Path, database_url: str) -> Result:
             decide = await console_session(http, base, "alice", PASSWORD)
             one = Agent(http, base, tokens[0], Tally())
             for _ in range(SEQUENTIAL):
-                await one.submit(AUTO)
+                await one.submit("auto", AUTO)
             sequential = one.tally.latencies[SEQUENTIAL // 10 :]
             cpu0, _, _ = proc_stat(proc.pid)
             started = time.monotonic()
@@ -224,6 +230,10 @@ async def soak(root: Path, database_url: str) -> Result:
         "calls_per_s": tally.calls / elapsed,
         "p50_ms": statistics.median(tally.latencies) * 1000 if tally.latencies else float("nan"),
         "p99_ms": percentile(tally.latencies, 0.99) * 1000 if tally.latencies else float("nan"),
+        "kinds": {
+            kind: (statistics.median(took) * 1000, percentile(took, 0.99) * 1000)
+            for kind, took in sorted(tally.by_kind.items())
+        },
         "errors": tally.errors,
         "error_kinds": tally.error_kinds,
         "rss_mb": [round(r / 2**20, 1) for _, r, _ in samples],
@@ -244,6 +254,8 @@ def report(name: str, r: Result) -> None:
         f"({'flat' if spread <= 0.10 else 'NOT flat'}: within {spread * 100:.1f} % of its mean "
         f"after {WARM_UP:.0f} s); open fds {r['fds']} (max {r['fds_max']})"
     )
+    kinds = ", ".join(f"{k} {p50:.0f} / {p99:.0f}" for k, (p50, p99) in r["kinds"].items())
+    print(f"soak {name} p50 / p99 ms by kind of call: {kinds}")
     print(
         f"sequential {name}: auto tier one call at a time ({SEQUENTIAL} calls, the first "
         f"{SEQUENTIAL // 10} warm-up, aiohttp client): p50 {r['sequential_p50_ms']:.2f} ms, "

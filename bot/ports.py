@@ -60,14 +60,20 @@ class Store(Protocol):
 
     # requests
     async def insert_request(
-        self, request: Request, attestation: bytes | None = None, event: Event | None = None
+        self,
+        request: Request,
+        attestation: bytes | None = None,
+        event: Event | None = None,
+        *,
+        max_pending: int | None = None,
     ) -> Request:
         """Insert a new request (and its first attestation). Returns it with
-        ``last_log_index`` set. Raises ``Conflict`` when (agent, idempotency key) exists."""
+        ``last_log_index`` set. Raises ``Conflict`` when (agent, idempotency key) exists,
+        ``RateLimited`` when ``max_pending`` is given and the agent has that many pending
+        (the count and the insert are one step for every writer of the store)."""
         ...
 
     async def get_request(self, request_id: str) -> Request | None: ...
-    async def count_pending(self, agent_id: str, limit: int) -> int: ...
     async def request_by_idempotency_key(self, agent_id: str, key: str) -> Request | None: ...
     async def list_requests(
         self,

@@ -143,14 +143,9 @@ class Gate(Agents, Door):
             if event is not None
             else None
         )
-        pending = request.status is Status.PENDING
-        if pending:  # SPEC §6: a per-agent cap on pending requests (429)
-            await self.caps.reserve_pending(agent.id, self.store.count_pending)
-        try:
-            stored = await attempt(self.store.insert_request(request, envelope, event))
-        finally:
-            if pending:
-                self.caps.release_pending(agent.id)
+        # SPEC §6: a per-agent cap on pending requests (429)
+        cap = self.caps.max_pending if request.status is Status.PENDING else None
+        stored = await attempt(self.store.insert_request(request, envelope, event, max_pending=cap))
         if isinstance(stored, Conflict):
             # the request id or the idempotency key was taken: a replay racing this one
             replay = await self._replay(agent, sub) if sub.idempotency_key is not None else None

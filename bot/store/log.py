@@ -68,10 +68,10 @@ class Frontier:
 class Pending:
     """The attestations appended by one transaction, written out by ``flush``.
 
-    The first ``add`` takes the append lock (``SELECT … FOR UPDATE`` on ``log_head``; under
-    SQLite the write lock of ``BEGIN IMMEDIATE`` is already held) and reads the size, so
-    callers know each index before they write the rows that refer to it. ``mark`` and
-    ``truncate`` undo the adds of an operation rolled back to a savepoint.
+    The first ``add`` (or ``lock``) takes the append lock (``SELECT … FOR UPDATE`` on
+    ``log_head``; under SQLite the write lock of ``BEGIN IMMEDIATE`` is already held) and
+    reads the size, so callers know each index before they write the rows that refer to
+    it. ``mark`` and ``truncate`` undo the adds of an operation rolled back to a savepoint.
 
     With ``batch`` (several operations sharing one transaction, none in a savepoint), an
     operation may hand a plain ``INSERT`` to ``insert_later`` instead of executing it:
@@ -104,14 +104,23 @@ class Pending:
             raise ValueError("insert_later needs a batched transaction")
         self._later.setdefault(statement, []).append(values)
 
-    def add(self, envelope: bytes, event: Event, request_id: str | None) -> int:
-        """Queue ``envelope`` as the next leaf; returns its index."""
+    def queued(self, statement: RawStatement) -> list[dict[str, Any]]:
+        """The rows queued for ``statement`` by ``insert_later`` (not yet written)."""
+        return self._later.get(statement, [])
+
+    def lock(self) -> int:
+        """Take the append lock (once per transaction): from here to the commit, no other
+        writer of the database appends or reads under it. Returns the log's size."""
         if self._start is None:
             start = _LOCK.scalar(self._conn)
             if start is None:
                 raise StoreError("the log head row is missing: the database is damaged")
             self._start = int(start)
-        index = self._start + len(self._rows)
+        return self._start
+
+    def add(self, envelope: bytes, event: Event, request_id: str | None) -> int:
+        """Queue ``envelope`` as the next leaf; returns its index."""
+        index = self.lock() + len(self._rows)
         self._rows.append(
             {
                 "idx": index,

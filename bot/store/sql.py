@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, exc, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from bot.caps import pending_cap_reached
 from bot.domain import (
     Agent,
     Change,
@@ -52,6 +53,16 @@ logger = logging.getLogger(__name__)
 
 _INSERT_REQUEST = insert(REQUESTS)
 _INSERT_REQUESTS = RawStatement(_INSERT_REQUEST)
+_PENDING = Status.PENDING.value
+# how many of an agent's requests are pending, counting no further than :cap
+_COUNT_PENDING = RawStatement(
+    select(func.count()).select_from(
+        select(REQUESTS.c.id)
+        .where(REQUESTS.c.agent_id == bindparam("agent_id"), REQUESTS.c.status == _PENDING)
+        .limit(bindparam("cap"))
+        .subquery()
+    )
+)
 _INSERT_VOTE = insert(VOTES)
 _INSERT_AGENT = insert(AGENTS)
 # compare-and-set: SET every column given in the parameters, only at the expected version
@@ -91,6 +102,13 @@ def _append(
     if event is None:
         raise ValueError("an attestation needs the event it records")
     return pending.add(attestation, event, request_id)
+
+
+def _pending_count(conn: Connection, pending: log.Pending, agent_id: str, cap: int) -> int:
+    """The agent's pending requests, in the database and queued in this transaction."""
+    stored = int(_COUNT_PENDING.scalar(conn, {"agent_id": agent_id, "cap": cap}))
+    queued = pending.queued(_INSERT_REQUESTS)
+    return stored + sum(1 for v in queued if v["agent_id"] == agent_id and v["status"] == _PENDING)
 
 
 def _parse_at(value: Any) -> datetime:
@@ -153,14 +171,26 @@ class SqlStore(Database):
     # requests
 
     async def insert_request(
-        self, request: Request, attestation: bytes | None = None, event: Event | None = None
+        self,
+        request: Request,
+        attestation: bytes | None = None,
+        event: Event | None = None,
+        *,
+        max_pending: int | None = None,
     ) -> Request:
         """Insert ``request`` and append ``attestation`` (needs ``event``) in one transaction.
         Returns it with ``last_log_index`` set. Raises ``Conflict`` when the id or the
-        (agent, idempotency key) exists, ``ValueError`` for an attestation without event."""
+        (agent, idempotency key) exists, ``ValueError`` for an attestation without event,
+        ``RateLimited`` when ``max_pending`` is given and the agent already has that many
+        requests pending (counted under the append lock, so every writer of the database,
+        in any process, takes turns from the count to its commit)."""
         values = mapping.from_request(request)
 
         def insert_(conn: Connection, pending: log.Pending) -> int | None:
+            if max_pending is not None:
+                pending.lock()
+                if _pending_count(conn, pending, request.agent_id, max_pending) >= max_pending:
+                    raise pending_cap_reached(request.agent_id, max_pending)
             index = _append(pending, attestation, event, request.id)
             if index is not None:
                 values["last_log_index"] = index
@@ -193,17 +223,6 @@ class SqlStore(Database):
         query = select(REQUESTS).where(*conditions)
         row = await self.read(lambda conn: conn.execute(query).first())
         return None if row is None else mapping.to_request(row)
-
-    async def count_pending(self, agent_id: str, limit: int) -> int:
-        """How many of the agent's requests are pending, counting no further than ``limit``."""
-        ids = (
-            select(REQUESTS.c.id)
-            .where(REQUESTS.c.agent_id == agent_id, REQUESTS.c.status == Status.PENDING.value)
-            .limit(limit)
-            .subquery()
-        )
-        query = select(func.count()).select_from(ids)
-        return int(await self.read(lambda conn: conn.execute(query).scalar_one()))
 
     async def list_requests(
         self,
