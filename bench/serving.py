@@ -237,9 +237,11 @@ def add_user(config: Path, name: str, password: str) -> None:
     )
 
 
-def serve(config: Path) -> subprocess.Popen[bytes]:
-    """``signoff serve`` on ``config``, started as a user would (``wait_ready`` waits for it)."""
-    return subprocess.Popen([SIGNOFF, "--config", str(config), "serve"], env=quiet_env())
+def serve(config: Path, workers: int = 1) -> subprocess.Popen[bytes]:
+    """``signoff serve`` on ``config`` (``--workers`` when more than one), started as a user
+    would (``wait_ready`` waits for it)."""
+    extra = ["--workers", str(workers)] if workers > 1 else []
+    return subprocess.Popen([SIGNOFF, "--config", str(config), "serve", *extra], env=quiet_env())
 
 
 def with_search_path(url: str, schema: str) -> str:

@@ -57,6 +57,8 @@ SECONDS = float(os.environ.get("SIGNOFF_SOAK_SECONDS", "60"))
 #: auto-tier calls sent one at a time before the soak (the first tenth is warm-up)
 SEQUENTIAL = int(os.environ.get("SIGNOFF_SOAK_SEQUENTIAL", "1000"))
 AGENTS = int(os.environ.get("SIGNOFF_SOAK_AGENTS", "200"))
+#: ``signoff serve --workers N`` (1: one process)
+WORKERS = int(os.environ.get("SIGNOFF_SOAK_WORKERS", "1"))
 WARM_UP = 15.0
 PASSWORD = "soak password 123"
 AUTO = {"tool": "crm.contacts.read", "arguments": {"id": 7}}
@@ -77,13 +79,19 @@ class Tally:
 
 
 def proc_stat(pid: int) -> tuple[float, int, int]:
-    """(CPU seconds, RSS bytes, open fds) of ``pid``."""
+    """(CPU seconds, RSS bytes, open fds) of ``pid`` and its child processes (the workers of
+    ``--workers N``), added up."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     cpu = (int(fields[11]) + int(fields[12])) / ticks
     rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-    return cpu, rss, len(os.listdir(f"/proc/{pid}/fd"))
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+        for child in fh.read().split():
+            more = proc_stat(int(child))
+            cpu, rss, fds = cpu + more[0], rss + more[1], fds + more[2]
+    return cpu, rss, fds
 
 
 class Agent:
@@ -181,7 +189,7 @@ async def soak(root: Path, database_url: str) -> Result:
     )
     tokens = [add_agent(config, f"soak-{i}") for i in range(8)]
     add_user(config, "alice", PASSWORD)
-    proc = serve(config)
+    proc = serve(config, WORKERS)
     base = f"http://127.0.0.1:{port}"
     tally = Tally()
     samples: list[tuple[float, int, int]] = []
@@ -247,7 +255,9 @@ async def soak(root: Path, database_url: str) -> Result:
 def report(name: str, r: Result) -> None:
     spread = r["rss_spread"]
     print(
-        f"soak {name}: {AGENTS} agents x {SECONDS:.0f} s: {r['calls_per_s']:.0f} calls/s, "
+        f"soak {name}: {AGENTS} agents x {SECONDS:.0f} s"
+        + (f", --workers {WORKERS}" if WORKERS > 1 else "")
+        + f": {r['calls_per_s']:.0f} calls/s, "
         f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, errors {r['errors']}"
         + (f" {r['error_kinds']}" if r["errors"] else "")
         + f"; server CPU {r['cpu_ms_per_call']:.2f} ms/call; RSS MB every 5 s {r['rss_mb']} "

@@ -49,8 +49,11 @@ class Door(Reads):
         not ``agent``'s), what the step raises, and ``Conflict`` when the request changes
         faster than ``CAS_RETRIES`` attempts."""
         for _ in range(CAS_RETRIES):
-            request = await self.get(request_id, agent)
-            seen = tuple(await self.store.votes(request.id)) if votes else ()
+            if votes:
+                view = await self.view(request_id, agent=agent)
+                request, seen = view.request, view.votes
+            else:
+                request, seen = await self.get(request_id, agent), ()
             now = self.clock.now()
             change = step(request, seen, now)
             if change is None:

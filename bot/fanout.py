@@ -113,7 +113,7 @@ class Fanout:
 
     def final(self, request: Request) -> None:
         """``request`` became final: wake its long-polls, tell the listeners, resolve its page."""
-        self.waiters.wake(request.id)
+        self.waiters.wake(request.id, request)
         self.metrics.decisions.labels(request.status.value).inc()
         for listener in self._final_listeners:
             work = listener(request)

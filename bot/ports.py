@@ -100,6 +100,13 @@ class Store(Protocol):
         ...
 
     async def votes(self, request_id: str) -> list[Vote]: ...
+    async def request_view(
+        self, request_id: str, posts_on: Platform | None = None, *, posts: bool = False
+    ) -> tuple[Request | None, list[Vote], list[Post]]:
+        """The request, its votes and (with ``posts``, on ``posts_on`` or every platform)
+        its card copies, in one read: one hop to the store instead of one per table."""
+        ...
+
     async def pending_timers(
         self,
         *,

@@ -97,16 +97,25 @@ class Reads:
                     await watch.wait(left if self.fanout.feed_live else min(left, RESCAN_S))
                 finally:
                     self.metrics.pending.dec()
-                request = await self.get(request_id, agent)
+                # a decision made in this process comes with the wake-up: no re-read
+                final = watch.value
+                if isinstance(final, Request) and final.status.final:
+                    request = final
+                else:
+                    request = await self.get(request_id, agent)
         return request
 
-    async def view(self, request_id: str, platform: Platform | None = None) -> View:
+    async def view(
+        self, request_id: str, platform: Platform | None = None, agent: Agent | None = None
+    ) -> View:
         """The request with its votes, and its card copies on ``platform`` (none without
-        one). Raises ``NotFound``."""
-        request = await self.get(request_id)
-        votes = tuple(await self.store.votes(request_id))
-        posts = () if platform is None else tuple(await self.store.posts(request_id, platform))
-        return View(request, votes, posts)
+        one), in one read; with ``agent``, only that agent's own. Raises ``NotFound``."""
+        request, votes, posts = await self.store.request_view(
+            request_id, platform, posts=platform is not None
+        )
+        if request is None or (agent is not None and request.agent_id != agent.id):
+            raise NotFound(f"no request {request_id!r}")
+        return View(request, tuple(votes), tuple(posts))
 
     async def votes(self, request_id: str) -> list[Vote]:
         """Every vote on the request, oldest first."""

@@ -8,6 +8,8 @@ store on a slow cadence.
 
 A caller registers (``watch``) *before* it reads the request, so a change committed after
 that read always finds the registration and no wake-up falls between the read and the wait.
+A wake-up may carry the request as committed (``wake(id, value)``: a decision made in this
+process), which spares the woken caller its re-read.
 """
 
 from __future__ import annotations
@@ -18,19 +20,28 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 
+class _Wakeup(asyncio.Event):
+    """An event that carries what its ``wake`` was given (``None``: only that it changed)."""
+
+    value: object = None
+
+
 class Watch:
     """One caller's registration on one request (see ``Waiters.watch``)."""
 
-    __slots__ = ("_event", "_request_id", "_waiters")
+    __slots__ = ("_event", "_request_id", "_waiters", "value")
 
     def __init__(self, waiters: Waiters, request_id: str) -> None:
         self._waiters = waiters
         self._request_id = request_id
         self._event = waiters._arm(request_id)
+        #: what the last wake-up carried (``None`` when it carried nothing, or timed out)
+        self.value: object = None
 
     async def wait(self, seconds: float) -> bool:
         """Wait until the request is woken or ``seconds`` pass; True when woken. A wake-up
         that came before this call (since the last one) returns at once."""
+        self.value = None
         try:
             async with asyncio.timeout(seconds):
                 await self._event.wait()
@@ -39,6 +50,7 @@ class Watch:
             return False
         finally:
             if self._event.is_set():  # re-arm before the caller re-reads the store
+                self.value = self._event.value
                 self._event = self._waiters._arm(self._request_id)
 
 
@@ -46,13 +58,13 @@ class Waiters:
     """Per-request ``asyncio.Event``s created on demand and dropped when nobody waits."""
 
     def __init__(self) -> None:
-        self._events: dict[str, asyncio.Event] = {}
+        self._events: dict[str, _Wakeup] = {}
         self._counts: defaultdict[str, int] = defaultdict(int)
 
-    def _arm(self, request_id: str) -> asyncio.Event:
+    def _arm(self, request_id: str) -> _Wakeup:
         event = self._events.get(request_id)
         if event is None:
-            event = self._events[request_id] = asyncio.Event()
+            event = self._events[request_id] = _Wakeup()
         return event
 
     @contextlib.contextmanager
@@ -72,9 +84,11 @@ class Waiters:
         with self.watch(request_id) as watch:
             return await watch.wait(seconds)
 
-    def wake(self, request_id: str) -> None:
+    def wake(self, request_id: str, value: object = None) -> None:
+        """Wake the request's waiters; ``value`` (the request as committed) goes with it."""
         event = self._events.pop(request_id, None)
         if event is not None:
+            event.value = value
             event.set()
 
     def wake_all(self) -> None:

@@ -89,14 +89,12 @@ async def changes(request: web.Request) -> web.StreamResponse:
 
 
 async def _fetch(request: web.Request) -> tuple[Request, list[Vote]]:
-    """The request named in the path and its votes, read side by side (each read is a
-    round trip to the database and a hop to a store thread); 404 when there is none."""
-    gate = console_of(request).gate
-    request_id = request.match_info["id"]
+    """The request named in the path and its votes, in one read; 404 when there is none."""
     try:
-        return await asyncio.gather(gate.get(request_id), gate.votes(request_id))
+        view = await console_of(request).gate.view(request.match_info["id"])
     except NotFound:
         raise web.HTTPNotFound() from None
+    return view.request, list(view.votes)
 
 
 def _check_visible(who: Viewer, found: Request, votes: list[Vote]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -109,6 +109,18 @@ def _pending_count(conn: Connection, pending: log.Pending, agent_id: str, cap: i
     stored = int(_COUNT_PENDING.scalar(conn, {"agent_id": agent_id, "cap": cap}))
     queued = pending.queued(_INSERT_REQUESTS)
     return stored + sum(1 for v in queued if v["agent_id"] == agent_id and v["status"] == _PENDING)
+
+
+def _votes_query(request_id: str) -> Any:
+    query = select(VOTES).where(VOTES.c.request_id == request_id)
+    return query.order_by(VOTES.c.at, VOTES.c.id)
+
+
+def _posts_query(request_id: str, platform: Platform | None) -> Any:
+    query = select(POSTS).where(POSTS.c.request_id == request_id).order_by(POSTS.c.id)
+    if platform is not None:
+        query = query.where(POSTS.c.platform == platform.value)
+    return query
 
 
 def _parse_at(value: Any) -> datetime:
@@ -314,10 +326,27 @@ class SqlStore(Database):
         return await timers.pending_timers(self, since=since, after=after, limit=limit)
 
     async def votes(self, request_id: str) -> list[Vote]:
-        query = select(VOTES).where(VOTES.c.request_id == request_id)
-        query = query.order_by(VOTES.c.at, VOTES.c.id)
+        query = _votes_query(request_id)
         rows = await self.read(lambda conn: conn.execute(query).all())
         return [mapping.to_vote(row) for row in rows]
+
+    async def request_view(
+        self, request_id: str, posts_on: Platform | None = None, *, posts: bool = False
+    ) -> tuple[Request | None, list[Vote], list[Post]]:
+        def read(conn: Connection) -> tuple[Any, Sequence[Any], Sequence[Any]]:
+            row = conn.execute(select(REQUESTS).where(REQUESTS.c.id == request_id)).first()
+            if row is None:
+                return None, [], []
+            votes = conn.execute(_votes_query(request_id)).all()
+            cards = conn.execute(_posts_query(request_id, posts_on)).all() if posts else []
+            return row, votes, cards
+
+        row, votes, cards = await self.read(read)
+        return (
+            None if row is None else mapping.to_request(row),
+            [mapping.to_vote(v) for v in votes],
+            [mapping.to_post(p) for p in cards],
+        )
 
     # rate limits
 
@@ -382,9 +411,7 @@ class SqlStore(Database):
         await self.transact(add)
 
     async def posts(self, request_id: str, platform: Platform | None = None) -> list[Post]:
-        query = select(POSTS).where(POSTS.c.request_id == request_id).order_by(POSTS.c.id)
-        if platform is not None:
-            query = query.where(POSTS.c.platform == platform.value)
+        query = _posts_query(request_id, platform)
         rows = await self.read(lambda conn: conn.execute(query).all())
         return [mapping.to_post(row) for row in rows]
 

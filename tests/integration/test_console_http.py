@@ -256,17 +256,17 @@ async def test_a_decision_reads_the_session_and_the_request_side_by_side(
         login = await http_login_session(http, server.url)
         started = asyncio.Event()
         gate_type = type(server.runtime.gate)
-        real_get, real_session = gate_type.get, UserStore.get_session
+        real_view, real_session = gate_type.view, UserStore.get_session
 
-        async def get(self: Any, request_id: str, agent: Any = None) -> Any:
+        async def view(self: Any, request_id: str, *args: Any, **kwargs: Any) -> Any:
             started.set()
-            return await real_get(self, request_id, agent)
+            return await real_view(self, request_id, *args, **kwargs)
 
         async def get_session(self: UserStore, id_hash: str) -> Any:
             await asyncio.wait_for(started.wait(), 5)
             return await real_session(self, id_hash)
 
-        monkeypatch.setattr(gate_type, "get", get)
+        monkeypatch.setattr(gate_type, "view", view)
         monkeypatch.setattr(UserStore, "get_session", get_session)
         response = await http.post(
             f"{server.url}/console/requests/{rid}/decide",

@@ -53,6 +53,12 @@ class AlwaysRacedStore:
         self.reads += 1
         return await self.inner.get_request(request_id)
 
+    async def request_view(
+        self, request_id: str, *args: Any, **kwargs: Any
+    ) -> tuple[Request | None, list[Vote], list[Any]]:
+        self.reads += 1  # the request with its votes, in one read
+        return await self.inner.request_view(request_id, *args, **kwargs)
+
     async def commit(self, change: Change) -> Request:
         self.commits += 1
         raise Conflict("stale version")
