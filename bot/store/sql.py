@@ -38,7 +38,7 @@ from bot.domain import (
 from bot.errors import Conflict, NotFound
 from bot.store import changes, log, mapping, timers
 from bot.store.database import Database
-from bot.store.raw import RawStatement
+from bot.store.raw import RawQuery, RawStatement
 from bot.store.tables import (
     AGENTS,
     CHECKPOINTS,
@@ -63,6 +63,27 @@ _COUNT_PENDING = RawStatement(
         .subquery()
     )
 )
+# the reads of every decision and long-poll, prebuilt (``RawQuery``)
+_REQUEST = RawQuery(select(REQUESTS).where(REQUESTS.c.id == bindparam("id")))
+_REQUEST_BY_KEY = RawQuery(
+    select(REQUESTS).where(
+        REQUESTS.c.agent_id == bindparam("agent_id"),
+        REQUESTS.c.idempotency_key == bindparam("key"),
+    )
+)
+_VOTES = RawQuery(
+    select(VOTES).where(VOTES.c.request_id == bindparam("id")).order_by(VOTES.c.at, VOTES.c.id)
+)
+_ALL_POSTS = RawQuery(
+    select(POSTS).where(POSTS.c.request_id == bindparam("id")).order_by(POSTS.c.id)
+)
+_POSTS_ON = RawQuery(
+    select(POSTS)
+    .where(POSTS.c.request_id == bindparam("id"), POSTS.c.platform == bindparam("platform"))
+    .order_by(POSTS.c.id)
+)
+_AGENT = RawQuery(select(AGENTS).where(AGENTS.c.id == bindparam("value")))
+_AGENT_BY_TOKEN = RawQuery(select(AGENTS).where(AGENTS.c.token_hash == bindparam("value")))
 _INSERT_VOTE = insert(VOTES)
 _INSERT_AGENT = insert(AGENTS)
 # compare-and-set: SET every column given in the parameters, only at the expected version
@@ -111,16 +132,10 @@ def _pending_count(conn: Connection, pending: log.Pending, agent_id: str, cap: i
     return stored + sum(1 for v in queued if v["agent_id"] == agent_id and v["status"] == _PENDING)
 
 
-def _votes_query(request_id: str) -> Any:
-    query = select(VOTES).where(VOTES.c.request_id == request_id)
-    return query.order_by(VOTES.c.at, VOTES.c.id)
-
-
-def _posts_query(request_id: str, platform: Platform | None) -> Any:
-    query = select(POSTS).where(POSTS.c.request_id == request_id).order_by(POSTS.c.id)
-    if platform is not None:
-        query = query.where(POSTS.c.platform == platform.value)
-    return query
+def _posts(conn: Connection, request_id: str, platform: Platform | None) -> Sequence[Any]:
+    if platform is None:
+        return _ALL_POSTS.all(conn, {"id": request_id})
+    return _POSTS_ON.all(conn, {"id": request_id, "platform": platform.value})
 
 
 def _parse_at(value: Any) -> datetime:
@@ -152,14 +167,13 @@ class SqlStore(Database):
         await self.transact(add)
 
     async def get_agent(self, agent_id: str) -> Agent | None:
-        return await self._agent_where(AGENTS.c.id == agent_id)
+        return await self._agent_where(_AGENT, agent_id)
 
     async def agent_by_token_hash(self, token_hash: str) -> Agent | None:
-        return await self._agent_where(AGENTS.c.token_hash == token_hash)
+        return await self._agent_where(_AGENT_BY_TOKEN, token_hash)
 
-    async def _agent_where(self, condition: Any) -> Agent | None:
-        query = select(AGENTS).where(condition)
-        row = await self.read(lambda conn: conn.execute(query).first())
+    async def _agent_where(self, query: RawQuery, value: str) -> Agent | None:
+        row = await self.read(lambda conn: query.first(conn, {"value": value}))
         return None if row is None else mapping.to_agent(row)
 
     async def list_agents(self) -> list[Agent]:
@@ -224,16 +238,13 @@ class SqlStore(Database):
         return with_log_index(request, index)
 
     async def get_request(self, request_id: str) -> Request | None:
-        return await self._request_where(REQUESTS.c.id == request_id)
+        return await self._request_where(_REQUEST, {"id": request_id})
 
     async def request_by_idempotency_key(self, agent_id: str, key: str) -> Request | None:
-        return await self._request_where(
-            REQUESTS.c.agent_id == agent_id, REQUESTS.c.idempotency_key == key
-        )
+        return await self._request_where(_REQUEST_BY_KEY, {"agent_id": agent_id, "key": key})
 
-    async def _request_where(self, *conditions: Any) -> Request | None:
-        query = select(REQUESTS).where(*conditions)
-        row = await self.read(lambda conn: conn.execute(query).first())
+    async def _request_where(self, query: RawQuery, values: dict[str, Any]) -> Request | None:
+        row = await self.read(lambda conn: query.first(conn, values))
         return None if row is None else mapping.to_request(row)
 
     async def list_requests(
@@ -326,19 +337,18 @@ class SqlStore(Database):
         return await timers.pending_timers(self, since=since, after=after, limit=limit)
 
     async def votes(self, request_id: str) -> list[Vote]:
-        query = _votes_query(request_id)
-        rows = await self.read(lambda conn: conn.execute(query).all())
+        rows = await self.read(lambda conn: _VOTES.all(conn, {"id": request_id}))
         return [mapping.to_vote(row) for row in rows]
 
     async def request_view(
         self, request_id: str, posts_on: Platform | None = None, *, posts: bool = False
     ) -> tuple[Request | None, list[Vote], list[Post]]:
         def read(conn: Connection) -> tuple[Any, Sequence[Any], Sequence[Any]]:
-            row = conn.execute(select(REQUESTS).where(REQUESTS.c.id == request_id)).first()
+            row = _REQUEST.first(conn, {"id": request_id})
             if row is None:
                 return None, [], []
-            votes = conn.execute(_votes_query(request_id)).all()
-            cards = conn.execute(_posts_query(request_id, posts_on)).all() if posts else []
+            votes = _VOTES.all(conn, {"id": request_id})
+            cards = _posts(conn, request_id, posts_on) if posts else []
             return row, votes, cards
 
         row, votes, cards = await self.read(read)
@@ -411,8 +421,7 @@ class SqlStore(Database):
         await self.transact(add)
 
     async def posts(self, request_id: str, platform: Platform | None = None) -> list[Post]:
-        query = _posts_query(request_id, platform)
-        rows = await self.read(lambda conn: conn.execute(query).all())
+        rows = await self.read(lambda conn: _posts(conn, request_id, platform))
         return [mapping.to_post(row) for row in rows]
 
     # the Merkle log

@@ -18,13 +18,14 @@ from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, exc, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, exc, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field
 
 from bot.accounts import ConsoleSession, ConsoleUser, Throttle
 from bot.domain import utc
 from bot.errors import Conflict, NotFound
+from bot.store.raw import RawQuery
 from bot.store.sql import SqlStore
 from bot.store.tables import TIMESTAMP, Base, _table
 
@@ -61,6 +62,11 @@ class LoginThrottleRow(Base, table=True):
 
 CONSOLE_USERS = _table(ConsoleUserRow)
 CONSOLE_SESSIONS = _table(ConsoleSessionRow)
+# read by every console page and form
+_USER = RawQuery(select(CONSOLE_USERS).where(CONSOLE_USERS.c.name == bindparam("name")))
+_SESSION = RawQuery(
+    select(CONSOLE_SESSIONS).where(CONSOLE_SESSIONS.c.id_hash == bindparam("id_hash"))
+)
 LOGIN_THROTTLE = _table(LoginThrottleRow)
 
 
@@ -107,8 +113,7 @@ class UserStore:
         await self._store.write(add)
 
     async def get_user(self, name: str) -> ConsoleUser | None:
-        query = select(CONSOLE_USERS).where(CONSOLE_USERS.c.name == name)
-        row = await self._store.read(lambda conn: conn.execute(query).first())
+        row = await self._store.read(lambda conn: _USER.first(conn, {"name": name}))
         return None if row is None else _to_user(row)
 
     async def list_users(self) -> list[ConsoleUser]:
@@ -150,8 +155,7 @@ class UserStore:
         await self._store.execute(insert(CONSOLE_SESSIONS), values)
 
     async def get_session(self, id_hash: str) -> ConsoleSession | None:
-        query = select(CONSOLE_SESSIONS).where(CONSOLE_SESSIONS.c.id_hash == id_hash)
-        row = await self._store.read(lambda conn: conn.execute(query).first())
+        row = await self._store.read(lambda conn: _SESSION.first(conn, {"id_hash": id_hash}))
         return None if row is None else _to_session(row)
 
     async def delete_session(self, id_hash: str) -> None:

@@ -1,0 +1,72 @@
+"""``RawQuery`` (the prebuilt reads run on the psycopg cursor on PostgreSQL) gives the rows
+SQLAlchemy gives, column for column: JSON of every shape (nested, ``null``, unicode), bytes,
+timestamps with their time zone, NULLs; and a database error still comes out as SQLAlchemy's
+``DBAPIError`` (the store's ``StoreError``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, bindparam, select
+
+from bot.domain import Agent, Event, Status
+from bot.errors import StoreError
+from bot.store import SqlStore, mapping
+from bot.store.raw import RawQuery
+from bot.store.tables import LOG_ENTRIES, REQUESTS
+from tests.factories import STORE_T0 as T0
+from tests.factories import make_request
+
+ARGUMENTS = {"amount": 25000, "to": "acct-ü", "memo": None, "lines": [{"n": 1.5}, [], {}]}
+
+
+async def test_rows_match_sqlalchemy_column_for_column(store: SqlStore) -> None:
+    await store.add_agent(Agent("billing-agent", "h" * 64, T0))
+    request = make_request(
+        "req-raw",
+        arguments=ARGUMENTS,
+        context={"requested_by": "ana@example.com", "trace": {"id": "ab"}},
+        justification="refund ✓ 8812",
+        status=Status.APPROVED,
+        decided_at=T0 + timedelta(seconds=3),
+        reason="ok",
+        idempotency_key="key-1",
+    )
+    await store.insert_request(request, b'{"raw":1}', Event.AUTO_ALLOWED)
+    requests = select(REQUESTS).where(REQUESTS.c.id == bindparam("id"))
+    entries = select(LOG_ENTRIES).where(LOG_ENTRIES.c.request_id == bindparam("id"))
+    values = {"id": request.id}
+
+    def both(conn: Connection) -> tuple[Any, ...]:
+        return (
+            RawQuery(requests).first(conn, values),
+            conn.execute(requests, values).first(),
+            RawQuery(entries).all(conn, values),
+            conn.execute(entries, values).all(),
+            RawQuery(requests).first(conn, {"id": "no-such"}),
+        )
+
+    raw, core, raw_entries, core_entries, missing = await store.read(both)
+    assert raw is not None and core is not None and missing is None
+    assert tuple(raw) == tuple(core)
+    assert raw._fields == tuple(core._fields)
+    assert (
+        mapping.to_request(raw) == mapping.to_request(core) == await store.get_request(request.id)
+    )
+    assert [tuple(r) for r in raw_entries] == [tuple(r) for r in core_entries]
+    assert isinstance(raw_entries[0].envelope, bytes)
+
+
+@pytest.mark.postgres
+async def test_a_database_error_is_a_store_error(pg_url: str) -> None:
+    store = await SqlStore.open(pg_url)
+    try:
+        query = RawQuery(select(REQUESTS).where(REQUESTS.c.id == bindparam("id")))
+        assert await store.read(lambda conn: query.first(conn, {"id": "x"})) is None
+        await store.read(lambda conn: conn.exec_driver_sql("DROP TABLE requests CASCADE"))
+        with pytest.raises(StoreError, match=r"unavailable.*requests"):
+            await store.read(lambda conn: query.first(conn, {"id": "x"}))
+    finally:
+        await store.close()
