@@ -1,4 +1,4 @@
-"""Hot-path statements on SQLite, executed straight on the DBAPI cursor.
+"""Hot-path statements, executed straight on the DBAPI cursor.
 
 The store's write path runs a handful of fixed statements per transaction (the log head,
 log entries, tree nodes, new requests). Through SQLAlchemy Core each costs some 30-40 µs of
@@ -10,8 +10,12 @@ datetime and JSON processors are swapped for equivalent faster ones, see ``_fast
 ``INSERT`` of many rows becomes ONE multi-row ``INSERT`` (one ``sqlite3_step``, one
 release of the GIL) instead of one step per row.
 
-Other dialects (PostgreSQL) go through ``Connection.execute`` unchanged, except that a
-``scalar`` without parameters rides in pipeline mode (``bot.store.pipeline.scalar``).
+On PostgreSQL the compiled text (named parameters) runs on the psycopg cursor with the
+columns' bind processors too (JSON wrapped as psycopg's ``Json``, bytes as ``Binary``): inside
+a pipeline (``bot.store.pipeline``) each statement is queued, not sent and waited for, and
+SQLAlchemy's execution would cost more CPU than the statement. A ``scalar`` without
+parameters rides in pipeline mode with the ``BEGIN`` (``bot.store.pipeline.scalar``).
+``RawQuery`` does the same for the hot reads.
 Driver errors come out as SQLAlchemy's ``DBAPIError`` subclasses (``IntegrityError`` …)
 exactly as from Core.
 """
@@ -150,6 +154,12 @@ class RawStatement:
         self.statement = statement
         self._compiled: dict[str, _Compiled] = {}
         self._literal: dict[str, str] = {}
+        self._pg: _PgCompiled | None = None
+
+    def _on_pg(self, conn: Connection) -> _PgCompiled:
+        if self._pg is None:
+            self._pg = _PgCompiled(self.statement, conn.dialect)
+        return self._pg
 
     def _for(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect.name)
@@ -162,7 +172,7 @@ class RawStatement:
         dialect = conn.dialect
         if dialect.name != "sqlite":
             if values:
-                return conn.execute(self.statement, values).scalar()
+                return self._on_pg(conn).run(conn, [values], scalar=True)
             sql = self._literal.get(dialect.name)
             if sql is None:
                 compiled = self.statement.compile(
@@ -178,7 +188,7 @@ class RawStatement:
         """Run it once; returns the row count."""
         dialect = conn.dialect
         if dialect.name != "sqlite":
-            return int(conn.execute(self.statement, values or {}).rowcount)
+            return int(self._on_pg(conn).run(conn, [values or {}]))
         compiled = self._for(dialect)
         return int(execute_sql(conn, compiled.sql, compiled.row(values or {})).rowcount)
 
@@ -188,7 +198,7 @@ class RawStatement:
             return
         dialect = conn.dialect
         if dialect.name != "sqlite":
-            conn.execute(self.statement, list(rows))
+            self._on_pg(conn).run(conn, rows)
             return
         compiled = self._for(dialect)
         page = max(1, _MAX_PARAMS // max(1, len(compiled.names)))
@@ -198,6 +208,57 @@ class RawStatement:
             for values in chunk:
                 params.extend(compiled.row(values))
             execute_sql(conn, compiled.multi(len(chunk)), params)
+
+
+class _PgCompiled:
+    """A statement compiled for PostgreSQL (psycopg's ``%(name)s`` parameters), with each
+    parameter's bind processor and the values fixed in the statement."""
+
+    def __init__(self, statement: Any, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql: str = compiled.string
+        self.names = list(compiled.binds)
+        self.processors = {
+            name: process
+            for name, bind in compiled.binds.items()
+            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        }
+        self.fixed = {
+            name: bind.value
+            for name, bind in compiled.binds.items()
+            if not bind.required and bind.callable is None
+        }
+
+    def params(self, values: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        fixed, processors = self.fixed, self.processors
+        for name in self.names:
+            value = values[name] if name in values else fixed[name]
+            process = processors.get(name)
+            out[name] = value if process is None else process(value)
+        return out
+
+    def run(self, conn: Connection, rows: Sequence[dict[str, Any]], *, scalar: bool = False) -> Any:
+        """Execute for each of ``rows``; the first column of the first row with ``scalar``,
+        else the row count (-1 while a pipeline has not synced)."""
+        driver = conn.connection.driver_connection
+        if not isinstance(driver, psycopg.Connection):  # pragma: no cover - psycopg only
+            raise TypeError("RawStatement on PostgreSQL needs a psycopg connection")
+        params = [self.params(values) for values in rows]
+        try:
+            with driver.cursor() as cursor:
+                if len(params) == 1:
+                    cursor.execute(self.sql, params[0])
+                else:
+                    cursor.executemany(self.sql, params)
+                if scalar:
+                    row = cursor.fetchone()
+                    return None if row is None else row[0]
+                return cursor.rowcount
+        except psycopg.Error as error:
+            raise exc.DBAPIError.instance(
+                self.sql, params, error, psycopg.Error, dialect=conn.dialect
+            ) from error
 
 
 def execute_sql(conn: Connection, sql: str, params: list[Any]) -> Any:
