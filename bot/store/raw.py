@@ -22,8 +22,9 @@ exactly as from Core.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -241,20 +242,34 @@ class _PgCompiled:
     def run(self, conn: Connection, rows: Sequence[dict[str, Any]], *, scalar: bool = False) -> Any:
         """Execute for each of ``rows``; the first column of the first row with ``scalar``,
         else the row count (-1 while a pipeline has not synced)."""
+        params = [self.params(values) for values in rows]
+        with self._cursor(conn, params) as cursor:
+            if len(params) == 1:
+                cursor.execute(self.sql, params[0])
+            else:
+                cursor.executemany(self.sql, params)
+            if scalar:
+                row = cursor.fetchone()
+                return None if row is None else row[0]
+            return cursor.rowcount
+
+    def fetch(self, conn: Connection, values: dict[str, Any], *, one: bool) -> Any:
+        """The rows (the first, or None, with ``one``) as named tuples."""
+        params = self.params(values)
+        with self._cursor(conn, params, namedtuple_row) as cursor:
+            cursor.execute(self.sql, params)
+            return cursor.fetchone() if one else cursor.fetchall()
+
+    @contextlib.contextmanager
+    def _cursor(self, conn: Connection, params: Any, rows: Any = None) -> Iterator[Any]:
+        """A psycopg cursor (``rows``: its row factory); driver errors come out as
+        SQLAlchemy's ``DBAPIError`` subclasses, as from ``Connection.execute``."""
         driver = conn.connection.driver_connection
         if not isinstance(driver, psycopg.Connection):  # pragma: no cover - psycopg only
-            raise TypeError("RawStatement on PostgreSQL needs a psycopg connection")
-        params = [self.params(values) for values in rows]
+            raise TypeError("a raw statement on PostgreSQL needs a psycopg connection")
         try:
-            with driver.cursor() as cursor:
-                if len(params) == 1:
-                    cursor.execute(self.sql, params[0])
-                else:
-                    cursor.executemany(self.sql, params)
-                if scalar:
-                    row = cursor.fetchone()
-                    return None if row is None else row[0]
-                return cursor.rowcount
+            with driver.cursor(row_factory=rows) if rows else driver.cursor() as cursor:
+                yield cursor
         except psycopg.Error as error:
             raise exc.DBAPIError.instance(
                 self.sql, params, error, psycopg.Error, dialect=conn.dialect
@@ -287,39 +302,22 @@ class RawQuery:
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
-        self._pg: tuple[str, dict[str, Any]] | None = None
+        self._pg: _PgCompiled | None = None
 
     def all(self, conn: Connection, values: dict[str, Any]) -> Sequence[Any]:
         """Every row."""
         if conn.dialect.name != "postgresql":
             return conn.execute(self.statement, values).all()
-        rows: list[Any] = self._on_psycopg(conn, values, one=False)
+        rows: list[Any] = self._on_pg(conn).fetch(conn, values, one=False)
         return rows
 
     def first(self, conn: Connection, values: dict[str, Any]) -> Any | None:
         """The first row, or None."""
         if conn.dialect.name != "postgresql":
             return conn.execute(self.statement, values).first()
-        return self._on_psycopg(conn, values, one=True)
+        return self._on_pg(conn).fetch(conn, values, one=True)
 
-    def _on_psycopg(self, conn: Connection, values: dict[str, Any], *, one: bool) -> Any:
+    def _on_pg(self, conn: Connection) -> _PgCompiled:
         if self._pg is None:
-            compiled = self.statement.compile(dialect=conn.dialect)
-            fixed = {
-                name: bind.value
-                for name, bind in compiled.binds.items()
-                if not bind.required and bind.callable is None
-            }
-            self._pg = compiled.string, fixed
-        sql, fixed = self._pg
-        driver = conn.connection.driver_connection
-        if not isinstance(driver, psycopg.Connection):  # pragma: no cover - psycopg only
-            raise TypeError("RawQuery on PostgreSQL needs a psycopg connection")
-        try:
-            with driver.cursor(row_factory=namedtuple_row) as cursor:
-                cursor.execute(sql, {**fixed, **values})
-                return cursor.fetchone() if one else cursor.fetchall()
-        except psycopg.Error as error:
-            raise exc.DBAPIError.instance(
-                sql, values, error, psycopg.Error, dialect=conn.dialect
-            ) from error
+            self._pg = _PgCompiled(self.statement, conn.dialect)
+        return self._pg
