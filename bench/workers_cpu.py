@@ -30,7 +30,7 @@ from typing import TypedDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.serving import SIGNOFF, init_home, quiet_env
+from bench.serving import init_home, serve
 
 SECONDS = float(os.environ.get("SIGNOFF_BENCH_SECONDS", "15"))
 CONNECTIONS = 64
@@ -101,8 +101,7 @@ def run(workers: int, tmp: Path) -> Run:
     cfg, port = init_home(tmp / f"w{workers}")
     token = (cfg.parent / "demo-agent.token").read_text().strip()
     base = f"http://127.0.0.1:{port}"
-    args = [SIGNOFF, "--config", str(cfg), "serve"] + (["--workers", str(workers)] * (workers > 1))
-    proc = subprocess.Popen(args, env=quiet_env())
+    proc = serve(cfg, workers)
     try:
         pids = wait_ready(base, proc, workers)
         script = tmp / "post.lua"

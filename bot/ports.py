@@ -101,10 +101,10 @@ class Store(Protocol):
 
     async def votes(self, request_id: str) -> list[Vote]: ...
     async def request_view(
-        self, request_id: str, posts_on: Platform | None = None, *, posts: bool = False
+        self, request_id: str, platform: Platform | None = None
     ) -> tuple[Request | None, list[Vote], list[Post]]:
-        """The request, its votes and (with ``posts``, on ``posts_on`` or every platform)
-        its card copies, in one read: one hop to the store instead of one per table."""
+        """The request, its votes and (with ``platform``) its card copies there, in one read:
+        one hop to the store instead of one per table."""
         ...
 
     async def pending_timers(

@@ -110,9 +110,7 @@ class Reads:
     ) -> View:
         """The request with its votes, and its card copies on ``platform`` (none without
         one), in one read; with ``agent``, only that agent's own. Raises ``NotFound``."""
-        request, votes, posts = await self.store.request_view(
-            request_id, platform, posts=platform is not None
-        )
+        request, votes, posts = await self.store.request_view(request_id, platform)
         if request is None or (agent is not None and request.agent_id != agent.id):
             raise NotFound(f"no request {request_id!r}")
         return View(request, tuple(votes), tuple(posts))

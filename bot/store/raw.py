@@ -1,4 +1,5 @@
-"""Hot-path statements, executed straight on the DBAPI cursor.
+"""Hot-path statements, executed straight on the DBAPI cursor (writes on SQLite, reads on
+PostgreSQL).
 
 The store's write path runs a handful of fixed statements per transaction (the log head,
 log entries, tree nodes, new requests). Through SQLAlchemy Core each costs some 30-40 µs of
@@ -10,21 +11,19 @@ datetime and JSON processors are swapped for equivalent faster ones, see ``_fast
 ``INSERT`` of many rows becomes ONE multi-row ``INSERT`` (one ``sqlite3_step``, one
 release of the GIL) instead of one step per row.
 
-On PostgreSQL the compiled text (named parameters) runs on the psycopg cursor with the
-columns' bind processors too (JSON wrapped as psycopg's ``Json``, bytes as ``Binary``): inside
-a pipeline (``bot.store.pipeline``) each statement is queued, not sent and waited for, and
-SQLAlchemy's execution would cost more CPU than the statement. A ``scalar`` without
-parameters rides in pipeline mode with the ``BEGIN`` (``bot.store.pipeline.scalar``).
-``RawQuery`` does the same for the hot reads.
+Other dialects (PostgreSQL) go through ``Connection.execute`` unchanged, except that a
+``scalar`` without parameters rides in pipeline mode (``bot.store.pipeline.scalar``). (Running
+the write path's statements on the psycopg cursor too was tried and measured no different:
+inside a pipeline they are only queued.) ``RawQuery`` runs the hot reads on the psycopg
+cursor, where SQLAlchemy's execution cost more CPU than the query.
 Driver errors come out as SQLAlchemy's ``DBAPIError`` subclasses (``IntegrityError`` …)
 exactly as from Core.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -155,12 +154,6 @@ class RawStatement:
         self.statement = statement
         self._compiled: dict[str, _Compiled] = {}
         self._literal: dict[str, str] = {}
-        self._pg: _PgCompiled | None = None
-
-    def _on_pg(self, conn: Connection) -> _PgCompiled:
-        if self._pg is None:
-            self._pg = _PgCompiled(self.statement, conn.dialect)
-        return self._pg
 
     def _for(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect.name)
@@ -173,7 +166,7 @@ class RawStatement:
         dialect = conn.dialect
         if dialect.name != "sqlite":
             if values:
-                return self._on_pg(conn).run(conn, [values], scalar=True)
+                return conn.execute(self.statement, values).scalar()
             sql = self._literal.get(dialect.name)
             if sql is None:
                 compiled = self.statement.compile(
@@ -189,7 +182,7 @@ class RawStatement:
         """Run it once; returns the row count."""
         dialect = conn.dialect
         if dialect.name != "sqlite":
-            return int(self._on_pg(conn).run(conn, [values or {}]))
+            return int(conn.execute(self.statement, values or {}).rowcount)
         compiled = self._for(dialect)
         return int(execute_sql(conn, compiled.sql, compiled.row(values or {})).rowcount)
 
@@ -199,7 +192,7 @@ class RawStatement:
             return
         dialect = conn.dialect
         if dialect.name != "sqlite":
-            self._on_pg(conn).run(conn, rows)
+            conn.execute(self.statement, list(rows))
             return
         compiled = self._for(dialect)
         page = max(1, _MAX_PARAMS // max(1, len(compiled.names)))
@@ -212,8 +205,8 @@ class RawStatement:
 
 
 class _PgCompiled:
-    """A statement compiled for PostgreSQL (psycopg's ``%(name)s`` parameters), with each
-    parameter's bind processor and the values fixed in the statement."""
+    """A ``RawQuery``'s statement compiled for PostgreSQL (psycopg's ``%(name)s``
+    parameters), with each parameter's bind processor and the values fixed in it."""
 
     def __init__(self, statement: Any, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -239,38 +232,17 @@ class _PgCompiled:
             out[name] = value if process is None else process(value)
         return out
 
-    def run(self, conn: Connection, rows: Sequence[dict[str, Any]], *, scalar: bool = False) -> Any:
-        """Execute for each of ``rows``; the first column of the first row with ``scalar``,
-        else the row count (-1 while a pipeline has not synced)."""
-        params = [self.params(values) for values in rows]
-        with self._cursor(conn, params) as cursor:
-            if len(params) == 1:
-                cursor.execute(self.sql, params[0])
-            else:
-                cursor.executemany(self.sql, params)
-            if scalar:
-                row = cursor.fetchone()
-                return None if row is None else row[0]
-            return cursor.rowcount
-
     def fetch(self, conn: Connection, values: dict[str, Any], *, one: bool) -> Any:
         """The rows (the first, or None, with ``one``) as named tuples."""
         params = self.params(values)
-        with self._cursor(conn, params, namedtuple_row) as cursor:
-            cursor.execute(self.sql, params)
-            return cursor.fetchone() if one else cursor.fetchall()
-
-    @contextlib.contextmanager
-    def _cursor(self, conn: Connection, params: Any, rows: Any = None) -> Iterator[Any]:
-        """A psycopg cursor (``rows``: its row factory); driver errors come out as
-        SQLAlchemy's ``DBAPIError`` subclasses, as from ``Connection.execute``."""
         driver = conn.connection.driver_connection
         if not isinstance(driver, psycopg.Connection):  # pragma: no cover - psycopg only
-            raise TypeError("a raw statement on PostgreSQL needs a psycopg connection")
+            raise TypeError("RawQuery on PostgreSQL needs a psycopg connection")
         try:
-            with driver.cursor(row_factory=rows) if rows else driver.cursor() as cursor:
-                yield cursor
-        except psycopg.Error as error:
+            with driver.cursor(row_factory=namedtuple_row) as cursor:
+                cursor.execute(self.sql, params)
+                return cursor.fetchone() if one else cursor.fetchall()
+        except psycopg.Error as error:  # as from Connection.execute
             raise exc.DBAPIError.instance(
                 self.sql, params, error, psycopg.Error, dialect=conn.dialect
             ) from error

@@ -341,14 +341,14 @@ class SqlStore(Database):
         return [mapping.to_vote(row) for row in rows]
 
     async def request_view(
-        self, request_id: str, posts_on: Platform | None = None, *, posts: bool = False
+        self, request_id: str, platform: Platform | None = None
     ) -> tuple[Request | None, list[Vote], list[Post]]:
         def read(conn: Connection) -> tuple[Any, Sequence[Any], Sequence[Any]]:
             row = _REQUEST.first(conn, {"id": request_id})
             if row is None:
                 return None, [], []
             votes = _VOTES.all(conn, {"id": request_id})
-            cards = _posts(conn, request_id, posts_on) if posts else []
+            cards = [] if platform is None else _posts(conn, request_id, platform)
             return row, votes, cards
 
         row, votes, cards = await self.read(read)

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -32,32 +31,19 @@ from bot.store import SqlStore
 from bot.transition import CAS_RETRIES, Transition
 from tests.fakes.channel import RecordingChannel
 from tests.fakes.clock import FakeClock
+from tests.fakes.store import CountingStore
 from tests.support import make_gate
 
 ALICE = Approver(Platform.CONSOLE, "console", "alice", "Alice", via="console_login")
 
 
-class AlwaysRacedStore:
+class AlwaysRacedStore(CountingStore):
     """Wraps a store so that every commit loses the compare-and-set, counting the reads and
     the attempts."""
 
     def __init__(self, inner: SqlStore) -> None:
-        self.inner = inner
-        self.reads = 0
+        super().__init__(inner)
         self.commits = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def get_request(self, request_id: str) -> Request | None:
-        self.reads += 1
-        return await self.inner.get_request(request_id)
-
-    async def request_view(
-        self, request_id: str, *args: Any, **kwargs: Any
-    ) -> tuple[Request | None, list[Vote], list[Any]]:
-        self.reads += 1  # the request with its votes, in one read
-        return await self.inner.request_view(request_id, *args, **kwargs)
 
     async def commit(self, change: Change) -> Request:
         self.commits += 1
