@@ -14,10 +14,11 @@ the worker: measured on 2 cores, the auto tier then spent ~560 µs of CPU per re
 served ~2,100 req/s; on the loop, ~330 µs and ~2,800 req/s, at half the median latency.
 What could block the loop for long is kept off it:
 
-- Lock waits. The loop's connection has ``busy_timeout`` 0: when another process (a CLI
-  command, a second server) holds the write lock, ``BEGIN IMMEDIATE`` fails at once and
-  the group runs on the store's worker thread instead, which waits the configured timeout;
-  later groups follow it there until that thread has caught up.
+- Lock waits. The loop's connection has ``busy_timeout`` 0: when another process (a
+  second worker, a CLI command) holds the write lock, ``BEGIN IMMEDIATE`` fails at once
+  and the loop tries again after short pauses (``LOCK_RETRIES``), serving meanwhile. A
+  lock held past them goes to the store's worker thread, which waits the configured
+  timeout; later groups follow it there until that thread has caught up.
 - Checkpoints (copying the WAL into the database file, with an fsync). The loop's
   connection never checkpoints (``wal_autocheckpoint`` 0); every ``CHECKPOINT_EVERY``
   commits one runs on the worker thread while the loop goes on serving and committing,
@@ -56,6 +57,13 @@ CHECKPOINT_EVERY = 64
 #: checkpoint intervals a checkpoint's first pass may fall behind before the loop's writes
 #: wait for it: the WAL stays bounded (~3 intervals of commits) when its thread is starved
 CHECKPOINT_LAG = 2
+#: pauses (seconds) between the loop's tries for a write lock another process holds: a
+#: second worker's commit holds it for well under a millisecond, unless the OS parks that
+#: process meanwhile. Held past them all (~60 ms; a CLI command's transaction), the group
+#: waits for the lock on the worker thread, up to the busy timeout. Retrying on the loop
+#: keeps the commits there: a group committed on the thread costs ~1.7x the CPU (the GIL
+#: passing back and forth, see above).
+LOCK_RETRIES = (0.0002, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.03)
 #: half of a write that leaves the log head as it was (one transaction: +1, then -1)
 _NUDGE_HEAD = "UPDATE log_head SET size = size + ? WHERE id = ?"
 
@@ -85,6 +93,7 @@ class SqliteWriter(WriteQueue):
         self._checkpointing = False
         self._checkpoint_from = 0  # self._commits when the running checkpoint began
         self._holding = False  # writes wait for the checkpoint's second pass
+        self._lock_waits = 0  # tries in a row that found the write lock held elsewhere
 
     def _kick(self) -> None:
         if not self._scheduled:
@@ -108,22 +117,39 @@ class SqliteWriter(WriteQueue):
             self._holding = True  # the checkpoint fell behind: let it catch up first
             return
         group = self._take()
-        if self._queue:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._drain)
         if self._thread_work or not self._loop_writes:  # e.g. the thread waits for the lock
             self._to_thread(group)
-            return
-        try:
-            settled = self._commit(self._connection, group, reraise=_is_busy)
-        except exc.OperationalError:  # another process writes: wait for it off the loop
-            self._to_thread(group)
-            return
-        settle(settled)
-        self._commits += 1
-        if self._commits % CHECKPOINT_EVERY == 0:
-            self._checkpoint_soon()
+        else:
+            try:
+                settled = self._commit(self._connection, group, reraise=_is_busy)
+            except exc.OperationalError:  # another process holds the write lock
+                self._lock_busy(group)
+                return
+            self._lock_waits = 0
+            settle(settled)
+            self._commits += 1
+            if self._commits % CHECKPOINT_EVERY == 0:
+                self._checkpoint_soon()
+        if self._queue and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._drain)
         self._wake_if_idle()
+
+    def _lock_busy(self, group: list[Queued]) -> None:
+        """Another process holds the write lock: try again on the loop after the next pause
+        of ``LOCK_RETRIES`` (what queues meanwhile joins the group), or, once they are
+        used up, wait for the lock on the worker thread."""
+        if self._lock_waits == len(LOCK_RETRIES):
+            self._lock_waits = 0
+            self._to_thread(group)
+            if self._queue and not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._drain)
+            return
+        self._queue.extendleft(reversed(group))
+        self._scheduled = True  # a _kick meanwhile must not retry at once
+        asyncio.get_running_loop().call_later(LOCK_RETRIES[self._lock_waits], self._drain)
+        self._lock_waits += 1
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[Connection]:

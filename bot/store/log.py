@@ -23,7 +23,7 @@ from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 from bot.domain import Event
 from bot.errors import EvidenceError, StoreError
 from bot.evidence import merkle
-from bot.store.raw import RawStatement
+from bot.store.raw import RawQuery, RawStatement
 from bot.store.tables import HEAD_ID, LOG_ENTRIES, LOG_HEAD, LOG_NODES
 
 T = TypeVar("T")
@@ -181,12 +181,34 @@ def size(conn: Connection) -> int:
     return int(conn.execute(_SIZE).scalar_one())
 
 
+def _nodes_query(count: int) -> RawQuery:
+    """The prebuilt read of ``count`` tree nodes (an OR of equalities: SQLite answers a
+    row-value IN list with a full scan). Built once per count: a replica's appends re-read
+    the right edge whenever another one appended since."""
+    query = _NODE_READS.get(count)
+    if query is None:
+        wanted = or_(
+            *(
+                and_(LOG_NODES.c.level == bindparam(f"l{n}"), LOG_NODES.c.idx == bindparam(f"i{n}"))
+                for n in range(count)
+            )
+        )
+        query = _NODE_READS[count] = RawQuery(
+            select(LOG_NODES.c.level, LOG_NODES.c.idx, LOG_NODES.c.hash).where(wanted)
+        )
+    return query
+
+
+_NODE_READS: dict[int, RawQuery] = {}
+
+
 def _read(conn: Connection, keys: list[Key]) -> dict[Key, bytes]:
     if not keys:
         return {}
-    # OR of equalities: SQLite answers a row-value IN list with a full scan
-    wanted = or_(*(and_(LOG_NODES.c.level == lv, LOG_NODES.c.idx == ix) for lv, ix in keys))
-    rows = conn.execute(select(LOG_NODES).where(wanted)).all()
+    values: dict[str, int] = {}
+    for n, (level, idx) in enumerate(keys):
+        values[f"l{n}"], values[f"i{n}"] = level, idx
+    rows = _nodes_query(len(keys)).all(conn, values)
     found = {(row.level, row.idx): bytes(row.hash) for row in rows}
     missing = [key for key in keys if key not in found]
     if missing:

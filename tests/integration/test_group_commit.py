@@ -99,6 +99,38 @@ async def test_a_lock_held_by_another_process_does_not_stall_the_loop(
         await store.close()
 
 
+async def test_a_lock_held_briefly_by_another_process_is_waited_for_on_the_loop(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # a second worker's commit: the loop tries again shortly instead of handing the group
+    # (and the ones after it) to the worker thread
+    store = await SqlStore.open(sqlite_url)
+    await store.insert_request(make_request(0), envelope(0), Event.NOTIFIED)
+    threads: list[int] = []
+
+    def op(conn: Connection, _: log.Pending) -> None:
+        threads.append(threading.get_ident())
+
+    writes = store._writes
+    assert isinstance(writes, group.SqliteWriter)
+    other = sqlite3.connect(tmp_path / "signoff.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        first = asyncio.create_task(store.transact(op))
+        await until(lambda: writes._lock_waits >= 1, what="a try that found the lock held")
+        assert not first.done()
+        second = asyncio.create_task(store.transact(op))  # joins the group being retried
+        await asyncio.sleep(0)
+        other.execute("COMMIT")
+        await asyncio.wait_for(asyncio.gather(first, second), 5)
+        assert threads == [threading.get_ident()] * 2
+        assert writes._commits == 2  # the first insert, then both ops in one group
+        assert writes._lock_waits == 0
+    finally:
+        other.close()
+        await store.close()
+
+
 async def test_a_lock_held_past_the_busy_timeout_fails_the_write_and_loses_nothing(
     sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
