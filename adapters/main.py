@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 async def open_store(settings: Settings) -> SqlStore:
-    return await SqlStore.open(settings.database_url)
+    return await SqlStore.open(settings.database_url, pool_size=settings.database.pool_size)
 
 
 async def migrate(settings: Settings) -> None:

@@ -1,9 +1,11 @@
 """CPU and wall time of one store read (``SqlStore.get_request``: the read every long-poll,
 cancel and decision makes), on SQLite and on PostgreSQL, from asyncio as the server calls it.
 
-Reports per read: the process's CPU (every thread: the event loop's side, the hop to a store
-thread and the query), the store thread's own CPU inside the read, and the wall time; then,
-on PostgreSQL, the same query run directly on the psycopg cursor, which is the floor.
+Reports per read: the process's CPU (every thread: the event loop's side, on SQLite the hop
+to the store thread, and the query), the store thread's own CPU inside the read (SQLite; on
+PostgreSQL the read runs on the event loop, on psycopg's async driver, and no store thread
+takes part), and the wall time; then, on PostgreSQL, the same query run directly on a sync
+psycopg cursor in the same thread, which is the floor.
 ``SIGNOFF_BENCH_READS`` sets the count (default 3,000); PostgreSQL as for ``soak.py``.
 """
 

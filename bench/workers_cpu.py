@@ -12,6 +12,13 @@ fresh connections until both workers have answered).
 
 With the client on the same 2-core machine, two workers cannot show twice the throughput; the
 CPU per request is what predicts scaling on a bigger machine.
+
+Each measured run follows ``SIGNOFF_BENCH_WARMUP`` seconds (default 3) of the same load on the
+same server: the figure is the steady state at saturation, not the first seconds' caches and
+connections. A shared VM's speed drifts by up to 2x within minutes, so ``SIGNOFF_BENCH_ROUNDS``
+rounds (default 3) run the three servers in alternation: a bare aiohttp JSON handler
+(``bench/bare_server.py``, the floor any aiohttp service pays on this machine at this time),
+one worker, two workers. The medians are reported, with each round's figures.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import math
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,9 +38,12 @@ from typing import TypedDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.serving import init_home, serve
+from bench.serving import free_port, init_home, serve
 
 SECONDS = float(os.environ.get("SIGNOFF_BENCH_SECONDS", "15"))
+WARMUP = float(os.environ.get("SIGNOFF_BENCH_WARMUP", "3"))
+ROUNDS = int(os.environ.get("SIGNOFF_BENCH_ROUNDS", "3"))
+BARE = Path(__file__).with_name("bare_server.py")
 CONNECTIONS = 64
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -97,31 +108,36 @@ class Run(TypedDict):
     counts: list[float]
 
 
-def run(workers: int, tmp: Path) -> Run:
-    cfg, port = init_home(tmp / f"w{workers}")
-    token = (cfg.parent / "demo-agent.token").read_text().strip()
+def wrk(url: str, script: Path, seconds: float, token: str) -> str:
+    """``wrk``'s report of ``seconds`` of auto-tier POSTs to ``url``."""
+    return subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:.0f}s", "-s", str(script), url],
+        env={**os.environ, "SIGNOFF_BENCH_TOKEN": token},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def run(workers: int, tmp: Path, name: str) -> Run:
+    """Saturate a fresh server: ``signoff serve`` with ``workers`` workers, or with 0 the
+    bare aiohttp handler; warm up, then measure."""
+    script = tmp / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    if workers:
+        cfg, port = init_home(tmp / name)
+        token = (cfg.parent / "demo-agent.token").read_text().strip()
+        proc = serve(cfg, workers)
+    else:
+        port, token = free_port(), "-"
+        proc = subprocess.Popen([sys.executable, str(BARE), str(port)])
     base = f"http://127.0.0.1:{port}"
-    proc = serve(cfg, workers)
     try:
-        pids = wait_ready(base, proc, workers)
-        script = tmp / "post.lua"
-        script.write_text(WRK_SCRIPT)
+        pids = wait_ready(base, proc, max(workers, 1))
+        if WARMUP > 0:
+            wrk(base + "/v1/requests", script, WARMUP, token)
         before = {pid: cpu_seconds(pid) for pid in pids}
-        out = subprocess.run(
-            [
-                "wrk",
-                "-t1",
-                f"-c{CONNECTIONS}",
-                f"-d{SECONDS:.0f}s",
-                "-s",
-                str(script),
-                base + "/v1/requests",
-            ],
-            env={**os.environ, "SIGNOFF_BENCH_TOKEN": token},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        out = wrk(base + "/v1/requests", script, SECONDS, token)
         cpu = {pid: cpu_seconds(pid) - before[pid] for pid in pids}
         total = re.search(r"(\d+) requests in", out)
         rps = re.search(r"Requests/sec:\s*([\d.]+)", out)
@@ -143,34 +159,55 @@ def run(workers: int, tmp: Path) -> Run:
     }
 
 
+def spread(counts: list[float]) -> float:
+    """How far the busier worker is from an even share, in % of that share."""
+    even = math.fsum(counts) / len(counts)
+    return max(abs(c - even) / even for c in counts) * 100
+
+
+def figures(values: list[float], fmt: str) -> str:
+    """The median of ``values``, then each of them."""
+    each = ", ".join(format(v, fmt) for v in values)
+    return f"{format(statistics.median(values), fmt)} (rounds: {each})"
+
+
 def main() -> None:
     if shutil.which("wrk") is None:
         print("workers_cpu: wrk is not installed (apt-get install wrk); nothing measured")
         return
+    bare: list[Run] = []
+    one: list[Run] = []
+    two: list[Run] = []
     with tempfile.TemporaryDirectory() as tmp:
-        one = run(1, Path(tmp))
-        two = run(2, Path(tmp))
+        for n in range(ROUNDS):
+            bare.append(run(0, Path(tmp), f"bare{n}"))
+            one.append(run(1, Path(tmp), f"one{n}"))
+            two.append(run(2, Path(tmp), f"two{n}"))
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    how = f"wrk, {CONNECTIONS} connections, {SECONDS:.0f} s after a {WARMUP:.0f} s warm-up"
+    print(f"{ROUNDS} rounds in alternation ({how}); medians, then each round's figure:")
     print(
-        f"auto tier at saturation, 1 worker (wrk, {CONNECTIONS} connections, {SECONDS:.0f} s): "
-        f"{one['rps']:,.0f} req/s, server CPU {one['cpu_ms']:.3f} ms/request "
-        f"(target <= 0.2 ms), non-2xx {one['non2xx']}"
+        f"bare aiohttp JSON handler: {figures([r['rps'] for r in bare], ',.0f')} req/s, server CPU "
+        f"{figures([r['cpu_ms'] for r in bare], '.3f')} ms/request (the floor on this machine now)"
     )
-    counts = two["counts"]
-    total = math.fsum(counts)
-    spread = ""
-    if len(counts) == 2 and total > 0:
-        even = total / 2
-        worst = max(abs(c - even) / even for c in counts) * 100
-        spread = f"requests per worker {[int(c) for c in counts]} ({worst:.1f} % from even"
-        spread += ", target <= 20 %)"
-    ratio = two["cpu_ms"] / one["cpu_ms"]
     print(
-        f"auto tier at saturation, --workers 2: {two['rps']:,.0f} req/s, server CPU "
-        f"{two['cpu_ms']:.3f} ms/request = {ratio:.2f}x one worker's (target <= 1.1x), CPU "
-        f"share per worker {two['cpu_share']} %, {spread}, non-2xx {two['non2xx']}; "
-        f"load average {load} (the client runs on the same machine)"
+        f"auto tier, 1 worker: {figures([r['rps'] for r in one], ',.0f')} req/s, server CPU "
+        f"{figures([r['cpu_ms'] for r in one], '.3f')} ms/request (target <= 0.2 ms), "
+        f"non-2xx {sum(r['non2xx'] for r in one)}"
     )
+    ratios = [t["cpu_ms"] / o["cpu_ms"] for t, o in zip(two, one, strict=True)]
+    spreads = [spread(r["counts"]) for r in two if len(r["counts"]) == 2]
+    shares = "; ".join(str(r["cpu_share"]) for r in two)
+    print(
+        f"auto tier, --workers 2: {figures([r['rps'] for r in two], ',.0f')} req/s, server CPU "
+        f"{figures([r['cpu_ms'] for r in two], '.3f')} ms/request; "
+        f"x one worker's in the same round: "
+        f"median {statistics.median(ratios):.2f} ({', '.join(f'{r:.2f}' for r in ratios)}; "
+        f"target <= 1.1x); requests per worker from even (warm-up included): "
+        f"{', '.join(f'{s:.1f}' for s in spreads)} % (target <= 20 %); CPU share per worker "
+        f"{shares} %; non-2xx {sum(r['non2xx'] for r in two)}"
+    )
+    print(f"load average {load} (the client runs on the same machine)")
 
 
 if __name__ == "__main__":

@@ -112,6 +112,9 @@ class ServerSettings:
 @dataclass(frozen=True)
 class DatabaseSettings:
     url: str = "sqlite:///./signoff.db"
+    #: PostgreSQL connections per process for reads: the event loop's async pool for the
+    #: hot reads, and as many reader threads for the rest (``bot.store.database``)
+    pool_size: int = 4
 
 
 @dataclass(frozen=True)

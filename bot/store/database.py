@@ -1,7 +1,10 @@
 """``Database``: a migrated SQLite or PostgreSQL database, used from asyncio.
 
-Reads run on the database's own threads: one for SQLite; for PostgreSQL ``PG_READERS``,
-each with an autocommit connection (one round trip a query: no ``BEGIN``/``COMMIT``).
+Reads run on the database's own threads: one for SQLite; for PostgreSQL ``pool_size``
+(``database.pool_size``), each with an autocommit connection (one round trip a query: no
+``BEGIN``/``COMMIT``). On PostgreSQL the hot reads (``fetch``: requests, votes, cards,
+agents, console users and sessions) run on the event loop instead, on psycopg's async
+driver with as many connections of their own (``bot.store.pgreads``).
 Writes wait in one queue and commit in shared transactions (``bot.store.batching``), by the
 engine's strategy: SQLite's on the event loop's thread (``bot.store.group.SqliteWriter``,
 which keeps lock waits and checkpoints off the loop), PostgreSQL's one group at a time on
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, Self, TypeVar
 
@@ -26,51 +29,71 @@ from sqlalchemy import Connection, Engine, exc
 from sqlalchemy.engine import URL
 
 from bot.clock import SystemClock
-from bot.errors import StoreError
+from bot.errors import ConfigError, StoreError
 from bot.ports import Clock
 from bot.store import changes, leader, log, migrate
 from bot.store.batching import WriteQueue
-from bot.store.engine import make_engine, parse_url, store_error
+from bot.store.engine import PG_CONNECT_TIMEOUT_S, make_engine, parse_url, store_error
 from bot.store.group import SqliteWriter
 from bot.store.pggroup import PgWriter
+from bot.store.pgreads import PgReads, Read
 from bot.store.writer import Op
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-#: threads (and connections) reading on PostgreSQL
-PG_READERS = 4
+#: PostgreSQL connections per process for reads, unless ``database.pool_size`` says
+#: otherwise: the async pool of the hot reads, and as many reader threads for the rest
+PG_POOL_SIZE = 4
+#: the largest ``database.pool_size`` (PostgreSQL's default ``max_connections`` is 100)
+MAX_POOL_SIZE = 64
 
 
 class Database:
     """Build with ``await open(url)``; ``await close()`` when done."""
 
-    def __init__(self, engine: Engine, url: URL, clock: Clock) -> None:
+    def __init__(
+        self, engine: Engine, url: URL, clock: Clock, *, pool_size: int = PG_POOL_SIZE
+    ) -> None:
         self._engine = engine
         self._url = url
         self._clock = clock
         self._frontier = log.Frontier()
         self._closed = False
         self._writes: WriteQueue
+        self._pg_reads: PgReads | None = None
         if engine.dialect.name == "sqlite":
             # reads, lock waits and checkpoints
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="signoff-store")
             self._reader = engine
             self._writes = SqliteWriter(engine, url, self._pool, self._frontier, clock.now)
         else:
-            self._pool = ThreadPoolExecutor(PG_READERS, thread_name_prefix="signoff-store")
-            self._reader = make_engine(url, pool_size=PG_READERS, autocommit=True)
+            self._pool = ThreadPoolExecutor(pool_size, thread_name_prefix="signoff-store")
+            self._reader = make_engine(url, pool_size=pool_size, autocommit=True)
             self._writes = PgWriter(url, self._frontier, clock.now)
+            self._pg_reads = PgReads(
+                url, engine.dialect, pool_size, timeout=float(PG_CONNECT_TIMEOUT_S)
+            )
 
     @classmethod
-    async def open(cls, url: str, *, clock: Clock | None = None) -> Self:
+    async def open(
+        cls, url: str, *, clock: Clock | None = None, pool_size: int = PG_POOL_SIZE
+    ) -> Self:
         """Connect to ``url`` (``sqlite:///PATH`` or ``postgresql+psycopg://…``) and create or
-        migrate the schema to the newest revision. Raises ``StoreError``."""
+        migrate the schema to the newest revision. ``pool_size``: PostgreSQL connections for
+        reads (see the module docstring). Raises ``StoreError``, ``ConfigError`` for a
+        ``pool_size`` out of range."""
+        if not 1 <= pool_size <= MAX_POOL_SIZE:
+            raise ConfigError(
+                f"database.pool_size must be from 1 to {MAX_POOL_SIZE}, got {pool_size}"
+            )
         parsed = parse_url(url)
         engine = make_engine(parsed, pool_size=1)
-        database = cls(engine, parsed, clock or SystemClock())
+        database = cls(engine, parsed, clock or SystemClock(), pool_size=pool_size)
         try:
             await database._run(migrate.upgrade, engine)
+            if database._pg_reads is not None:
+                await database._pg_reads.open()
         except BaseException:
             await database.close()
             raise
@@ -107,6 +130,8 @@ class Database:
         self._closed = True
         loop = asyncio.get_running_loop()
         await self._writes.close()
+        if self._pg_reads is not None:
+            await self._pg_reads.close()
         if self._reader is not self._engine:
             await loop.run_in_executor(self._pool, self._reader.dispose)
         await loop.run_in_executor(self._pool, self._engine.dispose)
@@ -135,6 +160,16 @@ class Database:
         autocommit: each statement sees its own snapshot, as under READ COMMITTED in a
         transaction). Raises what ``fn`` raises, or ``StoreError``."""
         return await self._run(self._in_read, fn)
+
+    async def fetch(self, *reads: Read) -> list[Sequence[Any]]:
+        """Every row of each prebuilt read (``RawQuery`` and its values), in order: on
+        PostgreSQL on the event loop, in one round trip (``bot.store.pgreads``); on SQLite
+        in one read transaction on the store thread. Raises ``StoreError``."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        if self._pg_reads is not None:
+            return list(await self._pg_reads.fetch(reads))
+        return await self.read(lambda conn: [query.all(conn, values) for query, values in reads])
 
     async def transact(self, op: Op[T]) -> T:
         """Run ``op(conn, pending)`` in a write transaction (on SQLite, grouped with other

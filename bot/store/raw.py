@@ -23,6 +23,7 @@ exactly as from Core.
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -63,13 +64,24 @@ class _Compiled:
             if not bind.required and bind.callable is None and name in names
         }
         self._multi: dict[int, str] = {}
+        # a row is read in one C call and only the columns with a processor are touched
+        # again: a request row has ~35 columns, a dozen of them with a processor
+        self._get: Callable[[dict[str, Any]], Sequence[Any]]
+        if len(names) == 1:
+            only = names[0]
+            self._get = lambda values: (values[only],)
+        else:
+            self._get = operator.itemgetter(*names) if names else (lambda _: ())
+        self._process = [(i, p) for i, p in enumerate(self.processors) if p is not None]
 
     def row(self, values: dict[str, Any]) -> list[Any]:
-        out: list[Any] = []
-        fixed = self.fixed
-        for name, process in zip(self.names, self.processors, strict=True):
-            value = values[name] if name in values else fixed[name]
-            out.append(value if process is None else process(value))
+        """The parameters of one row: ``values`` by position (a value fixed in the statement
+        where ``values`` has none), each through its column's bind processor."""
+        if self.fixed:
+            values = self.fixed | values
+        out = list(self._get(values))
+        for i, process in self._process:
+            out[i] = process(out[i])
         return out
 
     def multi(self, count: int) -> str:
@@ -232,8 +244,8 @@ class _PgCompiled:
             out[name] = value if process is None else process(value)
         return out
 
-    def fetch(self, conn: Connection, values: dict[str, Any], *, one: bool) -> Any:
-        """The rows (the first, or None, with ``one``) as named tuples."""
+    def fetch(self, conn: Connection, values: dict[str, Any]) -> list[Any]:
+        """The rows as named tuples."""
         params = self.params(values)
         driver = conn.connection.driver_connection
         if not isinstance(driver, psycopg.Connection):  # pragma: no cover - psycopg only
@@ -241,7 +253,7 @@ class _PgCompiled:
         try:
             with driver.cursor(row_factory=namedtuple_row) as cursor:
                 cursor.execute(self.sql, params)
-                return cursor.fetchone() if one else cursor.fetchall()
+                return cursor.fetchall()
         except psycopg.Error as error:  # as from Connection.execute
             raise exc.DBAPIError.instance(
                 self.sql, params, error, psycopg.Error, dialect=conn.dialect
@@ -277,19 +289,14 @@ class RawQuery:
         self._pg: _PgCompiled | None = None
 
     def all(self, conn: Connection, values: dict[str, Any]) -> Sequence[Any]:
-        """Every row."""
+        """Every row (on a store thread: ``Database.fetch`` runs it on the event loop)."""
         if conn.dialect.name != "postgresql":
             return conn.execute(self.statement, values).all()
-        rows: list[Any] = self._on_pg(conn).fetch(conn, values, one=False)
-        return rows
+        return self.on_pg(conn.dialect).fetch(conn, values)
 
-    def first(self, conn: Connection, values: dict[str, Any]) -> Any | None:
-        """The first row, or None."""
-        if conn.dialect.name != "postgresql":
-            return conn.execute(self.statement, values).first()
-        return self._on_pg(conn).fetch(conn, values, one=True)
-
-    def _on_pg(self, conn: Connection) -> _PgCompiled:
+    def on_pg(self, dialect: Dialect) -> _PgCompiled:
+        """The statement compiled for PostgreSQL (``sql``, and ``params(values)`` for it):
+        for ``bot.store.pgreads``, which runs it on psycopg's async driver."""
         if self._pg is None:
-            self._pg = _PgCompiled(self.statement, conn.dialect)
+            self._pg = _PgCompiled(self.statement, dialect)
         return self._pg

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +38,7 @@ from bot.domain import (
 from bot.errors import Conflict, NotFound
 from bot.store import changes, log, mapping, timers
 from bot.store.database import Database
+from bot.store.pgreads import Read
 from bot.store.raw import RawQuery, RawStatement
 from bot.store.tables import (
     AGENTS,
@@ -132,10 +133,10 @@ def _pending_count(conn: Connection, pending: log.Pending, agent_id: str, cap: i
     return stored + sum(1 for v in queued if v["agent_id"] == agent_id and v["status"] == _PENDING)
 
 
-def _posts(conn: Connection, request_id: str, platform: Platform | None) -> Sequence[Any]:
+def _posts_read(request_id: str, platform: Platform | None) -> Read:
     if platform is None:
-        return _ALL_POSTS.all(conn, {"id": request_id})
-    return _POSTS_ON.all(conn, {"id": request_id, "platform": platform.value})
+        return _ALL_POSTS, {"id": request_id}
+    return _POSTS_ON, {"id": request_id, "platform": platform.value}
 
 
 def _parse_at(value: Any) -> datetime:
@@ -173,8 +174,8 @@ class SqlStore(Database):
         return await self._agent_where(_AGENT_BY_TOKEN, token_hash)
 
     async def _agent_where(self, query: RawQuery, value: str) -> Agent | None:
-        row = await self.read(lambda conn: query.first(conn, {"value": value}))
-        return None if row is None else mapping.to_agent(row)
+        (rows,) = await self.fetch((query, {"value": value}))
+        return mapping.to_agent(rows[0]) if rows else None
 
     async def list_agents(self) -> list[Agent]:
         query = select(AGENTS).order_by(AGENTS.c.created_at, AGENTS.c.id)
@@ -244,8 +245,8 @@ class SqlStore(Database):
         return await self._request_where(_REQUEST_BY_KEY, {"agent_id": agent_id, "key": key})
 
     async def _request_where(self, query: RawQuery, values: dict[str, Any]) -> Request | None:
-        row = await self.read(lambda conn: query.first(conn, values))
-        return None if row is None else mapping.to_request(row)
+        (rows,) = await self.fetch((query, values))
+        return mapping.to_request(rows[0]) if rows else None
 
     async def list_requests(
         self,
@@ -337,25 +338,24 @@ class SqlStore(Database):
         return await timers.pending_timers(self, since=since, after=after, limit=limit)
 
     async def votes(self, request_id: str) -> list[Vote]:
-        rows = await self.read(lambda conn: _VOTES.all(conn, {"id": request_id}))
+        (rows,) = await self.fetch((_VOTES, {"id": request_id}))
         return [mapping.to_vote(row) for row in rows]
 
     async def request_view(
         self, request_id: str, platform: Platform | None = None
     ) -> tuple[Request | None, list[Vote], list[Post]]:
-        def read(conn: Connection) -> tuple[Any, Sequence[Any], Sequence[Any]]:
-            row = _REQUEST.first(conn, {"id": request_id})
-            if row is None:
-                return None, [], []
-            votes = _VOTES.all(conn, {"id": request_id})
-            cards = [] if platform is None else _posts(conn, request_id, platform)
-            return row, votes, cards
-
-        row, votes, cards = await self.read(read)
+        # one round trip on PostgreSQL (a request that does not exist has no votes or cards)
+        key = {"id": request_id}
+        reads = [(_REQUEST, key), (_VOTES, key)]
+        if platform is not None:
+            reads.append(_posts_read(request_id, platform))
+        found, votes, *cards = await self.fetch(*reads)
+        if not found:
+            return None, [], []
         return (
-            None if row is None else mapping.to_request(row),
+            mapping.to_request(found[0]),
             [mapping.to_vote(v) for v in votes],
-            [mapping.to_post(p) for p in cards],
+            [mapping.to_post(p) for p in cards[0]] if cards else [],
         )
 
     # rate limits
@@ -421,7 +421,7 @@ class SqlStore(Database):
         await self.transact(add)
 
     async def posts(self, request_id: str, platform: Platform | None = None) -> list[Post]:
-        rows = await self.read(lambda conn: _posts(conn, request_id, platform))
+        (rows,) = await self.fetch(_posts_read(request_id, platform))
         return [mapping.to_post(row) for row in rows]
 
     # the Merkle log

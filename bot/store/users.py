@@ -113,8 +113,8 @@ class UserStore:
         await self._store.write(add)
 
     async def get_user(self, name: str) -> ConsoleUser | None:
-        row = await self._store.read(lambda conn: _USER.first(conn, {"name": name}))
-        return None if row is None else _to_user(row)
+        (rows,) = await self._store.fetch((_USER, {"name": name}))
+        return _to_user(rows[0]) if rows else None
 
     async def list_users(self) -> list[ConsoleUser]:
         query = select(CONSOLE_USERS).order_by(CONSOLE_USERS.c.name)
@@ -155,8 +155,8 @@ class UserStore:
         await self._store.execute(insert(CONSOLE_SESSIONS), values)
 
     async def get_session(self, id_hash: str) -> ConsoleSession | None:
-        row = await self._store.read(lambda conn: _SESSION.first(conn, {"id_hash": id_hash}))
-        return None if row is None else _to_session(row)
+        (rows,) = await self._store.fetch((_SESSION, {"id_hash": id_hash}))
+        return _to_session(rows[0]) if rows else None
 
     async def delete_session(self, id_hash: str) -> None:
         await self._store.execute(

@@ -20,7 +20,7 @@ from bench.serving import libpq
 from bot.domain import Agent, Event, Status
 from bot.errors import Conflict, StoreError
 from bot.store import SqlStore, log
-from bot.store.database import PG_READERS
+from bot.store.database import PG_POOL_SIZE
 from bot.store.writer import Connect, Op, Outcome
 from tests.factories import STORE_T0 as T0
 from tests.factories import advance
@@ -114,7 +114,7 @@ async def test_writes_do_not_wait_behind_reads(pg_url: str) -> None:
             asyncio.ensure_future(
                 store.read(lambda conn: conn.exec_driver_sql("SELECT pg_sleep(3)").scalar())
             )
-            for _ in range(2 * PG_READERS)
+            for _ in range(2 * PG_POOL_SIZE)
         ]
         await asyncio.sleep(0)  # the reads are queued first
         stored = await store.insert_request(make_request(1), b'{"w":1}', Event.BLOCKED)

@@ -1,7 +1,7 @@
-"""``RawQuery`` (the prebuilt reads run on the psycopg cursor on PostgreSQL) gives the rows
-SQLAlchemy gives, column for column: JSON of every shape (nested, ``null``, unicode), bytes,
-timestamps with their time zone, NULLs; and a database error still comes out as SQLAlchemy's
-``DBAPIError`` (the store's ``StoreError``)."""
+"""``RawQuery`` (the prebuilt reads run on the psycopg cursor on PostgreSQL, and by
+``Database.fetch`` on psycopg's async driver) gives the rows SQLAlchemy gives, column for
+column: JSON of every shape (nested, ``null``, unicode), bytes, timestamps with their time
+zone, NULLs; and a database error still comes out as the store's ``StoreError``."""
 
 from __future__ import annotations
 
@@ -41,22 +41,27 @@ async def test_rows_match_sqlalchemy_column_for_column(store: SqlStore) -> None:
 
     def both(conn: Connection) -> tuple[Any, ...]:
         return (
-            RawQuery(requests).first(conn, values),
-            conn.execute(requests, values).first(),
+            RawQuery(requests).all(conn, values),
+            conn.execute(requests, values).all(),
             RawQuery(entries).all(conn, values),
             conn.execute(entries, values).all(),
-            RawQuery(requests).first(conn, {"id": "no-such"}),
+            RawQuery(requests).all(conn, {"id": "no-such"}),
         )
 
     raw, core, raw_entries, core_entries, missing = await store.read(both)
-    assert raw is not None and core is not None and missing is None
-    assert tuple(raw) == tuple(core)
-    assert raw._fields == tuple(core._fields)
-    assert (
-        mapping.to_request(raw) == mapping.to_request(core) == await store.get_request(request.id)
+    # the same three reads together, on the event loop on PostgreSQL (one round trip)
+    fetched, fetched_entries, fetched_missing = await store.fetch(
+        (RawQuery(requests), values), (RawQuery(entries), values), (RawQuery(requests), {"id": "x"})
     )
-    assert [tuple(r) for r in raw_entries] == [tuple(r) for r in core_entries]
-    assert isinstance(raw_entries[0].envelope, bytes)
+    assert len(core) == 1 and missing == [] and fetched_missing == []
+    for rows in (raw, fetched):
+        assert [tuple(r) for r in rows] == [tuple(r) for r in core]
+        assert rows[0]._fields == tuple(core[0]._fields)
+        assert mapping.to_request(rows[0]) == mapping.to_request(core[0])
+    assert mapping.to_request(core[0]) == await store.get_request(request.id)
+    for got in (raw_entries, fetched_entries):
+        assert [tuple(r) for r in got] == [tuple(r) for r in core_entries]
+        assert isinstance(got[0].envelope, bytes)
 
 
 @pytest.mark.postgres
@@ -64,9 +69,14 @@ async def test_a_database_error_is_a_store_error(pg_url: str) -> None:
     store = await SqlStore.open(pg_url)
     try:
         query = RawQuery(select(REQUESTS).where(REQUESTS.c.id == bindparam("id")))
-        assert await store.read(lambda conn: query.first(conn, {"id": "x"})) is None
+        assert await store.read(lambda conn: query.all(conn, {"id": "x"})) == []
+        assert await store.fetch((query, {"id": "x"})) == [[]]
         await store.read(lambda conn: conn.exec_driver_sql("DROP TABLE requests CASCADE"))
         with pytest.raises(StoreError, match=r"unavailable.*requests"):
-            await store.read(lambda conn: query.first(conn, {"id": "x"}))
+            await store.read(lambda conn: query.all(conn, {"id": "x"}))
+        with pytest.raises(StoreError, match=r"unavailable.*requests"):
+            await store.fetch((query, {"id": "x"}))
+        with pytest.raises(StoreError, match=r"unavailable.*requests"):  # the rest are not run
+            await store.fetch((query, {"id": "x"}), (query, {"id": "y"}))
     finally:
         await store.close()

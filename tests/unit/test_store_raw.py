@@ -9,10 +9,26 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import JSON, Column, DateTime, MetaData, Table, create_engine, insert
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    DateTime,
+    MetaData,
+    Table,
+    bindparam,
+    create_engine,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.types import TypeEngine
 
+from bot.domain import Edit, EscalationStep
+from bot.store.mapping import from_request
 from bot.store.raw import RawStatement
+from bot.store.tables import HEAD_ID, LOG_HEAD, REQUESTS
+from tests.factories import make_request
 
 TABLE = Table("t", MetaData(), Column("at", DateTime(timezone=True)), Column("doc", JSON))
 ENGINE = create_engine("sqlite://")
@@ -82,3 +98,53 @@ def test_json_that_is_not_serialisable_fails_as_in_core() -> None:
 def test_none_and_plain_dates_fall_back_to_core() -> None:
     assert RAW.row({"at": None, "doc": "text"}) == [None, CORE_JSON("text")]
     assert RAW.row({"at": date(2026, 11, 21), "doc": 3})[0] == CORE(date(2026, 11, 21))
+
+
+def _stored_rows(table: Table, write: Callable[[Connection], object]) -> list[tuple[Any, ...]]:
+    """The rows of ``table`` as SQLite holds them (no result processors) after ``write``."""
+    engine = create_engine("sqlite://")
+    table.metadata.create_all(engine, tables=[table])
+    with engine.begin() as conn:
+        write(conn)
+    with engine.connect() as conn:
+        return list(conn.exec_driver_sql(str(select(table).compile(engine))).all())
+
+
+def test_a_whole_request_row_is_stored_as_cores() -> None:
+    # every column of the widest row, the JSON and time ones set and unset
+    full = make_request(
+        "req-full",
+        context={"ticket": "T-1", "nested": [1, {"a": None}]},
+        escalation=(EscalationStep(timedelta(minutes=5), remind=True, to="#ops"),),
+        deadline=NOW + timedelta(minutes=15),
+        decided_at=NOW,
+        grant="g.r.ant",
+        grant_expires_at=NOW + timedelta(minutes=5),
+        extra_groups=("leads",),
+        labels=("pii", "money"),
+        editable=True,
+        step_up="webauthn",
+        edit=Edit({"amount": 1}, "a" * 64, "c" * 64, "console:alice", "Alice", NOW),
+        session="s-1",
+        last_log_index=7,
+    )
+    bare = make_request("req-bare")
+    rows = [from_request(full), from_request(bare)]
+    raw = RawStatement(insert(REQUESTS))
+    by_raw = _stored_rows(REQUESTS, lambda conn: raw.insert_many(conn, rows))
+    by_core = _stored_rows(REQUESTS, lambda conn: conn.execute(insert(REQUESTS), rows))
+    assert by_raw == by_core
+    assert len(by_raw) == 2
+
+
+def test_a_value_fixed_in_the_statement_is_used_when_the_row_has_none() -> None:
+    # the log head's size update: its id is part of the statement, the size a parameter
+    statement = RawStatement(
+        update(LOG_HEAD).where(LOG_HEAD.c.id == HEAD_ID).values(size=bindparam("size"))
+    )
+
+    def write(conn: Connection) -> None:
+        conn.execute(insert(LOG_HEAD), {"id": HEAD_ID, "size": 0})
+        assert statement.execute(conn, {"size": 5}) == 1
+
+    assert _stored_rows(LOG_HEAD, write) == [(HEAD_ID, 5)]

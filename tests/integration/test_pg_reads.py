@@ -1,0 +1,104 @@
+"""The hot reads on PostgreSQL run on the event loop, on psycopg's async driver and a pool of
+``database.pool_size`` connections (``bot.store.pgreads``): they never queue behind the
+reader threads, the pool has the configured size, a broken connection costs one failed read
+(``StoreError``) and is replaced, and a size out of range is refused."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+
+from bench.serving import libpq
+from bot.domain import Agent, Event, Platform
+from bot.errors import ConfigError, StoreError
+from bot.settings import parse_settings
+from bot.store import SqlStore
+from bot.store.database import MAX_POOL_SIZE
+from tests.factories import STORE_T0 as T0
+from tests.factories import make_request
+
+pytestmark = pytest.mark.postgres
+
+READS_APP = "signoff-reads"
+
+
+def _read_connections(pg_url: str) -> int:
+    with psycopg.connect(libpq(pg_url), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (READS_APP,)
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_hot_reads_do_not_wait_behind_the_reader_threads(pg_url: str) -> None:
+    store = await SqlStore.open(pg_url, pool_size=2)
+    try:
+        await store.add_agent(Agent("billing-agent", "h" * 64, T0))
+        await store.insert_request(make_request("req-1"), b'{"n":1}', Event.NOTIFIED)
+        slow = [
+            asyncio.ensure_future(
+                store.read(lambda conn: conn.exec_driver_sql("SELECT pg_sleep(2)").scalar())
+            )
+            for _ in range(4)  # both reader threads busy, two more reads queued behind them
+        ]
+        await asyncio.sleep(0.1)
+        found, votes, cards = await asyncio.wait_for(
+            store.request_view("req-1", Platform.SLACK), 1.0
+        )
+        assert found is not None and found.id == "req-1" and votes == [] and cards == []
+        agent = await asyncio.wait_for(store.agent_by_token_hash("h" * 64), 1.0)
+        assert agent is not None and agent.id == "billing-agent"
+        assert not any(read.done() for read in slow)
+        await asyncio.gather(*slow)
+    finally:
+        await store.close()
+
+
+async def test_the_read_pool_has_database_pool_size_connections(pg_url: str) -> None:
+    before = _read_connections(pg_url)
+    store = await SqlStore.open(pg_url, pool_size=3)
+    try:
+        assert _read_connections(pg_url) == before + 3
+    finally:
+        await store.close()
+    assert _read_connections(pg_url) == before
+
+
+async def test_a_broken_read_connection_fails_one_read_and_is_replaced(pg_url: str) -> None:
+    store = await SqlStore.open(pg_url, pool_size=1)
+    try:
+        await store.add_agent(Agent("billing-agent", "h" * 64, T0))
+        assert await store.get_request("req-1") is None
+        with psycopg.connect(libpq(pg_url), autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s",
+                (READS_APP,),
+            )
+        with pytest.raises(StoreError, match="unavailable"):
+            await store.get_request("req-1")
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while True:  # the pool opens a new connection in the background
+            try:
+                agent = await store.get_agent("billing-agent")
+                break
+            except StoreError:
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+        assert agent is not None
+    finally:
+        await store.close()
+
+
+async def test_a_pool_size_out_of_range_is_refused(pg_url: str) -> None:
+    for size in (0, MAX_POOL_SIZE + 1):
+        with pytest.raises(ConfigError, match=r"database\.pool_size must be from 1 to 64"):
+            await SqlStore.open(pg_url, pool_size=size)
+    settings = parse_settings("database: {url: 'sqlite:///x.db', pool_size: 8}\n")
+    assert settings.database.pool_size == 8
