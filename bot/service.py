@@ -234,9 +234,8 @@ class Gate(Agents, Door):
 
     async def cancel(self, request_id: str, agent: Agent) -> Request:
         """The agent withdraws its own pending request. Raises ``NotFound``/``Conflict``."""
-        await self.get(request_id, agent)
         done = await self._finish(
-            request_id, Status.CANCELLED, Event.CANCELLED, "cancelled by agent"
+            request_id, Status.CANCELLED, Event.CANCELLED, "cancelled by agent", agent=agent
         )
         if done is None:
             request = await self.get(request_id, agent)
@@ -250,8 +249,17 @@ class Gate(Agents, Door):
         return await self._finish(request_id, Status.EXPIRED, Event.EXPIRED, reason)
 
     async def _finish(
-        self, request_id: str, status: Status, event: Event, reason: str
+        self,
+        request_id: str,
+        status: Status,
+        event: Event,
+        reason: str,
+        *,
+        agent: Agent | None = None,
     ) -> Request | None:
+        """Make a pending request final (``agent``: only that agent's own, else
+        ``NotFound``); None when it already was."""
+
         def step(request: Request, votes: Sequence[Vote], now: datetime) -> Transition | None:
             if request.status.final:
                 return None
@@ -260,7 +268,7 @@ class Gate(Agents, Door):
             )
             return Transition(after, event, reason=reason, notices=((NoticeKind.DECIDED, ()),))
 
-        return await self._transition(request_id, step)
+        return await self._transition(request_id, step, agent=agent)
 
     async def record_execution(
         self,

@@ -33,6 +33,9 @@ import psycopg
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
+from bot.store.log import Pending
+from bot.store.raw import execute_sql
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "signoff_changes"
@@ -46,6 +49,7 @@ OnLive = Callable[[bool], None]
 Interested = Callable[[], bool]
 
 _NOTIFY_SQL = f"SELECT pg_notify('{CHANNEL}', %s)"
+_NOTIFY_ALL_SQL = f"SELECT pg_notify('{CHANNEL}', id) FROM unnest(%s::text[]) AS id"  # noqa: S608
 #: libpq TCP keepalives: a LISTEN connection to a vanished server is noticed within ~25 s
 _KEEPALIVES: dict[str, Any] = {
     "keepalives": 1,
@@ -55,11 +59,22 @@ _KEEPALIVES: dict[str, Any] = {
 }
 
 
-def announce(conn: Connection, request_id: str) -> None:
+def announce(conn: Connection, pending: Pending, request_id: str) -> None:
     """Inside a write transaction: tell other processes that ``request_id`` changed
-    (PostgreSQL; a no-op on SQLite, whose feed reads the log instead)."""
-    if conn.dialect.name == "postgresql":
+    (PostgreSQL; a no-op on SQLite, whose feed reads the log instead). In a batched
+    transaction the notifications of the whole group go out in one statement with its
+    rows and ``COMMIT`` (no round trip of their own)."""
+    if conn.dialect.name != "postgresql":
+        return
+    if pending.batch:
+        pending.at_flush(_announce_all, request_id)
+    else:  # in a savepoint: a rolled-back operation's notification is dropped with it
         conn.exec_driver_sql(_NOTIFY_SQL, (request_id,))
+
+
+def _announce_all(conn: Connection, request_ids: list[Any]) -> None:
+    # on the DBAPI cursor: in pipeline mode the statement is only queued
+    execute_sql(conn, _NOTIFY_ALL_SQL, [request_ids])
 
 
 def libpq_conninfo(url: URL) -> str:

@@ -28,6 +28,8 @@ from bot.store.tables import HEAD_ID, LOG_ENTRIES, LOG_HEAD, LOG_NODES
 
 T = TypeVar("T")
 Key = tuple[int, int]
+#: statements run once at ``Pending.flush`` with the values queued for them
+AtFlush = Callable[[Connection, list[Any]], None]
 
 _SIZE = select(LOG_HEAD.c.size).where(LOG_HEAD.c.id == HEAD_ID)
 _LOCK = RawStatement(_SIZE.with_for_update())
@@ -76,7 +78,8 @@ class Pending:
     With ``batch`` (several operations sharing one transaction, none in a savepoint), an
     operation may hand a plain ``INSERT`` to ``insert_later`` instead of executing it:
     ``flush`` writes each statement's rows with one ``executemany`` before the log entries
-    (one multi-row ``INSERT`` on SQLite). A constraint violation then surfaces from
+    (one multi-row ``INSERT`` on SQLite); ``at_flush`` likewise defers a statement whose
+    result nobody reads. A constraint violation then surfaces from
     ``flush`` as ``IntegrityError`` for the whole group; the caller re-runs the group with
     a savepoint per operation (``batch`` off), where each operation sees its own error.
     """
@@ -96,6 +99,7 @@ class Pending:
         self._rows: list[dict[str, Any]] = []
         self.batch = batch
         self._later: dict[RawStatement, list[dict[str, Any]]] = {}
+        self._at_flush: dict[AtFlush, list[Any]] = {}
         self._edge: dict[Key, bytes] | None = None  # read by prepare()
 
     def insert_later(self, statement: RawStatement, values: dict[str, Any]) -> None:
@@ -103,6 +107,15 @@ class Pending:
         if not self.batch:
             raise ValueError("insert_later needs a batched transaction")
         self._later.setdefault(statement, []).append(values)
+
+    def at_flush(self, run: AtFlush, value: Any) -> None:
+        """Queue ``value`` for ``run(conn, values)``, which ``flush`` calls once with every
+        value queued for it, before the log's rows (on PostgreSQL inside the pipeline with
+        the ``COMMIT``: only for statements whose results nobody reads, such as the change
+        feed's ``pg_notify``); only when ``batch``."""
+        if not self.batch:
+            raise ValueError("at_flush needs a batched transaction")
+        self._at_flush.setdefault(run, []).append(value)
 
     def queued(self, statement: RawStatement) -> list[dict[str, Any]]:
         """The rows queued for ``statement`` by ``insert_later`` (not yet written)."""
@@ -158,6 +171,9 @@ class Pending:
         for statement, rows in self._later.items():
             statement.insert_many(self._conn, rows)
         self._later.clear()
+        for run, values in self._at_flush.items():
+            run(self._conn, values)
+        self._at_flush.clear()
         if self._start is None or not self._rows or self._edge is None:
             return None
         end = self._start + len(self._rows)

@@ -85,7 +85,14 @@ _POSTS_ON = RawQuery(
 )
 _AGENT = RawQuery(select(AGENTS).where(AGENTS.c.id == bindparam("value")))
 _AGENT_BY_TOKEN = RawQuery(select(AGENTS).where(AGENTS.c.token_hash == bindparam("value")))
-_INSERT_VOTE = insert(VOTES)
+# every column but the generated id
+# every column but the generated id, which nothing reads back (inline: no RETURNING, so
+# the insert can ride in the group's pipeline on PostgreSQL)
+_INSERT_VOTE = RawStatement(
+    insert(VOTES)
+    .values({c.name: bindparam(c.name, type_=c.type) for c in VOTES.c if c.name != "id"})
+    .inline()
+)
 _INSERT_AGENT = insert(AGENTS)
 # compare-and-set: SET every column given in the parameters, only at the expected version
 _CAS_REQUEST = update(REQUESTS).where(
@@ -313,10 +320,12 @@ class SqlStore(Database):
                 values["last_log_index"] = index
             if conn.execute(_CAS_REQUEST, values).rowcount != 1:
                 raise Conflict(f"request {before.id!r} changed concurrently")
-            changes.announce(conn, before.id)  # other processes' long-polls wake on commit
-            if vote is not None:
+            changes.announce(conn, pending, before.id)  # other processes' long-polls wake
+            if vote is not None and pending.batch:  # a duplicate fails the group's flush,
+                pending.insert_later(_INSERT_VOTE, mapping.from_vote(vote))  # then runs alone
+            elif vote is not None:
                 try:
-                    conn.execute(_INSERT_VOTE, mapping.from_vote(vote))
+                    _INSERT_VOTE.insert_many(conn, [mapping.from_vote(vote)])
                 except exc.IntegrityError as error:
                     raise Conflict(
                         f"{vote.approver.key} already voted on request {before.id!r}"

@@ -101,6 +101,49 @@ async def test_a_commit_in_one_store_reaches_the_others_feed(
     await until(lambda: feed.live[-1] is False, what="the feed to report itself down")
 
 
+async def test_a_groups_changes_are_each_announced_once_and_a_refused_one_not(
+    two: tuple[SqlStore, SqlStore],
+) -> None:
+    # commits sharing one write transaction (PostgreSQL: their notifications go out in one
+    # statement with the rows); one of them stale, so the group runs again op by op
+    listening, writing = two
+    feed = Feed()
+    task = asyncio.ensure_future(listening.watch_changes(feed.on_change, feed.on_live, feed.wants))
+    try:
+        await feed.until_live(2 if "sqlite" in str(listening.engine.url) else 1)
+        for attempt in ("together", "with a stale one"):
+            first = 20 if attempt == "together" else 40
+            stored = [
+                await writing.insert_request(make_request(n)) for n in range(first, first + 5)
+            ]
+            moves = [
+                dataclasses.replace(
+                    advance(r, status=Status.DENIED, decided_at=T0, reason="no"),
+                    attestation=b'{"n":"%s"}' % r.id.encode(),
+                    event=Event.DENIED,
+                )
+                for r in stored
+            ]
+            if attempt != "together":
+                moves.append(moves[2])  # the same change again: stale in the same group
+            results = await asyncio.gather(
+                *(writing.commit(m) for m in moves), return_exceptions=True
+            )
+            refused = [r for r in results if isinstance(r, Exception)]
+            assert len(refused) == (0 if attempt == "together" else 1), results
+            heard: list[str] = []
+            async with asyncio.timeout(5):
+                while len(heard) < len(stored):
+                    heard.append(await feed.changed.get())
+            await asyncio.sleep(0.3)  # nothing more comes
+            while not feed.changed.empty():
+                heard.append(feed.changed.get_nowait())
+            assert sorted(heard) == sorted(r.id for r in stored), attempt
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 @pytest.mark.postgres
 async def test_a_lost_listen_connection_reconnects_and_reports_the_gap(
     pg_url: str,

@@ -273,6 +273,35 @@ async def test_duplicate_vote_conflicts_and_changes_nothing(store: SqlStore) -> 
     assert await store.votes(request.id) == [first, other]
 
 
+async def test_a_duplicate_vote_in_a_group_is_refused_alone(store: SqlStore) -> None:
+    # the group's votes are inserted together at its end; the duplicate's broken constraint
+    # sends the group through again op by op, so only that commit fails
+    quorum = Requirement(groups=("finance",), quorum=2)
+    one = await store.insert_request(make_request(1, requirement=quorum))
+    two = await store.insert_request(make_request(2, requirement=quorum))
+    voted = await store.commit(
+        dataclasses.replace(
+            advance(one), vote=Vote(one.id, ALICE, Verdict.APPROVE, "finance", "", T0)
+        )
+    )
+    fresh = Vote(two.id, ALICE, Verdict.APPROVE, "finance", "", T0)
+    again = Vote(one.id, ALICE, Verdict.DENY, "finance", "", T0)
+    results = await asyncio.gather(
+        store.commit(
+            dataclasses.replace(advance(two), vote=fresh, attestation=b"a", event=Event.APPROVED)
+        ),
+        store.commit(
+            dataclasses.replace(advance(voted), vote=again, attestation=b"b", event=Event.DENIED)
+        ),
+        return_exceptions=True,
+    )
+    assert not isinstance(results[0], BaseException)
+    assert isinstance(results[1], Conflict) and "already voted" in str(results[1])
+    assert await store.votes(two.id) == [fresh]
+    assert await store.get_request(one.id) == voted
+    assert await store.log_size() == 1
+
+
 async def test_stale_or_malformed_commit_appends_nothing(store: SqlStore) -> None:
     request = await store.insert_request(make_request(1), envelope(0), Event.NOTIFIED)
     current = await store.commit(advance(request, steps_done=1))
