@@ -13,8 +13,8 @@ sampled every 5 s (flat = within ±10 % of its mean after a 15 s warm-up), open 
 descriptors, and the server's CPU time per call from /proc/PID/stat (RSS, fds and CPU added
 up over the workers). Also the load average: the client runs on the same (shared) machine.
 One process is one core's worth of Python (one GIL), which is what the soak saturates; a
-second worker gives PostgreSQL a second core, while SQLite's workers share one file's write
-lock. The last lines compare PostgreSQL with SQLite at the same worker count and with
+second worker gives each backend a second core (SQLite's workers take turns at one file's
+write lock). The last lines compare PostgreSQL with SQLite at the same worker count and with
 SQLite's best.
 
 Before the soak, on the same fresh server, auto-tier calls one at a time give the sequential

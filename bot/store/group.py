@@ -123,29 +123,25 @@ class SqliteWriter(WriteQueue):
             try:
                 settled = self._commit(self._connection, group, reraise=_is_busy)
             except exc.OperationalError:  # another process holds the write lock
-                self._lock_busy(group)
-                return
-            self._lock_waits = 0
-            settle(settled)
-            self._commits += 1
-            if self._commits % CHECKPOINT_EVERY == 0:
-                self._checkpoint_soon()
+                if self._lock_waits < len(LOCK_RETRIES):
+                    self._retry_later(group)
+                    return
+                self._lock_waits = 0
+                self._to_thread(group)  # held long (a CLI command): wait for it there
+            else:
+                self._lock_waits = 0
+                settle(settled)
+                self._commits += 1
+                if self._commits % CHECKPOINT_EVERY == 0:
+                    self._checkpoint_soon()
         if self._queue and not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._drain)
         self._wake_if_idle()
 
-    def _lock_busy(self, group: list[Queued]) -> None:
-        """Another process holds the write lock: try again on the loop after the next pause
-        of ``LOCK_RETRIES`` (what queues meanwhile joins the group), or, once they are
-        used up, wait for the lock on the worker thread."""
-        if self._lock_waits == len(LOCK_RETRIES):
-            self._lock_waits = 0
-            self._to_thread(group)
-            if self._queue and not self._scheduled:
-                self._scheduled = True
-                asyncio.get_running_loop().call_soon(self._drain)
-            return
+    def _retry_later(self, group: list[Queued]) -> None:
+        """Put ``group`` back at the head of the queue and try again on the loop after the
+        next pause of ``LOCK_RETRIES`` (what queues meanwhile joins the group)."""
         self._queue.extendleft(reversed(group))
         self._scheduled = True  # a _kick meanwhile must not retry at once
         asyncio.get_running_loop().call_later(LOCK_RETRIES[self._lock_waits], self._drain)

@@ -6,6 +6,7 @@ their read never miss a wake-up."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 
@@ -47,6 +48,20 @@ class Feed:
                 await asyncio.sleep(0.01)
 
 
+@contextlib.asynccontextmanager
+async def watching(store: SqlStore) -> AsyncIterator[Feed]:
+    """``store``'s change feed, live (SQLite: live at once, then, someone waiting, a baseline
+    of the log and a resync), until the block ends."""
+    feed = Feed()
+    task = asyncio.ensure_future(store.watch_changes(feed.on_change, feed.on_live, feed.wants))
+    try:
+        await feed.until_live(2 if "sqlite" in str(store.engine.url) else 1)
+        yield feed
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 @pytest_asyncio.fixture
 async def two(store_url: str) -> AsyncIterator[tuple[SqlStore, SqlStore]]:
     one, other = await SqlStore.open(store_url), await SqlStore.open(store_url)
@@ -71,12 +86,8 @@ async def test_a_commit_in_one_store_reaches_the_others_feed(
     two: tuple[SqlStore, SqlStore],
 ) -> None:
     listening, writing = two
-    feed = Feed()
-    task = asyncio.ensure_future(listening.watch_changes(feed.on_change, feed.on_live, feed.wants))
     sqlite = "sqlite" in str(listening.engine.url)
-    try:
-        # SQLite: live at once, then (someone waits) a baseline of the log and a resync
-        await feed.until_live(2 if sqlite else 1)
+    async with watching(listening) as feed:
         rid = await decide(writing, 1)
         async with asyncio.timeout(5):
             assert await feed.changed.get() == rid
@@ -94,9 +105,6 @@ async def test_a_commit_in_one_store_reaches_the_others_feed(
         async with asyncio.timeout(5):
             while (got := await feed.changed.get()) != rid:
                 assert got == "req-2"
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
     # reported down when stopped (the SQLite poll thread reports it as it ends, after the task)
     await until(lambda: feed.live[-1] is False, what="the feed to report itself down")
 
@@ -107,10 +115,7 @@ async def test_a_groups_changes_are_each_announced_once_and_a_refused_one_not(
     # commits sharing one write transaction (PostgreSQL: their notifications go out in one
     # statement with the rows); one of them stale, so the group runs again op by op
     listening, writing = two
-    feed = Feed()
-    task = asyncio.ensure_future(listening.watch_changes(feed.on_change, feed.on_live, feed.wants))
-    try:
-        await feed.until_live(2 if "sqlite" in str(listening.engine.url) else 1)
+    async with watching(listening) as feed:
         for attempt in ("together", "with a stale one"):
             first = 20 if attempt == "together" else 40
             stored = [
@@ -139,9 +144,6 @@ async def test_a_groups_changes_are_each_announced_once_and_a_refused_one_not(
             while not feed.changed.empty():
                 heard.append(feed.changed.get_nowait())
             assert sorted(heard) == sorted(r.id for r in stored), attempt
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 @pytest.mark.postgres
