@@ -4,7 +4,8 @@ Reads run on the database's own threads: one for SQLite; for PostgreSQL ``pool_s
 (``database.pool_size``), each with an autocommit connection (one round trip a query: no
 ``BEGIN``/``COMMIT``). On PostgreSQL the hot reads (``fetch``: requests, votes, cards,
 agents, console users and sessions) run on the event loop instead, on psycopg's async
-driver with as many connections of their own (``bot.store.pgreads``).
+driver with as many connections of their own, the reads of one turn of the loop in one
+round trip (``bot.store.pgreads``).
 Writes wait in one queue and commit in shared transactions (``bot.store.batching``), by the
 engine's strategy: SQLite's on the event loop's thread (``bot.store.group.SqliteWriter``,
 which keeps lock waits and checkpoints off the loop), PostgreSQL's one group at a time on
@@ -163,8 +164,9 @@ class Database:
 
     async def fetch(self, *reads: Read) -> list[Sequence[Any]]:
         """Every row of each prebuilt read (``RawQuery`` and its values), in order: on
-        PostgreSQL on the event loop, in one round trip (``bot.store.pgreads``); on SQLite
-        in one read transaction on the store thread. Raises ``StoreError``."""
+        PostgreSQL on the event loop, in one round trip with the other reads of this turn
+        of the loop (``bot.store.pgreads``); on SQLite in one read transaction on the store
+        thread. Raises ``StoreError``."""
         if self._closed:
             raise StoreError("the store is closed")
         if self._pg_reads is not None:

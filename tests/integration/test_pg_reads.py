@@ -1,7 +1,8 @@
 """The hot reads on PostgreSQL run on the event loop, on psycopg's async driver and a pool of
 ``database.pool_size`` connections (``bot.store.pgreads``): they never queue behind the
-reader threads, the pool has the configured size, a broken connection costs one failed read
-(``StoreError``) and is replaced, and a size out of range is refused."""
+reader threads, the reads of one loop turn share one round trip, a failure fails its whole
+batch and nothing else, the pool has the configured size, a broken connection costs one
+failed batch (``StoreError``) and is replaced, and a size out of range is refused."""
 
 from __future__ import annotations
 
@@ -53,6 +54,52 @@ async def test_hot_reads_do_not_wait_behind_the_reader_threads(pg_url: str) -> N
         assert agent is not None and agent.id == "billing-agent"
         assert not any(read.done() for read in slow)
         await asyncio.gather(*slow)
+    finally:
+        await store.close()
+
+
+def _checkouts(store: SqlStore) -> int:
+    reads = store._pg_reads
+    assert reads is not None
+    return int(reads._pool.get_stats().get("requests_num", 0))
+
+
+async def test_the_reads_of_one_loop_turn_share_one_connection_and_round_trip(
+    pg_url: str,
+) -> None:
+    store = await SqlStore.open(pg_url, pool_size=2)
+    try:
+        await store.add_agent(Agent("billing-agent", "h" * 64, T0))
+        ids = [f"req-{n}" for n in range(20)]
+        for rid in ids:
+            await store.insert_request(make_request(rid), b'{"n":1}', Event.NOTIFIED)
+        before = _checkouts(store)
+        found = await asyncio.gather(*(store.get_request(rid) for rid in ids))
+        views = await asyncio.gather(*(store.request_view(rid, Platform.SLACK) for rid in ids))
+        assert [r.id for r in found if r is not None] == ids
+        assert [v[0].id for v in views if v[0] is not None] == ids
+        assert _checkouts(store) - before == 2  # one per gather: 20 and 60 statements
+        # a caller that gives up does not disturb the others of its batch
+        gave_up = asyncio.ensure_future(store.get_request(ids[0]))
+        others = asyncio.ensure_future(asyncio.gather(*(store.get_request(r) for r in ids[1:])))
+        await asyncio.sleep(0)
+        gave_up.cancel()
+        assert [r.id for r in await others if r is not None] == ids[1:]
+    finally:
+        await store.close()
+
+
+async def test_a_failed_read_fails_its_batch_and_not_the_next(pg_url: str) -> None:
+    store = await SqlStore.open(pg_url, pool_size=1)
+    try:
+        await store.add_agent(Agent("billing-agent", "h" * 64, T0))
+        await store.read(lambda conn: conn.exec_driver_sql("DROP TABLE votes CASCADE"))
+        results = await asyncio.gather(
+            store.votes("req-1"), store.get_agent("billing-agent"), return_exceptions=True
+        )
+        assert all(isinstance(r, StoreError) for r in results), results
+        agent = await store.get_agent("billing-agent")  # the next turn's batch
+        assert agent is not None and agent.id == "billing-agent"
     finally:
         await store.close()
 
