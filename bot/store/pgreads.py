@@ -119,6 +119,9 @@ class PgReads:
         task = asyncio.ensure_future(self._run(batch))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+        # a batch cut short (cancelled at shutdown, or a fault) fails the reads it had not
+        # answered: nobody waits for ever
+        task.add_done_callback(lambda _: _fail(batch, StoreError("the read was interrupted")))
 
     async def _run(self, batch: list[_Asked]) -> None:
         statements = [statement for one in batch for statement in one.statements]

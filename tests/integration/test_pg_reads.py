@@ -104,6 +104,26 @@ async def test_a_failed_read_fails_its_batch_and_not_the_next(pg_url: str) -> No
         await store.close()
 
 
+async def test_a_batch_cut_short_fails_its_readers_instead_of_leaving_them_waiting(
+    pg_url: str,
+) -> None:
+    store = await SqlStore.open(pg_url, pool_size=1)
+    try:
+        reads = store._pg_reads
+        assert reads is not None
+        read = asyncio.ensure_future(store.get_request("req-1"))
+        await asyncio.sleep(0)  # the read asks
+        await asyncio.sleep(0)  # its batch is started
+        assert reads._running
+        for task in reads._running:
+            task.cancel()
+        with pytest.raises(StoreError, match="interrupted"):
+            await asyncio.wait_for(read, 5)
+        assert await store.get_request("req-1") is None  # the next batch is served
+    finally:
+        await store.close()
+
+
 async def test_the_read_pool_has_database_pool_size_connections(pg_url: str) -> None:
     before = _read_connections(pg_url)
     store = await SqlStore.open(pg_url, pool_size=3)
