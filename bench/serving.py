@@ -250,3 +250,24 @@ def with_search_path(url: str, schema: str) -> str:
     query = dict(parse_qsl(parts.query))
     query["options"] = f"{query.get('options', '')} -csearch_path={schema}".strip()
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (the workers of ``signoff serve --workers N``)."""
+    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+        return [int(p) for p in fh.read().split()]
+
+
+def proc_stat(pid: int) -> tuple[float, int, int]:
+    """(CPU seconds, RSS bytes, open fds) of ``pid`` and its child processes (the workers of
+    ``--workers N``), added up."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    for child in children(pid):
+        more = proc_stat(child)
+        cpu, rss, fds = cpu + more[0], rss + more[1], fds + more[2]
+    return cpu, rss, fds

@@ -52,6 +52,7 @@ from bench.serving import (
     console_session,
     free_port,
     pg_admin_url,
+    proc_stat,
     scratch_database,
     serve,
     wait_ready,
@@ -82,22 +83,6 @@ class Tally:
     def error(self, kind: str) -> None:
         self.errors += 1
         self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
-
-
-def proc_stat(pid: int) -> tuple[float, int, int]:
-    """(CPU seconds, RSS bytes, open fds) of ``pid`` and its child processes (the workers of
-    ``--workers N``), added up."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-    fds = len(os.listdir(f"/proc/{pid}/fd"))
-    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
-        for child in fh.read().split():
-            more = proc_stat(int(child))
-            cpu, rss, fds = cpu + more[0], rss + more[1], fds + more[2]
-    return cpu, rss, fds
 
 
 class Agent:

@@ -38,7 +38,7 @@ from typing import TypedDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.serving import free_port, init_home, serve
+from bench.serving import children, free_port, init_home, proc_stat, serve
 
 SECONDS = float(os.environ.get("SIGNOFF_BENCH_SECONDS", "15"))
 WARMUP = float(os.environ.get("SIGNOFF_BENCH_WARMUP", "3"))
@@ -52,17 +52,6 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("SIGNOFF_BENCH_TOKEN")
 """
 COUNTER = re.compile(r'^signoff_requests_total\{[^}]*tier="auto"[^}]*\} ([\d.e+]+)$', re.M)
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
-        return [int(p) for p in fh.read().split()]
 
 
 def get(url: str) -> tuple[int, str]:
@@ -136,9 +125,9 @@ def run(workers: int, tmp: Path, name: str) -> Run:
         pids = wait_ready(base, proc, max(workers, 1))
         if WARMUP > 0:
             wrk(base + "/v1/requests", script, WARMUP, token)
-        before = {pid: cpu_seconds(pid) for pid in pids}
+        before = {pid: proc_stat(pid)[0] for pid in pids}
         out = wrk(base + "/v1/requests", script, SECONDS, token)
-        cpu = {pid: cpu_seconds(pid) - before[pid] for pid in pids}
+        cpu = {pid: proc_stat(pid)[0] - before[pid] for pid in pids}
         total = re.search(r"(\d+) requests in", out)
         rps = re.search(r"Requests/sec:\s*([\d.]+)", out)
         bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)

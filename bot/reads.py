@@ -65,10 +65,7 @@ class Reads:
 
     async def get(self, request_id: str, agent: Agent | None = None) -> Request:
         """The request; with ``agent``, only that agent's own. Raises ``NotFound``."""
-        request = await self.store.get_request(request_id)
-        if request is None or (agent is not None and request.agent_id != agent.id):
-            raise NotFound(f"no request {request_id!r}")
-        return request
+        return _visible(request_id, await self.store.get_request(request_id), agent)
 
     async def find(self, agent: Agent, idempotency_key: str) -> Request | None:
         """The agent's own request submitted with ``idempotency_key``, if any."""
@@ -111,9 +108,7 @@ class Reads:
         """The request with its votes, and its card copies on ``platform`` (none without
         one), in one read; with ``agent``, only that agent's own. Raises ``NotFound``."""
         request, votes, posts = await self.store.request_view(request_id, platform)
-        if request is None or (agent is not None and request.agent_id != agent.id):
-            raise NotFound(f"no request {request_id!r}")
-        return View(request, tuple(votes), tuple(posts))
+        return View(_visible(request_id, request, agent), tuple(votes), tuple(posts))
 
     async def votes(self, request_id: str) -> list[Vote]:
         """Every vote on the request, oldest first."""
@@ -191,6 +186,13 @@ class Reads:
     def policy(self) -> Policy:
         """The policy in force."""
         return self.policies.current
+
+
+def _visible(request_id: str, request: Request | None, agent: Agent | None) -> Request:
+    """``request`` as read; ``NotFound`` when there is none or it is not ``agent``'s."""
+    if request is None or (agent is not None and request.agent_id != agent.id):
+        raise NotFound(f"no request {request_id!r}")
+    return request
 
 
 __all__ = ["RESCAN_S", "Reads", "View"]

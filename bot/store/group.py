@@ -58,7 +58,7 @@ CHECKPOINT_EVERY = 64
 #: wait for it: the WAL stays bounded (~3 intervals of commits) when its thread is starved
 CHECKPOINT_LAG = 2
 #: pauses (seconds) between the loop's tries for a write lock another process holds: a
-#: second worker's commit holds it for well under a millisecond, unless the OS parks that
+#: second worker holds it for one group commit on its loop, unless the OS parks that
 #: process meanwhile. Held past them all (~60 ms; a CLI command's transaction), the group
 #: waits for the lock on the worker thread, up to the busy timeout. Retrying on the loop
 #: keeps the commits there: a group committed on the thread costs ~1.7x the CPU (the GIL

@@ -3,26 +3,27 @@ driver and pool (``psycopg_pool.AsyncConnectionPool``), no thread in between.
 
 The reads every decision, long-poll and authentication makes (``RawQuery``: a request, its
 votes and cards, an agent, a console user or session) used to go to the store's reader
-threads, each hop a hand-off of the GIL both ways. On the loop a read costs about half the
-CPU (measured on this 2-core box with 16 reads in flight: ~105 µs against ~200 µs per read,
-the query's own round trip included). SQLAlchemy's asyncio layer was tried in an earlier
-round and cost more than the threads: it runs the sync driver's code under greenlets; this
-is psycopg's own async code.
+threads, each hop a hand-off of the GIL both ways. On the loop a read costs less CPU
+(``bench/store_read.py``, A/B in alternation: 0.353 / 0.295 ms through a thread, 0.227 /
+0.155 ms on the loop, the query's round trip included). SQLAlchemy's asyncio layer was tried
+in an earlier round and cost more than the threads: it runs the sync driver's code under
+greenlets; this is psycopg's own async code.
 
 Every read asked for in one turn of the event loop, by any caller, goes out in ONE round
 trip on one connection (pipeline mode, up to ``MAX_BATCH`` statements). A saturated loop
 takes a while to come back to a coroutine, and a connection is held from the query until
-then: one connection per read served a few reads per turn, and under the 200-agent soak
-each read waited p50 ~250-300 ms for a connection (with 4 connections or 16). Batched, the
-soak's cancels went from p50 ~0.7 s to ~0.16 s and PostgreSQL's CPU per call from 1.18 to
-0.60-0.72 ms. A statement that fails aborts the rest of its round trip: every read in that
-batch fails with ``StoreError`` (these are prebuilt reads; in practice the database is
-unreachable or damaged, which fails them all anyway).
+then: with one connection per read, the 200-agent soak (``bench/soak.py``) gave cancels a
+p50 of ~0.7 s (timing the pool by hand in one run put most of that in waiting for a
+connection, with 4 connections or 16). Batched, the soak's cancels went to p50 ~0.15-0.18 s
+and PostgreSQL's CPU per call from 1.18 to 0.60-0.72 ms. A statement that fails aborts the
+rest of its round trip: every read in that batch fails with ``StoreError`` (these are
+prebuilt reads; in practice the database is unreachable or damaged, which fails them all
+anyway).
 
 The pool holds ``size`` autocommit connections (``database.pool_size``): each query is its
 own statement and snapshot, as on the reader threads. A connection that breaks (PostgreSQL
-restarted) is dropped by the pool and replaced in the background; the reads that met it
-fail with ``StoreError``, as do reads that wait longer than ``timeout`` for a connection
+restarted) is dropped by the pool and replaced in the background; the reads that met it fail
+with ``StoreError``, as do reads that wait longer than ``timeout`` for a connection
 (PostgreSQL down).
 """
 

@@ -45,6 +45,33 @@ Processor = Callable[[Any], Any] | None
 _SQLITE_DATETIME = sqlite.DATETIME()._storage_format  # type: ignore[no-untyped-call]
 
 
+class _Binder:
+    """A statement's parameters from a dict of values, in the compiled order: each value
+    (or the one fixed in the statement where the dict has none) through its bind
+    processor. The values are read in one C call and only the columns with a processor
+    are touched again: a request row has ~35 columns, a dozen of them with a processor."""
+
+    def __init__(
+        self, names: list[str], processors: Sequence[Processor], fixed: dict[str, Any]
+    ) -> None:
+        self._fixed = fixed
+        self._get: Callable[[dict[str, Any]], Sequence[Any]]
+        if len(names) == 1:
+            only = names[0]
+            self._get = lambda values: (values[only],)
+        else:
+            self._get = operator.itemgetter(*names) if names else (lambda _: ())
+        self._process = [(i, p) for i, p in enumerate(processors) if p is not None]
+
+    def __call__(self, values: dict[str, Any]) -> list[Any]:
+        if self._fixed:
+            values = self._fixed | values
+        out = list(self._get(values))
+        for i, process in self._process:
+            out[i] = process(out[i])
+        return out
+
+
 class _Compiled:
     def __init__(self, statement: Any, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -55,34 +82,17 @@ class _Compiled:
         self.sql: str = compiled.string
         self.names = names
         types = {name: bind.type for name, bind in compiled.binds.items()}
-        self.processors: list[Processor] = [
-            _fast(types[name].dialect_impl(dialect), dialect) for name in names
-        ]
-        self.fixed = {
-            name: bind.value
-            for name, bind in compiled.binds.items()
-            if not bind.required and bind.callable is None and name in names
-        }
         self._multi: dict[int, str] = {}
-        # a row is read in one C call and only the columns with a processor are touched
-        # again: a request row has ~35 columns, a dozen of them with a processor
-        self._get: Callable[[dict[str, Any]], Sequence[Any]]
-        if len(names) == 1:
-            only = names[0]
-            self._get = lambda values: (values[only],)
-        else:
-            self._get = operator.itemgetter(*names) if names else (lambda _: ())
-        self._process = [(i, p) for i, p in enumerate(self.processors) if p is not None]
-
-    def row(self, values: dict[str, Any]) -> list[Any]:
-        """The parameters of one row: ``values`` by position (a value fixed in the statement
-        where ``values`` has none), each through its column's bind processor."""
-        if self.fixed:
-            values = self.fixed | values
-        out = list(self._get(values))
-        for i, process in self._process:
-            out[i] = process(out[i])
-        return out
+        #: the parameters of one row
+        self.row = _Binder(
+            names,
+            [_fast(types[name].dialect_impl(dialect), dialect) for name in names],
+            {
+                name: bind.value
+                for name, bind in compiled.binds.items()
+                if not bind.required and bind.callable is None and name in names
+            },
+        )
 
     def multi(self, count: int) -> str:
         """The text of an ``INSERT … VALUES (…), (…)`` with ``count`` rows."""
@@ -223,26 +233,23 @@ class _PgCompiled:
     def __init__(self, statement: Any, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql: str = compiled.string
-        self.names = list(compiled.binds)
-        self.processors = {
-            name: process
-            for name, bind in compiled.binds.items()
-            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
-        }
-        self.fixed = {
-            name: bind.value
-            for name, bind in compiled.binds.items()
-            if not bind.required and bind.callable is None
-        }
+        self._names = list(compiled.binds)
+        self._bind = _Binder(
+            self._names,
+            [
+                bind.type.dialect_impl(dialect).bind_processor(dialect)
+                for bind in compiled.binds.values()
+            ],
+            {
+                name: bind.value
+                for name, bind in compiled.binds.items()
+                if not bind.required and bind.callable is None
+            },
+        )
 
     def params(self, values: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        fixed, processors = self.fixed, self.processors
-        for name in self.names:
-            value = values[name] if name in values else fixed[name]
-            process = processors.get(name)
-            out[name] = value if process is None else process(value)
-        return out
+        """``values`` as psycopg's named parameters (see ``_Binder``)."""
+        return dict(zip(self._names, self._bind(values), strict=True))
 
     def fetch(self, conn: Connection, values: dict[str, Any]) -> list[Any]:
         """The rows as named tuples."""

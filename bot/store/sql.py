@@ -85,7 +85,6 @@ _POSTS_ON = RawQuery(
 )
 _AGENT = RawQuery(select(AGENTS).where(AGENTS.c.id == bindparam("value")))
 _AGENT_BY_TOKEN = RawQuery(select(AGENTS).where(AGENTS.c.token_hash == bindparam("value")))
-# every column but the generated id
 # every column but the generated id, which nothing reads back (inline: no RETURNING, so
 # the insert can ride in the group's pipeline on PostgreSQL)
 _INSERT_VOTE = RawStatement(
