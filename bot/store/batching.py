@@ -29,7 +29,8 @@ from bot.store.engine import store_error
 from bot.store.writer import Connect, Op, Outcome, run_transaction
 
 T = TypeVar("T")
-Queued = tuple[Op[Any], "asyncio.Future[Any]"]
+#: an op, its waiter, and whether the op only queues rows (``submit``)
+Queued = tuple[Op[Any], "asyncio.Future[Any]", bool]
 Settled = list[tuple["asyncio.Future[Any]", Outcome]]
 
 #: most writes in one transaction
@@ -48,12 +49,18 @@ class WriteQueue(ABC):
         self._closed = False
         self._idle: list[asyncio.Future[None]] = []  # close() waiting for the work to end
 
-    async def submit(self, op: Op[T]) -> T:
-        """Run ``op`` in a coming group. Raises what ``op`` raises, or ``StoreError``."""
+    #: whether a group of ops that only queue rows may assume the log's size (PostgreSQL:
+    #: ``bot.store.writer.run_transaction``)
+    assumes = False
+
+    async def submit(self, op: Op[T], *, queues_only: bool = False) -> T:
+        """Run ``op`` in a coming group. ``queues_only``: ``op`` executes no statement, it
+        only queues rows on its ``Pending`` (``add``, ``insert_later``, ``at_flush``).
+        Raises what ``op`` raises, or ``StoreError``."""
         if self._closed:
             raise StoreError("the store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((op, future))
+        self._queue.append((op, future, queues_only))
         self._kick()
         return await future
 
@@ -78,7 +85,13 @@ class WriteQueue(ABC):
         """Run ``group`` in one transaction; each future with its outcome. Database failures
         become ``StoreError`` outcomes, except those ``reraise`` picks, which raise."""
         try:
-            outcomes = run_transaction(connect, self._frontier, self._clock, [o for o, _ in group])
+            outcomes = run_transaction(
+                connect,
+                self._frontier,
+                self._clock,
+                [op for op, _, _ in group],
+                assume=self.assumes and all(queues_only for _, _, queues_only in group),
+            )
         except exc.SQLAlchemyError as error:
             if reraise is not None and reraise(error):
                 raise
@@ -87,11 +100,11 @@ class WriteQueue(ABC):
             outcomes = [(False, failure)] * len(group)
         except Exception as error:  # a single op refused, or the log is damaged
             outcomes = [(False, error)] * len(group)
-        return [(future, outcome) for (_, future), outcome in zip(group, outcomes, strict=True)]
+        return [(future, outcome) for (_, future, _), outcome in zip(group, outcomes, strict=True)]
 
     def _refuse(self, group: list[Queued]) -> None:
         """The store closed under ``group``: each write fails with ``StoreError``."""
-        settle([(future, (False, StoreError("the store is closed"))) for _, future in group])
+        settle([(future, (False, StoreError("the store is closed"))) for _, future, _ in group])
 
     def _busy(self) -> bool:
         return bool(self._queue) or self._in_progress()

@@ -173,11 +173,13 @@ class Database:
             return list(await self._pg_reads.fetch(reads))
         return await self.read(lambda conn: [query.all(conn, values) for query, values in reads])
 
-    async def transact(self, op: Op[T]) -> T:
-        """Run ``op(conn, pending)`` in a write transaction (on SQLite, grouped with other
-        writes, inside its own savepoint); attestations queued on ``pending`` are appended
-        to the log in the same transaction. Raises what ``op`` raises, or ``StoreError``."""
-        return await self._writes.submit(op)
+    async def transact(self, op: Op[T], *, queues_only: bool = False) -> T:
+        """Run ``op(conn, pending)`` in a write transaction (grouped with other writes);
+        attestations queued on ``pending`` are appended to the log in the same transaction.
+        ``queues_only``: ``op`` executes no statement, it only queues rows on ``pending``
+        (on PostgreSQL such a group saves the append lock's round trip). Raises what ``op``
+        raises, or ``StoreError``."""
+        return await self._writes.submit(op, queues_only=queues_only)
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(conn)`` in a write transaction (see ``transact``)."""

@@ -7,6 +7,15 @@ transaction leaves no gap. The new leaves and the perfect subtrees they complete
 ``log_nodes`` (``bot.evidence.merkle.completed_nodes``), so any root or proof costs one
 query for its O(log n) nodes.
 
+On PostgreSQL that lock costs a round trip before the transaction can write anything. A
+transaction whose operations only queue rows (``Pending(assume=True)``: nothing is read or
+written before the flush) skips it: it numbers its leaves from the size this process last
+committed (the ``Frontier`` cache) and sends the lock at the head of the flush pipeline as
+``_LOCK_AT``, which fails when the size is no longer the assumed one (another process
+appended since, or the database was restored); the transaction then rolls back and runs
+again the usual way (``bot.store.writer.run_transaction``). The lock is still the
+transaction's first statement, so writers take their locks in the same order as before.
+
 These are synchronous functions on a connection inside the caller's transaction;
 ``SqlStore`` runs them where its writes run (``bot.store.database``).
 """
@@ -18,11 +27,25 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 
 from bot.domain import Event
 from bot.errors import EvidenceError, StoreError
 from bot.evidence import merkle
+from bot.store import pipeline
 from bot.store.raw import RawQuery, RawStatement
 from bot.store.tables import HEAD_ID, LOG_ENTRIES, LOG_HEAD, LOG_NODES
 
@@ -36,6 +59,25 @@ _LOCK = RawStatement(_SIZE.with_for_update())
 _SET_SIZE = RawStatement(
     update(LOG_HEAD).where(LOG_HEAD.c.id == HEAD_ID).values(size=bindparam("size"))
 )
+#: the append lock taken with an assumed size (PostgreSQL): the size, or, when it is not
+#: ``start``, an error naming the actual one (SQLSTATE 22P02, ``invalid input syntax for type
+#: integer: "log head moved to N"``; a cast of a constant would fail at plan time, hence the
+#: column in the text)
+_LOCK_AT = RawQuery(
+    select(
+        case(
+            (LOG_HEAD.c.size == bindparam("start"), LOG_HEAD.c.size),
+            else_=cast(
+                literal("log head moved to ").concat(cast(LOG_HEAD.c.size, String)), Integer
+            ),
+        )
+    )
+    .where(LOG_HEAD.c.id == HEAD_ID)
+    .with_for_update()
+)
+#: after a failed assumption, this many transactions take the lock the usual way (another
+#: process is appending too: assuming would mostly fail)
+ASSUME_PAUSE = 64
 _INSERT_ENTRIES = RawStatement(insert(LOG_ENTRIES))
 _INSERT_NODES = RawStatement(insert(LOG_NODES))
 
@@ -57,6 +99,7 @@ class Frontier:
         self._lock = threading.Lock()
         self._size = -1
         self._nodes: dict[Key, bytes] = {}
+        self._pause = 0
 
     def nodes(self, size: int) -> dict[Key, bytes] | None:
         with self._lock:
@@ -66,6 +109,25 @@ class Frontier:
         with self._lock:
             self._size, self._nodes = size, nodes
 
+    def assumable(self) -> tuple[int, dict[Key, bytes]] | None:
+        """The size last committed here and its right edge, for a transaction to assume
+        (``Pending(assume=True)``); ``None`` when nothing is cached, or for the
+        ``ASSUME_PAUSE`` transactions after an assumption failed (``missed``)."""
+        with self._lock:
+            if self._pause:
+                self._pause -= 1
+                return None
+            return (self._size, dict(self._nodes)) if self._size >= 0 else None
+
+    def missed(self) -> None:
+        """An assumed size was wrong: another writer appends too."""
+        with self._lock:
+            self._pause = ASSUME_PAUSE
+
+
+class HeadMoved(Exception):
+    """``Pending.lock`` found another size than the one the transaction assumed."""
+
 
 class Pending:
     """The attestations appended by one transaction, written out by ``flush``.
@@ -73,7 +135,10 @@ class Pending:
     The first ``add`` (or ``lock``) takes the append lock (``SELECT … FOR UPDATE`` on
     ``log_head``; under SQLite the write lock of ``BEGIN IMMEDIATE`` is already held) and
     reads the size, so callers know each index before they write the rows that refer to
-    it. ``mark`` and ``truncate`` undo the adds of an operation rolled back to a savepoint.
+    it. With ``assume`` (PostgreSQL, a batch whose operations execute no statement before
+    the flush) the first ``add`` takes the size from the frontier cache instead, and
+    ``flush`` sends the lock first, checked against it (``_LOCK_AT``). ``mark`` and
+    ``truncate`` undo the adds of an operation rolled back to a savepoint.
 
     With ``batch`` (several operations sharing one transaction, none in a savepoint), an
     operation may hand a plain ``INSERT`` to ``insert_later`` instead of executing it:
@@ -91,11 +156,14 @@ class Pending:
         clock: Callable[[], datetime],
         *,
         batch: bool = False,
+        assume: bool = False,
     ):
         self._conn = conn
         self._frontier = frontier
         self._clock = clock
         self._start: int | None = None
+        self._assume = assume
+        self._assumed = False  # _start came from the cache; flush checks it under the lock
         self._rows: list[dict[str, Any]] = []
         self.batch = batch
         self._later: dict[RawStatement, list[dict[str, Any]]] = {}
@@ -123,17 +191,27 @@ class Pending:
 
     def lock(self) -> int:
         """Take the append lock (once per transaction): from here to the commit, no other
-        writer of the database appends or reads under it. Returns the log's size."""
-        if self._start is None:
+        writer of the database appends or reads under it. Returns the log's size. Raises
+        ``HeadMoved`` when the transaction assumed another size."""
+        if self._start is None or self._assumed:
             start = _LOCK.scalar(self._conn)
             if start is None:
                 raise StoreError("the log head row is missing: the database is damaged")
-            self._start = int(start)
+            if self._assumed and int(start) != self._start:
+                raise HeadMoved(f"the log has {start} entries, not the {self._start} assumed")
+            self._start, self._assumed = int(start), False
         return self._start
+
+    def _next_index(self) -> int:
+        if self._start is None and self._assume:
+            known = self._frontier.assumable()
+            if known is not None:
+                (self._start, self._edge), self._assumed = known, True
+        return self.lock() if self._start is None else self._start
 
     def add(self, envelope: bytes, event: Event, request_id: str | None) -> int:
         """Queue ``envelope`` as the next leaf; returns its index."""
-        index = self.lock() + len(self._rows)
+        index = self._next_index() + len(self._rows)
         self._rows.append(
             {
                 "idx": index,
@@ -168,6 +246,9 @@ class Pending:
         new size (after ``prepare``, nothing but writes). Returns a callback that updates
         the frontier cache; call it only after the commit."""
         self.prepare()
+        if self._assumed:  # the lock, checked, goes first: before any row is written
+            compiled = _LOCK_AT.on_pg(self._conn.dialect)
+            pipeline.send(self._conn, compiled.sql, compiled.params({"start": self._start}))
         for statement, rows in self._later.items():
             statement.insert_many(self._conn, rows)
         self._later.clear()

@@ -36,6 +36,8 @@ class PgWriter(WriteQueue):
     """Commits PostgreSQL writes one group at a time; ``close`` (awaited) releases its
     thread and connection."""
 
+    assumes = True
+
     def __init__(self, url: URL, frontier: log.Frontier, clock: Callable[[], datetime]) -> None:
         super().__init__(url, frontier, clock)
         self._engine = make_engine(url, pool_size=1)
@@ -69,7 +71,7 @@ class PgWriter(WriteQueue):
     def _finished(self, group: list[Queued], done: asyncio.Future[Settled]) -> None:
         self._in_flight = False
         error = done.exception()
-        settle([(f, (False, error)) for _, f in group] if error else done.result())
+        settle([(f, (False, error)) for _, f, _ in group] if error else done.result())
         self._next()
 
     async def _release(self) -> None:

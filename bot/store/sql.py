@@ -239,7 +239,8 @@ class SqlStore(Database):
                 ) from error
             return index
 
-        index = await self.transact(insert_)
+        # on PostgreSQL a request without a cap only queues its rows (it is in a batch)
+        index = await self.transact(insert_, queues_only=max_pending is None)
         if index is None:
             return request
         return with_log_index(request, index)

@@ -43,9 +43,11 @@ async def test_concurrent_writes_share_transactions_and_refusals_stay_alone(
         frontier: log.Frontier,
         clock: Callable[[], datetime],
         ops: list[Op[Any]],
+        *,
+        assume: bool = False,
     ) -> list[Outcome]:
         groups.append(len(ops))
-        return real(connect, frontier, clock, ops)
+        return real(connect, frontier, clock, ops, assume=assume)
 
     monkeypatch.setattr("bot.store.batching.run_transaction", counting)
     try:
@@ -203,5 +205,77 @@ async def test_a_connection_lost_before_the_commit_is_read_is_store_unavailable(
         # one's COMMIT may have reached the server before the connection went: unknown)
         await store.add_agent(Agent("agent-2", "i" * 64, T0))
         assert "agent-2" in [a.id for a in await store.list_agents()]
+    finally:
+        await store.close()
+
+
+@contextlib.contextmanager
+def counted_lock_reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Each read of the append lock before a flush (``log._LOCK``), as the size it read."""
+    reads: list[int] = []
+    real = log._LOCK.scalar
+
+    def counting(conn: Connection, values: dict[str, Any] | None = None) -> Any:
+        size = real(conn, values)
+        reads.append(int(size))
+        return size
+
+    monkeypatch.setattr(log._LOCK, "scalar", counting)
+    yield reads
+
+
+async def test_a_lone_insert_assumes_the_size_it_committed_and_another_writer_is_noticed(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a write that only queues rows numbers its leaf from the size this process committed
+    # last (no lock round trip before its flush); a size another process moved on is caught
+    # by the checked lock in the flush, and the write runs again the usual way
+    store, other = await SqlStore.open(pg_url), await SqlStore.open(pg_url)
+    try:
+        await store.add_agent(Agent("agent-1", "h" * 64, T0))
+        with counted_lock_reads(monkeypatch) as reads:
+            first = await store.insert_request(make_request(1), b'{"n":1}', Event.BLOCKED)
+            assert reads == [0]  # nothing cached yet: the lock is read
+            for n in (2, 3):
+                await store.insert_request(make_request(n), b'{"n":%d}' % n, Event.BLOCKED)
+            assert reads == [0]  # assumed: 1, then 2
+            await other.insert_request(make_request(4), b'{"n":4}', Event.BLOCKED)
+            assert reads == [0, 3]
+            moved = await store.insert_request(make_request(5), b'{"n":5}', Event.BLOCKED)
+            assert reads == [0, 3, 4]  # the assumed 3 was refused: read again, under the lock
+            paused = await store.insert_request(make_request(6), b'{"n":6}', Event.BLOCKED)
+            assert reads == [0, 3, 4, 5]  # another writer is about: no assuming for a while
+        assert (first.last_log_index, moved.last_log_index, paused.last_log_index) == (0, 4, 5)
+        entries = await store.log_entries(0, 6)
+        assert [e.index for e in entries] == list(range(6))
+        assert [e.request_id for e in entries] == [f"req-{n}" for n in range(1, 7)]
+        for size in range(1, 7):
+            assert await store.log_root(size) == await other.log_root(size)
+    finally:
+        await store.close()
+        await other.close()
+
+
+async def test_an_assumed_size_beyond_the_log_is_refused_and_leaves_no_gap(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the database went back under a running process (restored from a backup): the size it
+    # cached is past the log's end; appending there would leave a gap in the indices
+    store = await SqlStore.open(pg_url)
+    try:
+        await store.add_agent(Agent("agent-1", "h" * 64, T0))
+        for n in (1, 2, 3):
+            await store.insert_request(make_request(n), b'{"n":%d}' % n, Event.BLOCKED)
+        with psycopg.connect(libpq(pg_url), autocommit=True) as conn:
+            conn.execute("DELETE FROM log_entries WHERE idx >= 1")
+            conn.execute("DELETE FROM log_nodes WHERE NOT (level = 0 AND idx = 0)")
+            conn.execute("UPDATE log_head SET size = 1")
+        with counted_lock_reads(monkeypatch) as reads:
+            again = await store.insert_request(make_request(4), b'{"n":4}', Event.BLOCKED)
+        assert reads == [1]
+        assert again.last_log_index == 1
+        assert await store.log_size() == 2
+        assert [e.request_id for e in await store.log_entries(0, 2)] == ["req-1", "req-4"]
+        await store.log_root(2)
     finally:
         await store.close()
