@@ -11,11 +11,13 @@ datetime and JSON processors are swapped for equivalent faster ones, see ``_fast
 ``INSERT`` of many rows becomes ONE multi-row ``INSERT`` (one ``sqlite3_step``, one
 release of the GIL) instead of one step per row.
 
-Other dialects (PostgreSQL) go through ``Connection.execute`` unchanged, except that a
-``scalar`` without parameters rides in pipeline mode (``bot.store.pipeline.scalar``). (Running
-the write path's statements on the psycopg cursor too was tried and measured no different:
-inside a pipeline they are only queued.) ``RawQuery`` runs the hot reads on the psycopg
-cursor, where SQLAlchemy's execution cost more CPU than the query.
+On PostgreSQL ``insert_many`` and ``execute`` run the statement compiled once (psycopg's
+``%(name)s`` parameters, the same bind processors) on the psycopg cursor: inside the
+write pipeline (``bot.store.pipeline``) a statement is only queued, so SQLAlchemy's own
+execution (some 40-60 µs of Python per statement) was most of what it cost; a
+``scalar`` without parameters rides in pipeline mode (``bot.store.pipeline.scalar``), one
+with parameters goes through ``Connection.execute``. ``RawQuery`` runs the hot reads on the
+psycopg cursor likewise.
 Driver errors come out as SQLAlchemy's ``DBAPIError`` subclasses (``IntegrityError`` …)
 exactly as from Core.
 """
@@ -176,6 +178,12 @@ class RawStatement:
         self.statement = statement
         self._compiled: dict[str, _Compiled] = {}
         self._literal: dict[str, str] = {}
+        self._pg: _PgCompiled | None = None
+
+    def _on_pg(self, dialect: Dialect) -> _PgCompiled:
+        if self._pg is None:
+            self._pg = _PgCompiled(self.statement, dialect)
+        return self._pg
 
     def _for(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect.name)
@@ -201,8 +209,12 @@ class RawStatement:
         return None if row is None else row[0]
 
     def execute(self, conn: Connection, values: dict[str, Any] | None = None) -> int:
-        """Run it once; returns the row count."""
+        """Run it once; returns the row count (-1 inside a pipeline, where it is not known
+        yet)."""
         dialect = conn.dialect
+        if dialect.name == "postgresql":
+            pg = self._on_pg(dialect)
+            return pg.run(conn, [pg.params(values or {})])
         if dialect.name != "sqlite":
             return int(conn.execute(self.statement, values or {}).rowcount)
         compiled = self._for(dialect)
@@ -213,6 +225,10 @@ class RawStatement:
         if not rows:
             return
         dialect = conn.dialect
+        if dialect.name == "postgresql":
+            pg = self._on_pg(dialect)
+            pg.run(conn, [pg.params(values) for values in rows])
+            return
         if dialect.name != "sqlite":
             conn.execute(self.statement, list(rows))
             return
@@ -227,8 +243,9 @@ class RawStatement:
 
 
 class _PgCompiled:
-    """A ``RawQuery``'s statement compiled for PostgreSQL (psycopg's ``%(name)s``
-    parameters), with each parameter's bind processor and the values fixed in it."""
+    """A ``RawQuery``'s or ``RawStatement``'s statement compiled for PostgreSQL (psycopg's
+    ``%(name)s`` parameters), with each parameter's bind processor and the values fixed in
+    it."""
 
     def __init__(self, statement: Any, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -254,17 +271,36 @@ class _PgCompiled:
     def fetch(self, conn: Connection, values: dict[str, Any]) -> list[Any]:
         """The rows as named tuples."""
         params = self.params(values)
-        driver = conn.connection.driver_connection
-        if not isinstance(driver, psycopg.Connection):  # pragma: no cover - psycopg only
-            raise TypeError("RawQuery on PostgreSQL needs a psycopg connection")
         try:
-            with driver.cursor(row_factory=namedtuple_row) as cursor:
+            with _psycopg(conn).cursor(row_factory=namedtuple_row) as cursor:
                 cursor.execute(self.sql, params)
                 return cursor.fetchall()
         except psycopg.Error as error:  # as from Connection.execute
             raise exc.DBAPIError.instance(
                 self.sql, params, error, psycopg.Error, dialect=conn.dialect
             ) from error
+
+    def run(self, conn: Connection, params: list[dict[str, Any]]) -> int:
+        """Execute it once per set of ``params`` (a write: nothing is fetched); returns the
+        row count of the last (-1 inside a pipeline, where it is not known yet)."""
+        try:
+            with _psycopg(conn).cursor() as cursor:
+                if len(params) == 1:
+                    cursor.execute(self.sql, params[0])
+                else:
+                    cursor.executemany(self.sql, params)
+                return cursor.rowcount
+        except psycopg.Error as error:  # as from Connection.execute
+            raise exc.DBAPIError.instance(
+                self.sql, params, error, psycopg.Error, dialect=conn.dialect
+            ) from error
+
+
+def _psycopg(conn: Connection) -> psycopg.Connection[Any]:
+    driver = conn.connection.driver_connection
+    if not isinstance(driver, psycopg.Connection):  # pragma: no cover - psycopg only
+        raise TypeError("raw statements on PostgreSQL need a psycopg connection")
+    return driver
 
 
 def execute_sql(conn: Connection, sql: str, params: list[Any]) -> Any:
