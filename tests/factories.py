@@ -155,3 +155,24 @@ def advance(request: Request, **fields: Unpack[Changes]) -> Change:
 def envelope(n: int) -> bytes:
     """A stand-in for a DSSE envelope where only the log's bytes matter."""
     return f'{{"n":{n}}}'.encode()
+
+
+def widest_request(request_id: str = "req-full", at: datetime = STORE_T0) -> Request:
+    """A request with every optional column set, the JSON and time ones included: what the
+    tests of the raw statements compare with Core's rows."""
+    return make_request(
+        request_id,
+        context={"ticket": "T-1", "nested": [1, {"a": None}]},
+        escalation=(EscalationStep(timedelta(minutes=5), remind=True, to="#ops"),),
+        deadline=at + timedelta(minutes=15),
+        decided_at=at,
+        grant="g.r.ant",
+        grant_expires_at=at + timedelta(minutes=5),
+        extra_groups=("leads",),
+        labels=("pii", "money"),
+        editable=True,
+        step_up="webauthn",
+        edit=Edit({"amount": 1}, "a" * 64, "c" * 64, "console:alice", "Alice", at),
+        session="s-1",
+        last_log_index=7,
+    )

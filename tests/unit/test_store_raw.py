@@ -24,11 +24,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-from bot.domain import Edit, EscalationStep
 from bot.store.mapping import from_request
 from bot.store.raw import RawStatement
 from bot.store.tables import HEAD_ID, LOG_HEAD, REQUESTS
-from tests.factories import make_request
+from tests.factories import make_request, widest_request
 
 TABLE = Table("t", MetaData(), Column("at", DateTime(timezone=True)), Column("doc", JSON))
 ENGINE = create_engine("sqlite://")
@@ -112,22 +111,7 @@ def _stored_rows(table: Table, write: Callable[[Connection], object]) -> list[tu
 
 def test_a_whole_request_row_is_stored_as_cores() -> None:
     # every column of the widest row, the JSON and time ones set and unset
-    full = make_request(
-        "req-full",
-        context={"ticket": "T-1", "nested": [1, {"a": None}]},
-        escalation=(EscalationStep(timedelta(minutes=5), remind=True, to="#ops"),),
-        deadline=NOW + timedelta(minutes=15),
-        decided_at=NOW,
-        grant="g.r.ant",
-        grant_expires_at=NOW + timedelta(minutes=5),
-        extra_groups=("leads",),
-        labels=("pii", "money"),
-        editable=True,
-        step_up="webauthn",
-        edit=Edit({"amount": 1}, "a" * 64, "c" * 64, "console:alice", "Alice", NOW),
-        session="s-1",
-        last_log_index=7,
-    )
+    full = widest_request(at=NOW)
     bare = make_request("req-bare")
     rows = [from_request(full), from_request(bare)]
     raw = RawStatement(insert(REQUESTS))
