@@ -9,9 +9,10 @@ round trip (``bot.store.pgreads``).
 Writes wait in one queue and commit in shared transactions (``bot.store.batching``), by the
 engine's strategy: SQLite's on the event loop's thread (``bot.store.group.SqliteWriter``,
 which keeps lock waits and checkpoints off the loop), PostgreSQL's one group at a time on
-the writer's own thread and connection (``bot.store.pggroup.PgWriter``), never queued
-behind reads. Database failures come out as ``StoreError`` (one line, no password); a
-closed database raises ``StoreError`` too.
+the writer's own thread and connection (``bot.store.pggroup.PgWriter``; a group that only
+queues rows from the event loop, on psycopg's async driver), never queued behind reads.
+Database failures come out as ``StoreError`` (one line, no password); a closed database
+raises ``StoreError`` too.
 
 ``SqlStore`` builds on it; other stores inside ``bot.store`` (``UserStore``) use the public
 ``read``/``write``/``execute`` so they share the connections, transactions and error

@@ -41,6 +41,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Dialect
 
 from bot.domain import Event
 from bot.errors import EvidenceError, StoreError
@@ -53,6 +54,10 @@ T = TypeVar("T")
 Key = tuple[int, int]
 #: statements run once at ``Pending.flush`` with the values queued for them
 AtFlush = Callable[[Connection, list[Any]], None]
+#: the size a transaction may assume and the right edge of the tree at that size
+Assumable = tuple[int, dict[Key, bytes]]
+#: a PostgreSQL statement and the parameters of each of its executions
+Write = tuple[str, list[dict[str, Any]]]
 
 _SIZE = select(LOG_HEAD.c.size).where(LOG_HEAD.c.id == HEAD_ID)
 _LOCK = RawStatement(_SIZE.with_for_update())
@@ -109,7 +114,7 @@ class Frontier:
         with self._lock:
             self._size, self._nodes = size, nodes
 
-    def assumable(self) -> tuple[int, dict[Key, bytes]] | None:
+    def assumable(self) -> Assumable | None:
         """The size last committed here and its right edge, for a transaction to assume
         (``Pending(assume=True)``); ``None`` when nothing is cached, or for the
         ``ASSUME_PAUSE`` transactions after an assumption failed (``missed``)."""
@@ -157,12 +162,14 @@ class Pending:
         *,
         batch: bool = False,
         assume: bool = False,
+        known: Assumable | None = None,
     ):
         self._conn = conn
         self._frontier = frontier
         self._clock = clock
         self._start: int | None = None
-        self._assume = assume
+        self._assume = assume or known is not None
+        self._known = known  # what Frontier.assumable gave the caller already
         self._assumed = False  # _start came from the cache; flush checks it under the lock
         self._rows: list[dict[str, Any]] = []
         self.batch = batch
@@ -204,7 +211,7 @@ class Pending:
 
     def _next_index(self) -> int:
         if self._start is None and self._assume:
-            known = self._frontier.assumable()
+            known = self._known if self._known is not None else self._frontier.assumable()
             if known is not None:
                 (self._start, self._edge), self._assumed = known, True
         return self.lock() if self._start is None else self._start
@@ -257,8 +264,19 @@ class Pending:
         self._at_flush.clear()
         if self._start is None or not self._rows or self._edge is None:
             return None
-        end = self._start + len(self._rows)
-        nodes, self._edge = self._edge, None
+        end, completed, remember = self._complete(self._start, self._edge)
+        _INSERT_ENTRIES.insert_many(self._conn, self._rows)
+        _INSERT_NODES.insert_many(self._conn, completed)
+        _SET_SIZE.execute(self._conn, {"size": end})
+        return remember
+
+    def _complete(
+        self, start: int, nodes: dict[Key, bytes]
+    ) -> tuple[int, list[dict[str, Any]], Callable[[], None]]:
+        """The log's new size, the tree nodes the queued entries complete, and the callback
+        that caches the new right edge (after the commit)."""
+        end = start + len(self._rows)
+        self._edge = None
         completed: list[dict[str, Any]] = []
         get = nodes.__getitem__
         for row in self._rows:
@@ -267,11 +285,28 @@ class Pending:
             ):
                 nodes[(level, idx)] = h
                 completed.append({"level": level, "idx": idx, "hash": h})
-        _INSERT_ENTRIES.insert_many(self._conn, self._rows)
-        _INSERT_NODES.insert_many(self._conn, completed)
-        _SET_SIZE.execute(self._conn, {"size": end})
         edge = {key: nodes[key] for key in frontier_keys(end)}
-        return lambda: self._frontier.remember(end, edge)
+        return end, completed, lambda: self._frontier.remember(end, edge)
+
+    def pg_writes(self, dialect: Dialect) -> tuple[list[Write], Callable[[], None]] | None:
+        """The whole flush of a transaction that assumed the log's size, as PostgreSQL
+        statements and their parameters, for a caller that sends them itself (the writer's
+        event-loop path, ``bot.store.pgasync``): the checked lock first, the queued rows,
+        the entries, the nodes and the size; plus the callback to call after the
+        ``COMMIT``. ``None`` when the transaction did not assume a size or queued a
+        statement to run at the flush (``at_flush``): the caller then runs it the usual
+        way."""
+        if not self._assumed or self._at_flush or self._start is None or self._edge is None:
+            return None
+        lock = _LOCK_AT.on_pg(dialect)
+        writes: list[Write] = [(lock.sql, [lock.params({"start": self._start})])]
+        for statement, rows in self._later.items():
+            writes.append(statement.pg_write(dialect, rows))
+        end, completed, remember = self._complete(self._start, self._edge)
+        writes.append(_INSERT_ENTRIES.pg_write(dialect, self._rows))
+        writes.append(_INSERT_NODES.pg_write(dialect, completed))
+        writes.append(_SET_SIZE.pg_write(dialect, [{"size": end}]))
+        return writes, remember
 
 
 def size(conn: Connection) -> int:

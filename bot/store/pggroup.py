@@ -10,6 +10,10 @@ write alone when the server is idle.
 The groups run on the writer's own thread and connection. Sharing the readers' threads made
 each group wait in their queue behind every read that arrived before it (a FIFO executor):
 under 200 concurrent agents that wait, paid by every write in turn, was most of the p99.
+A group whose writes only queue rows (``queues_only``: an auto-tier submission) while the
+log's size can be assumed goes out from the event loop instead, on psycopg's async driver
+(``bot.store.pgasync``), without the hand-off to that thread and back; what that path
+cannot take runs on the thread as before.
 
 A group in which one write refuses (a lost compare-and-set, a duplicate vote) or breaks a
 constraint runs again with a savepoint per write, so only that write fails
@@ -28,7 +32,8 @@ from sqlalchemy.engine import URL
 
 from bot.store import log
 from bot.store.batching import Queued, Settled, WriteQueue, settle
-from bot.store.engine import make_engine
+from bot.store.engine import PG_CONNECT_TIMEOUT_S, make_engine
+from bot.store.pgasync import LoopWrites
 from bot.store.writer import pooled
 
 
@@ -38,12 +43,21 @@ class PgWriter(WriteQueue):
 
     assumes = True
 
-    def __init__(self, url: URL, frontier: log.Frontier, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        url: URL,
+        frontier: log.Frontier,
+        clock: Callable[[], datetime],
+        *,
+        timeout: float = float(PG_CONNECT_TIMEOUT_S),
+    ) -> None:
         super().__init__(url, frontier, clock)
         self._engine = make_engine(url, pool_size=1)
         self._connect = pooled(self._engine)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="signoff-writer")
         self._in_flight = False
+        self._on_loop = LoopWrites(url, self._engine.dialect, timeout=timeout)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _kick(self) -> None:
         if not self._in_flight:
@@ -58,6 +72,28 @@ class PgWriter(WriteQueue):
             return
         group = self._take()
         self._in_flight = True
+        loop = asyncio.get_running_loop()
+        if all(queues_only for _, _, queues_only in group):
+            known = self._frontier.assumable()
+            if known is not None:  # on the loop, unless that cannot take it
+                task = loop.create_task(self._loop_group(group, known))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                return
+        self._to_thread(group)
+
+    async def _loop_group(self, group: list[Queued], known: log.Assumable) -> None:
+        outcomes = await self._on_loop.run(
+            [op for op, _, _ in group], self._frontier, known, self._clock
+        )
+        if outcomes is None:
+            self._to_thread(group)
+            return
+        self._in_flight = False
+        settle([(future, outcome) for (_, future, _), outcome in zip(group, outcomes, strict=True)])
+        self._next()
+
+    def _to_thread(self, group: list[Queued]) -> None:
         loop = asyncio.get_running_loop()
         try:
             done = loop.run_in_executor(self._thread, self._commit, self._connect, group)
@@ -75,5 +111,6 @@ class PgWriter(WriteQueue):
         self._next()
 
     async def _release(self) -> None:
+        await self._on_loop.close()
         await asyncio.get_running_loop().run_in_executor(self._thread, self._engine.dispose)
         self._thread.shutdown(wait=True)

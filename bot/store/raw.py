@@ -185,6 +185,14 @@ class RawStatement:
             self._pg = _PgCompiled(self.statement, dialect)
         return self._pg
 
+    def pg_write(
+        self, dialect: Dialect, rows: Sequence[dict[str, Any]]
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """Its PostgreSQL text and psycopg's parameters for each of ``rows``, for a caller
+        that executes them itself (on psycopg's async driver)."""
+        pg = self._on_pg(dialect)
+        return pg.sql, [pg.params(values) for values in rows]
+
     def _for(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect.name)
         if compiled is None:

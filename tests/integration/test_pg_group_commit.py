@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -306,3 +307,67 @@ async def test_an_op_that_locks_after_assuming_gets_the_size_under_the_lock(
     finally:
         await store.close()
         await other.close()
+
+
+def _writer_connections(pg_url: str) -> list[int]:
+    with psycopg.connect(libpq(pg_url), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'signoff-writer'"
+        ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+async def test_a_lone_write_that_only_queues_rows_commits_from_the_event_loop(
+    pg_url: str,
+) -> None:
+    # no hand-off to the writer's thread: the op runs, and the rows go out, on the loop
+    store = await SqlStore.open(pg_url)
+    threads: list[int] = []
+
+    def queue(conn: Connection, pending: log.Pending) -> int:
+        threads.append(threading.get_ident())
+        return pending.add(b'{"q":%d}' % len(threads), Event.BLOCKED, None)
+
+    def touches(conn: Connection, pending: log.Pending) -> int:
+        threads.append(threading.get_ident())
+        conn.exec_driver_sql("SELECT 1")  # said to only queue, but reads
+        return pending.add(b'{"t":1}', Event.BLOCKED, None)
+
+    try:
+        assert await store.transact(queue, queues_only=True) == 0  # nothing cached: thread
+        assert await store.transact(queue, queues_only=True) == 1
+        assert await store.transact(queue, queues_only=True) == 2
+        loop = threading.get_ident()
+        assert threads[0] != loop and threads[1:] == [loop, loop]
+        assert len(_writer_connections(pg_url)) == 1  # the loop's own connection
+        # an op that uses the connection after all is refused on the loop and runs on the
+        # thread, where it works
+        threads.clear()
+        assert await store.transact(touches, queues_only=True) == 3
+        assert threads[0] == loop and threads[1] != loop
+        assert [e.index for e in await store.log_entries(0, 4)] == [0, 1, 2, 3]
+        await store.log_root(4)
+    finally:
+        await store.close()
+    assert _writer_connections(pg_url) == []  # closed with the store
+
+
+async def test_a_broken_loop_connection_costs_one_try_on_the_thread(pg_url: str) -> None:
+    store = await SqlStore.open(pg_url)
+    try:
+        await store.add_agent(Agent("agent-1", "h" * 64, T0))
+        for n in (1, 2):
+            await store.insert_request(make_request(n), b'{"n":%d}' % n, Event.BLOCKED)
+        (pid,) = _writer_connections(pg_url)
+        with psycopg.connect(libpq(pg_url), autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        # the loop's try fails on the dead connection; the thread commits the write
+        third = await store.insert_request(make_request(3), b'{"n":3}', Event.BLOCKED)
+        fourth = await store.insert_request(make_request(4), b'{"n":4}', Event.BLOCKED)
+        assert (third.last_log_index, fourth.last_log_index) == (2, 3)
+        assert [p for p in _writer_connections(pg_url) if p != pid]  # a new one, on the loop
+        assert [e.request_id for e in await store.log_entries(0, 4)] == [
+            f"req-{n}" for n in range(1, 5)
+        ]
+    finally:
+        await store.close()
