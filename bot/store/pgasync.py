@@ -12,9 +12,11 @@ VM cost about as much as the transaction's round trip (``bench/store_write.py``)
 The operations run on the loop with a connection that refuses every use
 (``NO_CONNECTION``): they only queue. Whatever this path cannot take (an operation that
 refused or touched the connection, a flush with a statement of its own, a size another
-writer moved, a queued row that collides, a connection that broke) comes back as ``None``
+writer moved, a queued row that collides, no connection to be had) comes back as ``None``
 and the group runs again on the thread the usual way, where each operation sees its own
-error; nothing of a failed try is committed.
+error; nothing of such a try is committed. A connection that fails once the ``COMMIT`` is
+on its way leaves the outcome unknown: the group fails with ``StoreError`` (as on the
+thread) and the next group connects again.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from datetime import datetime
 from typing import Any, NoReturn, cast
 
 import psycopg
-from sqlalchemy import Connection
+from sqlalchemy import Connection, exc
 from sqlalchemy.engine import URL, Dialect
 
 from bot.store import log
 from bot.store.changes import libpq_conninfo
+from bot.store.engine import store_error
 from bot.store.writer import Op, Outcome
 
 logger = logging.getLogger(__name__)
@@ -56,6 +59,7 @@ class LoopWrites:
     """One async connection, opened on first use; ``await close()`` when done."""
 
     def __init__(self, url: URL, dialect: Dialect, *, timeout: float) -> None:
+        self._url = url
         self._conninfo = libpq_conninfo(url)
         self._dialect = dialect
         self._timeout = timeout
@@ -69,9 +73,10 @@ class LoopWrites:
         clock: Callable[[], datetime],
     ) -> list[Outcome] | None:
         """Run ``ops`` in one transaction numbered from ``known`` (``Frontier.assumable``);
-        their outcomes, or ``None`` when this path could not commit them (see the module
-        docstring: the caller runs them the usual way). A moved size or a collision also
-        tells ``frontier`` (``missed``)."""
+        their outcomes, or ``None`` when this path could not commit them and nothing of
+        them committed (see the module docstring: the caller runs them the usual way). A
+        moved size or a collision also tells ``frontier`` (``missed``). Raises
+        ``StoreError`` when the connection failed after the ``COMMIT`` was queued."""
         pending = log.Pending(NO_CONNECTION, frontier, clock, batch=True, known=known)
         try:
             outcomes: list[Outcome] = [(True, op(NO_CONNECTION, pending)) for op in ops]
@@ -83,6 +88,9 @@ class LoopWrites:
         writes, remember = flush
         try:
             conn = await self._connection()
+        except psycopg.Error:
+            return None  # nothing was sent: the thread path tries, and reports, on its own
+        try:
             async with conn.pipeline():
                 async with conn.cursor() as cursor:
                     for sql, params in writes:
@@ -95,7 +103,13 @@ class LoopWrites:
             await self._after(error)
             if isinstance(error, _MOVED_OR_COLLIDED):
                 frontier.missed()  # the size moved (or a row collided): as usual from here
-            return None
+                return None  # the transaction was aborted: nothing of it committed
+            # the connection failed with the COMMIT sent or queued: whether it committed is
+            # unknown, so the writes are not tried again (as on the thread: StoreError)
+            failed = exc.DBAPIError.instance(
+                None, None, error, psycopg.Error, connection_invalidated=True, dialect=self._dialect
+            )
+            raise store_error(failed, self._url) from error
         remember()
         return outcomes
 

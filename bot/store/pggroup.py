@@ -30,6 +30,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import URL
 
+from bot.errors import StoreError
 from bot.store import log
 from bot.store.batching import Queued, Settled, WriteQueue, settle
 from bot.store.engine import PG_CONNECT_TIMEOUT_S, make_engine
@@ -83,9 +84,15 @@ class PgWriter(WriteQueue):
         self._to_thread(group)
 
     async def _loop_group(self, group: list[Queued], known: log.Assumable) -> None:
-        outcomes = await self._on_loop.run(
-            [op for op, _, _ in group], self._frontier, known, self._clock
-        )
+        ops = [op for op, _, _ in group]
+        try:
+            outcomes = await self._on_loop.run(ops, self._frontier, known, self._clock)
+        except StoreError as error:
+            outcomes = [(False, error)] * len(group)
+        except asyncio.CancelledError:  # the loop is going away
+            self._in_flight = False
+            self._refuse(group)
+            raise
         if outcomes is None:
             self._to_thread(group)
             return
