@@ -49,13 +49,10 @@ class WriteQueue(ABC):
         self._closed = False
         self._idle: list[asyncio.Future[None]] = []  # close() waiting for the work to end
 
-    #: whether a group of ops that only queue rows may assume the log's size (PostgreSQL:
-    #: ``bot.store.writer.run_transaction``)
-    assumes = False
-
     async def submit(self, op: Op[T], *, queues_only: bool = False) -> T:
         """Run ``op`` in a coming group. ``queues_only``: ``op`` executes no statement, it
-        only queues rows on its ``Pending`` (``add``, ``insert_later``, ``at_flush``).
+        only queues rows on its ``Pending`` (``add``, ``insert_later``, ``at_flush``; the
+        PostgreSQL writer sends such groups from the event loop, ``bot.store.pgasync``).
         Raises what ``op`` raises, or ``StoreError``."""
         if self._closed:
             raise StoreError("the store is closed")
@@ -86,11 +83,7 @@ class WriteQueue(ABC):
         become ``StoreError`` outcomes, except those ``reraise`` picks, which raise."""
         try:
             outcomes = run_transaction(
-                connect,
-                self._frontier,
-                self._clock,
-                [op for op, _, _ in group],
-                assume=self.assumes and all(queues_only for _, _, queues_only in group),
+                connect, self._frontier, self._clock, [op for op, _, _ in group]
             )
         except exc.SQLAlchemyError as error:
             if reraise is not None and reraise(error):

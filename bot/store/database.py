@@ -33,6 +33,7 @@ from sqlalchemy.engine import URL
 from bot.clock import SystemClock
 from bot.errors import ConfigError, StoreError
 from bot.ports import Clock
+from bot.settings import DatabaseSettings
 from bot.store import changes, leader, log, migrate
 from bot.store.batching import WriteQueue
 from bot.store.engine import PG_CONNECT_TIMEOUT_S, make_engine, parse_url, store_error
@@ -46,7 +47,7 @@ T = TypeVar("T")
 
 #: PostgreSQL connections per process for reads, unless ``database.pool_size`` says
 #: otherwise: the async pool of the hot reads, and as many reader threads for the rest
-PG_POOL_SIZE = 4
+PG_POOL_SIZE = DatabaseSettings.pool_size
 #: the largest ``database.pool_size`` (PostgreSQL's default ``max_connections`` is 100)
 MAX_POOL_SIZE = 64
 

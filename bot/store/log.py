@@ -8,13 +8,13 @@ transaction leaves no gap. The new leaves and the perfect subtrees they complete
 query for its O(log n) nodes.
 
 On PostgreSQL that lock costs a round trip before the transaction can write anything. A
-transaction whose operations only queue rows (``Pending(assume=True)``: nothing is read or
-written before the flush) skips it: it numbers its leaves from the size this process last
-committed (the ``Frontier`` cache) and sends the lock at the head of the flush pipeline as
-``_LOCK_AT``, which fails when the size is no longer the assumed one (another process
-appended since, or the database was restored); the transaction then rolls back and runs
-again the usual way (``bot.store.writer.run_transaction``). The lock is still the
-transaction's first statement, so writers take their locks in the same order as before.
+transaction whose operations only queue rows skips it (``Pending(known=…)``, sent from the
+event loop by ``bot.store.pgasync``): it numbers its leaves from the size this process last
+committed (``Frontier.assumable``), and its flush (``Pending.pg_writes``) starts with the
+lock as ``_LOCK_AT``, which fails when the size is no longer the assumed one (another
+process appended since, or the database was restored); the transaction then rolls back
+and runs again the usual way. The lock is still the transaction's first statement, so
+writers take their locks in the same order as before.
 
 These are synchronous functions on a connection inside the caller's transaction;
 ``SqlStore`` runs them where its writes run (``bot.store.database``).
@@ -46,7 +46,6 @@ from sqlalchemy.engine import Dialect
 from bot.domain import Event
 from bot.errors import EvidenceError, StoreError
 from bot.evidence import merkle
-from bot.store import pipeline
 from bot.store.raw import RawQuery, RawStatement
 from bot.store.tables import HEAD_ID, LOG_ENTRIES, LOG_HEAD, LOG_NODES
 
@@ -116,8 +115,8 @@ class Frontier:
 
     def assumable(self) -> Assumable | None:
         """The size last committed here and its right edge, for a transaction to assume
-        (``Pending(assume=True)``); ``None`` when nothing is cached, or for the
-        ``ASSUME_PAUSE`` transactions after an assumption failed (``missed``)."""
+        (``Pending(known=…)``); ``None`` when nothing is cached, or for the
+        ``ASSUME_PAUSE`` groups after an assumption failed (``missed``)."""
         with self._lock:
             if self._pause:
                 self._pause -= 1
@@ -130,19 +129,15 @@ class Frontier:
             self._pause = ASSUME_PAUSE
 
 
-class HeadMoved(Exception):
-    """``Pending.lock`` found another size than the one the transaction assumed."""
-
-
 class Pending:
     """The attestations appended by one transaction, written out by ``flush``.
 
     The first ``add`` (or ``lock``) takes the append lock (``SELECT … FOR UPDATE`` on
     ``log_head``; under SQLite the write lock of ``BEGIN IMMEDIATE`` is already held) and
     reads the size, so callers know each index before they write the rows that refer to
-    it. With ``assume`` (PostgreSQL, a batch whose operations execute no statement before
-    the flush) the first ``add`` takes the size from the frontier cache instead, and
-    ``flush`` sends the lock first, checked against it (``_LOCK_AT``). ``mark`` and
+    it. With ``known`` (PostgreSQL, a batch whose operations execute no statement: the
+    event loop's path, ``bot.store.pgasync``) the first ``add`` takes that size instead,
+    and ``pg_writes`` starts with the lock, checked against it (``_LOCK_AT``). ``mark`` and
     ``truncate`` undo the adds of an operation rolled back to a savepoint.
 
     With ``batch`` (several operations sharing one transaction, none in a savepoint), an
@@ -161,16 +156,14 @@ class Pending:
         clock: Callable[[], datetime],
         *,
         batch: bool = False,
-        assume: bool = False,
         known: Assumable | None = None,
     ):
         self._conn = conn
         self._frontier = frontier
         self._clock = clock
         self._start: int | None = None
-        self._assume = assume or known is not None
-        self._known = known  # what Frontier.assumable gave the caller already
-        self._assumed = False  # _start came from the cache; flush checks it under the lock
+        self._known = known  # the size to assume (Frontier.assumable), and its right edge
+        self._assumed = False  # _start came from _known: pg_writes checks it under the lock
         self._rows: list[dict[str, Any]] = []
         self.batch = batch
         self._later: dict[RawStatement, list[dict[str, Any]]] = {}
@@ -198,23 +191,18 @@ class Pending:
 
     def lock(self) -> int:
         """Take the append lock (once per transaction): from here to the commit, no other
-        writer of the database appends or reads under it. Returns the log's size. Raises
-        ``HeadMoved`` when the transaction assumed another size."""
-        if self._start is None or self._assumed:
+        writer of the database appends or reads under it. Returns the log's size."""
+        if self._start is None:
             start = _LOCK.scalar(self._conn)
             if start is None:
                 raise StoreError("the log head row is missing: the database is damaged")
-            if self._assumed and int(start) != self._start:
-                raise HeadMoved(f"the log has {start} entries, not the {self._start} assumed")
-            self._start, self._assumed = int(start), False
+            self._start = int(start)
         return self._start
 
     def _next_index(self) -> int:
-        if self._start is None and self._assume:
-            known = self._known if self._known is not None else self._frontier.assumable()
-            if known is not None:
-                (self._start, self._edge), self._assumed = known, True
-        return self.lock() if self._start is None else self._start
+        if self._start is None and self._known is not None:
+            (self._start, self._edge), self._assumed = self._known, True
+        return self.lock()
 
     def add(self, envelope: bytes, event: Event, request_id: str | None) -> int:
         """Queue ``envelope`` as the next leaf; returns its index."""
@@ -253,9 +241,6 @@ class Pending:
         new size (after ``prepare``, nothing but writes). Returns a callback that updates
         the frontier cache; call it only after the commit."""
         self.prepare()
-        if self._assumed:  # the lock, checked, goes first: before any row is written
-            compiled = _LOCK_AT.on_pg(self._conn.dialect)
-            pipeline.send(self._conn, compiled.sql, compiled.params({"start": self._start}))
         for statement, rows in self._later.items():
             statement.insert_many(self._conn, rows)
         self._later.clear()

@@ -4,8 +4,8 @@ only queue rows (an auto-tier submission) while the log's size can be assumed.
 The writer's groups run on a thread of their own (``bot.store.pggroup``), because an
 operation may read inside the transaction (a compare-and-set, the pending cap) through
 SQLAlchemy's sync API. A group whose operations execute no statement needs no connection
-until its flush, and its flush needs no answer before the ``COMMIT`` (``log.Pending``,
-``assume``): it can go out from the event loop on psycopg's async driver, in one pipeline
+until its flush, and its flush needs no answer before the ``COMMIT`` (``log.Pending``
+with ``known``): it can go out from the event loop on psycopg's async driver, in one pipeline
 synced once. That saves the hand-off to the writer's thread and back, which on the 2-core
 VM cost about as much as the transaction's round trip (``bench/store_write.py``).
 

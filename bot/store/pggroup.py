@@ -42,8 +42,6 @@ class PgWriter(WriteQueue):
     """Commits PostgreSQL writes one group at a time; ``close`` (awaited) releases its
     thread and connection."""
 
-    assumes = True
-
     def __init__(
         self,
         url: URL,

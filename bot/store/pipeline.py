@@ -7,9 +7,9 @@ together (libpq pipeline mode):
 
 - ``scalar``: the first read of a transaction (the log-head lock) travels with the ``BEGIN``
   psycopg queues in front of it: one round trip instead of two.
-- ``pipelined``: the rows a transaction writes at its end (``log.Pending.flush``, which
-  may start with the append lock: ``send``) and the ``COMMIT`` after them, synced once:
-  one round trip instead of one per statement. Nothing inside reads
+- ``pipelined``: the rows a transaction writes at its end (``log.Pending.flush``) and the
+  ``COMMIT`` after them, synced once: one round trip instead of one per statement. Nothing
+  inside reads
   a result; an error (a broken constraint) comes out as SQLAlchemy's ``IntegrityError``
   from the statement or the ``COMMIT`` where psycopg reads it, and every statement queued
   after it fails as ``aborted`` (the caller then looks for the culprit as after an
@@ -62,15 +62,6 @@ def pipelined(conn: Connection) -> Iterator[None]:
         raise exc.DBAPIError.instance(
             None, None, error, psycopg.Error, connection_invalidated=broken, dialect=conn.dialect
         ) from error
-
-
-def send(conn: Connection, sql: str, params: dict[str, Any]) -> None:
-    """Queue ``sql`` inside ``pipelined``, its result never read: its error, if any, comes
-    out where the pipeline is read (as from the statements ``pipelined`` describes)."""
-    driver = _driver(conn)
-    if driver is None or driver.info.pipeline_status != psycopg.pq.PipelineStatus.ON:
-        raise RuntimeError("send needs a PostgreSQL connection in pipeline mode")
-    driver.cursor().execute(sql, params)
 
 
 def scalar(conn: Connection, sql: str) -> Any:

@@ -220,11 +220,9 @@ class RawStatement:
         """Run it once; returns the row count (-1 inside a pipeline, where it is not known
         yet)."""
         dialect = conn.dialect
-        if dialect.name == "postgresql":
+        if dialect.name != "sqlite":  # PostgreSQL, the only other engine (engine.parse_url)
             pg = self._on_pg(dialect)
             return pg.run(conn, [pg.params(values or {})])
-        if dialect.name != "sqlite":
-            return int(conn.execute(self.statement, values or {}).rowcount)
         compiled = self._for(dialect)
         return int(execute_sql(conn, compiled.sql, compiled.row(values or {})).rowcount)
 
@@ -233,12 +231,9 @@ class RawStatement:
         if not rows:
             return
         dialect = conn.dialect
-        if dialect.name == "postgresql":
+        if dialect.name != "sqlite":
             pg = self._on_pg(dialect)
             pg.run(conn, [pg.params(values) for values in rows])
-            return
-        if dialect.name != "sqlite":
-            conn.execute(self.statement, list(rows))
             return
         compiled = self._for(dialect)
         page = max(1, _MAX_PARAMS // max(1, len(compiled.names)))

@@ -34,8 +34,6 @@ def run_transaction(
     frontier: log.Frontier,
     clock: Callable[[], datetime],
     ops: list[Op[Any]],
-    *,
-    assume: bool = False,
 ) -> list[Outcome]:
     """Run ``ops`` in one write transaction on a connection from ``connect``; one outcome
     per op. Raises SQLAlchemy errors (and, when there is a single op, whatever it raises)
@@ -47,28 +45,7 @@ def run_transaction(
     transaction rolls back and runs again with a savepoint per op, each op writing its own
     rows (so a lone op's duplicate still comes out as its own ``Conflict``).
 
-    ``assume`` (PostgreSQL; only when no op executes a statement before the flush: each
-    only queues rows) first tries the transaction on the log size this process last
-    committed, saving the lock's round trip (``log.Pending``); when that size turns out
-    stale (or a queued row collided), it runs again the usual way.
     """
-    if assume:
-        try:
-            return _attempt(connect, frontier, clock, ops, guarded=False, assume=True)
-        except log.HeadMoved:
-            frontier.missed()
-        except exc.SQLAlchemyError as error:
-            # the checked lock failed (DataError), or a queued row collided (IntegrityError,
-            # or a later statement of the pipeline aborted): as usual from here
-            if not isinstance(error, exc.IntegrityError | exc.DataError) and not (
-                pipeline.aborted(error)
-            ):
-                raise
-            frontier.missed()
-        except Exception:  # an op refused (Conflict, ValueError): isolate each op
-            if len(ops) == 1:
-                raise
-            return _attempt(connect, frontier, clock, ops, guarded=True)
     try:
         return _attempt(connect, frontier, clock, ops, guarded=False)
     except exc.SQLAlchemyError as error:
@@ -95,13 +72,12 @@ def _attempt(
     ops: list[Op[Any]],
     *,
     guarded: bool,
-    assume: bool = False,
 ) -> list[Outcome]:
     with connect() as conn:
         with conn.begin():
             # PostgreSQL queues a lone write's rows too: they travel with the COMMIT
             batch = len(ops) > 1 or conn.dialect.name == "postgresql"
-            pending = log.Pending(conn, frontier, clock, batch=batch and not guarded, assume=assume)
+            pending = log.Pending(conn, frontier, clock, batch=batch and not guarded)
             if guarded:
                 outcomes = [_in_savepoint(conn, pending, op) for op in ops]
             else:

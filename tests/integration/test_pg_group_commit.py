@@ -44,11 +44,9 @@ async def test_concurrent_writes_share_transactions_and_refusals_stay_alone(
         frontier: log.Frontier,
         clock: Callable[[], datetime],
         ops: list[Op[Any]],
-        *,
-        assume: bool = False,
     ) -> list[Outcome]:
         groups.append(len(ops))
-        return real(connect, frontier, clock, ops, assume=assume)
+        return real(connect, frontier, clock, ops)
 
     monkeypatch.setattr("bot.store.batching.run_transaction", counting)
     try:
@@ -280,33 +278,6 @@ async def test_an_assumed_size_beyond_the_log_is_refused_and_leaves_no_gap(
         await store.log_root(2)
     finally:
         await store.close()
-
-
-async def test_an_op_that_locks_after_assuming_gets_the_size_under_the_lock(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # an op said to only queue rows that takes the lock after all (Pending.lock): the
-    # assumed size is checked there; another writer's append makes the group run again
-    store, other = await SqlStore.open(pg_url), await SqlStore.open(pg_url)
-
-    def add_then_lock(conn: Connection, pending: log.Pending) -> tuple[int, int]:
-        index = pending.add(b'{"q":1}', Event.BLOCKED, None)
-        return index, pending.lock()
-
-    try:
-        await store.add_agent(Agent("agent-1", "h" * 64, T0))
-        await store.insert_request(make_request(1), b'{"n":1}', Event.BLOCKED)  # caches 1
-        with counted_lock_reads(monkeypatch) as reads:
-            assert await store.transact(add_then_lock, queues_only=True) == (1, 1)
-            assert reads == [1]  # read once, at the op's lock(), and it matched
-            await other.insert_request(make_request(2), b'{"n":2}', Event.BLOCKED)  # size 3
-            assert await store.transact(add_then_lock, queues_only=True) == (3, 3)
-            assert reads == [1, 2, 3, 3]  # other's read; the assumed 2 refused; read again
-        assert [e.index for e in await store.log_entries(0, 4)] == [0, 1, 2, 3]
-        await store.log_root(4)
-    finally:
-        await store.close()
-        await other.close()
 
 
 def _writer_connections(pg_url: str) -> list[int]:
