@@ -179,7 +179,11 @@ async def build(
     if adapters:
         background.append(
             functools.partial(
-                store.watch_changes, fanout.changed_elsewhere, fanout.feed_state, fanout.has_waiters
+                store.watch_changes,
+                fanout.changed_elsewhere,
+                fanout.feed_state,
+                fanout.has_waiters,
+                fanout.on_interest,
             )
         )
     return Runtime(

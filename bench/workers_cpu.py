@@ -10,6 +10,12 @@ so it is measured, not inferred, and a loaded machine distorts it less than thro
 Requests per worker come from each worker's own Prometheus counter (``/metrics`` asked over
 fresh connections until both workers have answered).
 
+A second reference runs with them: ``bench/floor_server.py``, the work the evidence
+contract makes every auto-tier request do (two digests, two Ed25519 signatures, the
+envelope and its leaf hash, two rows committed to SQLite per turn of the loop) written
+straight through in one handler. It shows how much of the CPU per request is the contract
+itself in Python on this machine, and how much is signoff's own.
+
 With the client on the same 2-core machine, two workers cannot show twice the throughput; the
 CPU per request is what predicts scaling on a bigger machine.
 
@@ -44,6 +50,7 @@ SECONDS = float(os.environ.get("SIGNOFF_BENCH_SECONDS", "15"))
 WARMUP = float(os.environ.get("SIGNOFF_BENCH_WARMUP", "3"))
 ROUNDS = int(os.environ.get("SIGNOFF_BENCH_ROUNDS", "3"))
 BARE = Path(__file__).with_name("bare_server.py")
+FLOOR = Path(__file__).with_name("floor_server.py")
 CONNECTIONS = 64
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -109,17 +116,21 @@ def wrk(url: str, script: Path, seconds: float, token: str) -> str:
 
 
 def run(workers: int, tmp: Path, name: str) -> Run:
-    """Saturate a fresh server: ``signoff serve`` with ``workers`` workers, or with 0 the
-    bare aiohttp handler; warm up, then measure."""
+    """Saturate a fresh server: ``signoff serve`` with ``workers`` workers, with 0 the bare
+    aiohttp handler, with -1 the contract's floor; warm up, then measure."""
     script = tmp / "post.lua"
     script.write_text(WRK_SCRIPT)
-    if workers:
+    if workers > 0:
         cfg, port = init_home(tmp / name)
         token = (cfg.parent / "demo-agent.token").read_text().strip()
         proc = serve(cfg, workers)
-    else:
+    elif workers == 0:
         port, token = free_port(), "-"
         proc = subprocess.Popen([sys.executable, str(BARE), str(port)])
+    else:
+        port, token = free_port(), "-"
+        database = tmp / f"{name}.db"
+        proc = subprocess.Popen([sys.executable, str(FLOOR), str(port), str(database)])
     base = f"http://127.0.0.1:{port}"
     try:
         pids = wait_ready(base, proc, max(workers, 1))
@@ -165,11 +176,13 @@ def main() -> None:
         print("workers_cpu: wrk is not installed (apt-get install wrk); nothing measured")
         return
     bare: list[Run] = []
+    floor: list[Run] = []
     one: list[Run] = []
     two: list[Run] = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(ROUNDS):
             bare.append(run(0, Path(tmp), f"bare{n}"))
+            floor.append(run(-1, Path(tmp), f"floor{n}"))
             one.append(run(1, Path(tmp), f"one{n}"))
             two.append(run(2, Path(tmp), f"two{n}"))
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -178,6 +191,10 @@ def main() -> None:
     print(
         f"bare aiohttp JSON handler: {figures([r['rps'] for r in bare], ',.0f')} req/s, server CPU "
         f"{figures([r['cpu_ms'] for r in bare], '.3f')} ms/request (the floor on this machine now)"
+    )
+    print(
+        f"the contract's floor (floor_server.py): {figures([r['rps'] for r in floor], ',.0f')} "
+        f"req/s, server CPU {figures([r['cpu_ms'] for r in floor], '.3f')} ms/request"
     )
     print(
         f"auto tier, 1 worker: {figures([r['rps'] for r in one], ',.0f')} req/s, server CPU "

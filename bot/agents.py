@@ -9,6 +9,7 @@ change, so ``Gate.suspend_agent`` does it through the transition primitive. Must
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Mapping
 
@@ -51,16 +52,34 @@ class Agents:
         pending requests itself, at once).
         """
         digest = token_hash(token)
-        cached = self.auth_cache.get(digest)
+        cache = self.auth_cache
+        cached = cache.get(digest)
         if cached is not None:
             return cached
-        epoch = self.auth_cache.epoch
-        agent = await self.store.agent_by_token_hash(digest)
-        if agent is None or not hmac.compare_digest(agent.token_hash, digest):
-            raise NotAuthorized("unknown agent token")
-        if agent.suspended:
-            raise Forbidden(f"agent {agent.id!r} is suspended")
-        self.auth_cache.put(digest, agent, epoch)
+        epoch = cache.epoch
+        shared = cache.lookups.get(digest)
+        if shared is not None:
+            # another request is reading this agent: take its answer, unless it found none
+            # (that request says why) or a suspend/resume came after this one began
+            found = await asyncio.shield(shared)
+            if found is not None and cache.epoch == epoch:
+                return found
+        lookup: asyncio.Future[Agent | None] = asyncio.get_running_loop().create_future()
+        if shared is None:
+            cache.lookups[digest] = lookup
+        active: Agent | None = None
+        try:
+            agent = await self.store.agent_by_token_hash(digest)
+            if agent is None or not hmac.compare_digest(agent.token_hash, digest):
+                raise NotAuthorized("unknown agent token")
+            if agent.suspended:
+                raise Forbidden(f"agent {agent.id!r} is suspended")
+            active = agent
+        finally:
+            lookup.set_result(active if cache.epoch == epoch else None)
+            if cache.lookups.get(digest) is lookup:
+                del cache.lookups[digest]
+        cache.put(digest, agent, epoch)
         return agent
 
     def forget_agent(self, agent_id: str) -> None:

@@ -100,6 +100,11 @@ class Fanout:
         self.draining = True
         self.waiters.wake_all()
 
+    def on_interest(self, wake: Callable[[], None]) -> None:
+        """Have ``wake()`` called when a long-poll begins while none waited (the SQLite
+        change feed sleeps meanwhile)."""
+        self.waiters.on_first_watch = wake
+
     def has_waiters(self) -> bool:
         """Whether any long-poll waits in this process (safe to call from any thread)."""
         return len(self.waiters) > 0
@@ -114,7 +119,7 @@ class Fanout:
     def final(self, request: Request) -> None:
         """``request`` became final: wake its long-polls, tell the listeners, resolve its page."""
         self.waiters.wake(request.id, request)
-        self.metrics.decisions.labels(request.status.value).inc()
+        self.metrics.count_decision(request.status.value)
         for listener in self._final_listeners:
             work = listener(request)
             if work is not None:

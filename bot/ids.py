@@ -3,6 +3,7 @@ cache of successful token lookups, and request ids."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import secrets
@@ -57,12 +58,17 @@ class AuthCache:
 
     ``epoch`` changes on every ``forget``: a lookup that started before a suspend/resume must
     not put a row read before it back (``put`` ignores a stale epoch).
+
+    ``lookups`` holds the store read under way for a token hash (``Agents.authenticate``):
+    when an entry expires under load, the requests that find it gone share one read instead
+    of each sending their own.
     """
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self.epoch = 0
         self._entries: dict[str, tuple[float, Agent]] = {}
+        self.lookups: dict[str, asyncio.Future[Agent | None]] = {}
 
     def get(self, digest: str) -> Agent | None:
         hit = self._entries.get(digest)

@@ -50,6 +50,24 @@ class Metrics:
             registry=r,
         )
         self._http_children: dict[tuple[str, str], Any] = {}
+        self._request_children: dict[tuple[str, str], Any] = {}
+        self._decision_children: dict[str, Any] = {}
+
+    def count_request(self, tier: str, status: str) -> None:
+        """Count one evaluated request (``signoff_requests``; the child is looked up once:
+        tiers and statuses are a closed set)."""
+        key = (tier, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(tier, status)
+        child.inc()
+
+    def count_decision(self, status: str) -> None:
+        """Count one final decision (``signoff_decisions``)."""
+        child = self._decision_children.get(status)
+        if child is None:
+            child = self._decision_children[status] = self.decisions.labels(status)
+        child.inc()
 
     def observe_http(self, route: str, method: str, seconds: float) -> None:
         """Record one HTTP request's handling time (the labelled child is looked up once)."""

@@ -152,7 +152,7 @@ class Gate(Agents, Door):
             if replay is None:
                 raise stored
             return replay, False
-        self.metrics.requests.labels(stored.tier.value, stored.status.value).inc()
+        self.metrics.count_request(stored.tier.value, stored.status.value)
         if stored.tier in (Tier.CONFIRM, Tier.NOTIFY):
             self.fanout.publish(Notice(NoticeKind.CREATED, stored, groups=stored.approver_groups))
         if stored.status.final:

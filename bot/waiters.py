@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
 class _Wakeup(asyncio.Event):
@@ -60,6 +60,8 @@ class Waiters:
     def __init__(self) -> None:
         self._events: dict[str, _Wakeup] = {}
         self._counts: defaultdict[str, int] = defaultdict(int)
+        #: called when a watch begins while none was held (the change feed's nudge)
+        self.on_first_watch: Callable[[], None] | None = None
 
     def _arm(self, request_id: str) -> _Wakeup:
         event = self._events.get(request_id)
@@ -70,7 +72,10 @@ class Waiters:
     @contextlib.contextmanager
     def watch(self, request_id: str) -> Iterator[Watch]:
         """Register interest in ``request_id`` for the ``with`` block."""
+        first = not self._counts
         self._counts[request_id] += 1
+        if first and self.on_first_watch is not None:
+            self.on_first_watch()
         try:
             yield Watch(self, request_id)
         finally:

@@ -34,6 +34,11 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         if response is None:
             raise
         return response
+    except ConnectionResetError:
+        # the client hung up before its request was read (a load generator stopping, an
+        # agent timing out): nobody is left to answer, and it is no server error to log
+        log.debug("%s %s: the client closed the connection", request.method, request.path)
+        return problem(400, "bad-request", "the connection closed before the request was read")
     finally:
         route = request.match_info.route.resource
         name = route.canonical if route is not None else "unmatched"

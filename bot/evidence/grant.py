@@ -18,7 +18,7 @@ from typing import Any
 
 from bot.domain import Request
 from bot.errors import EvidenceError, RequestError
-from bot.evidence.canonical import arguments_sha256, call_sha256, canonical
+from bot.evidence.canonical import arguments_sha256, call_sha256, canonical_plain
 from bot.evidence.keys import PublicKeys, b64url, b64url_decode
 from bot.ports import Signer
 
@@ -90,7 +90,9 @@ def sign_grant(
         "call_sha256": call_sha256,
         "policy": policy_digest,
     }
-    signing_input = f"{b64url(canonical(header))}.{b64url(canonical(claims))}"
+    # every member is a str or an int of seconds under an ASCII literal key: the RFC 8785
+    # form needs no per-node check (``canonical_plain``)
+    signing_input = f"{b64url(canonical_plain(header))}.{b64url(canonical_plain(claims))}"
     signature = signer.sign(signing_input.encode("ascii"))
     return f"{signing_input}.{b64url(signature)}", datetime.fromtimestamp(exp, UTC)
 

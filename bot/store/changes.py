@@ -41,12 +41,17 @@ log = logging.getLogger(__name__)
 CHANNEL = "signoff_changes"
 #: back-off between reconnects of the LISTEN connection, in seconds (the last one repeats)
 RECONNECT_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
-#: how often a SQLite process looks for commits by other processes
+#: how often a SQLite process looks for commits by other processes while a long-poll waits
 SQLITE_POLL_S = 0.005
+#: how long the SQLite poll sleeps while nobody waits, when it is woken as waiting begins
+#: (``on_interest``): a look every 5 ms costs the busy event loop a GIL hand-off each time
+SQLITE_IDLE_S = 1.0
 
 OnChange = Callable[[str], None]
 OnLive = Callable[[bool], None]
 Interested = Callable[[], bool]
+#: ``on_interest(wake)``: have ``wake()`` called (on the event loop) when waiting begins
+Subscribe = Callable[[Callable[[], None]], None]
 
 _NOTIFY_SQL = f"SELECT pg_notify('{CHANNEL}', %s)"
 _NOTIFY_ALL_SQL = f"SELECT pg_notify('{CHANNEL}', id) FROM unnest(%s::text[]) AS id"  # noqa: S608
@@ -129,10 +134,19 @@ async def poll_sqlite(
     interested: Interested,
     *,
     every: float = SQLITE_POLL_S,
+    on_interest: Subscribe | None = None,
 ) -> None:
-    """Poll the SQLite file at ``path`` for other connections' commits until cancelled."""
+    """Poll the SQLite file at ``path`` for other connections' commits until cancelled,
+    every ``every`` seconds while ``interested()``. While nobody is, it sleeps: until
+    ``on_interest`` reports that waiting began (at most ``SQLITE_IDLE_S``), or, without
+    ``on_interest``, ``every`` seconds as well."""
     loop = asyncio.get_running_loop()
     stop = threading.Event()
+    nudge = threading.Event()  # waiting began (or the poll stops)
+    idle = every
+    if on_interest is not None:
+        on_interest(nudge.set)
+        idle = SQLITE_IDLE_S
 
     def report(ids: list[str]) -> None:
         for request_id in ids:
@@ -145,7 +159,12 @@ async def poll_sqlite(
             version = -1
             size: int | None = None  # the log size seen last; None while nobody waits
             loop.call_soon_threadsafe(on_live, True)
-            while not stop.wait(every):
+            while not stop.is_set():
+                if size is None and not interested():
+                    nudge.wait(idle)  # a set() after interested() said no ends it at once
+                    nudge.clear()
+                elif stop.wait(every):
+                    break
                 if not interested():  # nothing to wake: no reads at all (the auto tier)
                     size = None
                     continue
@@ -198,6 +217,7 @@ async def poll_sqlite(
             await asyncio.sleep(1.0)
     finally:
         stop.set()
+        nudge.set()
 
 
 def _log_size(conn: sqlite3.Connection) -> int:

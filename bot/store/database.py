@@ -112,14 +112,22 @@ class Database:
         await self.read(lambda conn: conn.exec_driver_sql("SELECT 1").scalar_one())
 
     async def watch_changes(
-        self, on_change: changes.OnChange, on_live: changes.OnLive, interested: changes.Interested
+        self,
+        on_change: changes.OnChange,
+        on_live: changes.OnLive,
+        interested: changes.Interested,
+        on_interest: changes.Subscribe | None = None,
     ) -> None:
         """Report requests changed by other processes sharing this database until cancelled
-        (``bot.store.changes``); returns at once for a private in-memory SQLite database."""
+        (``bot.store.changes``); returns at once for a private in-memory SQLite database.
+        ``interested``/``on_interest``: whether anyone waits, and a way to hear when waiting
+        begins (SQLite polls only while someone waits)."""
         if self._url.get_backend_name() == "postgresql":
             await changes.listen_postgres(self._url, on_change, on_live)
         elif self._url.database not in (None, "", ":memory:"):
-            await changes.poll_sqlite(self._url.database, on_change, on_live, interested)
+            await changes.poll_sqlite(
+                self._url.database, on_change, on_live, interested, on_interest=on_interest
+            )
 
     async def lead(self, work: leader.Work) -> None:
         """Run ``work()`` while this process is the cluster-wide leader, until cancelled

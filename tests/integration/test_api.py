@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,14 @@ from typing import Any
 import psycopg
 import pytest
 import pytest_asyncio
+from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
 from adapters.main import build
 from adapters.runtime import Runtime
 from bench.serving import libpq
+from bot.api.app import api_middleware
+from bot.api.context import APP_GATE
 from bot.domain import Approver, Platform, ToolCall, Verdict
 from bot.evidence.canonical import arguments_sha256, call_sha256
 from bot.evidence.grant import verify_grant
@@ -505,3 +509,21 @@ async def test_null_optional_fields_are_accepted_as_absent(
     }
     resp = await submit(client, token, {**body, "artifact_digest": None, "callback_url": None})
     assert resp.status == 201
+
+
+async def test_a_client_hanging_up_mid_request_is_no_server_error(
+    runtime: Runtime, aiohttp_client: AiohttpClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    # what aiohttp raises in a handler reading a body whose client went away (a load
+    # generator stopping, an agent timing out): answered quietly, not logged as a 500
+    async def hung_up(request: web.Request) -> web.Response:
+        raise ConnectionResetError("Connection lost")
+
+    app = web.Application(middlewares=[api_middleware])
+    app[APP_GATE] = runtime.gate  # the middleware times the request on its metrics
+    app.router.add_post("/v1/requests", hung_up)
+    client = await aiohttp_client(app)
+    response = await client.post("/v1/requests", json={})
+    assert response.status == 400
+    assert (await response.json())["type"].endswith("bad-request")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

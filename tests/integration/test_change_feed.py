@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import psycopg
 import pytest
@@ -17,6 +17,7 @@ import pytest_asyncio
 from bench.serving import libpq
 from bot.domain import Agent, Event, Status
 from bot.store import SqlStore
+from bot.store.changes import SQLITE_IDLE_S
 from bot.waiters import Waiters
 from tests.factories import STORE_T0 as T0
 from tests.factories import advance
@@ -192,3 +193,41 @@ async def test_wake_all_wakes_every_waiter() -> None:
     with waiters.watch("a") as a, waiters.watch("b") as b:
         waiters.wake_all()
         assert await a.wait(5) and await b.wait(5)
+
+
+async def test_the_sqlite_poll_sleeps_while_nobody_waits_and_wakes_when_waiting_begins(
+    sqlite_url: str,
+) -> None:
+    # the fanout's nudge wired in: no look every 5 ms while the auto tier runs unwatched,
+    # and a long-poll that begins is served at once, not after the idle sleep
+    listening, writing = await SqlStore.open(sqlite_url), await SqlStore.open(sqlite_url)
+    await writing.add_agent(Agent("agent-1", "h" * 64, T0))
+    waiters = Waiters()
+    feed = Feed()
+    feed.interested = False
+
+    def subscribe(wake: Callable[[], None]) -> None:
+        waiters.on_first_watch = wake
+
+    task = asyncio.ensure_future(
+        listening.watch_changes(feed.on_change, feed.on_live, feed.wants, subscribe)
+    )
+    try:
+        await feed.until_live()
+        await asyncio.sleep(0.3)
+        # one look when the poll began (and maybe one more): not sixty
+        assert feed.declined <= 2
+        lives = feed.live.count(True)
+        started = asyncio.get_running_loop().time()
+        feed.interested = True
+        with waiters.watch("req-1"):  # waiting begins: the nudge
+            await feed.until_live(lives + 1)  # the baseline taken, every waiter re-reads
+            assert asyncio.get_running_loop().time() - started < SQLITE_IDLE_S / 2
+            rid = await decide(writing, 1)
+            async with asyncio.timeout(5):
+                assert await feed.changed.get() == rid
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await listening.close()
+        await writing.close()
