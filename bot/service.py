@@ -43,9 +43,10 @@ from bot.fanout import Fanout
 from bot.ids import AUTH_CACHE_TTL, AuthCache
 from bot.policy.evaluator import evaluate
 from bot.policy.holder import PolicyHolder
+from bot.policy.session import NO_SESSION
 from bot.ports import Clock, Notice, NoticeKind, Store
 from bot.reads import RESCAN_S, View
-from bot.submission import Submission, new_request, session_of, take_rate
+from bot.submission import Submission, new_request, session_key_of, session_of, take_rate
 from bot.transition import Transition, attempt
 from bot.voting import CARD_IN_FULL, NotShownInFull, StepUpRequired, check_vote, vote_step
 
@@ -123,10 +124,11 @@ class Gate(Agents, Door):
         artifact = agent.artifact_digest
         claimed = sub.artifact_digest if sub.artifact_digest != artifact else None
         view = agent if claimed is None else replace(agent, claimed_artifact_digest=claimed)
-        ev = evaluate(
-            policy, sub.call, view, now, await session_of(self.store, policy, sub.call, agent, now)
-        )
-        await take_rate(self.store, ev, agent, sub.call, now, self.metrics)
+        key = session_key_of(policy, sub.call, agent)
+        session = NO_SESSION if key is None else await session_of(self.store, policy, key, now)
+        ev = evaluate(policy, sub.call, view, now, session)
+        if ev.rate_limit is not None:
+            await take_rate(self.store, ev, agent, sub.call, now, self.metrics)
         request, event = new_request(
             agent,
             sub,

@@ -1,7 +1,7 @@
 """A new request from what an agent asked for and what the policy said (SPEC §5, §6).
 
-``session_of`` reads the call's session and ``take_rate`` counts it against its rule's rate
-limit (the two store reads policy needs before the request exists).
+``session_key_of``/``session_of`` find and read the call's session and ``take_rate`` counts it
+against its rule's rate limit (the two store reads policy needs before the request exists).
 
 ``new_request`` builds the ``Request`` once in its final state (no chain of ``replace``: this
 is the hot path of every auto-tier call): blocked calls are denied, auto and notify calls
@@ -38,16 +38,20 @@ class Submission:
     body_sha256: str | None = None
 
 
-async def session_of(
-    store: Store, policy: Policy, call: ToolCall, agent: Agent, now: datetime
-) -> SessionView:
-    """The call's session (SPEC §5): one store query when the policy has ``sessions`` and the
-    call a key. Raises ``RequestError`` for a session key of the wrong type."""
+def session_key_of(policy: Policy, call: ToolCall, agent: Agent) -> str | None:
+    """The call's session key (SPEC §5), or None when the policy has no ``sessions`` or the
+    call gives no key. Raises ``RequestError`` for a session key of the wrong type."""
     spec = policy.sessions
     if spec is None:
-        return NO_SESSION
-    key = session_key(spec, call.arguments, call.context, agent.id)
-    if key is None:
+        return None
+    return session_key(spec, call.arguments, call.context, agent.id)
+
+
+async def session_of(store: Store, policy: Policy, key: str | None, now: datetime) -> SessionView:
+    """The session of key ``key`` (``session_key_of``): one store query, none without a
+    key (callers that have none skip the await: this is the auto tier's hot path)."""
+    spec = policy.sessions
+    if spec is None or key is None:
         return NO_SESSION
     return summarise(key, await store.session_calls(key, now - spec.window))
 
@@ -149,4 +153,4 @@ def new_request(
     return request, event
 
 
-__all__ = ["Submission", "new_request"]
+__all__ = ["Submission", "new_request", "session_key_of", "session_of", "take_rate"]

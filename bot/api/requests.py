@@ -127,7 +127,9 @@ def approved_arguments(r: Request) -> dict[str, Any] | None:
 
 
 async def _public(request: web.Request, r: Request) -> dict[str, Any]:
-    return request_json(r, await request.app[APP_GATE].received(r))
+    # only a confirm-tier request has approvals to count (``received`` reads its votes)
+    received = await request.app[APP_GATE].received(r) if r.tier is Tier.CONFIRM else 0
+    return request_json(r, received)
 
 
 async def _render(request: web.Request, r: Request, status: int = 200) -> web.Response:

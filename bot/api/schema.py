@@ -84,8 +84,8 @@ def parse_submission(body: Any) -> tuple[ToolCall, str | None, str | None]:
     errors: list[str] = []
     if not isinstance(body, dict):
         raise RequestError("request body must be a JSON object")
-    for key in sorted(set(body) - SUBMIT_KEYS):
-        errors.append(f"{key}: unknown field")
+    if not body.keys() <= SUBMIT_KEYS:
+        errors.extend(f"{key}: unknown field" for key in sorted(set(body) - SUBMIT_KEYS))
     tool = body.get("tool")
     if tool is None:
         errors.append("tool: required")
@@ -106,7 +106,11 @@ def parse_submission(body: Any) -> tuple[ToolCall, str | None, str | None]:
         errors.append("justification: must be a string")
     elif len(justification) > MAX_JUSTIFICATION:
         errors.append(f"justification: longer than {MAX_JUSTIFICATION} characters")
-    context = _check_object("context", _or_empty(body.get("context")), errors, canonical_form=True)
+    context = body.get("context")
+    if context is None or context == {}:  # none given: nothing to check (the hot path)
+        context = {}
+    else:
+        context = _check_object("context", context, errors, canonical_form=True)
     if "requested_by" in context and not isinstance(context["requested_by"], str):
         # SPEC §5: one string naming the requester (person key, e-mail or platform id); a
         # list or object could hide a name from the no-self-approval check.
