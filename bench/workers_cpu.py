@@ -25,6 +25,11 @@ connections. A shared VM's speed drifts by up to 2x within minutes, so ``SIGNOFF
 rounds (default 3) run the three servers in alternation: a bare aiohttp JSON handler
 (``bench/bare_server.py``, the floor any aiohttp service pays on this machine at this time),
 one worker, two workers. The medians are reported, with each round's figures.
+
+To compare with another commit, check it out in a worktree and run this script with
+``PYTHONPATH`` set to the worktree: ``signoff`` then serves that tree's code (the bench scripts
+stay this tree's). Alternate such runs with runs without it, and compare each with the floor
+measured in the same run: the VM's speed drifts as much as a small change moves the figure.
 """
 
 from __future__ import annotations
