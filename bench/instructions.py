@@ -19,6 +19,12 @@ ranges of a few runs.
     python bench/instructions.py --commit f83a76e      # another commit (a git worktree in /tmp)
     python bench/instructions.py --policy-from f83a76e # this tree with f83a76e's example policy
     python bench/instructions.py --defaults            # keep init's polling and checkpoints
+    python bench/instructions.py --reference floor     # the contract's floor (floor_server.py)
+    python bench/instructions.py --reference bare      # a bare aiohttp handler (bare_server.py)
+
+The two references are the servers ``workers_cpu.py`` times beside signoff, counted the same
+way: signoff's count over the floor's is how much signoff adds to what the evidence contract
+costs, a ratio the VM's drift does not move.
 
 ``--policy-from REV`` installs ``policies/example.yaml`` as it was at REV (``WORKTREE`` means
 this tree's file). An older commit runs with this venv's packages and its own code.
@@ -142,14 +148,22 @@ class Measured(NamedTuple):
     seconds: float
 
 
-def measure(
-    tree: Path, policy: str | None, requests: int, warmup: int, tmp: Path, defaults: bool
-) -> Measured:
+def server_command(
+    tree: Path, policy: str | None, tmp: Path, defaults: bool, reference: str | None
+) -> tuple[list[str], int, str]:
+    """The server to measure (its command, port and agent token): ``signoff serve`` on a fresh
+    ``signoff init`` home, or with ``reference`` one of the reference servers
+    ``workers_cpu.py`` measures beside it (``bench/floor_server.py``, ``bench/bare_server.py``),
+    which take no token."""
+    port = free_port()
+    if reference is not None:
+        script = Path(__file__).with_name(f"{reference}_server.py")
+        extra = [str(tmp / "floor.db")] if reference == "floor" else []
+        return [sys.executable, str(script), str(port), *extra], port, "-"
     home = tmp / "home"
     subprocess.run(signoff(tree, "init", str(home)), env=env_for(tree), check=True, cwd=tmp)
     if policy is not None:
         (home / "policies" / "example.yaml").write_text(policy)
-    port = free_port()
     cfg = home / "signoff.yaml"
     text = cfg.read_text().replace("port: 8080", f"port: {port}")
     if not defaults:  # no policy-file polling, no checkpoint per second: per-second work
@@ -157,6 +171,19 @@ def measure(
         text = text.replace("\nlog:\n", "\nlog:\n  checkpoint_interval: 1h\n")
     cfg.write_text(text + "logging: {level: WARNING}\n")
     token = (home / "demo-agent.token").read_text().strip()
+    return signoff(tree, "--config", str(cfg), "serve"), port, token
+
+
+def measure(
+    tree: Path,
+    policy: str | None,
+    requests: int,
+    warmup: int,
+    tmp: Path,
+    defaults: bool,
+    reference: str | None = None,
+) -> Measured:
+    server, port, token = server_command(tree, policy, tmp, defaults, reference)
     out = tmp / "callgrind.out"
     cmd = [
         "valgrind",
@@ -164,7 +191,7 @@ def measure(
         "--instr-atstart=no",
         *os.environ.get("CALLGRIND_EXTRA", "").split(),
         f"--callgrind-out-file={out}.%p",
-        *signoff(tree, "--config", str(cfg), "serve"),
+        *server,
     ]
     proc = subprocess.Popen(cmd, env=env_for(tree), cwd=tmp, stderr=subprocess.DEVNULL)
     try:
@@ -226,6 +253,13 @@ def main() -> None:
         help="keep signoff init's policy polling and 1 s checkpoints (wall-clock work that "
         "valgrind's slowness charges to each request many times over)",
     )
+    parser.add_argument(
+        "--reference",
+        choices=["floor", "bare"],
+        help="measure a reference server instead of signoff: floor_server.py (the evidence "
+        "contract's own work written straight through) or bare_server.py (a bare aiohttp "
+        "JSON handler)",
+    )
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=200)
     args = parser.parse_args()
@@ -241,16 +275,25 @@ def main() -> None:
             policy = policy_text(args.policy_from) if args.policy_from else None
             run = tmp / "run"
             run.mkdir()
-            got = measure(tree, policy, args.requests, args.warmup, run, args.defaults)
+            got = measure(
+                tree, policy, args.requests, args.warmup, run, args.defaults, args.reference
+            )
         finally:
             if args.commit is not None:
                 subprocess.run(
                     ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
                     check=False,
                 )
+    if args.reference is not None:
+        what = {"floor": "floor_server.py (the contract's own work)", "bare": "bare_server.py"}
+        subject = f"{what[args.reference]}:"
+    else:
+        subject = (
+            f"{args.commit or 'working tree'} with the example policy of "
+            f"{args.policy_from or (args.commit or 'the tree')}:"
+        )
     print(
-        f"{args.commit or 'working tree'} with the example policy of "
-        f"{args.policy_from or (args.commit or 'the tree')}: {got.net / 1e6:.3f} M instructions "
+        f"{subject} {got.net / 1e6:.3f} M instructions "
         f"per auto-tier request ({got.raw / 1e6:.3f} M before subtracting the idle server's "
         f"rate over the {got.seconds:.0f} s the requests took; {args.requests} sequential "
         f"POST /v1/requests {BODY.decode()}, callgrind, every server thread"

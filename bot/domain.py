@@ -18,6 +18,10 @@ JSON = Any
 """A JSON value as parsed by ``json.loads`` (the type system cannot say more usefully)."""
 
 
+# The enums below are StrEnums: ``str(member)`` is the member's value as a plain ``str`` (one
+# C call; ``.value`` goes through a Python descriptor), which the per-request paths use.
+
+
 class Tier(enum.StrEnum):
     AUTO = "auto"
     NOTIFY = "notify"

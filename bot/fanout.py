@@ -119,7 +119,7 @@ class Fanout:
     def final(self, request: Request) -> None:
         """``request`` became final: wake its long-polls, tell the listeners, resolve its page."""
         self.waiters.wake(request.id, request)
-        self.metrics.count_decision(request.status.value)
+        self.metrics.count_decision(str(request.status))
         for listener in self._final_listeners:
             work = listener(request)
             if work is not None:

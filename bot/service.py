@@ -154,7 +154,7 @@ class Gate(Agents, Door):
             if replay is None:
                 raise stored
             return replay, False
-        self.metrics.count_request(stored.tier.value, stored.status.value)
+        self.metrics.count_request(str(stored.tier), str(stored.status))
         if stored.tier in (Tier.CONFIRM, Tier.NOTIFY):
             self.fanout.publish(Notice(NoticeKind.CREATED, stored, groups=stored.approver_groups))
         if stored.status.final:

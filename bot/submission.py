@@ -90,7 +90,7 @@ def new_request(
     """The request as the policy decided it, and the event to attest with it (``None`` for a
     pending request: nothing is decided yet). ``claimed`` is a differing artifact digest the
     body claimed (the agent's registered one stays the request's)."""
-    rule = ev.rule
+    rule, tier = ev.rule, ev.tier
     request_id = request_ids()
     args_digest, call_digest = call_digests(request_id, agent.id, sub.call.tool, sub.call.arguments)
     event: Event | None = None
@@ -98,12 +98,12 @@ def new_request(
     escalation: tuple[EscalationStep, ...] = ()
     deadline: datetime | None = None
     rule_name = rule.name if rule else None
-    if ev.tier is Tier.BLOCK:
+    if tier is Tier.BLOCK:
         event = Event.BLOCKED
         status, decided_at = Status.DENIED, now
         reason = ev.reason or f"blocked by rule {rule_name}"
-    elif ev.tier in (Tier.AUTO, Tier.NOTIFY):
-        event = Event.AUTO_ALLOWED if ev.tier is Tier.AUTO else Event.NOTIFIED
+    elif tier is Tier.AUTO or tier is Tier.NOTIFY:
+        event = Event.AUTO_ALLOWED if tier is Tier.AUTO else Event.NOTIFIED
         status, decided_at = Status.APPROVED, now
     else:
         escalation = ev.escalation
@@ -122,12 +122,12 @@ def new_request(
             ttl=grant_ttl,
             now=now,
         )
-    confirm = rule is not None and ev.tier is Tier.CONFIRM
+    confirm = rule is not None and tier is Tier.CONFIRM
     request = Request(
         id=request_id,
         agent_id=agent.id,
         call=sub.call,
-        tier=ev.tier,
+        tier=tier,
         status=status,
         policy=PolicyRef(policy.digest, policy.version, rule_name, policy.signer),
         requirement=ev.requirement,

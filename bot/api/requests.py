@@ -66,7 +66,10 @@ def decode_json(raw: bytes) -> Any:
 
 async def read_json(request: web.Request) -> Any:
     """Read a JSON body. Raises ``UnsupportedMediaType``, ``PayloadTooLarge``, ``RequestError``."""
-    if request.content_type != "application/json" and not request.content_type.endswith("+json"):
+    # the usual header as sent is the answer (aiohttp parses it only when it is not)
+    if request.headers.get("Content-Type") != JSON_TYPE and (
+        request.content_type != JSON_TYPE and not request.content_type.endswith("+json")
+    ):
         raise UnsupportedMediaType("send the body as application/json")
     limit = request.app[APP_SETTINGS].server.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
@@ -91,8 +94,8 @@ def request_json(r: Request, approvals_received: int = 0) -> dict[str, Any]:
     """The public JSON form of a request (SPEC §6 answer)."""
     return {
         "id": r.id,
-        "status": r.status.value,
-        "tier": r.tier.value,
+        "status": str(r.status),
+        "tier": str(r.tier),
         "tool": r.call.tool,
         "arguments_sha256": r.arguments_sha256,
         "call_sha256": r.call_sha256,
@@ -112,7 +115,7 @@ def request_json(r: Request, approvals_received: int = 0) -> dict[str, Any]:
         "reason": r.reason,
         "grant": r.grant,
         "grant_expires_at": rfc3339(r.grant_expires_at),
-        "outcome": r.outcome.value if r.outcome else None,
+        "outcome": str(r.outcome) if r.outcome else None,
         # SPEC §7: when an approver edited the arguments, the grant binds these; run them.
         "approved_arguments": approved_arguments(r),
         "approved_arguments_sha256": r.current_sha256 if r.edit is not None else None,

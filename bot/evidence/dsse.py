@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -37,7 +38,7 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 def b64encode(data: bytes) -> str:
     """Standard base64 with padding (RFC 4648 §4), as DSSE implementations emit."""
-    return base64.b64encode(data).decode("ascii")
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 def b64decode(text: object, what: str) -> bytes:
@@ -65,26 +66,33 @@ def sign_envelope(payload: bytes, payload_type: str, signer: Signer) -> dict[str
     }
 
 
+@functools.lru_cache(maxsize=16)
+def _fixed_parts(payload_type: str, kid: str) -> tuple[bytes, bytes]:
+    """The canonical JSON of an envelope's type and key id: the same for every envelope a
+    key signs (a rotation brings a new pair). Raises ``EvidenceError``."""
+    try:
+        return canonical_plain(payload_type), canonical_plain(kid)
+    except RequestError as exc:
+        raise EvidenceError(f"envelope cannot be canonicalised: {exc.message}") from exc
+
+
 def sign_encoded(payload: bytes, payload_type: str, signer: Signer) -> bytes:
     """``encode(sign_envelope(payload, payload_type, signer))`` without building the object:
     the envelope's keys are fixed, so its canonical form is assembled directly (the hot path
     of every attestation). Raises ``EvidenceError`` for a type or key id with a lone surrogate.
     """
     signature = signer.sign(pae(payload_type, payload))
-    try:
-        type_json, kid_json = canonical_plain(payload_type), canonical_plain(signer.kid)
-    except RequestError as exc:
-        raise EvidenceError(f"envelope cannot be canonicalised: {exc.message}") from exc
+    type_json, kid_json = _fixed_parts(payload_type, signer.kid)
     return b"".join(
         (
             b'{"payload":"',
-            base64.b64encode(payload),
+            binascii.b2a_base64(payload, newline=False),
             b'","payloadType":',
             type_json,
             b',"signatures":[{"keyid":',
             kid_json,
             b',"sig":"',
-            base64.b64encode(signature),
+            binascii.b2a_base64(signature, newline=False),
             b'"}]}',
         )
     )

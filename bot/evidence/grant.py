@@ -11,6 +11,7 @@ expired, or bound to a different request, agent, tool, arguments or issuer).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -61,6 +62,12 @@ def issue_grant(
     )
 
 
+@functools.lru_cache(maxsize=16)
+def _header(kid: str) -> str:
+    """The encoded JOSE header of a grant: the same for every grant one key signs."""
+    return b64url(canonical_plain({"alg": "EdDSA", "typ": "JWT", "kid": kid}))
+
+
 def sign_grant(
     *,
     request_id: str,
@@ -78,7 +85,6 @@ def sign_grant(
     before it builds the ``Request`` that carries it (the auto tier's hot path)."""
     iat = _seconds(now)
     exp = _seconds(now + ttl)
-    header = {"alg": "EdDSA", "typ": "JWT", "kid": signer.kid}
     claims = {
         "iss": issuer,
         "sub": agent_id,
@@ -92,7 +98,7 @@ def sign_grant(
     }
     # every member is a str or an int of seconds under an ASCII literal key: the RFC 8785
     # form needs no per-node check (``canonical_plain``)
-    signing_input = f"{b64url(canonical_plain(header))}.{b64url(canonical_plain(claims))}"
+    signing_input = f"{_header(signer.kid)}.{b64url(canonical_plain(claims))}"
     signature = signer.sign(signing_input.encode("ascii"))
     return f"{signing_input}.{b64url(signature)}", datetime.fromtimestamp(exp, UTC)
 

@@ -21,6 +21,7 @@ cannot be created or loaded; ``EvidenceError`` for unknown key ids and bad signa
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import fcntl
 import hashlib
@@ -33,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
@@ -53,9 +55,15 @@ def key_id(public_key: bytes) -> str:
     return "ed25519-" + hashlib.sha256(public_key).hexdigest()[:16]
 
 
+#: standard base64's two last letters as base64url writes them (RFC 4648 §5)
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def b64url(data: bytes) -> str:
-    """Unpadded base64url (RFC 7515 §2), as JWK and JWS use."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    """Unpadded base64url (RFC 7515 §2), as JWK and JWS use. (``binascii`` straight: every
+    auto-tier grant encodes its claims and signature, and ``base64.urlsafe_b64encode`` is
+    two Python calls more.)"""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
 
 
 def b64url_decode(text: str) -> bytes:
@@ -230,7 +238,7 @@ class KeyRing(PublicKeys):
     ) -> None:
         super().__init__(keys, current)
         self.directory = directory
-        self._signing = nacl.signing.SigningKey(signing_key)
+        self._use(nacl.signing.SigningKey(signing_key))
         if key_id(bytes(self._signing.verify_key)) != current:
             raise ConfigError(f"{directory}: key file for {current} holds a different key")
         self._created: dict[str, str] = {}
@@ -327,7 +335,7 @@ class KeyRing(PublicKeys):
         old = self._current
         self._add(kid, bytes(seed.verify_key))
         self._created[kid] = entry["created_at"]
-        self._signing = seed
+        self._use(seed)
         self._current = kid
         log.info("rotated signing key %s -> %s", old, kid)
         return kid
@@ -373,7 +381,7 @@ class KeyRing(PublicKeys):
                 self._add(kid, public)
         self._created.update(fresh._created)
         self.revoked.update(fresh.revoked)
-        self._signing = fresh._signing
+        self._use(fresh._signing)
         self._current = fresh._current
         if changed:
             log.info("signing key reloaded: now %s", fresh.kid)
@@ -389,8 +397,15 @@ class KeyRing(PublicKeys):
         return self._current
 
     def sign(self, message: bytes) -> bytes:
-        """64-byte Ed25519 signature of ``message`` with the current key."""
-        return self._signing.sign(message).signature
+        """64-byte Ed25519 signature of ``message`` with the current key (libsodium's
+        ``crypto_sign`` straight: the signature is the first 64 bytes of its signed message,
+        what ``SigningKey.sign`` returns as ``.signature`` after building two objects)."""
+        return nacl.bindings.crypto_sign(message, self._secret)[:64]
+
+    def _use(self, key: nacl.signing.SigningKey) -> None:
+        """Sign with ``key`` from now on (``_secret``: its 64-byte libsodium secret key)."""
+        self._signing = key
+        self._secret = nacl.bindings.crypto_sign_seed_keypair(bytes(key))[1]
 
     def current_public_key(self) -> bytes:
         return bytes(self._signing.verify_key)

@@ -145,7 +145,8 @@ def build_statement(
     request's previous attestation. ``reason`` defaults to ``request.reason``. ``review``
     records what ``approver`` was shown (``shown``/``view`` in the approver entry).
     """
-    event = Event(event)
+    if type(event) is not Event:
+        event = Event(event)
     decision = event in _DECISIONS
     if not decision:
         stage = "execution"
@@ -163,16 +164,16 @@ def build_statement(
         ],
         "predicateType": PREDICATE_TYPE,
         "predicate": {
-            "decision": event.value,
+            "decision": str(event),
             "stage": stage,
             "final": decision and request.status.final,
-            "status": request.status.value,
+            "status": str(request.status),
             "request": {
                 "id": request.id,
                 "tool": call.tool,
                 "arguments_sha256": request.arguments_sha256,
                 "call_sha256": request.call_sha256,
-                "tier": request.tier.value,
+                "tier": str(request.tier),
                 "created_at": rfc3339(request.created_at),
                 "deadline": rfc3339(request.deadline),
             },

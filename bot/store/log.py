@@ -211,7 +211,7 @@ class Pending:
             {
                 "idx": index,
                 "request_id": request_id,
-                "event": event.value,
+                "event": str(event),
                 "envelope": envelope,
                 "leaf_hash": merkle.leaf_hash(envelope),
                 "created_at": self._clock(),

@@ -110,10 +110,12 @@ class _Compiled:
 
 
 def _fast(impl: Any, dialect: Dialect) -> Processor:
-    """``impl``'s bind processor; on SQLite, for the two kinds a request row has several of,
-    one that writes the same text with less Python: ``DATETIME`` in its default storage
-    format (one C call instead of a ``%`` format of seven fields) and ``JSON`` with the
-    default serializer (the C encoder built once instead of on every ``json.dumps``)."""
+    """``impl``'s bind processor; on SQLite, for the kinds a request and its log entry have
+    several of, one that writes the same value with less work: ``DATETIME`` in its default
+    storage format (one C call instead of a ``%`` format of seven fields), ``JSON`` with the
+    default serializer (the C encoder built once instead of on every ``json.dumps``) and
+    binary columns as the bytes themselves (SQLAlchemy wraps each in a ``memoryview``, a
+    type ``sqlite3`` then searches its adapters for; ``engine._bind_plainly``)."""
     process: Processor = impl.bind_processor(dialect)
     if process is None or dialect.name != "sqlite":
         return process
@@ -135,6 +137,12 @@ def _fast(impl: Any, dialect: Dialect) -> Processor:
             return slow(value)
 
         return fast_datetime
+    if isinstance(impl, sqltypes._Binary):
+
+        def fast_binary(value: Any) -> Any:
+            return value if type(value) is bytes else slow(value)  # the same BLOB
+
+        return fast_binary
     if (
         isinstance(impl, sqltypes.JSON)
         and _JSON_ENCODER is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
@@ -24,9 +25,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
+from bot.store.engine import make_engine, parse_url
 from bot.store.mapping import from_request
 from bot.store.raw import RawStatement
-from bot.store.tables import HEAD_ID, LOG_HEAD, REQUESTS
+from bot.store.tables import HEAD_ID, LOG_ENTRIES, LOG_HEAD, REQUESTS
 from tests.factories import make_request, widest_request
 
 TABLE = Table("t", MetaData(), Column("at", DateTime(timezone=True)), Column("doc", JSON))
@@ -132,3 +134,34 @@ def test_a_value_fixed_in_the_statement_is_used_when_the_row_has_none() -> None:
         assert statement.execute(conn, {"size": 5}) == 1
 
     assert _stored_rows(LOG_HEAD, write) == [(HEAD_ID, 5)]
+
+
+def test_a_log_entry_is_stored_as_cores() -> None:
+    # binary columns go to SQLite as the bytes themselves, not in SQLAlchemy's memoryview
+    entry = {
+        "idx": 0,
+        "request_id": "req-1",
+        "event": "auto_allowed",
+        "envelope": b'{"payload":"e30="}',
+        "leaf_hash": bytes(range(32)),
+        "created_at": NOW,
+    }
+    raw = RawStatement(insert(LOG_ENTRIES))
+    by_raw = _stored_rows(LOG_ENTRIES, lambda conn: raw.insert_many(conn, [entry]))
+    by_core = _stored_rows(LOG_ENTRIES, lambda conn: conn.execute(insert(LOG_ENTRIES), [entry]))
+    assert by_raw == by_core
+    assert bytes(range(32)) in by_raw[0]
+
+
+def test_sqlite_binds_none_bytes_bools_and_views_as_it_did_before_the_registered_adapters() -> None:
+    # make_engine registers an adapter for each (so sqlite3 skips its failed adapter search);
+    # what reaches SQLite must not change
+    make_engine(parse_url("sqlite://"), pool_size=1).dispose()
+    for kind in (type(None), bytes, bool, memoryview):
+        assert (kind, sqlite3.PrepareProtocol) in sqlite3.adapters
+    db = sqlite3.connect(":memory:")
+    row = db.execute(
+        "SELECT typeof(?), typeof(?), ?, typeof(?), ?, typeof(?), ?, typeof(?), ?",
+        (None, b"\x00ab", b"\x00ab", True, False, memoryview(b"cd"), memoryview(b"cd"), 7, 7),
+    ).fetchone()
+    assert row == ("null", "blob", b"\x00ab", "integer", 0, "blob", b"cd", "integer", 7)
