@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -88,23 +89,24 @@ def _create_private(path: str) -> None:
 
 
 def _bind_plainly() -> None:
-    """Have ``sqlite3`` bind ``None``, ``bytes``, ``bool`` and ``memoryview`` parameters
-    without a failed adapter search. It binds exact ``int``/``float``/``str`` straight, but
-    asks its adapter registry about any other type, and on a miss looks ``__adapt__`` up on
-    its ``PrepareProtocol`` *type*, which in CPython 3.11 formats an ``AttributeError``
-    message and throws it away (~0.7 µs). A request's rows bind ~28 such values (NULL
-    columns, the envelope and hashes; ``raw._fast`` binds binary columns as bytes), so the
-    registry now has an entry for each of these types that gives back the value as it is
-    bound anyway: the same bytes reach SQLite. Process-wide (``sqlite3``'s registry is), and
-    harmless to other users for that reason."""
+    """Have ``sqlite3`` bind ``None``, ``bytes`` and ``memoryview`` parameters without a
+    failed adapter search. It binds exact ``int``/``float``/``str`` straight, but asks its
+    adapter registry about any other type, and on a miss looks ``__adapt__`` up on its
+    ``PrepareProtocol`` *type*, which in CPython 3.11 formats an ``AttributeError`` message
+    and throws it away (~0.7 µs). An auto-tier request's rows bind 14 such values (10 NULL
+    columns, the envelope, its leaf hash and ~2 Merkle nodes; ``raw._fast`` binds binary
+    columns as bytes, SQLAlchemy Core as memoryviews), so the registry now has an entry for
+    each of these types that gives back the value as it is bound anyway: the same bytes
+    reach SQLite. Process-wide (``sqlite3``'s registry is), and harmless to other users for
+    that reason. (Booleans never get here: SQLAlchemy binds them as 0 and 1.)"""
     sqlite3.register_adapter(type(None), _NONE)
     sqlite3.register_adapter(bytes, bytes)  # bytes(b) is b itself for exact bytes
-    sqlite3.register_adapter(bool, int)  # bound as the integer 0 or 1, as before
-    sqlite3.register_adapter(memoryview, memoryview)  # SQLAlchemy's binary values: a view
+    sqlite3.register_adapter(memoryview, memoryview)  # a new view of the same buffer
 
 
 #: a C callable that returns ``None`` (for ``None``): ``{}.get(None)``; no Python frame
-_NONE: Any = {}.get
+_NOTHING: dict[None, None] = {}
+_NONE: Callable[[None], None] = _NOTHING.get
 
 
 def _sqlite_engine(url: URL) -> Engine:

@@ -137,7 +137,7 @@ def _fast(impl: Any, dialect: Dialect) -> Processor:
             return slow(value)
 
         return fast_datetime
-    if isinstance(impl, sqltypes._Binary):
+    if isinstance(impl, sqltypes.LargeBinary):
 
         def fast_binary(value: Any) -> Any:
             return value if type(value) is bytes else slow(value)  # the same BLOB
