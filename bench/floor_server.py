@@ -8,7 +8,8 @@ of the canonical call); a grant (a JWT signed with Ed25519); an attestation (an 
 statement of the size signoff's is, its DSSE pre-authentication encoding signed with
 Ed25519, the envelope's canonical bytes and its RFC 6962 leaf hash); the request row and
 the log entry written to SQLite (WAL, ``synchronous=NORMAL``, one transaction per turn of
-the event loop, as signoff commits); the JSON answer.
+the event loop, as signoff commits); the JSON answer. The cyclic collector is set as
+signoff sets it.
 
 ``python bench/floor_server.py PORT DATABASE``; stops on SIGTERM. Not signoff: a
 reference point that shows how much of signoff's CPU per request the contract itself
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import hashlib
 import sqlite3
 import sys
@@ -189,6 +191,10 @@ def main() -> None:
     app = web.Application()
     app.router.add_post("/v1/requests", floor.answer)
     app.router.add_get("/readyz", ready)
+    # the collector tuned as ``signoff serve`` tunes it (adapters/serving.py settle_heap)
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
 
 
