@@ -12,8 +12,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from adapters.runtime import Runtime
 from bot.checkpoints import Checkpointer
 from bot.domain import LogEntry, utc
@@ -67,6 +65,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 older = await _witnessed(runtime.checkpoints, witnesses, older)
             cp = await runtime.checkpoints.current()
             loop = asyncio.get_running_loop()
+            from tqdm import tqdm  # only this command draws a bar: no other pays the import
+
             bar = tqdm(total=cp.size, unit="entry", disable=None, file=sys.stderr, leave=False)
 
             def progress(done: int) -> None:

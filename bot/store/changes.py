@@ -29,7 +29,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
@@ -96,6 +95,8 @@ async def listen_postgres(
     connect_timeout: float = 10.0,
 ) -> None:
     """LISTEN until cancelled, reconnecting with back-off after any failure."""
+    import psycopg  # loaded only on PostgreSQL (a SQLite server never imports the driver)
+
     conninfo = libpq_conninfo(url)
     failures = 0
     while True:

@@ -25,7 +25,7 @@ import asyncio
 import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ParamSpec, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar
 
 from sqlalchemy import Connection, Engine, exc
 from sqlalchemy.engine import URL
@@ -38,9 +38,11 @@ from bot.store import changes, leader, log, migrate
 from bot.store.batching import WriteQueue
 from bot.store.engine import PG_CONNECT_TIMEOUT_S, make_engine, parse_url, store_error
 from bot.store.group import SqliteWriter
-from bot.store.pggroup import PgWriter
-from bot.store.pgreads import PgReads, Read
+from bot.store.raw import Read
 from bot.store.writer import Op
+
+if TYPE_CHECKING:
+    from bot.store.pgreads import PgReads
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -71,6 +73,11 @@ class Database:
             self._reader = engine
             self._writes = SqliteWriter(engine, url, self._pool, self._frontier, clock.now)
         else:
+            from bot.store.pggroup import (
+                PgWriter,
+            )  # loaded only on PostgreSQL (a SQLite server never imports the driver)
+            from bot.store.pgreads import PgReads
+
             self._pool = ThreadPoolExecutor(pool_size, thread_name_prefix="signoff-store")
             self._reader = make_engine(url, pool_size=pool_size, autocommit=True)
             self._writes = PgWriter(url, self._frontier, clock.now)

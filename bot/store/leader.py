@@ -22,11 +22,14 @@ import fcntl
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-import psycopg
 from sqlalchemy.engine import URL
 
 from bot.store.changes import libpq_conninfo
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,8 @@ async def lead(url: URL, work: Work, *, retry: float = RETRY_S, check: float = C
 
 
 async def _lead_postgres(url: URL, work: Work, retry: float, check: float) -> None:
+    import psycopg  # loaded only on PostgreSQL (a SQLite server never imports the driver)
+
     conninfo = libpq_conninfo(url)
     while True:
         try:

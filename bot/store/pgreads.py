@@ -42,9 +42,8 @@ from sqlalchemy.engine import URL, Dialect
 from bot.errors import StoreError
 from bot.store.changes import libpq_conninfo
 from bot.store.engine import store_error
-from bot.store.raw import RawQuery
+from bot.store.raw import Read
 
-Read = tuple[RawQuery, dict[str, Any]]
 #: statements in one round trip at most (more wait for the next free connection)
 MAX_BATCH = 256
 

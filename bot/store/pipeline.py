@@ -24,16 +24,21 @@ On SQLite both do nothing special (``bot.store.raw`` is SQLite's fast path).
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 from sqlalchemy import Connection, exc
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 def _driver(conn: Connection) -> psycopg.Connection[Any] | None:
     if conn.dialect.name != "postgresql":
         return None
+    import psycopg  # loaded only on PostgreSQL (a SQLite server never imports the driver)
+
     driver = conn.connection.driver_connection
     return driver if isinstance(driver, psycopg.Connection) else None
 
@@ -49,6 +54,8 @@ def pipelined(conn: Connection) -> Iterator[None]:
     if driver is None:
         yield
         return
+    import psycopg
+
     try:
         with driver.pipeline():
             yield
@@ -71,6 +78,8 @@ def scalar(conn: Connection, sql: str) -> Any:
     driver = _driver(conn)
     if driver is None:
         return conn.exec_driver_sql(sql).scalar()
+    import psycopg
+
     cursor = driver.cursor()
     try:
         with driver.pipeline():
@@ -88,6 +97,10 @@ def scalar(conn: Connection, sql: str) -> Any:
 def aborted(error: exc.SQLAlchemyError) -> bool:
     """Whether ``error`` is a statement skipped because an earlier one in the same pipeline
     failed (whose own error psycopg may not have read yet)."""
+    if "psycopg" not in sys.modules:  # then it is no psycopg error
+        return False
+    import psycopg
+
     return isinstance(error, exc.DBAPIError) and isinstance(
         error.orig, psycopg.errors.PipelineAborted
     )

@@ -28,10 +28,8 @@ import json
 import operator
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
-from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, exc
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
@@ -39,6 +37,9 @@ from sqlalchemy.sql import sqltypes
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from bot.store import pipeline
+
+if TYPE_CHECKING:
+    import psycopg
 
 #: SQLite's default limit on host parameters in one statement is 32766
 _MAX_PARAMS = 32_000
@@ -281,6 +282,9 @@ class _PgCompiled:
 
     def fetch(self, conn: Connection, values: dict[str, Any]) -> list[Any]:
         """The rows as named tuples."""
+        import psycopg  # loaded only on PostgreSQL (a SQLite server never imports the driver)
+        from psycopg.rows import namedtuple_row
+
         params = self.params(values)
         try:
             with _psycopg(conn).cursor(row_factory=namedtuple_row) as cursor:
@@ -294,6 +298,8 @@ class _PgCompiled:
     def run(self, conn: Connection, params: list[dict[str, Any]]) -> int:
         """Execute it once per set of ``params`` (a write: nothing is fetched); returns the
         row count of the last (-1 inside a pipeline, where it is not known yet)."""
+        import psycopg
+
         try:
             with _psycopg(conn).cursor() as cursor:
                 if len(params) == 1:
@@ -308,6 +314,8 @@ class _PgCompiled:
 
 
 def _psycopg(conn: Connection) -> psycopg.Connection[Any]:
+    import psycopg
+
     driver = conn.connection.driver_connection
     if not isinstance(driver, psycopg.Connection):  # pragma: no cover - psycopg only
         raise TypeError("raw statements on PostgreSQL need a psycopg connection")
@@ -354,3 +362,7 @@ class RawQuery:
         if self._pg is None:
             self._pg = _PgCompiled(self.statement, dialect)
         return self._pg
+
+
+#: a hot read and its parameters (``Database.fetch`` runs several in one round trip)
+Read = tuple[RawQuery, dict[str, Any]]

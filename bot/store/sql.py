@@ -38,8 +38,7 @@ from bot.domain import (
 from bot.errors import Conflict, NotFound
 from bot.store import changes, log, mapping, timers
 from bot.store.database import Database
-from bot.store.pgreads import Read
-from bot.store.raw import RawQuery, RawStatement
+from bot.store.raw import RawQuery, RawStatement, Read
 from bot.store.tables import (
     AGENTS,
     CHECKPOINTS,
