@@ -19,14 +19,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-import jsonschema
-from jsonschema.exceptions import SchemaError, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from bot.domain import JSON, Approver, Edit, Request
 from bot.errors import NotAuthorized, RequestError
 from bot.evidence.canonical import call_digests, canonical
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
 
 EDIT_LIMIT = 256 * 1024
 """Largest edited arguments (RFC 8785 bytes): the API's own body limit."""
@@ -89,6 +89,9 @@ def validate_arguments(context: Mapping[str, JSON], arguments: Mapping[str, JSON
         return
     if not isinstance(schema, dict):
         raise RequestError("context.arguments_schema is not a JSON Schema")
+    import jsonschema  # loaded with the first edit checked against a schema, not at start
+    from jsonschema.exceptions import SchemaError
+
     try:
         cls = jsonschema.validators.validator_for(schema)
         cls.check_schema(schema)
