@@ -10,11 +10,17 @@ sent open loop at the fixed rate), which shares the machine's two cores with the
 saturation is also measured with ``wrk`` (a C load generator: ``apt-get install wrk``)
 when it is installed. Every number is printed with the client that measured it.
 ``BENCH_RATE``, ``BENCH_SECONDS``, ``BENCH_CONCURRENCY`` override the defaults.
+
+``--postgres`` serves the same home from a fresh PostgreSQL database instead of SQLite
+(``SIGNOFF_BENCH_PG_URL``, or run under ``python -m tests.pg_cluster``): issue 14's
+sequential PostgreSQL target is p50 <= 1.5 ms.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -24,7 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.serving import SIGNOFF, init_home, quiet_env
+from bench.serving import SIGNOFF, add_agent, init_home, quiet_env, scratch_database
 from bench.stats import percentile
 
 RATE = int(os.environ.get("BENCH_RATE", "1000"))
@@ -200,13 +206,31 @@ async def wait_ready(port: int) -> None:
     raise SystemExit("signoff serve did not start")
 
 
-async def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+async def main(postgres: bool) -> None:
+    database = scratch_database("http_auto") if postgres else contextlib.nullcontext(None)
+    with tempfile.TemporaryDirectory() as tmp, database as url:
         cfg, port = init_home(Path(tmp))
         token = (cfg.parent / "demo-agent.token").read_text().strip()
+        backend = "SQLite"
+        if url is not None:
+            sqlite_url = 'url: "sqlite:///./signoff.db"'
+            text = cfg.read_text()
+            if sqlite_url not in text:
+                raise SystemExit(f"signoff init's database line changed: {cfg}")
+            cfg.write_text(text.replace(sqlite_url, f'url: "{url}"'))
+            backend = "PostgreSQL"
+            token = add_agent(cfg)  # init registered its demo agent in the SQLite file
         proc = subprocess.Popen([SIGNOFF, "--config", str(cfg), "serve"], env=quiet_env())
         try:
             await wait_ready(port)
+            print(
+                f"store: {backend}"
+                + (
+                    " (the paced and saturation targets below are SPEC §9's, set for SQLite)"
+                    if postgres
+                    else ""
+                )
+            )
             warm = LeanClient(port, token, b'{"tool":"a.read","arguments":{}}')
             await warm.paced(500, 1.0)  # warm-up
             require_2xx("warm-up", warm.statuses)
@@ -226,7 +250,7 @@ async def main() -> None:
                 f"auto-tier sequential (one connection, one request at a time) for "
                 f"{SECONDS:.0f}s: n={len(ms)} p50={percentile(ms, 0.5):.2f} ms "
                 f"p99={percentile(ms, 0.99):.2f} ms (issue 14 targets on a quiet machine: "
-                f"p50<=0.7 ms, p99<=3 ms); load average "
+                f"{'p50<=1.5 ms' if postgres else 'p50<=0.7 ms, p99<=3 ms'}); load average "
                 f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
             )
             require_2xx("auto-tier sequential", one.statuses)
@@ -249,4 +273,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--postgres", action="store_true", help="serve from PostgreSQL")
+    asyncio.run(main(parser.parse_args().postgres))
