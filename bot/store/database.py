@@ -73,9 +73,8 @@ class Database:
             self._reader = engine
             self._writes = SqliteWriter(engine, url, self._pool, self._frontier, clock.now)
         else:
-            from bot.store.pggroup import (
-                PgWriter,
-            )  # loaded only on PostgreSQL (a SQLite server never imports the driver)
+            # loaded only on PostgreSQL (a SQLite server never imports the driver)
+            from bot.store.pggroup import PgWriter
             from bot.store.pgreads import PgReads
 
             self._pool = ThreadPoolExecutor(pool_size, thread_name_prefix="signoff-store")

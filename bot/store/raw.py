@@ -283,11 +283,10 @@ class _PgCompiled:
     def fetch(self, conn: Connection, values: dict[str, Any]) -> list[Any]:
         """The rows as named tuples."""
         import psycopg  # loaded only on PostgreSQL (a SQLite server never imports the driver)
-        from psycopg.rows import namedtuple_row
 
         params = self.params(values)
         try:
-            with _psycopg(conn).cursor(row_factory=namedtuple_row) as cursor:
+            with _psycopg(conn).cursor(row_factory=psycopg.rows.namedtuple_row) as cursor:
                 cursor.execute(self.sql, params)
                 return cursor.fetchall()
         except psycopg.Error as error:  # as from Connection.execute
