@@ -67,8 +67,10 @@ def decode_json(raw: bytes) -> Any:
 async def read_json(request: web.Request) -> Any:
     """Read a JSON body. Raises ``UnsupportedMediaType``, ``PayloadTooLarge``, ``RequestError``."""
     # the usual header as sent is the answer (aiohttp parses it only when it is not)
-    if request.headers.get("Content-Type") != JSON_TYPE and (
-        request.content_type != JSON_TYPE and not request.content_type.endswith("+json")
+    if (
+        request.headers.get("Content-Type") != JSON_TYPE
+        and request.content_type != JSON_TYPE
+        and not request.content_type.endswith("+json")
     ):
         raise UnsupportedMediaType("send the body as application/json")
     limit = request.app[APP_SETTINGS].server.max_body_bytes

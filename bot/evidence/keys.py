@@ -233,13 +233,16 @@ class PublicKeys:
 class KeyRing(PublicKeys):
     """The server's key ring: every public key plus the current private key (a ``Signer``)."""
 
+    #: the current key as libsodium's 64-byte secret key (seed, then public key; ``_use``)
+    _secret: bytes
+
     def __init__(
         self, directory: Path, keys: Mapping[str, bytes], current: str, signing_key: bytes
     ) -> None:
         super().__init__(keys, current)
         self.directory = directory
         self._use(nacl.signing.SigningKey(signing_key))
-        if key_id(bytes(self._signing.verify_key)) != current:
+        if key_id(self.current_public_key()) != current:
             raise ConfigError(f"{directory}: key file for {current} holds a different key")
         self._created: dict[str, str] = {}
 
@@ -381,7 +384,7 @@ class KeyRing(PublicKeys):
                 self._add(kid, public)
         self._created.update(fresh._created)
         self.revoked.update(fresh.revoked)
-        self._use(fresh._signing)
+        self._secret = fresh._secret
         self._current = fresh._current
         if changed:
             log.info("signing key reloaded: now %s", fresh.kid)
@@ -403,12 +406,12 @@ class KeyRing(PublicKeys):
         return nacl.bindings.crypto_sign(message, self._secret)[:64]
 
     def _use(self, key: nacl.signing.SigningKey) -> None:
-        """Sign with ``key`` from now on (``_secret``: its 64-byte libsodium secret key)."""
-        self._signing = key
+        """Sign with ``key`` from now on. ``_secret`` is its 64-byte libsodium secret key:
+        the 32-byte seed, then the public key (the one form of the key kept)."""
         self._secret = nacl.bindings.crypto_sign_seed_keypair(bytes(key))[1]
 
     def current_public_key(self) -> bytes:
-        return bytes(self._signing.verify_key)
+        return self._secret[32:]
 
     def public(self) -> PublicKeys:
         """An immutable snapshot of the published keys (for verifiers and worker processes)."""

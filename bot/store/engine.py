@@ -14,6 +14,7 @@ engines in autocommit (``make_engine(autocommit=True)``).
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from collections.abc import Callable
@@ -88,6 +89,7 @@ def _create_private(path: str) -> None:
     os.close(fd)
 
 
+@functools.cache  # once per process: the registry it fills is process-wide
 def _bind_plainly() -> None:
     """Have ``sqlite3`` bind ``None``, ``bytes`` and ``memoryview`` parameters without a
     failed adapter search. It binds exact ``int``/``float``/``str`` straight, but asks its
