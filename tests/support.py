@@ -1,17 +1,19 @@
-"""Test support: wait on a condition, and build a `Gate` on the escalation policy for the
-step-machine tests. Writing a signoff home (``write_home``, ``POLICY``) is shared with the
-benchmarks and lives in ``bench/serving.py``; it is re-exported here for the tests."""
+"""Test support: wait on a condition, end a PostgreSQL backend as a restart does, and build
+a `Gate` on the escalation policy for the step-machine tests. Writing a signoff home
+(``write_home``, ``POLICY``) is shared with the benchmarks and lives in
+``bench/serving.py``; it is re-exported here for the tests."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bench.serving import POLICY, write_home
+from bench.serving import POLICY, libpq, write_home
 from bot.evidence.keys import KeyRing
 from bot.fanout import Fanout
 from bot.policy.holder import PolicyHolder
@@ -22,7 +24,15 @@ from bot.store import SqlStore
 #: the client ``pytest-aiohttp``'s ``aiohttp_client`` fixture returns for an application
 AppClient = TestClient[web.Request, web.Application]
 
-__all__ = ["ESCALATION_POLICY", "POLICY", "AppClient", "make_gate", "until", "write_home"]
+__all__ = [
+    "ESCALATION_POLICY",
+    "POLICY",
+    "AppClient",
+    "make_gate",
+    "terminate_and_wait",
+    "until",
+    "write_home",
+]
 
 
 async def until(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
@@ -62,6 +72,21 @@ rules:
     approvers: {groups: [finance]}
     sla: 3s
 """
+
+
+def terminate_and_wait(pg_url: str, pid: int) -> None:
+    """End PostgreSQL backend ``pid`` as a restart does (a FATAL error, then the socket's
+    end) and wait until it is gone, so its client has been told before its next use."""
+    import psycopg
+
+    with psycopg.connect(libpq(pg_url), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        for _ in range(500):
+            if admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():
+                time.sleep(0.01)
+            else:
+                return
+    raise AssertionError(f"backend {pid} did not exit")
 
 
 async def make_gate(

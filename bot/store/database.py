@@ -78,7 +78,9 @@ class Database:
             from bot.store.pgreads import PgReads
 
             self._pool = ThreadPoolExecutor(pool_size, thread_name_prefix="signoff-store")
-            self._reader = make_engine(url, pool_size=pool_size, autocommit=True)
+            self._reader = make_engine(
+                url, pool_size=pool_size, autocommit=True, name="signoff-reader-threads"
+            )
             self._writes = PgWriter(url, self._frontier, clock.now)
             self._pg_reads = PgReads(
                 url, engine.dialect, pool_size, timeout=float(PG_CONNECT_TIMEOUT_S)

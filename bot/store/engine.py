@@ -9,13 +9,16 @@ of failing with "database is locked" on its first write.
 ``sqlite://`` (no path) is a private in-memory database, handy for tests.
 
 PostgreSQL (``postgresql+psycopg://``): a connection pool and a connect timeout; readers'
-engines in autocommit (``make_engine(autocommit=True)``).
+engines in autocommit (``make_engine(autocommit=True)``). A pooled connection the server
+closed while it sat idle is replaced at checkout instead of failing its next use
+(``closed_while_idle``).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import select
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -47,22 +50,49 @@ def parse_url(url: str) -> URL:
     return parsed
 
 
-def make_engine(url: URL, *, pool_size: int, autocommit: bool = False) -> Engine:
+def make_engine(
+    url: URL, *, pool_size: int, autocommit: bool = False, name: str = "signoff"
+) -> Engine:
     """An engine for ``url``; on PostgreSQL ``pool_size`` connections kept and as many more
-    at a peak. With ``autocommit`` (PostgreSQL) each statement is its own transaction: one
-    round trip for a read instead of three (``BEGIN``, the query, ``COMMIT``); under READ
-    COMMITTED, PostgreSQL's default, each statement of a transaction takes its own snapshot
-    anyway."""
+    at a peak, shown as ``name`` in ``pg_stat_activity`` (unless the URL names itself). With
+    ``autocommit`` (PostgreSQL) each statement is its own transaction: one round trip for a
+    read instead of three (``BEGIN``, the query, ``COMMIT``); under READ COMMITTED,
+    PostgreSQL's default, each statement of a transaction takes its own snapshot anyway."""
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     url, connect_args = _postgres(url)
-    return create_engine(
+    if "application_name" not in url.query:
+        connect_args["application_name"] = name
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         connect_args=connect_args,
         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
+    event.listen(engine, "checkout", _replace_if_closed)
+    return engine
+
+
+def closed_while_idle(fileno: int) -> bool:
+    """Whether PostgreSQL has spoken on an idle connection (one poll(2), no round trip).
+
+    Between queries the server sends a connection that does not LISTEN nothing unless it is
+    closing it: a restart or failover, ``pg_terminate_backend`` and ``idle_session_timeout``
+    send a FATAL error and end the socket; a backend that died ends it too. Such a
+    connection would fail the next query sent on it, and a write sent on it could not be
+    told apart from one lost after its ``COMMIT``: it is not used again. (A reported
+    setting changed while idle, e.g. ``in_hot_standby`` on a promotion, also counts: the
+    cost of that is one new connection.)"""
+    poller = select.poll()
+    poller.register(fileno, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def _replace_if_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    if dbapi_connection.closed or closed_while_idle(dbapi_connection.fileno()):
+        # the pool drops this connection and checks out a new one in its place
+        raise exc.DisconnectionError("the server closed the connection while it was idle")
 
 
 def _postgres(url: URL) -> tuple[URL, dict[str, Any]]:

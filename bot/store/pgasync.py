@@ -16,7 +16,9 @@ writer moved, a queued row that collides, no connection to be had) comes back as
 and the group runs again on the thread the usual way, where each operation sees its own
 error; nothing of such a try is committed. A connection that fails once the ``COMMIT`` is
 on its way leaves the outcome unknown: the group fails with ``StoreError`` (as on the
-thread) and the next group connects again.
+thread) and the next group connects again. One the server closed while it was idle (a
+restart, a failover) is seen before anything is sent on it (``closed_while_idle``) and
+replaced.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from sqlalchemy.engine import URL, Dialect
 
 from bot.store import log
 from bot.store.changes import libpq_conninfo
-from bot.store.engine import store_error
+from bot.store.engine import closed_while_idle, store_error
 from bot.store.writer import Op, Outcome
 
 logger = logging.getLogger(__name__)
@@ -115,6 +117,8 @@ class LoopWrites:
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         conn = self._conn
+        if conn is not None and not conn.closed and closed_while_idle(conn.fileno()):
+            await conn.close()  # the server ended it (a restart, a failover): nothing sent yet
         if conn is None or conn.closed or conn.broken:
             conn = self._conn = await psycopg.AsyncConnection.connect(
                 self._conninfo,

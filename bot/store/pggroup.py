@@ -51,7 +51,7 @@ class PgWriter(WriteQueue):
         timeout: float = float(PG_CONNECT_TIMEOUT_S),
     ) -> None:
         super().__init__(url, frontier, clock)
-        self._engine = make_engine(url, pool_size=1)
+        self._engine = make_engine(url, pool_size=1, name="signoff-writer-thread")
         self._connect = pooled(self._engine)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="signoff-writer")
         self._in_flight = False

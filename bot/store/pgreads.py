@@ -22,9 +22,10 @@ anyway).
 
 The pool holds ``size`` autocommit connections (``database.pool_size``): each query is its
 own statement and snapshot, as on the reader threads. A connection that breaks (PostgreSQL
-restarted) is dropped by the pool and replaced in the background; the reads that met it fail
-with ``StoreError``, as do reads that wait longer than ``timeout`` for a connection
-(PostgreSQL down).
+restarted) is dropped by the pool and replaced in the background. One the server closed
+while it sat idle is seen before a read is sent on it (``closed_while_idle``) and the read
+takes another; reads that met a connection breaking under them fail with ``StoreError``, as
+do reads that wait longer than ``timeout`` for a connection (PostgreSQL down).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from sqlalchemy.engine import URL, Dialect
 
 from bot.errors import StoreError
 from bot.store.changes import libpq_conninfo
-from bot.store.engine import store_error
+from bot.store.engine import closed_while_idle, store_error
 from bot.store.raw import Read
 
 #: statements in one round trip at most (more wait for the next free connection)
@@ -54,6 +55,7 @@ class PgReads:
     def __init__(self, url: URL, dialect: Dialect, size: int, *, timeout: float) -> None:
         self._url = url
         self._dialect = dialect
+        self._size = size
         self._pool = AsyncConnectionPool(
             libpq_conninfo(url),
             min_size=size,
@@ -126,7 +128,8 @@ class PgReads:
     async def _run(self, batch: list[_Asked]) -> None:
         statements = [statement for one in batch for statement in one.statements]
         try:
-            async with self._pool.connection() as conn:
+            conn = await self._connection()
+            try:
                 cursors = [conn.cursor(row_factory=namedtuple_row) for _ in statements]
                 if len(statements) == 1:
                     await cursors[0].execute(*statements[0])
@@ -135,6 +138,8 @@ class PgReads:
                         for cursor, (sql, params) in zip(cursors, statements, strict=True):
                             await cursor.execute(sql, params)
                 rows = [await cursor.fetchall() for cursor in cursors]
+            finally:
+                await self._pool.putconn(conn)
         except PoolTimeout as error:
             failure = StoreError(
                 f"database {self._url.render_as_string(hide_password=True)} is unavailable: "
@@ -157,6 +162,18 @@ class PgReads:
             if not one.future.done():  # a caller that gave up (cancelled) is skipped
                 one.future.set_result(rows[at : at + len(one.statements)])
             at += len(one.statements)
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        """A pooled connection the server has not closed while it sat idle
+        (``closed_while_idle``: after a restart or a failover, every idle one): each such
+        connection is dropped, and the pool opens another in the background."""
+        for _ in range(self._size):
+            conn = await self._pool.getconn()
+            if not closed_while_idle(conn.fileno()):
+                return conn
+            await conn.close()
+            await self._pool.putconn(conn)
+        return await self._pool.getconn()
 
 
 class _Asked:

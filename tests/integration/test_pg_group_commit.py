@@ -26,6 +26,7 @@ from bot.store.writer import Connect, Op, Outcome
 from tests.factories import STORE_T0 as T0
 from tests.factories import advance
 from tests.factories import numbered_request as make_request
+from tests.support import terminate_and_wait
 
 pytestmark = pytest.mark.postgres
 
@@ -280,10 +281,10 @@ async def test_an_assumed_size_beyond_the_log_is_refused_and_leaves_no_gap(
         await store.close()
 
 
-def _writer_connections(pg_url: str) -> list[int]:
+def _writer_connections(pg_url: str, name: str = "signoff-writer") -> list[int]:
     with psycopg.connect(libpq(pg_url), autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = 'signoff-writer'"
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [name]
         ).fetchall()
     return [int(row[0]) for row in rows]
 
@@ -323,29 +324,46 @@ async def test_a_lone_write_that_only_queues_rows_commits_from_the_event_loop(
     assert _writer_connections(pg_url) == []  # closed with the store
 
 
-async def test_a_loop_connection_lost_fails_its_write_and_the_next_connects_again(
+async def test_a_loop_connection_the_server_closed_while_idle_is_replaced_before_a_write(
     pg_url: str,
 ) -> None:
-    # as on the writer's thread: with the COMMIT on its way, whether it committed is unknown,
-    # so the write is not tried again; it fails as the store unavailable
+    # a restart or failover ends every idle connection: the loop's is seen closed before the
+    # next group is sent on it, so that write commits on a new connection instead of failing
+    # as "unknown outcome" (a connection lost with the COMMIT on its way: the test above)
     store = await SqlStore.open(pg_url)
     try:
         await store.add_agent(Agent("agent-1", "h" * 64, T0))
         for n in (1, 2):
             await store.insert_request(make_request(n), b'{"n":%d}' % n, Event.BLOCKED)
         (pid,) = _writer_connections(pg_url)
-        with psycopg.connect(libpq(pg_url), autocommit=True) as other:
-            other.execute("SELECT pg_terminate_backend(%s)", [pid])
-        with pytest.raises(StoreError, match="is unavailable"):
-            await store.insert_request(make_request(3), b'{"n":3}', Event.BLOCKED)
-        fourth = await store.insert_request(make_request(4), b'{"n":4}', Event.BLOCKED)
-        assert fourth.last_log_index == 2  # the lost write never reached the server
+        terminate_and_wait(pg_url, pid)
+        third = await store.insert_request(make_request(3), b'{"n":3}', Event.BLOCKED)
+        assert third.last_log_index == 2
         assert [p for p in _writer_connections(pg_url) if p != pid]  # a new one, on the loop
         assert [e.request_id for e in await store.log_entries(0, 3)] == [
             "req-1",
             "req-2",
-            "req-4",
+            "req-3",
         ]
         await store.log_root(3)
+    finally:
+        await store.close()
+
+
+async def test_a_thread_connection_the_server_closed_while_idle_is_replaced_at_checkout(
+    pg_url: str,
+) -> None:
+    # the writer's thread takes its connection from SQLAlchemy's pool, which checks it out
+    # only if the server has not closed it
+    store = await SqlStore.open(pg_url)
+    try:
+        await store.add_agent(Agent("agent-1", "h" * 64, T0))  # on the thread
+        before = set(_writer_connections(pg_url, "signoff-writer-thread"))
+        assert len(before) == 1
+        for pid in before:
+            terminate_and_wait(pg_url, pid)
+        await store.add_agent(Agent("agent-2", "i" * 64, T0))
+        assert {a.id for a in await store.list_agents()} == {"agent-1", "agent-2"}
+        assert not set(_writer_connections(pg_url, "signoff-writer-thread")) & before
     finally:
         await store.close()
