@@ -102,7 +102,11 @@ async def listen_postgres(
     while True:
         try:
             conn = await psycopg.AsyncConnection.connect(
-                conninfo, autocommit=True, connect_timeout=int(connect_timeout), **_KEEPALIVES
+                conninfo,
+                autocommit=True,
+                connect_timeout=int(connect_timeout),
+                application_name="signoff-changes",
+                **_KEEPALIVES,
             )
         except psycopg.Error as error:
             delay = delays[min(failures, len(delays) - 1)]

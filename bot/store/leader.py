@@ -59,7 +59,7 @@ async def _lead_postgres(url: URL, work: Work, retry: float, check: float) -> No
     while True:
         try:
             async with await psycopg.AsyncConnection.connect(
-                conninfo, autocommit=True, connect_timeout=10
+                conninfo, autocommit=True, connect_timeout=10, application_name="signoff-leader"
             ) as conn:
                 while True:
                     if await _try_lock(conn):
