@@ -145,16 +145,23 @@ def pg_admin_url(bench: str) -> str:
 
 @contextlib.contextmanager
 def scratch_database(bench: str) -> Iterator[str]:
-    """A fresh database on ``pg_admin_url(bench)``, dropped (with its connections) afterwards;
-    yields its SQLAlchemy URL."""
-    admin = pg_admin_url(bench)
-    name = f"signoff_{bench}_{os.getpid()}_{secrets.token_hex(3)}"
-    with psycopg.connect(libpq(admin), autocommit=True) as conn:
+    """A fresh database on ``pg_admin_url(bench)`` (``fresh_database``)."""
+    with fresh_database(pg_admin_url(bench), f"signoff_{bench}") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def fresh_database(admin: str, prefix: str) -> Iterator[str]:
+    """A new database on the server of ``admin`` (a SQLAlchemy URL allowed to create
+    databases), named ``prefix`` and a unique suffix, dropped with its connections
+    afterwards; yields its SQLAlchemy URL."""
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
+    with psycopg.connect(libpq(admin), autocommit=True, connect_timeout=5) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         yield with_database(admin, name)
     finally:
-        with psycopg.connect(libpq(admin), autocommit=True) as conn:
+        with psycopg.connect(libpq(admin), autocommit=True, connect_timeout=5) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )

@@ -11,17 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
-import psycopg
-from psycopg import sql
 
 from bench.fakes.slack_api import FakeSlack
-from bench.serving import libpq, with_database
+from bench.serving import fresh_database
 from tests.chaos.check import Report, check
 from tests.chaos.load import Ledger, Load
 from tests.chaos.rig import Home
@@ -38,17 +35,8 @@ WORKERS = 6
 @contextlib.contextmanager
 def pg_database(admin: str | None = None) -> Iterator[str]:
     """A fresh database on the test PostgreSQL server, dropped afterwards."""
-    admin = admin or admin_url()
-    name = f"signoff_chaos_{secrets.token_hex(6)}"
-    with psycopg.connect(libpq(admin), autocommit=True, connect_timeout=5) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield with_database(admin, name)
-    finally:
-        with psycopg.connect(libpq(admin), autocommit=True, connect_timeout=5) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with fresh_database(admin or admin_url(), "signoff_chaos") as url:
+        yield url
 
 
 @contextlib.asynccontextmanager

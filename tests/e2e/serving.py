@@ -9,7 +9,6 @@ import asyncio
 import base64
 import json
 import os
-import secrets
 import signal
 import subprocess
 import textwrap
@@ -19,13 +18,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
-import psycopg
 import pytest
 import pytest_asyncio
-from psycopg import sql
 
 from bench.fakes.slack_api import FakeSlack
-from bench.serving import libpq, with_database
+from bench.serving import fresh_database
 from bot.evidence.keys import KeyRing
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.pg_cluster import admin_url
@@ -270,17 +267,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 def pg_database() -> Iterator[str]:
-    name = f"signoff_e2e_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = admin_url()
-    with psycopg.connect(libpq(admin), autocommit=True, connect_timeout=5) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield with_database(admin, name)
-    finally:
-        with psycopg.connect(libpq(admin), autocommit=True, connect_timeout=5) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with fresh_database(admin_url(), "signoff_e2e") as url:
+        yield url
 
 
 def parse_time(text: str) -> datetime:

@@ -9,7 +9,6 @@ PostgreSQL cannot be had the postgres tests fail, they are not skipped.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from pytest_aiohttp import AiohttpClient
 
 from adapters.main import build
 from adapters.runtime import Runtime
-from bench.serving import libpq, with_database, with_search_path
+from bench.serving import fresh_database, libpq, with_search_path
 from bot.settings import load_settings
 from bot.store import SqlStore
 from tests.pg_cluster import admin_url
@@ -43,16 +42,8 @@ def pg_admin_url() -> str:
 @pytest.fixture(scope="session")
 def pg_database(pg_admin_url: str) -> Iterator[str]:
     """SQLAlchemy URL of a fresh PostgreSQL database for this test session."""
-    name = f"signoff_test_{os.getpid()}_{secrets.token_hex(4)}"
-    with _admin(pg_admin_url) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield with_database(pg_admin_url, name)
-    finally:
-        with _admin(pg_admin_url) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with fresh_database(pg_admin_url, "signoff_test") as url:
+        yield url
 
 
 @pytest.fixture

@@ -26,21 +26,16 @@ pytestmark = pytest.mark.postgres
 READS_APP = "signoff-reads"
 
 
-def _read_connections(pg_url: str) -> int:
-    with psycopg.connect(libpq(pg_url), autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (READS_APP,)
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 def _read_pids(pg_url: str) -> list[int]:
     with psycopg.connect(libpq(pg_url), autocommit=True) as conn:
         rows = conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (READS_APP,)
         ).fetchall()
     return [int(row[0]) for row in rows]
+
+
+def _read_connections(pg_url: str) -> int:
+    return len(_read_pids(pg_url))
 
 
 async def _until_waiting(pg_url: str, pid: int) -> None:
