@@ -54,15 +54,15 @@ def make_engine(
     url: URL, *, pool_size: int, autocommit: bool = False, name: str = "signoff"
 ) -> Engine:
     """An engine for ``url``; on PostgreSQL ``pool_size`` connections kept and as many more
-    at a peak, shown as ``name`` in ``pg_stat_activity`` (unless the URL names itself). With
-    ``autocommit`` (PostgreSQL) each statement is its own transaction: one round trip for a
-    read instead of three (``BEGIN``, the query, ``COMMIT``); under READ COMMITTED,
-    PostgreSQL's default, each statement of a transaction takes its own snapshot anyway."""
+    at a peak, named ``name`` in ``pg_stat_activity`` (each of signoff's connections names
+    the part that holds it). With ``autocommit`` (PostgreSQL) each statement is its own
+    transaction: one round trip for a read instead of three (``BEGIN``, the query,
+    ``COMMIT``); under READ COMMITTED, PostgreSQL's default, each statement of a
+    transaction takes its own snapshot anyway."""
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     url, connect_args = _postgres(url)
-    if "application_name" not in url.query:
-        connect_args["application_name"] = name
+    connect_args["application_name"] = name
     engine = create_engine(
         url,
         pool_size=pool_size,

@@ -39,6 +39,7 @@ from bot.store.migrate import differences, head_revision
 from tests import factories
 from tests.factories import STORE_T0, advance, envelope
 from tests.factories import numbered_request as make_request
+from tests.support import terminate_and_wait
 
 T0 = STORE_T0
 ALICE = Approver(Platform.SLACK, "T1", "U1", "Alice Ä", "alice@example.com")
@@ -539,18 +540,26 @@ async def test_closed_store_raises_store_error(store_url: str) -> None:
 
 
 @pytest.mark.postgres
-async def test_lost_connections_raise_store_error_then_recover(pg_url: str) -> None:
+async def test_connections_lost_while_idle_are_replaced_without_an_error(pg_url: str) -> None:
     opened = await SqlStore.open(pg_url)
     try:
         await opened.ping()
+        await opened.add_agent(Agent("agent-1", "h" * 64, T0))
         with psycopg.connect(pg_url.replace("+psycopg", "", 1), autocommit=True) as conn:
-            conn.execute(  # kill every other session of this database, as a restart would
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        with pytest.raises(StoreError, match="unavailable"):
-            await opened.ping()
-        await opened.ping()  # the pool dropped the dead connections and reconnects
+            pids = [  # every other session of this database, as a restart would end them
+                row[0]
+                for row in conn.execute(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ]
+        assert pids
+        for pid in pids:
+            terminate_and_wait(pg_url, pid)
+        # each pool sees its connections closed before using them: nothing fails
+        await opened.ping()
+        await opened.add_agent(Agent("agent-2", "i" * 64, T0))
+        assert {a.id for a in await opened.list_agents()} == {"agent-1", "agent-2"}
     finally:
         await opened.close()
 
