@@ -3,7 +3,8 @@ every check of ``tests.chaos.check`` (nothing acknowledged lost, no step twice, 
 allow, no grant used twice, the audit log verifies):
 
 - PostgreSQL restarted mid-load: signoff answers 503 while it is down (never 500), then
-  serves again by itself, the same process;
+  serves again by itself, the same process; restarted between requests: no request after it
+  fails;
 - the disk holding the SQLite database full: 503 with a clear problem, nothing half-written,
   and service again as soon as space returns, the same process;
 - Slack and PagerDuty answering 429, 5xx and time-outs for a while: the API keeps answering,
@@ -88,6 +89,37 @@ async def test_postgresql_restarted_mid_load_503_then_recovery(tmp_path: Path) -
                 assert server.up and server.starts == 1  # signoff was never restarted
                 assert not server_errors(ledger), ledger.answers
                 await checked(home, server, http, ledger)
+    finally:
+        cluster.destroy()
+
+
+@pytest.mark.postgres
+async def test_after_a_postgresql_restart_no_request_fails(tmp_path: Path) -> None:
+    # a restart (or a failover) ends every connection signoff holds while they sit idle: each
+    # is seen closed before it is used and replaced, so the first requests after it are
+    # served like the rest (before, the first read or write on each pool answered 503)
+    cluster = Cluster()
+    cluster.start()
+    try:
+        with pg_database(cluster.url) as url:
+            async with rig(tmp_path, url, 1) as (_, [server], http):
+
+                async def statuses(n: int) -> dict[int, int]:
+                    seen: dict[int, int] = {}
+                    for kind in ("auto", "block", "refund") * (n // 3):
+                        async with http.post(
+                            f"{server.base}/v1/requests", json=BODIES[kind], headers=server.auth
+                        ) as resp:
+                            seen[resp.status] = seen.get(resp.status, 0) + 1
+                    return seen
+
+                before = await statuses(30)
+                assert set(before) <= {201, 403}, before  # decided, or blocked: no 5xx
+                cluster.stop("fast")
+                cluster.start()
+                after = await statuses(60)
+                assert after == {status: 2 * n for status, n in before.items()}, after
+                assert server.up and server.starts == 1
     finally:
         cluster.destroy()
 
