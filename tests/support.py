@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -77,8 +78,6 @@ rules:
 def terminate_and_wait(pg_url: str, pid: int) -> None:
     """End PostgreSQL backend ``pid`` as a restart does (a FATAL error, then the socket's
     end) and wait until it is gone, so its client has been told before its next use."""
-    import psycopg
-
     with psycopg.connect(libpq(pg_url), autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", [pid])
         for _ in range(500):

@@ -73,24 +73,33 @@ async def checked(home: Home, server: Server, http: aiohttp.ClientSession, ledge
     assert report.clean, (report.line(), report.problems, report.verify_output)
 
 
-@pytest.mark.postgres
-async def test_postgresql_restarted_mid_load_503_then_recovery(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def on_own_cluster(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[Cluster, Home, Server, aiohttp.ClientSession]]:
+    """One ``signoff serve`` on a PostgreSQL server of its own (which the test may stop)."""
     cluster = Cluster()
     cluster.start()
     try:
         with pg_database(cluster.url) as url:
             async with rig(tmp_path, url, 1) as (home, [server], http):
-                async with loaded([server], http) as ledger:
-                    cluster.stop("immediate")  # a crash: no checkpoint, connections cut
-                    await until_answered(ledger, "submit 503")
-                    served = ledger.answers["submit 201"]
-                    cluster.start()
-                    await until_answered(ledger, "submit 201", more_than=served)
-                assert server.up and server.starts == 1  # signoff was never restarted
-                assert not server_errors(ledger), ledger.answers
-                await checked(home, server, http, ledger)
+                yield cluster, home, server, http
     finally:
         cluster.destroy()
+
+
+@pytest.mark.postgres
+async def test_postgresql_restarted_mid_load_503_then_recovery(tmp_path: Path) -> None:
+    async with on_own_cluster(tmp_path) as (cluster, home, server, http):
+        async with loaded([server], http) as ledger:
+            cluster.stop("immediate")  # a crash: no checkpoint, connections cut
+            await until_answered(ledger, "submit 503")
+            served = ledger.answers["submit 201"]
+            cluster.start()
+            await until_answered(ledger, "submit 201", more_than=served)
+        assert server.up and server.starts == 1  # signoff was never restarted
+        assert not server_errors(ledger), ledger.answers
+        await checked(home, server, http, ledger)
 
 
 @pytest.mark.postgres
@@ -98,30 +107,24 @@ async def test_after_a_postgresql_restart_no_request_fails(tmp_path: Path) -> No
     # a restart (or a failover) ends every connection signoff holds while they sit idle: each
     # is seen closed before it is used and replaced, so the first requests after it are
     # served like the rest (before, the first read or write on each pool answered 503)
-    cluster = Cluster()
-    cluster.start()
-    try:
-        with pg_database(cluster.url) as url:
-            async with rig(tmp_path, url, 1) as (_, [server], http):
+    async with on_own_cluster(tmp_path) as (cluster, _, server, http):
 
-                async def statuses(n: int) -> dict[int, int]:
-                    seen: dict[int, int] = {}
-                    for kind in ("auto", "block", "refund") * (n // 3):
-                        async with http.post(
-                            f"{server.base}/v1/requests", json=BODIES[kind], headers=server.auth
-                        ) as resp:
-                            seen[resp.status] = seen.get(resp.status, 0) + 1
-                    return seen
+        async def statuses(n: int) -> dict[int, int]:
+            seen: dict[int, int] = {}
+            for kind in ("auto", "block", "refund") * (n // 3):
+                async with http.post(
+                    f"{server.base}/v1/requests", json=BODIES[kind], headers=server.auth
+                ) as resp:
+                    seen[resp.status] = seen.get(resp.status, 0) + 1
+            return seen
 
-                before = await statuses(30)
-                assert set(before) <= {201, 403}, before  # decided, or blocked: no 5xx
-                cluster.stop("fast")
-                cluster.start()
-                after = await statuses(60)
-                assert after == {status: 2 * n for status, n in before.items()}, after
-                assert server.up and server.starts == 1
-    finally:
-        cluster.destroy()
+        before = await statuses(30)
+        assert set(before) <= {201, 403}, before  # decided, or blocked: no 5xx
+        cluster.stop("fast")
+        cluster.start()
+        after = await statuses(60)
+        assert after == {status: 2 * n for status, n in before.items()}, after
+        assert server.up and server.starts == 1
 
 
 @contextlib.contextmanager
