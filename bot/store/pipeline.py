@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import psycopg
 
 
-def _driver(conn: Connection) -> psycopg.Connection[Any] | None:
+def driver_of(conn: Connection) -> psycopg.Connection[Any] | None:
     if conn.dialect.name != "postgresql":
         return None
     import psycopg  # loaded only on PostgreSQL (a SQLite server never imports the driver)
@@ -50,7 +50,7 @@ def pipelined(conn: Connection) -> Iterator[None]:
     ``COMMIT`` SQLAlchemy sends afterwards finds nothing to do: psycopg skips it on an idle
     connection). Only for statements whose results nobody reads inside the block. On SQLite
     it does nothing: the transaction commits as usual."""
-    driver = _driver(conn)
+    driver = driver_of(conn)
     if driver is None:
         yield
         return
@@ -75,7 +75,7 @@ def scalar(conn: Connection, sql: str) -> Any:
     """The first column of the first row of ``sql`` (no parameters), or None; on PostgreSQL
     sent in pipeline mode, so that the ``BEGIN`` psycopg puts in front of a transaction's
     first statement shares its round trip."""
-    driver = _driver(conn)
+    driver = driver_of(conn)
     if driver is None:
         return conn.exec_driver_sql(sql).scalar()
     import psycopg

@@ -11,8 +11,9 @@ datetime and JSON processors are swapped for equivalent faster ones, see ``_fast
 ``INSERT`` of many rows becomes ONE multi-row ``INSERT`` (one ``sqlite3_step``, one
 release of the GIL) instead of one step per row.
 
-On PostgreSQL ``insert_many`` and ``execute`` run the statement compiled once (psycopg's
-``%(name)s`` parameters, the same bind processors) on the psycopg cursor: inside the
+On PostgreSQL ``insert_many`` and ``execute`` run the statement compiled once
+(``bot.store.pgraw``, loaded with the first such statement: psycopg's ``%(name)s``
+parameters, the same bind processors) on the psycopg cursor: inside the
 write pipeline (``bot.store.pipeline``) a statement is only queued, so SQLAlchemy's own
 execution (some 40-60 µs of Python per statement) was most of what it cost; a
 ``scalar`` without parameters rides in pipeline mode (``bot.store.pipeline.scalar``), one
@@ -25,8 +26,7 @@ exactly as from Core.
 from __future__ import annotations
 
 import json
-import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,42 +37,15 @@ from sqlalchemy.sql import sqltypes
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from bot.store import pipeline
+from bot.store.binder import Binder, Processor
 
 if TYPE_CHECKING:
-    import psycopg
+    from bot.store.pgraw import PgCompiled
 
 #: SQLite's default limit on host parameters in one statement is 32766
 _MAX_PARAMS = 32_000
 
-Processor = Callable[[Any], Any] | None
 _SQLITE_DATETIME = sqlite.DATETIME()._storage_format  # type: ignore[no-untyped-call]
-
-
-class _Binder:
-    """A statement's parameters from a dict of values, in the compiled order: each value
-    (or the one fixed in the statement where the dict has none) through its bind
-    processor. The values are read in one C call and only the columns with a processor
-    are touched again: a request row has ~35 columns, a dozen of them with a processor."""
-
-    def __init__(
-        self, names: list[str], processors: Sequence[Processor], fixed: dict[str, Any]
-    ) -> None:
-        self._fixed = fixed
-        self._get: Callable[[dict[str, Any]], Sequence[Any]]
-        if len(names) == 1:
-            only = names[0]
-            self._get = lambda values: (values[only],)
-        else:
-            self._get = operator.itemgetter(*names) if names else (lambda _: ())
-        self._process = [(i, p) for i, p in enumerate(processors) if p is not None]
-
-    def __call__(self, values: dict[str, Any]) -> list[Any]:
-        if self._fixed:
-            values = self._fixed | values
-        out = list(self._get(values))
-        for i, process in self._process:
-            out[i] = process(out[i])
-        return out
 
 
 class _Compiled:
@@ -87,7 +60,7 @@ class _Compiled:
         types = {name: bind.type for name, bind in compiled.binds.items()}
         self._multi: dict[int, str] = {}
         #: the parameters of one row
-        self.row = _Binder(
+        self.row = Binder(
             names,
             [_fast(types[name].dialect_impl(dialect), dialect) for name in names],
             {
@@ -187,11 +160,13 @@ class RawStatement:
         self.statement = statement
         self._compiled: dict[str, _Compiled] = {}
         self._literal: dict[str, str] = {}
-        self._pg: _PgCompiled | None = None
+        self._pg: PgCompiled | None = None
 
-    def _on_pg(self, dialect: Dialect) -> _PgCompiled:
+    def _on_pg(self, dialect: Dialect) -> PgCompiled:
         if self._pg is None:
-            self._pg = _PgCompiled(self.statement, dialect)
+            from bot.store.pgraw import PgCompiled  # PostgreSQL only: loads the driver
+
+            self._pg = PgCompiled(self.statement, dialect)
         return self._pg
 
     def pg_write(
@@ -254,73 +229,6 @@ class RawStatement:
             execute_sql(conn, compiled.multi(len(chunk)), params)
 
 
-class _PgCompiled:
-    """A ``RawQuery``'s or ``RawStatement``'s statement compiled for PostgreSQL (psycopg's
-    ``%(name)s`` parameters), with each parameter's bind processor and the values fixed in
-    it."""
-
-    def __init__(self, statement: Any, dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.sql: str = compiled.string
-        self._names = list(compiled.binds)
-        self._bind = _Binder(
-            self._names,
-            [
-                bind.type.dialect_impl(dialect).bind_processor(dialect)
-                for bind in compiled.binds.values()
-            ],
-            {
-                name: bind.value
-                for name, bind in compiled.binds.items()
-                if not bind.required and bind.callable is None
-            },
-        )
-
-    def params(self, values: dict[str, Any]) -> dict[str, Any]:
-        """``values`` as psycopg's named parameters (see ``_Binder``)."""
-        return dict(zip(self._names, self._bind(values), strict=True))
-
-    def fetch(self, conn: Connection, values: dict[str, Any]) -> list[Any]:
-        """The rows as named tuples."""
-        import psycopg  # loaded only on PostgreSQL (a SQLite server never imports the driver)
-
-        params = self.params(values)
-        try:
-            with _psycopg(conn).cursor(row_factory=psycopg.rows.namedtuple_row) as cursor:
-                cursor.execute(self.sql, params)
-                return cursor.fetchall()
-        except psycopg.Error as error:  # as from Connection.execute
-            raise exc.DBAPIError.instance(
-                self.sql, params, error, psycopg.Error, dialect=conn.dialect
-            ) from error
-
-    def run(self, conn: Connection, params: list[dict[str, Any]]) -> int:
-        """Execute it once per set of ``params`` (a write: nothing is fetched); returns the
-        row count of the last (-1 inside a pipeline, where it is not known yet)."""
-        import psycopg
-
-        try:
-            with _psycopg(conn).cursor() as cursor:
-                if len(params) == 1:
-                    cursor.execute(self.sql, params[0])
-                else:
-                    cursor.executemany(self.sql, params)
-                return cursor.rowcount
-        except psycopg.Error as error:  # as from Connection.execute
-            raise exc.DBAPIError.instance(
-                self.sql, params, error, psycopg.Error, dialect=conn.dialect
-            ) from error
-
-
-def _psycopg(conn: Connection) -> psycopg.Connection[Any]:
-    import psycopg
-
-    driver = conn.connection.driver_connection
-    if not isinstance(driver, psycopg.Connection):  # pragma: no cover - psycopg only
-        raise TypeError("raw statements on PostgreSQL need a psycopg connection")
-    return driver
-
-
 def execute_sql(conn: Connection, sql: str, params: list[Any]) -> Any:
     """Run ``sql`` on ``conn``'s DBAPI cursor; returns the cursor. Driver errors come out
     as SQLAlchemy's ``DBAPIError`` subclasses, as from ``Connection.execute``."""
@@ -347,7 +255,7 @@ class RawQuery:
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
-        self._pg: _PgCompiled | None = None
+        self._pg: PgCompiled | None = None
 
     def all(self, conn: Connection, values: dict[str, Any]) -> Sequence[Any]:
         """Every row (on a store thread: ``Database.fetch`` runs it on the event loop)."""
@@ -355,11 +263,13 @@ class RawQuery:
             return conn.execute(self.statement, values).all()
         return self.on_pg(conn.dialect).fetch(conn, values)
 
-    def on_pg(self, dialect: Dialect) -> _PgCompiled:
+    def on_pg(self, dialect: Dialect) -> PgCompiled:
         """The statement compiled for PostgreSQL (``sql``, and ``params(values)`` for it):
         for ``bot.store.pgreads``, which runs it on psycopg's async driver."""
         if self._pg is None:
-            self._pg = _PgCompiled(self.statement, dialect)
+            from bot.store.pgraw import PgCompiled  # PostgreSQL only: loads the driver
+
+            self._pg = PgCompiled(self.statement, dialect)
         return self._pg
 
 
