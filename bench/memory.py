@@ -2,11 +2,15 @@
 
 Starts ``signoff serve`` on a fresh home with Slack, Teams, PagerDuty and the console all
 configured (Slack and Teams pointed at unused local addresses: nothing is posted), waits until
-it is healthy and idle, and prints the process's resident set size.
+it is healthy and idle, and prints the process's resident set size. Then it sends 1,000
+auto-tier calls and one call that a ``sql_*`` rule of the example policy evaluates (the SQL
+parser loads with the first one) and prints the size again. A security-key ceremony, which
+loads py_webauthn (~7 MB) with the first one, is not run here.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tempfile
@@ -22,6 +26,16 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
+
+
+def call(port: int, token: str, body: dict[str, object]) -> str:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/requests",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as answer:  # noqa: S310 - loopback
+        return str(json.load(answer)["status"])
 
 
 def main() -> None:
@@ -51,7 +65,19 @@ def main() -> None:
             time.sleep(2)
             print(
                 f"signoff serve with Slack, Teams, PagerDuty and the console loaded: "
-                f"RSS {rss_mb(proc.pid):.0f} MB (target <= 120 MB)"
+                f"RSS {rss_mb(proc.pid):.1f} MB (target <= 120 MB)"
+            )
+            token = (cfg.parent / "demo-agent.token").read_text().strip()
+            statuses = [
+                call(port, token, {"tool": "crm.read", "arguments": {"id": i}}) for i in range(1000)
+            ]
+            sql = {"schema": "staging", "statement": "DROP TABLE t"}
+            statuses.append(call(port, token, {"tool": "db.execute", "arguments": sql}))
+            time.sleep(1)
+            print(
+                f"after 1,000 auto-tier calls and one sql_* rule evaluated "
+                f"({statuses.count('approved')} approved, {statuses.count('denied')} denied): "
+                f"RSS {rss_mb(proc.pid):.1f} MB"
             )
         finally:
             proc.terminate()

@@ -11,6 +11,9 @@ signature, which anyone can check offline with the public key recorded next to i
 
 The relying party is ``server.public_url``: its host is the RP ID, its origin the expected
 origin. Verification failures raise ``StepUpError`` (a ``NotAuthorized``).
+
+``py_webauthn`` and what it brings (pyasn1, cbor2, pyOpenSSL: ~7 MB of a server's memory)
+load with the first ceremony, not at start: most deployments never run one.
 """
 
 from __future__ import annotations
@@ -23,16 +26,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
-
-import webauthn
-from webauthn.helpers import bytes_to_base64url
-from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRegistrationResponse
-from webauthn.helpers.structs import (
-    AuthenticatorSelectionCriteria,
-    PublicKeyCredentialDescriptor,
-    ResidentKeyRequirement,
-    UserVerificationRequirement,
-)
 
 from bot.accounts import Passkey, Passkeys
 from bot.domain import Request
@@ -82,6 +75,14 @@ class StepUp:
         return found[0]
 
     async def registration_options(self, session: str, user: str) -> str:
+        import webauthn
+        from webauthn.helpers.structs import (
+            AuthenticatorSelectionCriteria,
+            PublicKeyCredentialDescriptor,
+            ResidentKeyRequirement,
+            UserVerificationRequirement,
+        )
+
         challenge = secrets.token_bytes(32)
         self._remember(session, "register", challenge)
         existing = await self.passkeys.passkeys_of(user)
@@ -104,6 +105,10 @@ class StepUp:
 
     async def register(self, session: str, user: str, credential: str, label: str) -> Passkey:
         """Verify a new credential and store it. Raises ``StepUpError`` / ``Conflict``."""
+        import webauthn
+        from webauthn.helpers import bytes_to_base64url
+        from webauthn.helpers.exceptions import InvalidRegistrationResponse
+
         challenge = self._take(session, "register")
         try:
             verified = webauthn.verify_registration_response(
@@ -126,6 +131,12 @@ class StepUp:
         return key
 
     async def assertion_options(self, session: str, user: str, request: Request) -> str:
+        import webauthn
+        from webauthn.helpers.structs import (
+            PublicKeyCredentialDescriptor,
+            UserVerificationRequirement,
+        )
+
         keys = await self.passkeys.passkeys_of(user)
         if not keys:
             raise StepUpError("register a security key first (Security keys, in the menu)")
@@ -147,6 +158,10 @@ class StepUp:
     ) -> dict[str, Any]:
         """The attestation's ``step_up`` record for a verified assertion by one of ``user``'s
         keys over ``request``'s current call. Raises ``StepUpError``."""
+        import webauthn
+        from webauthn.helpers import bytes_to_base64url
+        from webauthn.helpers.exceptions import InvalidAuthenticationResponse
+
         nonce = self._take(session, f"assert:{request.id}")
         try:
             data = json.loads(assertion)

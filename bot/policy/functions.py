@@ -22,7 +22,8 @@ and an auto/notify rule not match (SPEC §5).
 ==============================  =================================================================
 
 ``FUNCTIONS`` is the CEL extension registering them (typed, so misuse such as ``fold(1)`` or
-``sql_kinds()`` is rejected when the policy loads); ``NAMES`` is what the linter knows.
+``sql_kinds()`` is rejected when the policy loads); ``NAMES`` is what the linter knows. The
+SQL parser (``bot.policy.sql``: pglast, ~3 MB) loads with the first ``sql_*`` call evaluated.
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ import unicodedata
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.utils import getaddresses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cel_expr_python import cel
 
-from bot.policy import sql
+if TYPE_CHECKING:
+    from bot.policy.sql import Analysis
 
 _STRING, _DYN, _BOOL, _INT = cel.Type.STRING, cel.Type.DYN, cel.Type.BOOL, cel.Type.INT
 _STRINGS = cel.Type.List(cel.Type.STRING)
@@ -81,28 +83,34 @@ def email(value: Any) -> str:
     return f"{parsed.username}@{parsed.domain}".casefold()
 
 
+def _analyse(value: Any) -> Analysis:
+    from bot.policy.sql import analyse  # the parser loads with the first SQL text analysed
+
+    return analyse(value)
+
+
 def sql_kinds(value: Any) -> list[str]:
-    return list(sql.analyse(value).kinds)
+    return list(_analyse(value).kinds)
 
 
 def sql_statements(value: Any) -> int:
-    return sql.analyse(value).statements
+    return _analyse(value).statements
 
 
 def sql_schemas(value: Any) -> list[str]:
-    return list(sql.analyse(value).schemas)
+    return list(_analyse(value).schemas)
 
 
 def sql_comments(value: Any) -> bool:
-    return sql.analyse(value).comments
+    return _analyse(value).comments
 
 
 def sql_destructive(value: Any) -> bool:
-    return sql.analyse(value).destructive
+    return _analyse(value).destructive
 
 
 def sql_read_only(value: Any) -> bool:
-    return sql.analyse(value).read_only
+    return _analyse(value).read_only
 
 
 def _text(value: Any, helper: str) -> str:

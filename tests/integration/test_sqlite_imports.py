@@ -1,9 +1,13 @@
-"""A SQLite deployment never loads the PostgreSQL driver (psycopg and its pool hold ~10 MB
-of a server's resident memory, SPEC §9's budget is 120 MB). Checked in a fresh interpreter:
-this test process imports psycopg for the PostgreSQL tests."""
+"""What a server loads at start stays within SPEC §9's 120 MB: a SQLite deployment never loads
+the PostgreSQL driver (psycopg and its pool hold ~10 MB of resident memory), and the libraries
+only a rare path needs load with that path's first use: py_webauthn (~7 MB with pyasn1, cbor2
+and pyOpenSSL) with the first security-key ceremony, pglast (~3 MB) with the first ``sql_*``
+policy helper evaluated. Checked in a fresh interpreter: this test process imports them all
+for other tests."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -12,16 +16,24 @@ from pathlib import Path
 SIGNOFF = str(Path(sys.executable).with_name("signoff"))
 SCRIPT = textwrap.dedent(
     """
-    import asyncio, sys
+    import asyncio, json, sys
     from pathlib import Path
 
+    from adapters.console.stepup import StepUp
     from adapters.main import build
     from bot.domain import ToolCall
     from bot.service import Submission
     from bot.settings import load_settings
+    from bot.store.passkeys import PasskeyStore
+
+    WATCHED = {"psycopg", "psycopg_pool", "webauthn", "pglast"}
+
+    def loaded() -> list[str]:
+        return sorted({m.split(".")[0] for m in sys.modules} & WATCHED)
 
     async def main() -> None:
-        rt = await build(load_settings(Path(sys.argv[1])))
+        rt = await build(load_settings(Path(sys.argv[1])), adapters=True)
+        seen = {}
         try:
             agent, _ = await rt.gate.register_agent("agent")
             stored, _ = await rt.gate.submit(agent, Submission(ToolCall("crm.read", {"i": 1})))
@@ -34,17 +46,28 @@ SCRIPT = textwrap.dedent(
 
             await asyncio.wait_for(rt.store.lead(work), 10)
             assert led.is_set()
+            seen["started"] = loaded()
+            sql = ToolCall("db.execute", {"schema": "staging", "statement": "DROP TABLE t"})
+            blocked, _ = await rt.gate.submit(agent, Submission(sql))
+            assert blocked.policy.rule == "sql-destructive", blocked
+            seen["sql"] = loaded()
+            options = await StepUp(PasskeyStore(rt.store), "https://signoff.example").registration_options(
+                "session", "alice"
+            )
+            assert json.loads(options)["rp"]["id"] == "signoff.example", options
+            seen["ceremony"] = loaded()
         finally:
-            await rt.store.close()
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in {"psycopg", "psycopg_pool"})
-        print(" ".join(loaded) or "none")
+            await rt.close()
+        print(json.dumps(seen))
 
     asyncio.run(main())
     """
 )
 
 
-def test_a_sqlite_server_never_imports_the_postgresql_driver(tmp_path: Path) -> None:
+def test_a_sqlite_server_loads_no_postgresql_driver_and_rare_libraries_on_first_use(
+    tmp_path: Path,
+) -> None:
     home = tmp_path / "home"
     init = subprocess.run([SIGNOFF, "init", str(home)], capture_output=True, text=True)
     assert init.returncode == 0, init.stderr
@@ -55,4 +78,5 @@ def test_a_sqlite_server_never_imports_the_postgresql_driver(tmp_path: Path) -> 
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["none"]
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen == {"started": [], "sql": ["pglast"], "ceremony": ["pglast", "webauthn"]}
