@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import select
 import sqlite3
 from collections.abc import Callable
@@ -184,13 +185,16 @@ def _sqlite_engine(url: URL) -> Engine:
 
 
 def safe_text(message: str, url: str | URL) -> str:
-    """``message`` on one line, with the URL's password (if any) blanked out."""
+    """``message`` on one line, with the URL's password (if any) blanked out wherever it
+    stands on its own (as typed or URL-quoted): not inside a longer run of letters and
+    digits, so a password ``p`` leaves "port 5432" readable."""
     parsed = url if isinstance(url, URL) else _try_parse(url)
     password = parsed.password if parsed is not None else None
     line = " ".join(message.split())
     if password:
-        for form in {str(password), quote_plus(str(password)), quote(str(password), safe="")}:
-            line = line.replace(form, "***")
+        forms = {str(password), quote_plus(str(password)), quote(str(password), safe="")}
+        alternatives = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
+        line = re.sub(f"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])", "***", line)
     return line
 
 
