@@ -154,7 +154,28 @@ class Fanout:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def drain(self, grace: float = 10.0) -> None:
-        """Wait for background deliveries (graceful shutdown)."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=grace)
+    async def drain(self, grace: float = 10.0, *, cancel: bool = False) -> int:
+        """Wait up to ``grace`` seconds for the background work, work started meanwhile
+        included (a delivery that publishes another). Returns how many tasks still run.
+
+        ``cancel`` (shutting down, before the adapters close their HTTP sessions): cancel what
+        still runs after the grace and say so in one warning line, instead of letting each
+        task fail later on a closed session with a traceback of its own."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self._tasks and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._tasks), timeout=left)
+        unfinished = len(self._tasks)
+        if cancel and unfinished:
+            tasks = set(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=1.0)
+            log.warning(
+                "shutting down: %d background deliveries (cards, pages, callbacks) still "
+                "running after %.0f s were cancelled; what they were sending may show an older "
+                "state",
+                unfinished,
+                grace,
+            )
+        return unfinished

@@ -85,9 +85,9 @@ class Gate(Agents, Door):
         """Send a notice to every channel in the background."""
         self.fanout.publish(notice)
 
-    async def drain(self, grace: float = 10.0) -> None:
-        """Wait for background deliveries and listeners (graceful shutdown)."""
-        await self.fanout.drain(grace)
+    async def drain(self, grace: float = 10.0, *, cancel: bool = False) -> int:
+        """Wait for background deliveries and listeners (``Fanout.drain``)."""
+        return await self.fanout.drain(grace, cancel=cancel)
 
     # ------------------------------------------------------------------ the kill switch
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import base64
+import http.server as http_server
 import json
 import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
-from tests.serve_process import SIGNOFF, free_port, http
+from tests.serve_process import SIGNOFF, Server, free_port, http, init_home
 
 pytestmark = pytest.mark.slow
 
@@ -171,3 +174,53 @@ def test_serve_refuses_a_bad_policy_with_one_line(home: Path) -> None:
         line for line in out.stderr.strip().splitlines() if not re.match(r"\d{4}-\d\d-\d\d ", line)
     ]
     assert len(lines) == 1 and "broken.yaml" in lines[0] and "Traceback" not in out.stderr
+
+
+class SlowReceiver(http_server.BaseHTTPRequestHandler):
+    """A callback receiver that answers 204 two seconds after each POST."""
+
+    received: ClassVar[list[float]] = []
+    answered: ClassVar[list[float]] = []
+
+    def do_POST(self) -> None:
+        self.received.append(time.monotonic())
+        self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(2)
+        self.answered.append(time.monotonic())
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_sigterm_lets_a_callback_in_flight_finish_before_the_process_exits(
+    tmp_path: Path,
+) -> None:
+    receiver = http_server.ThreadingHTTPServer(("127.0.0.1", 0), SlowReceiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    hook = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    config = init_home(tmp_path, extra_config="callbacks: {allow_private_networks: true}\n")
+    server = Server(config)
+    server.start()
+    try:
+        token = (config.parent / "demo-agent.token").read_text().strip()
+        body = {"tool": "crm.read", "arguments": {"id": 7}, "callback_url": hook}
+        status, answer = http("POST", server.base + "/v1/requests", body, token=token)
+        assert (status, answer["status"]) == (201, "approved"), answer
+        deadline = time.monotonic() + 10
+        while not SlowReceiver.received and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert SlowReceiver.received, "the callback never arrived"
+        code = server.stop()
+        exited = time.monotonic()
+    finally:
+        server.kill()
+        receiver.shutdown()
+        receiver.server_close()
+    assert code == 0
+    # the server waited for the receiver's answer instead of closing the session under it
+    assert len(SlowReceiver.answered) == 1 and SlowReceiver.answered[0] <= exited
+    log = server.log_path.read_text()
+    assert "Traceback" not in log and "Session is closed" not in log, log
+    assert " ERROR " not in log and "cancelled" not in log, log
