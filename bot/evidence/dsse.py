@@ -17,9 +17,10 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import json
 from collections.abc import Mapping
 from typing import Any
+
+import orjson
 
 from bot.errors import EvidenceError, RequestError
 from bot.evidence.canonical import canonical, canonical_plain
@@ -116,8 +117,11 @@ def decode(data: bytes) -> dict[str, Any]:
     (a non-canonical encoding would hash to a leaf nobody can recompute from the object).
     """
     try:
-        envelope = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # orjson: ~4x the standard parser on ``audit verify``'s path. The canonical check
+        # below holds it to the exact bytes (a duplicate key or any other spelling fails it),
+        # and an envelope holds strings only, so no number's reading can differ.
+        envelope = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
         raise EvidenceError(f"envelope is not valid JSON: {exc}") from None
     check_shape(envelope)
     if encode(envelope) != data:

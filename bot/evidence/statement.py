@@ -45,7 +45,6 @@ Errors: ``RequestError`` when ``detail`` or the context have no canonical JSON f
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -54,6 +53,7 @@ from bot.domain import Approver, Event, Request, Review, Vote, rfc3339
 from bot.errors import EvidenceError
 from bot.evidence.canonical import canonical, canonical_plain, is_plain, sha256_hex
 from bot.evidence.dsse import PAYLOAD_TYPE, sign_encoded
+from bot.jsontext import decode_json
 from bot.ports import Signer
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -253,8 +253,8 @@ def parse_statement(payload: bytes) -> dict[str, Any]:
     sha256 digest and a signoff decision predicate with a well-typed ``previous_log_index``.
     """
     try:
-        statement = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+        statement = decode_json(payload)  # strict: a duplicate key or NaN does not verify
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise EvidenceError("statement payload is not valid JSON") from None
     if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
         raise EvidenceError("payload is not an in-toto Statement v1")

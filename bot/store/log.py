@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -43,10 +43,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
-from bot.domain import Event
+from bot.domain import Event, LogEntry, utc
 from bot.errors import EvidenceError, StoreError
 from bot.evidence import merkle
-from bot.store.raw import RawQuery, RawStatement
+from bot.store.raw import RawQuery, RawStatement, execute_sql
 from bot.store.tables import HEAD_ID, LOG_ENTRIES, LOG_HEAD, LOG_NODES
 
 T = TypeVar("T")
@@ -373,3 +373,41 @@ def consistency_proof(conn: Connection, old_size: int, new_size: int) -> list[by
         raise EvidenceError(f"cannot prove consistency from size {old_size} to {new_size}")
     _check_size(conn, new_size)
     return _prefetched(conn, lambda get: merkle.consistency_proof(old_size, new_size, get))
+
+
+# -- reading entries in bulk ----------------------------------------------------------------
+
+_RANGE = (
+    select(
+        LOG_ENTRIES.c.idx,
+        LOG_ENTRIES.c.request_id,
+        LOG_ENTRIES.c.envelope,
+        LOG_ENTRIES.c.leaf_hash,
+        LOG_ENTRIES.c.event,
+        LOG_ENTRIES.c.created_at,
+    )
+    .where(LOG_ENTRIES.c.idx >= bindparam("start"), LOG_ENTRIES.c.idx < bindparam("stop"))
+    .order_by(LOG_ENTRIES.c.idx)
+)
+_RANGE_PG = RawQuery(_RANGE)
+_range_sqlite: list[str] = []
+
+
+def entries(conn: Connection, start: int, stop: int) -> list[LogEntry]:
+    """Entries with ``start <= index < stop``, in index order: ``audit verify`` reads the
+    whole log through this. On the DBAPI cursor, not through SQLAlchemy's result processing
+    (which cost the verifying process a fifth of its CPU); on SQLite the one datetime
+    column is read from its stored text here."""
+    if conn.dialect.name == "postgresql":
+        rows: Any = _RANGE_PG.all(conn, {"start": start, "stop": stop})
+        return [
+            LogEntry(i, r, bytes(e), bytes(h), Event(ev), utc(at)) for i, r, e, h, ev, at in rows
+        ]
+    if not _range_sqlite:
+        _range_sqlite.append(str(_RANGE.compile(dialect=conn.dialect)))
+    rows = execute_sql(conn, _range_sqlite[0], [start, stop]).fetchall()
+    parse = datetime.fromisoformat
+    return [
+        LogEntry(i, r, e, h, Event(ev), parse(at).replace(tzinfo=UTC))
+        for i, r, e, h, ev, at in rows
+    ]

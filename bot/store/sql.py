@@ -439,13 +439,7 @@ class SqlStore(Database):
 
     async def log_entries(self, start: int, stop: int) -> list[LogEntry]:
         """Entries with ``start <= index < stop``, in index order."""
-        query = (
-            select(LOG_ENTRIES)
-            .where(LOG_ENTRIES.c.idx >= start, LOG_ENTRIES.c.idx < stop)
-            .order_by(LOG_ENTRIES.c.idx)
-        )
-        rows = await self.read(lambda conn: conn.execute(query).all())
-        return [mapping.to_log_entry(row) for row in rows]
+        return await self.read(functools.partial(log.entries, start=start, stop=stop))
 
     async def log_entries_for(self, request_id: str) -> list[LogEntry]:
         query = (

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import math
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
 import pytest
@@ -430,7 +430,11 @@ async def test_log_reads(store: SqlStore) -> None:
     assert [e.index for e in await store.log_entries_for("req-2")] == [2, 7]
     assert await store.log_entries_for("nope") == []
     streamed = [e async for e in store.iter_log_entries(batch=3)]
-    assert streamed == await store.log_entries(0, 8)
+    ranged = await store.log_entries(0, 8)  # read on the DBAPI cursor: the same entries
+    assert streamed == ranged
+    assert [e for e in ranged if e.request_id == "req-2"] == await store.log_entries_for("req-2")
+    assert all(e.created_at.tzinfo is UTC and type(e.envelope) is bytes for e in ranged)
+    assert ranged[7].envelope == b"x" and ranged[7].event is Event.EXPIRED
     assert [e.index async for e in store.iter_log_entries(batch=4, start=5)] == [5, 6, 7]
 
 

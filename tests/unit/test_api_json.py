@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.api.requests import _DECODER, decode_json
+from bot.jsontext import _DECODER, decode_json
 
 SCALARS = st.one_of(
     st.none(),

@@ -230,6 +230,19 @@ def test_parse_statement_refusals(mutate: Any, message: str) -> None:
         parse_statement(b"\xff")
 
 
+def test_a_statement_two_parsers_could_read_differently_does_not_parse() -> None:
+    text = json.dumps(good_statement())
+    # a second "decision" (which parser's wins?), and a NaN the canonical form cannot hold
+    twice = text.replace('"decision": "notified"', '"decision": "notified", "decision": "denied"')
+    assert twice != text
+    nan = text.replace('"previous_log_index": null', '"previous_log_index": NaN')
+    assert nan != text
+    for payload in (twice, nan):
+        with pytest.raises(EvidenceError, match="not valid JSON"):
+            parse_statement(payload.encode())
+    assert parse_statement(text.encode()) == good_statement()
+
+
 @pytest.mark.parametrize("status", list(Status))
 def test_with_log_index_is_replace(status: Status) -> None:
     request = make_request(status)
