@@ -39,6 +39,9 @@ from bot.store import PasskeyStore, RouteStore, SqlStore, UserStore
 
 log = logging.getLogger(__name__)
 
+#: seconds a stopping server gives the cards, pages and callbacks still being sent
+SHUTDOWN_GRACE = 10.0
+
 
 async def open_store(settings: Settings) -> SqlStore:
     return await SqlStore.open(settings.database_url, pool_size=settings.database.pool_size)
@@ -161,6 +164,13 @@ async def build(
         created_listeners=[c for m in mounted for c in m.created_listeners],
     )
     app = create_api(gate, settings, checkpoints)
+
+    async def finish_background(_: Any) -> None:
+        # The application's first cleanup step: after the last handler returned, before the
+        # adapters' own steps close the HTTP sessions cards, pages and callbacks go out on.
+        await gate.drain(SHUTDOWN_GRACE, cancel=True)
+
+    app.on_cleanup.append(finish_background)
     background: list[Job] = []
     for part in mounted:
         app.add_routes(part.routes)

@@ -199,7 +199,6 @@ def mount(wiring: Wiring) -> Mounted[PagerDutyPager]:
     )
 
     async def close(_: web.Application) -> None:
-        await wiring.gate.drain()
-        await pager.close()
+        await pager.close()  # after the gate's background work (``adapters.main``)
 
     return Mounted(pager, pager=pager, on_cleanup=(close,))

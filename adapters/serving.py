@@ -2,8 +2,8 @@
 jobs, reload on SIGHUP, and on SIGINT/SIGTERM drain, issue the final checkpoint and close.
 
 Draining, in order: held long-polls answer; the listener closes and the requests being
-handled finish; cards, pages and callbacks still being sent get ``SHUTDOWN_GRACE`` seconds
-(what still runs then is cancelled, in one warning line); only then do the adapters close
+handled finish; cards, pages and callbacks still being sent get ``adapters.main``'s
+``SHUTDOWN_GRACE`` (the application's first cleanup step); only then do the adapters close
 their HTTP sessions (their ``on_cleanup``).
 
 Nothing here wires anything: what runs comes from the ``Runtime``.
@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 #: counting frees a moment later (~200 found unreachable in all), ~12 µs a request. At
 #: 10,000: one young pass in 26,000 requests (``gc.callbacks`` timing after the freeze).
 YOUNG_THRESHOLD = 10_000
-#: seconds a stopping server gives the cards, pages and callbacks still being sent
-SHUTDOWN_GRACE = 10.0
 
 
 def settle_heap() -> None:
@@ -74,13 +72,6 @@ async def run(
         stop.set()
 
     runtime.checkpoints.on_fatal = stop_on
-
-    async def finish_background(_: web.Application) -> None:
-        # After the last handler returned and before any adapter's own cleanup: those close
-        # the HTTP sessions that cards, pages and callbacks still in flight are sent on.
-        await runtime.gate.drain(SHUTDOWN_GRACE, cancel=True)
-
-    runtime.app.on_cleanup.insert(0, finish_background)
     runner = web.AppRunner(runtime.app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(
@@ -121,7 +112,7 @@ async def run(
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    await runner.cleanup()  # handlers finish, then background work (``finish_background``)
+    await runner.cleanup()  # handlers finish, then background work, then the adapters close
     if not fatal:
         try:
             await runtime.checkpoints.current()  # a checkpoint covering everything appended

@@ -82,7 +82,8 @@ def mount(
     jobs = (_socket_mode(interactions, settings.app_token.reveal()),) if settings.app_token else ()
 
     async def close(_: web.Application) -> None:
-        # Finish clicks and card updates still in flight before the pool goes away.
+        # Finish clicks still in flight before the pool goes away, then what they started
+        # (the gate's earlier work was drained first: ``adapters.main``).
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(10):
                 await interactions.drain()

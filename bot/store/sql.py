@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -115,10 +114,6 @@ _SESSION_CALLS = (
     )
     .group_by(REQUESTS.c.labels)
 )
-
-
-def _all(conn: Connection, *, query: Any, params: dict[str, Any]) -> list[Any]:
-    return list(conn.execute(query, params).all())
 
 
 def _append(
@@ -449,25 +444,6 @@ class SqlStore(Database):
         )
         rows = await self.read(lambda conn: conn.execute(query).all())
         return [mapping.to_log_entry(row) for row in rows]
-
-    async def iter_log_entries(
-        self, batch: int = 10_000, start: int = 0
-    ) -> AsyncIterator[LogEntry]:
-        """Every entry from ``start`` in index order, read ``batch`` at a time (for
-        ``audit verify`` over millions of entries without holding them all)."""
-        query = (
-            select(LOG_ENTRIES)
-            .where(LOG_ENTRIES.c.idx >= bindparam("start"))
-            .order_by(LOG_ENTRIES.c.idx)
-            .limit(batch)
-        )
-        while True:
-            rows = await self.read(functools.partial(_all, query=query, params={"start": start}))
-            for row in rows:
-                yield mapping.to_log_entry(row)
-            if len(rows) < batch:
-                return
-            start = rows[-1].idx + 1
 
     async def log_root(self, size: int) -> bytes:
         """Raises ``EvidenceError`` for a size beyond the log."""

@@ -329,7 +329,7 @@ async def test_a_loop_connection_the_server_closed_while_idle_is_replaced_before
 ) -> None:
     # a restart or failover ends every idle connection: the loop's is seen closed before the
     # next group is sent on it, so that write commits on a new connection instead of failing
-    # as "unknown outcome" (a connection lost with the COMMIT on its way: the test above)
+    # as "unknown outcome" (a connection lost with the COMMIT on its way: the test below)
     store = await SqlStore.open(pg_url)
     try:
         await store.add_agent(Agent("agent-1", "h" * 64, T0))
@@ -346,6 +346,31 @@ async def test_a_loop_connection_the_server_closed_while_idle_is_replaced_before
             "req-3",
         ]
         await store.log_root(3)
+    finally:
+        await store.close()
+
+
+async def test_a_loop_connection_lost_unseen_fails_its_write_and_the_next_connects_again(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the connection ends between the idle check and the write (the check sees nothing): with
+    # the COMMIT sent, whether it committed is unknown, so the write is not tried again and
+    # fails as the store unavailable; the next one commits on a new connection
+    from bot.store import pgasync
+
+    store = await SqlStore.open(pg_url)
+    try:
+        await store.add_agent(Agent("agent-1", "h" * 64, T0))
+        for n in (1, 2):
+            await store.insert_request(make_request(n), b'{"n":%d}' % n, Event.BLOCKED)
+        (pid,) = _writer_connections(pg_url)
+        terminate_and_wait(pg_url, pid)
+        monkeypatch.setattr(pgasync, "closed_while_idle", lambda fileno: False)
+        with pytest.raises(StoreError, match="is unavailable"):
+            await store.insert_request(make_request(3), b'{"n":3}', Event.BLOCKED)
+        fourth = await store.insert_request(make_request(4), b'{"n":4}', Event.BLOCKED)
+        assert fourth.last_log_index == 2  # the lost write never reached the server
+        assert [e.request_id for e in await store.log_entries(0, 3)] == ["req-1", "req-2", "req-4"]
     finally:
         await store.close()
 
