@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import dataclasses
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -324,12 +324,11 @@ async def test_a_lone_write_that_only_queues_rows_commits_from_the_event_loop(
     assert _writer_connections(pg_url) == []  # closed with the store
 
 
-async def test_a_loop_connection_the_server_closed_while_idle_is_replaced_before_a_write(
-    pg_url: str,
-) -> None:
-    # a restart or failover ends every idle connection: the loop's is seen closed before the
-    # next group is sent on it, so that write commits on a new connection instead of failing
-    # as "unknown outcome" (a connection lost with the COMMIT on its way: the test below)
+@contextlib.asynccontextmanager
+async def loop_connection_ended(pg_url: str) -> AsyncIterator[tuple[SqlStore, int]]:
+    """A store whose writer committed two entries from the event loop, then had that loop
+    connection ended by the server (as a restart or failover ends it); yields the store and
+    the ended backend's pid."""
     store = await SqlStore.open(pg_url)
     try:
         await store.add_agent(Agent("agent-1", "h" * 64, T0))
@@ -337,17 +336,23 @@ async def test_a_loop_connection_the_server_closed_while_idle_is_replaced_before
             await store.insert_request(make_request(n), b'{"n":%d}' % n, Event.BLOCKED)
         (pid,) = _writer_connections(pg_url)
         terminate_and_wait(pg_url, pid)
+        yield store, pid
+    finally:
+        await store.close()
+
+
+async def test_a_loop_connection_the_server_closed_while_idle_is_replaced_before_a_write(
+    pg_url: str,
+) -> None:
+    # a restart or failover ends every idle connection: the loop's is seen closed before the
+    # next group is sent on it, so that write commits on a new connection instead of failing
+    # as "unknown outcome" (a connection lost with the COMMIT on its way: the test below)
+    async with loop_connection_ended(pg_url) as (store, pid):
         third = await store.insert_request(make_request(3), b'{"n":3}', Event.BLOCKED)
         assert third.last_log_index == 2
         assert [p for p in _writer_connections(pg_url) if p != pid]  # a new one, on the loop
-        assert [e.request_id for e in await store.log_entries(0, 3)] == [
-            "req-1",
-            "req-2",
-            "req-3",
-        ]
+        assert [e.request_id for e in await store.log_entries(0, 3)] == ["req-1", "req-2", "req-3"]
         await store.log_root(3)
-    finally:
-        await store.close()
 
 
 async def test_a_loop_connection_lost_unseen_fails_its_write_and_the_next_connects_again(
@@ -358,21 +363,13 @@ async def test_a_loop_connection_lost_unseen_fails_its_write_and_the_next_connec
     # fails as the store unavailable; the next one commits on a new connection
     from bot.store import pgasync
 
-    store = await SqlStore.open(pg_url)
-    try:
-        await store.add_agent(Agent("agent-1", "h" * 64, T0))
-        for n in (1, 2):
-            await store.insert_request(make_request(n), b'{"n":%d}' % n, Event.BLOCKED)
-        (pid,) = _writer_connections(pg_url)
-        terminate_and_wait(pg_url, pid)
+    async with loop_connection_ended(pg_url) as (store, _):
         monkeypatch.setattr(pgasync, "closed_while_idle", lambda fileno: False)
         with pytest.raises(StoreError, match="is unavailable"):
             await store.insert_request(make_request(3), b'{"n":3}', Event.BLOCKED)
         fourth = await store.insert_request(make_request(4), b'{"n":4}', Event.BLOCKED)
         assert fourth.last_log_index == 2  # the lost write never reached the server
         assert [e.request_id for e in await store.log_entries(0, 3)] == ["req-1", "req-2", "req-4"]
-    finally:
-        await store.close()
 
 
 async def test_a_thread_connection_the_server_closed_while_idle_is_replaced_at_checkout(
