@@ -8,6 +8,16 @@ asymmetric ``v1a`` scheme and the server's current Ed25519 key (see
 with exponential back-off (bounded: ``DELAYS``) until the receiver answers 2xx (or 410
 Gone), and an event already delivered by this process is not sent again.
 
+A callback owed survives its process: the transaction that makes the request final records it
+(``callbacks_owed``, held by that process for ``bot.domain.CALLBACK_HOLD``), the holder extends
+its hold before each wait between attempts and forgets the record once the receiver took the
+callback or it was given up. When a process stops with a callback undelivered (SIGKILL, a
+crash, a shutdown whose grace ran out) its hold runs out and another process takes the
+callback over (``take_over``: every process looks every ``SWEEP_EVERY`` seconds, one indexed
+query) with the attempts left. Every take and hold is a compare-and-set, so one process at a
+time delivers a callback; a receiver may still see an event twice (the holder died after
+sending, before forgetting it), which the stable ``webhook-id`` lets it recognise.
+
 A callback is a convenience: the decision itself is already recorded and attested, so a
 failed delivery is logged and counted, never turned into anything else.
 
@@ -28,6 +38,8 @@ import logging
 import socket
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -39,7 +51,8 @@ from adapters.agent.webhooks import sign
 from adapters.runtime import Mounted, Wiring
 from bot.addresses import PrivateAddress, check_public
 from bot.api.requests import request_json
-from bot.domain import Request
+from bot.domain import OwedCallback, Request
+from bot.errors import NotFound, StoreError
 from bot.service import Gate
 
 log = logging.getLogger(__name__)
@@ -48,6 +61,12 @@ log = logging.getLogger(__name__)
 DELAYS: tuple[float, ...] = (1, 2, 4, 8, 16, 32)
 ATTEMPT_TIMEOUT = 10.0
 _REMEMBERED = 10_000
+#: how often the leading process looks for callbacks whose holder stopped, and how many it
+#: takes over at a time
+SWEEP_EVERY = 5.0
+SWEEP_BATCH = 100
+#: a hold covers the wait and the attempt after it, plus this much
+HOLD_MARGIN = 5.0
 
 
 class RefusedDestination(aiohttp.ClientError):
@@ -130,17 +149,34 @@ class CallbackSender:
         received = await self.gate.received(request)
         return json.dumps(request_json(request, received), separators=(",", ":")).encode()
 
-    async def deliver(self, request: Request) -> bool:
-        """POST the final state with retries; True once the receiver accepted it."""
+    async def deliver(self, request: Request, owed: OwedCallback | None = None) -> bool:
+        """POST the final state with retries; True once the receiver accepted it.
+
+        ``owed``: this process's hold on the store's record of the callback, with the
+        attempts already made; None for the hold the commit that made the request final gave
+        this process. Returns False without sending when another process holds it now."""
         if not request.callback_url:
             return False
         event = webhook_id(request)
-        if event in self._delivered or event in self._inflight:
-            return True  # deduplicated: this event is delivered or being delivered
+        if event in self._delivered:
+            if owed is not None:  # delivered here, but the record was not forgotten
+                await self._settle(request.id)
+            return True
+        if event in self._inflight:
+            return True  # deduplicated: this event is being delivered
         self._inflight.add(event)
+        held: OwedCallback | None = owed or OwedCallback(request.id, attempts=0, version=0)
         try:
             body = await self.body(request)
-            for attempt in range(len(self.delays) + 1):
+            while held is not None:
+                if held.attempts > len(self.delays):
+                    log.warning(
+                        "callback for request %s not delivered after %d attempts",
+                        request.id,
+                        held.attempts,
+                    )
+                    await self._settle(request.id)
+                    return False
                 try:
                     delivered = await self._attempt(request.callback_url, event, body, request.id)
                 except RefusedDestination as exc:
@@ -151,20 +187,83 @@ class CallbackSender:
                         request.id,
                         exc,
                     )
+                    await self._settle(request.id)
                     return False
                 if delivered:
                     self._remember(event)
+                    await self._settle(request.id)
                     return True
-                if attempt < len(self.delays):
-                    await self.sleep(self.delays[attempt])
-            log.warning(
-                "callback for request %s not delivered after %d attempts",
-                request.id,
-                len(self.delays) + 1,
-            )
+                made = held.attempts + 1
+                if made > len(self.delays):
+                    held = replace(held, attempts=made)
+                    continue
+                delay = self.delays[made - 1]
+                held = await self._hold(held, delay + self.timeout + HOLD_MARGIN, made)
+                if held is not None:
+                    await self.sleep(delay)
+                    # still ours after the wait? (a process paused past its hold was taken
+                    # over: it must not send again)
+                    held = await self._hold(held, self.timeout + HOLD_MARGIN, made)
+            log.info("callback for request %s: another process took it over", request.id)
             return False
         finally:
             self._inflight.discard(event)
+
+    async def take_over(self) -> int:
+        """Deliver, in the background, the callbacks owed whose holder's time ran out (its
+        process stopped before it was done). One pass; returns how many it took."""
+        taken = 0
+        for owed in await self.gate.callbacks_due(SWEEP_BATCH):
+            hold = timedelta(seconds=self.timeout + HOLD_MARGIN)
+            held = await self.gate.hold_callback(owed, hold, attempts=owed.attempts, take=True)
+            if held is None:
+                continue  # another process took it first
+            try:
+                request = await self.gate.get(owed.request_id)
+            except NotFound:
+                request = None
+            if request is None or not request.callback_url or not request.status.final:
+                await self._settle(owed.request_id)
+                continue
+            log.info(
+                "callback for request %s taken over after %d attempts elsewhere",
+                request.id,
+                owed.attempts,
+            )
+            self.gate.fanout.spawn(self.deliver(request, held), f"callback for {request.id}")
+            taken += 1
+        return taken
+
+    async def run(self) -> None:
+        """Take over stopped processes' callbacks every ``SWEEP_EVERY`` seconds (every
+        process looks; the compare-and-set of ``take_over`` gives each callback to one)."""
+        while True:
+            try:
+                await self.take_over()
+            except StoreError as exc:
+                log.warning("looking for callbacks owed failed: %s; trying again", exc)
+            await asyncio.sleep(SWEEP_EVERY)
+
+    async def _hold(self, held: OwedCallback, seconds: float, made: int) -> OwedCallback | None:
+        """Hold the callback ``seconds`` from now with ``made`` attempts made. None when
+        another process took it over meanwhile. A store that cannot be reached does not stop
+        the retries here: the hold is kept as it was."""
+        try:
+            return await self.gate.hold_callback(held, timedelta(seconds=seconds), attempts=made)
+        except StoreError as exc:
+            log.warning("callback for request %s: hold not recorded: %s", held.request_id, exc)
+            return replace(held, attempts=made)
+
+    async def _settle(self, request_id: str) -> None:
+        try:
+            await self.gate.settle_callback(request_id)
+        except StoreError as exc:
+            log.warning(
+                "callback for request %s: done, but not recorded (%s); another process may "
+                "send it again",
+                request_id,
+                exc,
+            )
 
     async def _attempt(self, url: str, event: str, body: bytes, request_id: str) -> bool:
         timestamp = int(self.gate.now().timestamp())
@@ -218,11 +317,17 @@ def mount(wiring: Wiring) -> Mounted[CallbackSender]:
         wiring.gate,
         allow_private_networks=wiring.settings.callbacks.allow_private_networks,
     )
-    return Mounted(sender, final_listeners=(sender.on_final,), on_cleanup=(sender.close,))
+    return Mounted(
+        sender,
+        final_listeners=(sender.on_final,),
+        jobs=(sender.run,),
+        on_cleanup=(sender.close,),
+    )
 
 
 __all__ = [
     "DELAYS",
+    "SWEEP_EVERY",
     "CallbackSender",
     "PublicOnlyResolver",
     "RefusedDestination",

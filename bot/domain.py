@@ -291,6 +291,21 @@ class PendingTimer:
     steps_done: int
 
 
+#: how long the process that makes a request final holds the callback it owes before any
+#: process may take it over (it delivers at once, and extends the hold before each retry)
+CALLBACK_HOLD = timedelta(seconds=30)
+
+
+@dataclass(frozen=True, slots=True)
+class OwedCallback:
+    """A callback still owed for a final request (``Store.callbacks_due``): ``attempts`` made
+    so far; ``version`` is the token the next take or hold must name (compare-and-set)."""
+
+    request_id: str
+    attempts: int
+    version: int
+
+
 @dataclass(frozen=True, slots=True)
 class SessionCalls:
     """Earlier calls of one session that carry the same labels, summarised by the store:
@@ -406,6 +421,7 @@ _last_rfc3339: tuple[datetime, str] = (datetime.min.replace(tzinfo=UTC), "0001-0
 
 
 __all__ = [
+    "CALLBACK_HOLD",
     "JSON",
     "Agent",
     "Approver",
@@ -416,6 +432,7 @@ __all__ = [
     "Event",
     "LogEntry",
     "Outcome",
+    "OwedCallback",
     "PendingTimer",
     "Platform",
     "PolicyRef",

@@ -143,6 +143,11 @@ class Fanout:
                 "delivery to %s failed for request %s", channel.platform, notice.request.id
             )
 
+    def spawn(self, coro: Awaitable[Any], what: str) -> None:
+        """Run ``coro`` in the background like the fan-out's own work (logged if it fails,
+        waited for by ``drain``)."""
+        self._spawn(coro, what)
+
     def _spawn(self, coro: Awaitable[Any], what: str) -> None:
         async def run() -> None:
             try:

@@ -18,6 +18,7 @@ from bot.domain import (
     Checkpoint,
     Event,
     LogEntry,
+    OwedCallback,
     PendingTimer,
     Platform,
     Post,
@@ -100,6 +101,22 @@ class Store(Protocol):
         ...
 
     async def votes(self, request_id: str) -> list[Vote]: ...
+
+    # callbacks owed: a final request with a callback_url owes one (``commit`` and
+    # ``insert_request`` record it in the same transaction)
+    async def callbacks_due(self, now: datetime, limit: int) -> list[OwedCallback]:
+        """Owed callbacks whose holder's time ran out by ``now``, oldest first."""
+        ...
+
+    async def hold_callback(
+        self, owed: OwedCallback, until: datetime, *, attempts: int, taking: datetime | None = None
+    ) -> OwedCallback | None:
+        """Compare-and-set on ``owed.version``: hold it until ``until`` (``taking``: only if
+        its holder's time ran out by then). None when somebody else took or settled it."""
+        ...
+
+    async def settle_callback(self, request_id: str) -> None: ...
+
     async def request_view(
         self, request_id: str, platform: Platform | None = None
     ) -> tuple[Request | None, list[Vote], list[Post]]:

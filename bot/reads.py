@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.approvals import current_approvals
 from bot.caps import AgentCaps
 from bot.domain import (
     Agent,
     LogEntry,
+    OwedCallback,
     PendingTimer,
     Platform,
     Post,
@@ -151,6 +152,27 @@ class Reads:
     async def record_post(self, post: Post) -> None:
         """Remember where a card copy went, so every copy is updated later."""
         await self.store.add_post(post)
+
+    # ------------------------------------------------------------------ callbacks owed
+
+    async def callbacks_due(self, limit: int = 100) -> list[OwedCallback]:
+        """Callbacks owed whose holder's time ran out (its process stopped), oldest first."""
+        return await self.store.callbacks_due(self.now(), limit)
+
+    async def hold_callback(
+        self, owed: OwedCallback, hold: timedelta, *, attempts: int, take: bool = False
+    ) -> OwedCallback | None:
+        """Hold the callback ``hold`` from now with ``attempts`` made (``take``: take it over
+        from a holder whose time ran out). None when another process has it now, or it was
+        settled."""
+        now = self.now()
+        return await self.store.hold_callback(
+            owed, now + hold, attempts=attempts, taking=now if take else None
+        )
+
+    async def settle_callback(self, request_id: str) -> None:
+        """The callback owed for the request was delivered or given up."""
+        await self.store.settle_callback(request_id)
 
     # ------------------------------------------------------------------ the log
 

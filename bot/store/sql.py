@@ -19,11 +19,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.caps import pending_cap_reached
 from bot.domain import (
+    CALLBACK_HOLD,
     Agent,
     Change,
     Checkpoint,
     Event,
     LogEntry,
+    OwedCallback,
     PendingTimer,
     Platform,
     Post,
@@ -40,6 +42,7 @@ from bot.store.database import Database
 from bot.store.raw import RawQuery, RawStatement, Read
 from bot.store.tables import (
     AGENTS,
+    CALLBACKS_OWED,
     CHECKPOINTS,
     LOG_ENTRIES,
     POSTS,
@@ -91,6 +94,8 @@ _INSERT_VOTE = RawStatement(
     .inline()
 )
 _INSERT_AGENT = insert(AGENTS)
+# a callback owed from the commit that makes its request final (``owed``)
+_INSERT_OWED = RawStatement(insert(CALLBACKS_OWED))
 # compare-and-set: SET every column given in the parameters, only at the expected version
 _CAS_REQUEST = update(REQUESTS).where(
     REQUESTS.c.id == bindparam("cas_id"), REQUESTS.c.version == bindparam("cas_version")
@@ -124,6 +129,20 @@ def _append(
     if event is None:
         raise ValueError("an attestation needs the event it records")
     return pending.add(attestation, event, request_id)
+
+
+def _owed_row(request: Request) -> dict[str, Any] | None:
+    """The ``callbacks_owed`` row a request that just became final brings, if it names a
+    ``callback_url``: held by the process committing it for ``CALLBACK_HOLD``."""
+    if not request.callback_url or not request.status.final:
+        return None
+    at = request.decided_at or request.created_at
+    return {
+        "request_id": request.id,
+        "due_at": utc(at) + CALLBACK_HOLD,
+        "attempts": 0,
+        "version": 0,
+    }
 
 
 def _pending_count(conn: Connection, pending: log.Pending, agent_id: str, cap: int) -> int:
@@ -212,6 +231,7 @@ class SqlStore(Database):
         requests pending (counted under the append lock, so every writer of the database,
         in any process, takes turns from the count to its commit)."""
         values = mapping.from_request(request)
+        callback = _owed_row(request)
 
         def insert_(conn: Connection, pending: log.Pending) -> int | None:
             if max_pending is not None:
@@ -223,6 +243,8 @@ class SqlStore(Database):
                 values["last_log_index"] = index
             if pending.batch:  # written with the group's other requests
                 pending.insert_later(_INSERT_REQUESTS, values)
+                if callback is not None:
+                    pending.insert_later(_INSERT_OWED, callback)
                 return index
             try:
                 _INSERT_REQUESTS.insert_many(conn, [values])
@@ -231,6 +253,8 @@ class SqlStore(Database):
                     f"request {request.id!r} or idempotency key "
                     f"{request.idempotency_key!r} of agent {request.agent_id!r} already exists"
                 ) from error
+            if callback is not None:
+                _INSERT_OWED.insert_many(conn, [callback])
             return index
 
         # on PostgreSQL a request without a cap only queues its rows (it is in a batch)
@@ -307,6 +331,7 @@ class SqlStore(Database):
         values = mapping.from_request(after)
         del values["id"]
         values["cas_id"], values["cas_version"] = before.id, before.version
+        callback = None if before.status.final else _owed_row(after)
 
         def commit_(conn: Connection, pending: log.Pending) -> int | None:
             index = _append(pending, change.attestation, change.event, before.id)
@@ -315,6 +340,10 @@ class SqlStore(Database):
             if conn.execute(_CAS_REQUEST, values).rowcount != 1:
                 raise Conflict(f"request {before.id!r} changed concurrently")
             changes.announce(conn, pending, before.id)  # other processes' long-polls wake
+            if callback is not None and pending.batch:
+                pending.insert_later(_INSERT_OWED, callback)
+            elif callback is not None:
+                _INSERT_OWED.insert_many(conn, [callback])
             if vote is not None and pending.batch:  # a duplicate fails the group's flush,
                 pending.insert_later(_INSERT_VOTE, mapping.from_vote(vote))  # then runs alone
             elif vote is not None:
@@ -343,6 +372,48 @@ class SqlStore(Database):
     async def votes(self, request_id: str) -> list[Vote]:
         (rows,) = await self.fetch((_VOTES, {"id": request_id}))
         return [mapping.to_vote(row) for row in rows]
+
+    # callbacks owed (``adapters.callbacks``)
+
+    async def callbacks_due(self, now: datetime, limit: int) -> list[OwedCallback]:
+        """Owed callbacks nobody holds at ``now`` (their holder's time ran out), oldest
+        first."""
+        table = CALLBACKS_OWED
+        query = (
+            select(table.c.request_id, table.c.attempts, table.c.version)
+            .where(table.c.due_at <= utc(now))
+            .order_by(table.c.due_at)
+            .limit(limit)
+        )
+        rows = await self.read(lambda conn: conn.execute(query).all())
+        return [OwedCallback(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+    async def hold_callback(
+        self, owed: OwedCallback, until: datetime, *, attempts: int, taking: datetime | None = None
+    ) -> OwedCallback | None:
+        """Hold ``owed`` until ``until`` with ``attempts`` made, if nobody took or settled it
+        since ``owed.version`` (compare-and-set). ``taking``: only if its holder's time ran
+        out by then (a take-over). Returns the new hold, or None when it was lost."""
+        table = CALLBACKS_OWED
+        where = [table.c.request_id == owed.request_id, table.c.version == owed.version]
+        if taking is not None:
+            where.append(table.c.due_at <= utc(taking))
+        statement = (
+            update(table)
+            .where(*where)
+            .values(due_at=utc(until), attempts=attempts, version=owed.version + 1)
+        )
+
+        def hold(conn: Connection, _: log.Pending) -> bool:
+            return bool(conn.execute(statement).rowcount == 1)
+
+        if not await self.transact(hold):
+            return None
+        return OwedCallback(owed.request_id, attempts, owed.version + 1)
+
+    async def settle_callback(self, request_id: str) -> None:
+        """The callback owed for ``request_id`` was delivered or given up: forget it."""
+        await self.execute(delete(CALLBACKS_OWED).where(CALLBACKS_OWED.c.request_id == request_id))
 
     async def request_view(
         self, request_id: str, platform: Platform | None = None

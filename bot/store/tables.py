@@ -220,6 +220,21 @@ class LogHeadRow(Base, table=True):
     size: int = Field(sa_type=BigInteger, nullable=False)
 
 
+class CallbackOwedRow(Base, table=True):
+    """A callback owed for a final request (SPEC §6 ``callback_url``; ``adapters.callbacks``):
+    inserted in the transaction that makes the request final, deleted once the receiver took
+    it or it was given up. Until ``due_at`` the process that holds it (first the one that made
+    the request final) is delivering it; after that any process may take it over. ``version``
+    is the compare-and-set token of every take; ``attempts`` counts the attempts made."""
+
+    __tablename__ = "callbacks_owed"
+
+    request_id: str = Field(primary_key=True)
+    due_at: datetime = Field(sa_type=TIMESTAMP, nullable=False, index=True)
+    attempts: int = Field(default=0, nullable=False)
+    version: int = Field(default=0, nullable=False)
+
+
 def _table(model: type[SQLModel]) -> Table:
     table = model.__table__  # type: ignore[attr-defined]
     assert isinstance(table, Table)  # noqa: S101 - sqlmodel always builds a Table
@@ -236,3 +251,4 @@ LOG_ENTRIES = _table(LogEntryRow)
 LOG_NODES = _table(LogNodeRow)
 CHECKPOINTS = _table(CheckpointRow)
 LOG_HEAD = _table(LogHeadRow)
+CALLBACKS_OWED = _table(CallbackOwedRow)

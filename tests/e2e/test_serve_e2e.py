@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.server as http_server
 import json
 import os
@@ -11,7 +12,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -176,6 +177,34 @@ def test_serve_refuses_a_bad_policy_with_one_line(home: Path) -> None:
     assert len(lines) == 1 and "broken.yaml" in lines[0] and "Traceback" not in out.stderr
 
 
+@contextlib.contextmanager
+def receiving(handler: type[http_server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A callback receiver on an ephemeral port, in a thread; yields its URL."""
+    receiver = http_server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+
+
+def submit_with_callback(server: Server, hook: str, call_id: int) -> dict[str, Any]:
+    """POST an auto-tier call naming ``hook`` (with the demo agent's token); its answer."""
+    token = (server.config.parent / "demo-agent.token").read_text().strip()
+    body = {"tool": "crm.read", "arguments": {"id": call_id}, "callback_url": hook}
+    status, answer = http("POST", server.base + "/v1/requests", body, token=token)
+    assert (status, answer["status"]) == (201, "approved"), answer
+    assert isinstance(answer, dict)
+    return answer
+
+
+def wait_for(condition: Callable[[], object], seconds: float, step: float = 0.02) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(step)
+
+
 class SlowReceiver(http_server.BaseHTTPRequestHandler):
     """A callback receiver that answers 204 two seconds after each POST."""
 
@@ -197,30 +226,70 @@ class SlowReceiver(http_server.BaseHTTPRequestHandler):
 def test_sigterm_lets_a_callback_in_flight_finish_before_the_process_exits(
     tmp_path: Path,
 ) -> None:
-    receiver = http_server.ThreadingHTTPServer(("127.0.0.1", 0), SlowReceiver)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    hook = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
     config = init_home(tmp_path, extra_config="callbacks: {allow_private_networks: true}\n")
     server = Server(config)
-    server.start()
-    try:
-        token = (config.parent / "demo-agent.token").read_text().strip()
-        body = {"tool": "crm.read", "arguments": {"id": 7}, "callback_url": hook}
-        status, answer = http("POST", server.base + "/v1/requests", body, token=token)
-        assert (status, answer["status"]) == (201, "approved"), answer
-        deadline = time.monotonic() + 10
-        while not SlowReceiver.received and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert SlowReceiver.received, "the callback never arrived"
-        code = server.stop()
-        exited = time.monotonic()
-    finally:
-        server.kill()
-        receiver.shutdown()
-        receiver.server_close()
+    with receiving(SlowReceiver) as hook:
+        server.start()
+        try:
+            submit_with_callback(server, hook, 7)
+            wait_for(lambda: SlowReceiver.received, 10)
+            assert SlowReceiver.received, "the callback never arrived"
+            code = server.stop()
+            exited = time.monotonic()
+        finally:
+            server.kill()
     assert code == 0
     # the server waited for the receiver's answer instead of closing the session under it
     assert len(SlowReceiver.answered) == 1 and SlowReceiver.answered[0] <= exited
     log = server.log_path.read_text()
     assert "Traceback" not in log and "Session is closed" not in log, log
     assert " ERROR " not in log and "cancelled" not in log, log
+
+
+class FlakyReceiver(http_server.BaseHTTPRequestHandler):
+    """A callback receiver that answers 503 until ``up`` is set, then 204."""
+
+    seen: ClassVar[list[tuple[str, int]]] = []
+    up = threading.Event()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        status = 204 if self.up.is_set() else 503
+        self.seen.append((self.headers["webhook-id"], status))
+        self.send_response(status)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_callback_still_retrying_when_its_process_is_killed_is_delivered_by_the_next(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL while the receiver is down: the callback's retries died with the process.
+    The process started next takes the callback over once the hold of the killed one runs
+    out, and delivers it (the same webhook-id)."""
+    config = init_home(tmp_path, extra_config="callbacks: {allow_private_networks: true}\n")
+    first, second = Server(config), Server(config)
+    with receiving(FlakyReceiver) as hook:
+        first.start()
+        try:
+            answer = submit_with_callback(first, hook, 8)
+            wait_for(lambda: FlakyReceiver.seen, 10)
+            assert FlakyReceiver.seen == [(f"{answer['id']}.approved", 503)]
+            first.kill()
+            FlakyReceiver.up.set()
+            second.start()
+            # the killed process held the callback over its 1 s wait and the next attempt
+            # (1 + 10 + 5 s); the new process looks every 5 s
+            wait_for(lambda: len(FlakyReceiver.seen) >= 2, 40, step=0.1)
+            time.sleep(0.5)  # nothing more follows
+            assert second.stop() == 0
+        finally:
+            first.kill()
+            second.kill()
+    assert FlakyReceiver.seen == [
+        (f"{answer['id']}.approved", 503),
+        (f"{answer['id']}.approved", 204),
+    ]
+    assert "taken over after 1 attempts elsewhere" in second.log_path.read_text()

@@ -1,0 +1,262 @@
+"""A callback owed outlives the process that owed it (SPEC §6 ``callback_url``).
+
+The transaction that makes a request final records the callback it owes
+(``callbacks_owed``); the process holding it delivers and forgets it; when that process stops
+before it is done (killed, or a shutdown whose grace ran out), its hold runs out and another
+process takes the callback over with the attempts left. Before this, such a callback was
+lost: the retries lived in one process's memory. Every test runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from adapters.callbacks import HOLD_MARGIN, CallbackSender
+from bot.domain import CALLBACK_HOLD, Outcome, Request, ToolCall
+from bot.domain import Agent as AgentRecord
+from bot.service import Gate, Submission
+from bot.store import SqlStore
+from tests.fakes.clock import FakeClock
+from tests.support import make_gate, until
+
+POLICY = """\
+apiVersion: signoff/v1
+kind: ToolPolicy
+metadata: {name: callbacks, version: "c1"}
+groups:
+  finance: {console: {users: [alice]}}
+defaults:
+  unknown_tool: confirm
+  sla: 15m
+  approvers: {groups: [finance]}
+rules:
+  - name: reads
+    tool: crm.read
+    tier: auto
+  - name: transfers
+    tool: payments.transfer
+    tier: confirm
+    approvers: {groups: [finance]}
+"""
+FAR = timedelta(days=1)
+
+
+class Receiver:
+    """An agent's callback endpoint: answers the statuses it is given, then 200."""
+
+    def __init__(self, *answers: int) -> None:
+        self.answers = list(answers)
+        self.seen: list[str] = []
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        self.seen.append(request.headers["webhook-id"])
+        return web.Response(status=self.answers.pop(0) if self.answers else 200)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hook", self._hook)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}/hook"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@pytest_asyncio.fixture
+async def gate(tmp_path: Path, store: SqlStore) -> Gate:
+    (tmp_path / "policy.yaml").write_text(POLICY, encoding="utf-8")
+    return await make_gate(tmp_path, FakeClock(), store=store)
+
+
+@pytest_asyncio.fixture
+async def elsewhere(tmp_path: Path, store: SqlStore, gate: Gate) -> Gate:
+    """Another process's gate on the same database (its own fan-out and metrics)."""
+    return await make_gate(tmp_path, gate.clock, store=store)
+
+
+@pytest_asyncio.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    hook = Receiver()
+    await hook.start()
+    try:
+        yield hook
+    finally:
+        await hook.stop()
+
+
+def sender_of(gate: Gate, *, sleep: object = None) -> CallbackSender:
+    """A process's callback sender (short real waits unless ``sleep`` is given)."""
+    sender = CallbackSender(gate, allow_private_networks=True, delays=(0.01, 0.01), timeout=5)
+    if sleep is not None:
+        sender.sleep = sleep  # type: ignore[assignment]
+    return sender
+
+
+async def submit(gate: Gate, tool: str, url: str | None) -> tuple[AgentRecord, Request]:
+    agent = await gate.agent("agent")
+    if agent is None:
+        agent, _ = await gate.register_agent("agent")
+    request, _ = await gate.submit(agent, Submission(ToolCall(tool, {"id": 1}), callback_url=url))
+    return agent, request
+
+
+async def owed(gate: Gate, later: timedelta = FAR) -> list[str]:
+    """The ids of the callbacks owed that nobody holds ``later`` from now."""
+    return [o.request_id for o in await gate.store.callbacks_due(gate.now() + later, 100)]
+
+
+async def test_a_request_final_at_submission_owes_its_callback_until_it_is_delivered(
+    gate: Gate, receiver: Receiver
+) -> None:
+    _, request = await submit(gate, "crm.read", receiver.url)
+    assert request.status.final
+    assert await owed(gate) == [request.id]
+    assert await owed(gate, timedelta(0)) == []  # held by the process that made it final
+    assert await owed(gate, CALLBACK_HOLD) == [request.id]  # ... until its hold runs out
+    sender = sender_of(gate)
+    try:
+        assert await sender.deliver(request)
+    finally:
+        await sender.close()
+    assert receiver.seen == [f"{request.id}.approved"]
+    assert await owed(gate) == []
+
+
+async def test_a_request_owes_a_callback_once_when_it_becomes_final_and_only_with_a_url(
+    gate: Gate, receiver: Receiver
+) -> None:
+    agent, pending = await submit(gate, "payments.transfer", receiver.url)
+    _, without = await submit(gate, "crm.read", None)
+    assert without.status.final
+    assert await owed(gate) == []  # pending: nothing owed yet; no URL: nothing ever
+    await gate.cancel(pending.id, agent)
+    assert await owed(gate) == [pending.id]
+    # a final request that changes again (its grant used) owes nothing more, and the change
+    # is not refused for it
+    _, auto = await submit(gate, "crm.read", receiver.url)
+    assert auto.grant is not None
+    await gate.settle_callback(auto.id)
+    executed = await gate.record_execution(auto.id, agent, auto.grant, Outcome.STARTED)
+    assert executed.grant_used_at is not None
+    assert await owed(gate) == [pending.id]
+
+
+async def test_a_callback_its_process_did_not_deliver_is_taken_over_when_its_hold_runs_out(
+    gate: Gate, elsewhere: Gate, receiver: Receiver
+) -> None:
+    """The process committed the decision and died before sending: another takes over."""
+    _, request = await submit(gate, "crm.read", receiver.url)
+    other = sender_of(elsewhere)
+    try:
+        assert await other.take_over() == 0  # still held by the process that died
+        assert isinstance(gate.clock, FakeClock)
+        gate.clock.advance(CALLBACK_HOLD)
+        assert await other.take_over() == 1
+        await elsewhere.drain()
+        assert await other.take_over() == 0
+    finally:
+        await other.close()
+    assert receiver.seen == [f"{request.id}.approved"]
+    assert await owed(gate) == []
+
+
+async def test_a_holder_stopped_between_retries_is_taken_over_with_the_attempts_left(
+    gate: Gate, elsewhere: Gate, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first process fails an attempt and stops in its wait; the second process makes
+    the next attempt (not the first again); the first, waking, sends nothing more."""
+    receiver.answers = [503]
+    _, request = await submit(gate, "crm.read", receiver.url)
+    woken = asyncio.Event()
+
+    async def paused(_: float) -> None:
+        await woken.wait()
+
+    first, second = sender_of(gate, sleep=paused), sender_of(elsewhere)
+    try:
+        delivering = asyncio.create_task(first.deliver(request))
+        await until(lambda: len(receiver.seen) == 1, what="the first attempt")
+        await asyncio.sleep(0.05)  # its hold over the wait is recorded
+        assert await second.take_over() == 0  # held over the wait and the next attempt
+        assert isinstance(gate.clock, FakeClock)
+        gate.clock.advance(first.delays[0] + first.timeout + HOLD_MARGIN)
+        due = await gate.callbacks_due()
+        assert [(o.request_id, o.attempts) for o in due] == [(request.id, 1)]
+        caplog.set_level(logging.INFO, logger="adapters.callbacks")
+        assert await second.take_over() == 1
+        await elsewhere.drain()
+        assert receiver.seen == [f"{request.id}.approved"] * 2
+        woken.set()
+        assert await delivering is False
+    finally:
+        await first.close()
+        await second.close()
+    assert len(receiver.seen) == 2  # the first process did not send again
+    assert await owed(gate) == []
+    assert any("another process took it over" in r.getMessage() for r in caplog.records)
+
+
+async def test_two_processes_taking_over_one_callback_at_once_send_it_once(
+    gate: Gate, elsewhere: Gate, receiver: Receiver
+) -> None:
+    await submit(gate, "crm.read", receiver.url)
+    assert isinstance(gate.clock, FakeClock)
+    gate.clock.advance(CALLBACK_HOLD)
+    one, two = sender_of(gate), sender_of(elsewhere)
+    try:
+        taken = await asyncio.gather(one.take_over(), two.take_over())
+        await gate.drain()
+        await elsewhere.drain()
+    finally:
+        await one.close()
+        await two.close()
+    assert sorted(taken) == [0, 1]
+    assert len(receiver.seen) == 1
+
+
+async def test_a_callback_given_up_after_its_last_attempt_is_forgotten(
+    gate: Gate, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver.answers = [500, 500, 500, 500]
+    _, request = await submit(gate, "crm.read", receiver.url)
+    sender = sender_of(gate)
+    caplog.set_level(logging.WARNING, logger="adapters.callbacks")
+    try:
+        assert await sender.deliver(request) is False
+    finally:
+        await sender.close()
+    assert len(receiver.seen) == 3  # the first attempt and one per delay
+    assert await owed(gate) == []
+    assert any("not delivered after 3 attempts" in r.getMessage() for r in caplog.records)
+
+
+async def test_requests_committed_together_each_owe_their_callback(
+    gate: Gate, receiver: Receiver
+) -> None:
+    """Concurrent submissions commit in shared transactions (group commit): each request's
+    callback is recorded with it."""
+    agent, _ = await gate.register_agent("agent")
+    stored = await asyncio.gather(
+        *(
+            gate.submit(agent, Submission(ToolCall("crm.read", {"id": i}), callback_url=url))
+            for i, url in enumerate([receiver.url, None] * 20)
+        )
+    )
+    with_url = sorted(r.id for r, _ in stored if r.callback_url)
+    assert len(with_url) == 20
+    assert sorted(await owed(gate)) == with_url
