@@ -8,6 +8,7 @@ import time.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -106,6 +107,19 @@ def load_policies(settings: Settings) -> PolicyHolder:
 Mount = Callable[[Wiring], Mounted[Any]]
 
 
+def _together(jobs: Sequence[Job]) -> Job:
+    """One job running ``jobs`` side by side (one failing cancels the others)."""
+    if len(jobs) == 1:
+        return jobs[0]
+
+    async def run() -> None:
+        async with asyncio.TaskGroup() as group:
+            for job in jobs:
+                group.create_task(job())
+
+    return run
+
+
 async def build(
     settings: Settings,
     *,
@@ -172,6 +186,7 @@ async def build(
 
     app.on_cleanup.append(finish_background)
     background: list[Job] = []
+    leader_jobs: list[Job] = []
     for part in mounted:
         app.add_routes(part.routes)
         for prefix, subapp in part.subapps:
@@ -179,7 +194,10 @@ async def build(
         app.on_startup.extend(part.on_startup)
         app.on_cleanup.extend(part.on_cleanup)
         background += part.jobs
-        background += [functools.partial(store.lead, job) for job in part.leader_jobs]
+        leader_jobs += part.leader_jobs
+    if leader_jobs:
+        # one leadership for them all: a second bid for the lock would wait on this process
+        background.append(functools.partial(store.lead, _together(leader_jobs)))
     after_final: list[Job] = []
     if settings.log.witnesses:
         cosigner = _cosigner(settings, store)

@@ -43,8 +43,10 @@ async def test_build_puts_every_contribution_in_place_once(tmp_path: Path) -> No
             for r in runtime.app.router.resources()
         }
         assert {"/email/decide", "/console"} <= paths
-        # jobs: the scheduler while leading, and the change feed
-        assert len(runtime.background) == 2
+        # jobs: the scheduler while leading, the take-over of callbacks stopped processes
+        # owed (every process), and the change feed
+        assert len(runtime.background) == 3
+        assert sender.run in runtime.background
         # the wiring happened once: a second connect is refused
         with pytest.raises(RuntimeError, match="twice"):
             fanout.connect()
