@@ -134,6 +134,13 @@ class CallbackSender:
             "Callbacks not sent: the destination is not a public address",
             registry=gate.metrics.registry,
         )
+        self.outcomes = Counter(
+            "signoff_callbacks",
+            "Callbacks by what became of them: delivered, given_up (every attempt failed), "
+            "taken_over (from a process that stopped before it was done)",
+            ["outcome"],
+            registry=gate.metrics.registry,
+        )
         self.delays = tuple(delays)
         self.sleep = sleep
         self.timeout = timeout
@@ -175,6 +182,7 @@ class CallbackSender:
                         request.id,
                         held.attempts,
                     )
+                    self.outcomes.labels("given_up").inc()
                     await self._settle(request.id)
                     return False
                 try:
@@ -191,6 +199,7 @@ class CallbackSender:
                     return False
                 if delivered:
                     self._remember(event)
+                    self.outcomes.labels("delivered").inc()
                     await self._settle(request.id)
                     return True
                 made = held.attempts + 1
@@ -230,6 +239,7 @@ class CallbackSender:
                 request.id,
                 owed.attempts,
             )
+            self.outcomes.labels("taken_over").inc()
             self.gate.fanout.spawn(self.deliver(request, held), f"callback for {request.id}")
             taken += 1
         return taken

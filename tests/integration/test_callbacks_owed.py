@@ -201,6 +201,8 @@ async def test_a_holder_stopped_between_retries_is_taken_over_with_the_attempts_
         assert await second.take_over() == 1
         await elsewhere.drain()
         assert receiver.seen == [f"{request.id}.approved"] * 2
+        assert second.outcomes.labels("taken_over")._value.get() == 1
+        assert second.outcomes.labels("delivered")._value.get() == 1
         woken.set()
         assert await delivering is False
     finally:
@@ -241,6 +243,7 @@ async def test_a_callback_given_up_after_its_last_attempt_is_forgotten(
     finally:
         await sender.close()
     assert len(receiver.seen) == 3  # the first attempt and one per delay
+    assert sender.outcomes.labels("given_up")._value.get() == 1
     assert await owed(gate) == []
     assert any("not delivered after 3 attempts" in r.getMessage() for r in caplog.records)
 
