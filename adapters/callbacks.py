@@ -61,8 +61,8 @@ log = logging.getLogger(__name__)
 DELAYS: tuple[float, ...] = (1, 2, 4, 8, 16, 32)
 ATTEMPT_TIMEOUT = 10.0
 _REMEMBERED = 10_000
-#: how often the leading process looks for callbacks whose holder stopped, and how many it
-#: takes over at a time
+#: how often each process looks for callbacks whose holder stopped, and how many it takes
+#: over at a time
 SWEEP_EVERY = 5.0
 SWEEP_BATCH = 100
 #: a hold covers the wait and the attempt after it, plus this much
@@ -252,6 +252,8 @@ class CallbackSender:
                 await self.take_over()
             except StoreError as exc:
                 log.warning("looking for callbacks owed failed: %s; trying again", exc)
+            except Exception:  # a bug must not end the take-overs for the process's life
+                log.exception("looking for callbacks owed failed; trying again")
             await asyncio.sleep(SWEEP_EVERY)
 
     async def _hold(self, held: OwedCallback, seconds: float, made: int) -> OwedCallback | None:

@@ -94,7 +94,7 @@ _INSERT_VOTE = RawStatement(
     .inline()
 )
 _INSERT_AGENT = insert(AGENTS)
-# a callback owed from the commit that makes its request final (``owed``)
+# the callback owed, from the commit that makes its request final (``_owed_row``)
 _INSERT_OWED = RawStatement(insert(CALLBACKS_OWED))
 # compare-and-set: SET every column given in the parameters, only at the expected version
 _CAS_REQUEST = update(REQUESTS).where(

@@ -263,3 +263,25 @@ async def test_requests_committed_together_each_owe_their_callback(
     with_url = sorted(r.id for r, _ in stored if r.callback_url)
     assert len(with_url) == 20
     assert sorted(await owed(gate)) == with_url
+
+
+async def test_the_take_over_loop_outlives_a_store_it_cannot_reach(
+    gate: Gate, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("adapters.callbacks.SWEEP_EVERY", 0.01)
+    caplog.set_level(logging.WARNING, logger="adapters.callbacks")
+    sender = sender_of(gate)
+    await gate.store.close()  # every store call now raises StoreError
+    looking = asyncio.create_task(sender.run())
+    try:
+        await until(
+            lambda: (
+                sum("looking for callbacks owed failed" in r.getMessage() for r in caplog.records)
+                >= 2
+            ),
+            what="two failed looks",
+        )
+        assert not looking.done()
+    finally:
+        looking.cancel()
+        await sender.close()
