@@ -9,7 +9,7 @@ with exponential back-off (bounded: ``DELAYS``) until the receiver answers 2xx (
 Gone), and an event already delivered by this process is not sent again.
 
 A callback owed survives its process: the transaction that makes the request final records it
-(``callbacks_owed``, held by that process for ``bot.domain.CALLBACK_HOLD``), the holder extends
+(``deliveries_owed``, held by that process for ``bot.domain.DELIVERY_HOLD``), the holder extends
 its hold before each wait between attempts and forgets the record once the receiver took the
 callback or it was given up. When a process stops with a callback undelivered (SIGKILL, a
 crash, a shutdown whose grace ran out) its hold runs out and another process takes the
@@ -48,10 +48,10 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from prometheus_client import Counter
 
 from adapters.agent.webhooks import sign
-from adapters.runtime import Mounted, Wiring
+from adapters.runtime import Mounted, Wiring, repeat
 from bot.addresses import PrivateAddress, check_public
 from bot.api.requests import request_json
-from bot.domain import OwedCallback, Request
+from bot.domain import Delivery, OwedDelivery, Request
 from bot.errors import NotFound, StoreError
 from bot.service import Gate
 
@@ -156,7 +156,7 @@ class CallbackSender:
         received = await self.gate.received(request)
         return json.dumps(request_json(request, received), separators=(",", ":")).encode()
 
-    async def deliver(self, request: Request, owed: OwedCallback | None = None) -> bool:
+    async def deliver(self, request: Request, owed: OwedDelivery | None = None) -> bool:
         """POST the final state with retries; True once the receiver accepted it.
 
         ``owed``: this process's hold on the store's record of the callback, with the
@@ -172,7 +172,9 @@ class CallbackSender:
         if event in self._inflight:
             return True  # deduplicated: this event is being delivered
         self._inflight.add(event)
-        held: OwedCallback | None = owed or OwedCallback(request.id, attempts=0, version=0)
+        held: OwedDelivery | None = owed or OwedDelivery(
+            request.id, Delivery.CALLBACK, attempts=0, version=0
+        )
         try:
             body = await self.body(request)
             while held is not None:
@@ -222,9 +224,9 @@ class CallbackSender:
         """Deliver, in the background, the callbacks owed whose holder's time ran out (its
         process stopped before it was done). One pass; returns how many it took."""
         taken = 0
-        for owed in await self.gate.callbacks_due(SWEEP_BATCH):
+        for owed in await self.gate.deliveries_due(Delivery.CALLBACK, SWEEP_BATCH):
             hold = timedelta(seconds=self.timeout + HOLD_MARGIN)
-            held = await self.gate.hold_callback(owed, hold, attempts=owed.attempts, take=True)
+            held = await self.gate.hold_delivery(owed, hold, attempts=owed.attempts, take=True)
             if held is None:
                 continue  # another process took it first
             try:
@@ -247,28 +249,21 @@ class CallbackSender:
     async def run(self) -> None:
         """Take over stopped processes' callbacks every ``SWEEP_EVERY`` seconds (every
         process looks; the compare-and-set of ``take_over`` gives each callback to one)."""
-        while True:
-            try:
-                await self.take_over()
-            except StoreError as exc:
-                log.warning("looking for callbacks owed failed: %s; trying again", exc)
-            except Exception:  # a bug must not end the take-overs for the process's life
-                log.exception("looking for callbacks owed failed; trying again")
-            await asyncio.sleep(SWEEP_EVERY)
+        await repeat(self.take_over, lambda: SWEEP_EVERY, "looking for callbacks owed")
 
-    async def _hold(self, held: OwedCallback, seconds: float, made: int) -> OwedCallback | None:
+    async def _hold(self, held: OwedDelivery, seconds: float, made: int) -> OwedDelivery | None:
         """Hold the callback ``seconds`` from now with ``made`` attempts made. None when
         another process took it over meanwhile. A store that cannot be reached does not stop
         the retries here: the hold is kept as it was."""
         try:
-            return await self.gate.hold_callback(held, timedelta(seconds=seconds), attempts=made)
+            return await self.gate.hold_delivery(held, timedelta(seconds=seconds), attempts=made)
         except StoreError as exc:
             log.warning("callback for request %s: hold not recorded: %s", held.request_id, exc)
             return replace(held, attempts=made)
 
     async def _settle(self, request_id: str) -> None:
         try:
-            await self.gate.settle_callback(request_id)
+            await self.gate.settle_delivery(request_id, Delivery.CALLBACK)
         except StoreError as exc:
             log.warning(
                 "callback for request %s: done, but not recorded (%s); another process may "

@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from adapters.runtime import Job, Mounted, Records, Runtime, Wiring
+from adapters.runtime import Job, Mounted, Records, Runtime, Wiring, repeat
 from bot.api.app import create_api
 from bot.caps import AgentCaps
 from bot.checkpoints import Checkpointer
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: seconds a stopping server gives the cards, pages and callbacks still being sent
 SHUTDOWN_GRACE = 10.0
+#: how often each process looks for new requests whose cards a stopped process still owed
+ANNOUNCE_EVERY = 5.0
 
 
 async def open_store(settings: Settings) -> SqlStore:
@@ -205,6 +207,12 @@ async def build(
         background.insert(0, cosigner.run)
         after_final.append(cosigner.finish)
     if adapters:
+        # every process looks; ``Gate.announce_owed`` gives each request to one
+        background.append(
+            functools.partial(
+                repeat, gate.announce_owed, lambda: ANNOUNCE_EVERY, "announcing cards owed"
+            )
+        )
         background.append(
             functools.partial(
                 store.watch_changes,

@@ -10,6 +10,8 @@ place, once. This module imports no adapter, so every adapter may import it (no 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -18,6 +20,7 @@ from aiohttp import web
 
 from bot.accounts import Passkeys, UserAdmin, Users
 from bot.checkpoints import Checkpointer
+from bot.errors import StoreError
 from bot.evidence.keys import KeyRing
 from bot.fanout import CreatedListener, Fanout, FinalListener
 from bot.policy.holder import PolicyHolder
@@ -30,6 +33,22 @@ Job = Callable[[], Coroutine[Any, Any, Any]]
 #: an aiohttp ``on_startup`` / ``on_cleanup`` signal handler
 Hook = Callable[[web.Application], Awaitable[None]]
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+
+async def repeat(work: Job, every: Callable[[], float], what: str) -> None:
+    """Run ``work()`` now and then ``every()`` seconds after each run ends, for ever (a
+    background job). A failure of one run is logged (a store it cannot reach: one line) and
+    the next run comes as usual."""
+    while True:
+        try:
+            await work()
+        except StoreError as exc:
+            log.warning("%s failed: %s; trying again", what, exc)
+        except Exception:  # a bug must not end the job for the process's life
+            log.exception("%s failed; trying again", what)
+        await asyncio.sleep(every())
 
 
 @dataclass(frozen=True)

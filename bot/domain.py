@@ -291,17 +291,26 @@ class PendingTimer:
     steps_done: int
 
 
-#: how long the process that makes a request final holds the callback it owes before any
-#: process may take it over (it delivers at once, and extends the hold before each retry)
-CALLBACK_HOLD = timedelta(seconds=30)
+class Delivery(enum.StrEnum):
+    """What a commit can owe beyond itself, recorded in the same transaction (``Store``
+    ``deliveries_due``), so that a process stopping before it is done loses nothing."""
+
+    CALLBACK = "callback"  # the final state, to the request's callback_url
+    CARDS = "cards"  # a new confirm or notify request, to the approval channels
+
+
+#: how long the process that commits a delivery owed holds it before any process may take it
+#: over (it delivers at once; a callback's holder extends the hold before each retry)
+DELIVERY_HOLD = timedelta(seconds=30)
 
 
 @dataclass(frozen=True, slots=True)
-class OwedCallback:
-    """A callback still owed for a final request (``Store.callbacks_due``): ``attempts`` made
-    so far; ``version`` is the token the next take or hold must name (compare-and-set)."""
+class OwedDelivery:
+    """A delivery still owed (``Store.deliveries_due``): ``attempts`` made so far;
+    ``version`` is the token the next take or hold must name (compare-and-set)."""
 
     request_id: str
+    kind: Delivery
     attempts: int
     version: int
 
@@ -384,6 +393,12 @@ _request_values = operator.attrgetter(*_REQUEST_FIELDS)
 _LOG_INDEX = _REQUEST_FIELDS.index("last_log_index")
 
 
+def owes_cards(request: Request) -> bool:
+    """Whether a new request is announced to its approvers (cards, email): confirm and notify
+    tiers."""
+    return request.tier is Tier.CONFIRM or request.tier is Tier.NOTIFY
+
+
 def with_log_index(request: Request, index: int) -> Request:
     """``dataclasses.replace(request, last_log_index=index)`` at half the cost (the fields
     read by one C call and passed by position): every stored submission pays for it."""
@@ -421,18 +436,19 @@ _last_rfc3339: tuple[datetime, str] = (datetime.min.replace(tzinfo=UTC), "0001-0
 
 
 __all__ = [
-    "CALLBACK_HOLD",
+    "DELIVERY_HOLD",
     "JSON",
     "Agent",
     "Approver",
     "Change",
     "Checkpoint",
+    "Delivery",
     "Edit",
     "EscalationStep",
     "Event",
     "LogEntry",
     "Outcome",
-    "OwedCallback",
+    "OwedDelivery",
     "PendingTimer",
     "Platform",
     "PolicyRef",
@@ -447,6 +463,7 @@ __all__ = [
     "ToolCall",
     "Verdict",
     "Vote",
+    "owes_cards",
     "rfc3339",
     "utc",
     "with_log_index",

@@ -127,10 +127,19 @@ class Fanout:
         if self._pager is not None and request.tier is Tier.CONFIRM:
             self._spawn(self._pager.resolve(request), f"pager resolve for {request.id}")
 
-    def publish(self, notice: Notice) -> None:
-        """Send a notice to every channel in the background."""
+    def publish(self, notice: Notice, then: Callable[[], Awaitable[object]] | None = None) -> None:
+        """Send a notice to every channel in the background. ``then`` runs once every channel
+        has had its try (delivered, or failed: a failure is logged and counted); not when the
+        deliveries were cancelled (shutting down)."""
+        if then is not None:
+            self._spawn(self._deliver_all(notice, then), f"{notice.kind} notice deliveries")
+            return
         for channel in self._channels:
             self._spawn(self._deliver(channel, notice), f"{channel.platform} delivery")
+
+    async def _deliver_all(self, notice: Notice, then: Callable[[], Awaitable[object]]) -> None:
+        await asyncio.gather(*(self._deliver(channel, notice) for channel in self._channels))
+        await then()
 
     async def _deliver(self, channel: ApprovalChannel, notice: Notice) -> None:
         try:

@@ -16,9 +16,10 @@ from bot.domain import (
     Agent,
     Change,
     Checkpoint,
+    Delivery,
     Event,
     LogEntry,
-    OwedCallback,
+    OwedDelivery,
     PendingTimer,
     Platform,
     Post,
@@ -102,20 +103,20 @@ class Store(Protocol):
 
     async def votes(self, request_id: str) -> list[Vote]: ...
 
-    # callbacks owed: a final request with a callback_url owes one (``commit`` and
-    # ``insert_request`` record it in the same transaction)
-    async def callbacks_due(self, now: datetime, limit: int) -> list[OwedCallback]:
-        """Owed callbacks whose holder's time ran out by ``now``, oldest first."""
+    # deliveries owed (``Delivery``): ``insert_request`` and ``commit`` record them in the
+    # transaction that owes them
+    async def deliveries_due(self, kind: Delivery, now: datetime, limit: int) -> list[OwedDelivery]:
+        """Deliveries of ``kind`` whose holder's time ran out by ``now``, oldest first."""
         ...
 
-    async def hold_callback(
-        self, owed: OwedCallback, until: datetime, *, attempts: int, taking: datetime | None = None
-    ) -> OwedCallback | None:
+    async def hold_delivery(
+        self, owed: OwedDelivery, until: datetime, *, attempts: int, taking: datetime | None = None
+    ) -> OwedDelivery | None:
         """Compare-and-set on ``owed.version``: hold it until ``until`` (``taking``: only if
         its holder's time ran out by then). None when somebody else took or settled it."""
         ...
 
-    async def settle_callback(self, request_id: str) -> None: ...
+    async def settle_delivery(self, request_id: str, kind: Delivery) -> None: ...
 
     async def request_view(
         self, request_id: str, platform: Platform | None = None

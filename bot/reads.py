@@ -18,8 +18,9 @@ from bot.approvals import current_approvals
 from bot.caps import AgentCaps
 from bot.domain import (
     Agent,
+    Delivery,
     LogEntry,
-    OwedCallback,
+    OwedDelivery,
     PendingTimer,
     Platform,
     Post,
@@ -153,26 +154,27 @@ class Reads:
         """Remember where a card copy went, so every copy is updated later."""
         await self.store.add_post(post)
 
-    # ------------------------------------------------------------------ callbacks owed
+    # ------------------------------------------------------------------ deliveries owed
 
-    async def callbacks_due(self, limit: int = 100) -> list[OwedCallback]:
-        """Callbacks owed whose holder's time ran out (its process stopped), oldest first."""
-        return await self.store.callbacks_due(self.now(), limit)
+    async def deliveries_due(self, kind: Delivery, limit: int = 100) -> list[OwedDelivery]:
+        """Deliveries of ``kind`` owed whose holder's time ran out (its process stopped),
+        oldest first."""
+        return await self.store.deliveries_due(kind, self.now(), limit)
 
-    async def hold_callback(
-        self, owed: OwedCallback, hold: timedelta, *, attempts: int, take: bool = False
-    ) -> OwedCallback | None:
-        """Hold the callback ``hold`` from now with ``attempts`` made (``take``: take it over
+    async def hold_delivery(
+        self, owed: OwedDelivery, hold: timedelta, *, attempts: int, take: bool = False
+    ) -> OwedDelivery | None:
+        """Hold the delivery ``hold`` from now with ``attempts`` made (``take``: take it over
         from a holder whose time ran out). None when another process has it now, or it was
         settled."""
         now = self.now()
-        return await self.store.hold_callback(
+        return await self.store.hold_delivery(
             owed, now + hold, attempts=attempts, taking=now if take else None
         )
 
-    async def settle_callback(self, request_id: str) -> None:
-        """The callback owed for the request was delivered or given up."""
-        await self.store.settle_callback(request_id)
+    async def settle_delivery(self, request_id: str, kind: Delivery) -> None:
+        """The delivery was made or given up."""
+        await self.store.settle_delivery(request_id, kind)
 
     # ------------------------------------------------------------------ the log
 

@@ -20,9 +20,11 @@ from datetime import datetime, timedelta
 from bot.agents import Agents
 from bot.caps import AgentCaps
 from bot.domain import (
+    DELIVERY_HOLD,
     JSON,
     Agent,
     Approver,
+    Delivery,
     Event,
     Outcome,
     Request,
@@ -31,10 +33,11 @@ from bot.domain import (
     Tier,
     Verdict,
     Vote,
+    owes_cards,
 )
 from bot.door import Door
 from bot.edits import Proposal
-from bot.errors import Conflict, Forbidden
+from bot.errors import Conflict, Forbidden, StoreError
 from bot.evidence.grant import issue_grant
 from bot.evidence.keys import KeyRing
 from bot.evidence.statement import attest
@@ -51,6 +54,10 @@ from bot.transition import Transition, attempt
 from bot.voting import CARD_IN_FULL, NotShownInFull, StepUpRequired, check_vote, vote_step
 
 log = logging.getLogger(__name__)
+
+#: how many times a new request's cards are announced again after its announcing process
+#: stopped, before they are given up (the escalation ladder still runs)
+ANNOUNCE_ATTEMPTS = 3
 
 
 class Gate(Agents, Door):
@@ -155,13 +162,65 @@ class Gate(Agents, Door):
                 raise stored
             return replay, False
         self.metrics.count_request(str(stored.tier), str(stored.status))
-        if stored.tier in (Tier.CONFIRM, Tier.NOTIFY):
-            self.fanout.publish(Notice(NoticeKind.CREATED, stored, groups=stored.approver_groups))
+        if owes_cards(stored):
+            self._announce_new(stored)
         if stored.status.final:
             self.fanout.final(stored)
         elif stored.status is Status.PENDING:
             self.fanout.created(stored)
         return stored, True
+
+    # ------------------------------------------------------------------ announcing
+
+    def _announce_new(self, request: Request, votes: tuple[Vote, ...] = ()) -> None:
+        """Cards for a new request to every channel; the record of the cards owed
+        (``Delivery.CARDS``, written with the request) is forgotten once each channel had its
+        try."""
+
+        async def announced() -> None:
+            try:
+                await self.settle_delivery(request.id, Delivery.CARDS)
+            except StoreError as exc:
+                log.warning(
+                    "cards of request %s sent, but not recorded (%s); they may be sent again",
+                    request.id,
+                    exc,
+                )
+
+        notice = Notice(NoticeKind.CREATED, request, votes, groups=request.approver_groups)
+        self.fanout.publish(notice, then=announced)
+
+    async def announce_owed(self, limit: int = 100) -> int:
+        """Announce the new requests whose process stopped before each channel had its try
+        at their cards (killed, or a shutdown whose grace ran out): the cards owed whose hold
+        ran out. A confirm request decided meanwhile is not announced (its cards would only
+        say so); after ``ANNOUNCE_ATTEMPTS`` takes the cards are given up. Returns how many
+        requests were announced. Raises ``StoreError``."""
+        announced = 0
+        for owed in await self.deliveries_due(Delivery.CARDS, limit):
+            made = owed.attempts + 1
+            held = await self.hold_delivery(owed, DELIVERY_HOLD, attempts=made, take=True)
+            if held is None:
+                continue  # another process took it first
+            request = await self.store.get_request(owed.request_id)
+            if (
+                made > ANNOUNCE_ATTEMPTS
+                or request is None
+                or (request.status.final and request.tier is Tier.CONFIRM)
+            ):
+                if made > ANNOUNCE_ATTEMPTS:
+                    log.warning(
+                        "cards of request %s given up: %d processes stopped before each "
+                        "channel had its try",
+                        owed.request_id,
+                        owed.attempts,
+                    )
+                await self.settle_delivery(owed.request_id, Delivery.CARDS)
+                continue
+            log.info("cards of request %s announced again: its process stopped", request.id)
+            self._announce_new(request, tuple(await self.store.votes(request.id)))
+            announced += 1
+        return announced
 
     async def _replay(self, agent: Agent, sub: Submission) -> Request | None:
         if sub.idempotency_key is None:

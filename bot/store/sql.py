@@ -19,13 +19,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.caps import pending_cap_reached
 from bot.domain import (
-    CALLBACK_HOLD,
+    DELIVERY_HOLD,
     Agent,
     Change,
     Checkpoint,
+    Delivery,
     Event,
     LogEntry,
-    OwedCallback,
+    OwedDelivery,
     PendingTimer,
     Platform,
     Post,
@@ -33,6 +34,7 @@ from bot.domain import (
     SessionCalls,
     Status,
     Vote,
+    owes_cards,
     utc,
     with_log_index,
 )
@@ -42,8 +44,8 @@ from bot.store.database import Database
 from bot.store.raw import RawQuery, RawStatement, Read
 from bot.store.tables import (
     AGENTS,
-    CALLBACKS_OWED,
     CHECKPOINTS,
+    DELIVERIES_OWED,
     LOG_ENTRIES,
     POSTS,
     RATE_COUNTERS,
@@ -94,8 +96,8 @@ _INSERT_VOTE = RawStatement(
     .inline()
 )
 _INSERT_AGENT = insert(AGENTS)
-# the callback owed, from the commit that makes its request final (``_owed_row``)
-_INSERT_OWED = RawStatement(insert(CALLBACKS_OWED))
+# the deliveries a commit owes (``_owed_rows``)
+_INSERT_OWED = RawStatement(insert(DELIVERIES_OWED))
 # compare-and-set: SET every column given in the parameters, only at the expected version
 _CAS_REQUEST = update(REQUESTS).where(
     REQUESTS.c.id == bindparam("cas_id"), REQUESTS.c.version == bindparam("cas_version")
@@ -131,18 +133,21 @@ def _append(
     return pending.add(attestation, event, request_id)
 
 
-def _owed_row(request: Request) -> dict[str, Any] | None:
-    """The ``callbacks_owed`` row a request that just became final brings, if it names a
-    ``callback_url``: held by the process committing it for ``CALLBACK_HOLD``."""
-    if not request.callback_url or not request.status.final:
-        return None
-    at = request.decided_at or request.created_at
-    return {
-        "request_id": request.id,
-        "due_at": utc(at) + CALLBACK_HOLD,
-        "attempts": 0,
-        "version": 0,
-    }
+def _owed_rows(request: Request, *, new: bool) -> list[dict[str, Any]]:
+    """The ``deliveries_owed`` rows of committing ``request`` (``new``: its insert, else the
+    change that made it final): its cards when new and announced (``owes_cards``), its
+    callback when final with a ``callback_url``; each held by the process committing it for
+    ``DELIVERY_HOLD``."""
+    kinds = []
+    if new and owes_cards(request):
+        kinds.append(Delivery.CARDS)
+    if request.callback_url and request.status.final:
+        kinds.append(Delivery.CALLBACK)
+    at = utc(request.decided_at or request.created_at) + DELIVERY_HOLD
+    return [
+        {"request_id": request.id, "kind": kind.value, "due_at": at, "attempts": 0, "version": 0}
+        for kind in kinds
+    ]
 
 
 def _pending_count(conn: Connection, pending: log.Pending, agent_id: str, cap: int) -> int:
@@ -231,7 +236,7 @@ class SqlStore(Database):
         requests pending (counted under the append lock, so every writer of the database,
         in any process, takes turns from the count to its commit)."""
         values = mapping.from_request(request)
-        callback = _owed_row(request)
+        owed = _owed_rows(request, new=True)
 
         def insert_(conn: Connection, pending: log.Pending) -> int | None:
             if max_pending is not None:
@@ -243,8 +248,8 @@ class SqlStore(Database):
                 values["last_log_index"] = index
             if pending.batch:  # written with the group's other requests
                 pending.insert_later(_INSERT_REQUESTS, values)
-                if callback is not None:
-                    pending.insert_later(_INSERT_OWED, callback)
+                for row in owed:
+                    pending.insert_later(_INSERT_OWED, row)
                 return index
             try:
                 _INSERT_REQUESTS.insert_many(conn, [values])
@@ -253,8 +258,8 @@ class SqlStore(Database):
                     f"request {request.id!r} or idempotency key "
                     f"{request.idempotency_key!r} of agent {request.agent_id!r} already exists"
                 ) from error
-            if callback is not None:
-                _INSERT_OWED.insert_many(conn, [callback])
+            if owed:
+                _INSERT_OWED.insert_many(conn, owed)
             return index
 
         # on PostgreSQL a request without a cap only queues its rows (it is in a batch)
@@ -331,7 +336,7 @@ class SqlStore(Database):
         values = mapping.from_request(after)
         del values["id"]
         values["cas_id"], values["cas_version"] = before.id, before.version
-        callback = None if before.status.final else _owed_row(after)
+        owed = [] if before.status.final else _owed_rows(after, new=False)
 
         def commit_(conn: Connection, pending: log.Pending) -> int | None:
             index = _append(pending, change.attestation, change.event, before.id)
@@ -340,10 +345,11 @@ class SqlStore(Database):
             if conn.execute(_CAS_REQUEST, values).rowcount != 1:
                 raise Conflict(f"request {before.id!r} changed concurrently")
             changes.announce(conn, pending, before.id)  # other processes' long-polls wake
-            if callback is not None and pending.batch:
-                pending.insert_later(_INSERT_OWED, callback)
-            elif callback is not None:
-                _INSERT_OWED.insert_many(conn, [callback])
+            if owed and pending.batch:
+                for row in owed:
+                    pending.insert_later(_INSERT_OWED, row)
+            elif owed:
+                _INSERT_OWED.insert_many(conn, owed)
             if vote is not None and pending.batch:  # a duplicate fails the group's flush,
                 pending.insert_later(_INSERT_VOTE, mapping.from_vote(vote))  # then runs alone
             elif vote is not None:
@@ -373,29 +379,33 @@ class SqlStore(Database):
         (rows,) = await self.fetch((_VOTES, {"id": request_id}))
         return [mapping.to_vote(row) for row in rows]
 
-    # callbacks owed (``adapters.callbacks``)
+    # deliveries owed (``bot.domain.Delivery``)
 
-    async def callbacks_due(self, now: datetime, limit: int) -> list[OwedCallback]:
-        """Owed callbacks nobody holds at ``now`` (their holder's time ran out), oldest
-        first."""
-        table = CALLBACKS_OWED
+    async def deliveries_due(self, kind: Delivery, now: datetime, limit: int) -> list[OwedDelivery]:
+        """Deliveries of ``kind`` owed that nobody holds at ``now`` (their holder's time ran
+        out), oldest first."""
+        table = DELIVERIES_OWED
         query = (
             select(table.c.request_id, table.c.attempts, table.c.version)
-            .where(table.c.due_at <= utc(now))
+            .where(table.c.kind == kind.value, table.c.due_at <= utc(now))
             .order_by(table.c.due_at)
             .limit(limit)
         )
         rows = await self.read(lambda conn: conn.execute(query).all())
-        return [OwedCallback(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+        return [OwedDelivery(str(r[0]), kind, int(r[1]), int(r[2])) for r in rows]
 
-    async def hold_callback(
-        self, owed: OwedCallback, until: datetime, *, attempts: int, taking: datetime | None = None
-    ) -> OwedCallback | None:
+    async def hold_delivery(
+        self, owed: OwedDelivery, until: datetime, *, attempts: int, taking: datetime | None = None
+    ) -> OwedDelivery | None:
         """Hold ``owed`` until ``until`` with ``attempts`` made, if nobody took or settled it
         since ``owed.version`` (compare-and-set). ``taking``: only if its holder's time ran
         out by then (a take-over). Returns the new hold, or None when it was lost."""
-        table = CALLBACKS_OWED
-        where = [table.c.request_id == owed.request_id, table.c.version == owed.version]
+        table = DELIVERIES_OWED
+        where = [
+            table.c.request_id == owed.request_id,
+            table.c.kind == owed.kind.value,
+            table.c.version == owed.version,
+        ]
         if taking is not None:
             where.append(table.c.due_at <= utc(taking))
         statement = (
@@ -409,11 +419,14 @@ class SqlStore(Database):
 
         if not await self.transact(hold):
             return None
-        return OwedCallback(owed.request_id, attempts, owed.version + 1)
+        return OwedDelivery(owed.request_id, owed.kind, attempts, owed.version + 1)
 
-    async def settle_callback(self, request_id: str) -> None:
-        """The callback owed for ``request_id`` was delivered or given up: forget it."""
-        await self.execute(delete(CALLBACKS_OWED).where(CALLBACKS_OWED.c.request_id == request_id))
+    async def settle_delivery(self, request_id: str, kind: Delivery) -> None:
+        """The delivery was made or given up: forget it."""
+        table = DELIVERIES_OWED
+        await self.execute(
+            delete(table).where(table.c.request_id == request_id, table.c.kind == kind.value)
+        )
 
     async def request_view(
         self, request_id: str, platform: Platform | None = None

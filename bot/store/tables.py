@@ -220,16 +220,18 @@ class LogHeadRow(Base, table=True):
     size: int = Field(sa_type=BigInteger, nullable=False)
 
 
-class CallbackOwedRow(Base, table=True):
-    """A callback owed for a final request (SPEC §6 ``callback_url``; ``adapters.callbacks``):
-    inserted in the transaction that makes the request final, deleted once the receiver took
-    it or it was given up. Until ``due_at`` the process that holds it (first the one that made
-    the request final) is delivering it; after that any process may take it over. ``version``
-    is the compare-and-set token of every take; ``attempts`` counts the attempts made."""
+class DeliveryOwedRow(Base, table=True):
+    """A delivery owed (``bot.domain.Delivery``): the callback of a request that became final
+    (SPEC §6 ``callback_url``), the cards of a new confirm or notify request. Inserted in the
+    transaction that owes it, deleted once it was delivered or given up. Until ``due_at`` the
+    process that holds it (first the one that committed it) is delivering it; after that any
+    process may take it over. ``version`` is the compare-and-set token of every take and hold;
+    ``attempts`` counts the attempts made."""
 
-    __tablename__ = "callbacks_owed"
+    __tablename__ = "deliveries_owed"
 
     request_id: str = Field(primary_key=True)
+    kind: str = Field(primary_key=True)
     due_at: datetime = Field(sa_type=TIMESTAMP, nullable=False, index=True)
     attempts: int = Field(default=0, nullable=False)
     version: int = Field(default=0, nullable=False)
@@ -251,4 +253,4 @@ LOG_ENTRIES = _table(LogEntryRow)
 LOG_NODES = _table(LogNodeRow)
 CHECKPOINTS = _table(CheckpointRow)
 LOG_HEAD = _table(LogHeadRow)
-CALLBACKS_OWED = _table(CallbackOwedRow)
+DELIVERIES_OWED = _table(DeliveryOwedRow)

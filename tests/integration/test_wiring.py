@@ -43,9 +43,9 @@ async def test_build_puts_every_contribution_in_place_once(tmp_path: Path) -> No
             for r in runtime.app.router.resources()
         }
         assert {"/email/decide", "/console"} <= paths
-        # jobs: the scheduler while leading, the take-over of callbacks stopped processes
-        # owed (every process), and the change feed
-        assert len(runtime.background) == 3
+        # jobs: the scheduler while leading, the take-over of callbacks and cards stopped
+        # processes owed (every process), and the change feed
+        assert len(runtime.background) == 4
         assert sender.run in runtime.background
         # the wiring happened once: a second connect is refused
         with pytest.raises(RuntimeError, match="twice"):

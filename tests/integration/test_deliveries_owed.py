@@ -1,10 +1,11 @@
-"""A callback owed outlives the process that owed it (SPEC §6 ``callback_url``).
+"""A delivery owed outlives the process that owed it: a final request's callback (SPEC §6
+``callback_url``) and a new request's cards (SPEC §8).
 
-The transaction that makes a request final records the callback it owes
-(``callbacks_owed``); the process holding it delivers and forgets it; when that process stops
-before it is done (killed, or a shutdown whose grace ran out), its hold runs out and another
-process takes the callback over with the attempts left. Before this, such a callback was
-lost: the retries lived in one process's memory. Every test runs on SQLite and PostgreSQL.
+The transaction that owes one records it (``deliveries_owed``); the process holding it
+delivers and forgets it; when that process stops before it is done (killed, or a shutdown
+whose grace ran out), its hold runs out and another process takes it over (a callback with
+the attempts left). Before this, both were lost with the process: the retries and the
+posting lived in its memory only. Every test runs on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ import pytest_asyncio
 from aiohttp import web
 
 from adapters.callbacks import HOLD_MARGIN, CallbackSender
-from bot.domain import CALLBACK_HOLD, Outcome, Request, ToolCall
+from bot.domain import DELIVERY_HOLD, Delivery, Outcome, Request, ToolCall
 from bot.domain import Agent as AgentRecord
-from bot.service import Gate, Submission
+from bot.fanout import Fanout
+from bot.ports import ApprovalChannel, Notice, NoticeKind
+from bot.service import ANNOUNCE_ATTEMPTS, Gate, Submission
 from bot.store import SqlStore
+from tests.fakes.channel import RecordingChannel
 from tests.fakes.clock import FakeClock
 from tests.support import make_gate, until
 
@@ -115,9 +119,10 @@ async def submit(gate: Gate, tool: str, url: str | None) -> tuple[AgentRecord, R
     return agent, request
 
 
-async def owed(gate: Gate, later: timedelta = FAR) -> list[str]:
-    """The ids of the callbacks owed that nobody holds ``later`` from now."""
-    return [o.request_id for o in await gate.store.callbacks_due(gate.now() + later, 100)]
+async def owed(gate: Gate, later: timedelta = FAR, kind: Delivery = Delivery.CALLBACK) -> list[str]:
+    """The ids of the requests owing a ``kind`` nobody holds ``later`` from now."""
+    due = await gate.store.deliveries_due(kind, gate.now() + later, 100)
+    return [o.request_id for o in due]
 
 
 async def test_a_request_final_at_submission_owes_its_callback_until_it_is_delivered(
@@ -127,7 +132,7 @@ async def test_a_request_final_at_submission_owes_its_callback_until_it_is_deliv
     assert request.status.final
     assert await owed(gate) == [request.id]
     assert await owed(gate, timedelta(0)) == []  # held by the process that made it final
-    assert await owed(gate, CALLBACK_HOLD) == [request.id]  # ... until its hold runs out
+    assert await owed(gate, DELIVERY_HOLD) == [request.id]  # ... until its hold runs out
     sender = sender_of(gate)
     try:
         assert await sender.deliver(request)
@@ -150,7 +155,7 @@ async def test_a_request_owes_a_callback_once_when_it_becomes_final_and_only_wit
     # is not refused for it
     _, auto = await submit(gate, "crm.read", receiver.url)
     assert auto.grant is not None
-    await gate.settle_callback(auto.id)
+    await gate.settle_delivery(auto.id, Delivery.CALLBACK)
     executed = await gate.record_execution(auto.id, agent, auto.grant, Outcome.STARTED)
     assert executed.grant_used_at is not None
     assert await owed(gate) == [pending.id]
@@ -165,7 +170,7 @@ async def test_a_callback_its_process_did_not_deliver_is_taken_over_when_its_hol
     try:
         assert await other.take_over() == 0  # still held by the process that died
         assert isinstance(gate.clock, FakeClock)
-        gate.clock.advance(CALLBACK_HOLD)
+        gate.clock.advance(DELIVERY_HOLD)
         assert await other.take_over() == 1
         await elsewhere.drain()
         assert await other.take_over() == 0
@@ -195,7 +200,7 @@ async def test_a_holder_stopped_between_retries_is_taken_over_with_the_attempts_
         assert await second.take_over() == 0  # held over the wait and the next attempt
         assert isinstance(gate.clock, FakeClock)
         gate.clock.advance(first.delays[0] + first.timeout + HOLD_MARGIN)
-        due = await gate.callbacks_due()
+        due = await gate.deliveries_due(Delivery.CALLBACK)
         assert [(o.request_id, o.attempts) for o in due] == [(request.id, 1)]
         caplog.set_level(logging.INFO, logger="adapters.callbacks")
         assert await second.take_over() == 1
@@ -218,7 +223,7 @@ async def test_two_processes_taking_over_one_callback_at_once_send_it_once(
 ) -> None:
     await submit(gate, "crm.read", receiver.url)
     assert isinstance(gate.clock, FakeClock)
-    gate.clock.advance(CALLBACK_HOLD)
+    gate.clock.advance(DELIVERY_HOLD)
     one, two = sender_of(gate), sender_of(elsewhere)
     try:
         taken = await asyncio.gather(one.take_over(), two.take_over())
@@ -285,3 +290,95 @@ async def test_the_take_over_loop_outlives_a_store_it_cannot_reach(
     finally:
         looking.cancel()
         await sender.close()
+
+
+# ---------------------------------------------------------------------- a new request's cards
+
+
+class StuckChannel(RecordingChannel):
+    """A channel whose deliveries never finish (the process stops while posting)."""
+
+    async def deliver(self, notice: Notice) -> None:
+        self.notices.append(notice)
+        await asyncio.Event().wait()
+
+
+async def gate_with(
+    tmp_path: Path, store: SqlStore, clock: FakeClock, channel: ApprovalChannel
+) -> Gate:
+    """A process's gate on ``store`` whose one approval channel is ``channel``."""
+    (tmp_path / "policy.yaml").write_text(POLICY, encoding="utf-8")
+    return await make_gate(tmp_path, clock, store=store, fanout=Fanout(channels=[channel]))
+
+
+def created(channel: RecordingChannel) -> list[str]:
+    return [n.request.id for n in channel.notices if n.kind is NoticeKind.CREATED]
+
+
+async def test_a_new_confirm_request_owes_its_cards_until_each_channel_had_its_try(
+    tmp_path: Path, store: SqlStore
+) -> None:
+    channel = RecordingChannel()
+    gate = await gate_with(tmp_path, store, FakeClock(), channel)
+    _, confirm = await submit(gate, "payments.transfer", None)
+    await submit(gate, "crm.read", None)
+    await gate.drain()
+    assert created(channel) == [confirm.id]  # an auto-tier request has no cards
+    assert await owed(gate, kind=Delivery.CARDS) == []
+
+
+async def test_cards_a_stopped_process_owed_are_announced_by_another_process(
+    tmp_path: Path, store: SqlStore
+) -> None:
+    clock = FakeClock()
+    stuck, seen = StuckChannel(), RecordingChannel()
+    dying = await gate_with(tmp_path, store, clock, stuck)
+    other = await gate_with(tmp_path, store, clock, seen)
+    _, request = await submit(dying, "payments.transfer", None)
+    await until(lambda: stuck.notices, what="the first process posting")
+    assert await owed(dying, kind=Delivery.CARDS) == [request.id]
+    assert await other.announce_owed() == 0  # still held by the process posting them
+    clock.advance(DELIVERY_HOLD)
+    assert await other.announce_owed() == 1
+    await other.drain()
+    assert created(seen) == [request.id]
+    assert seen.notices[0].groups == ("finance",)
+    assert await owed(other, kind=Delivery.CARDS) == []
+    assert await other.announce_owed() == 0
+    await dying.drain(0.01, cancel=True)
+
+
+async def test_a_confirm_request_decided_meanwhile_is_not_announced_again(
+    tmp_path: Path, store: SqlStore
+) -> None:
+    clock = FakeClock()
+    stuck, seen = StuckChannel(), RecordingChannel()
+    dying = await gate_with(tmp_path, store, clock, stuck)
+    other = await gate_with(tmp_path, store, clock, seen)
+    agent, request = await submit(dying, "payments.transfer", None)
+    await other.cancel(request.id, agent)
+    clock.advance(DELIVERY_HOLD)
+    assert await other.announce_owed() == 0
+    await other.drain()
+    assert created(seen) == []
+    assert await owed(other, kind=Delivery.CARDS) == []
+    await dying.drain(0.01, cancel=True)
+
+
+async def test_cards_no_process_gets_out_are_given_up_after_a_few_takes(
+    tmp_path: Path, store: SqlStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    stuck = StuckChannel()
+    gate = await gate_with(tmp_path, store, clock, stuck)
+    _, request = await submit(gate, "payments.transfer", None)
+    caplog.set_level(logging.WARNING, logger="bot.service")
+    for _ in range(ANNOUNCE_ATTEMPTS):
+        clock.advance(DELIVERY_HOLD)
+        assert await gate.announce_owed() == 1
+    clock.advance(DELIVERY_HOLD)
+    assert await gate.announce_owed() == 0
+    assert await owed(gate, kind=Delivery.CARDS) == []
+    assert created(stuck) == [request.id] * (1 + ANNOUNCE_ATTEMPTS)
+    assert any("given up" in r.getMessage() for r in caplog.records)
+    await gate.drain(0.01, cancel=True)
