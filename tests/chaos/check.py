@@ -6,7 +6,9 @@
   a step attested twice is a *step twice* (a missing one is *inconsistent*);
 - nothing is approved unless its tier is auto or an approve was tried on it (a *wrong allow*);
 - ``signoff audit verify`` passes;
-- no grant was accepted twice for ``started``, and each one is refused (409) now.
+- no grant was accepted twice for ``started``, and each one is refused (409) now;
+- every auto request's callback reached the agent's endpoint (a callback a killed process
+  was delivering is taken over by another once its hold runs out), or it is *callback lost*.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from tests.chaos.rig import TRANSFER_STEPS, Home
 from tests.e2e.serving import Server
 
 FINAL_WAIT_S = 30
+#: how long the callbacks may still take after the checks of the requests: the hold of a
+#: killed process (30 s from the decision), the take-over's 5 s cadence, and a margin
+CALLBACK_WAIT_S = 45
 
 
 @dataclass
@@ -38,6 +43,8 @@ class Report:
     wrong_allows: int = 0
     grants_twice: int = 0
     inconsistent: int = 0
+    callbacks: int = 0
+    callbacks_lost: int = 0
     verify_ok: bool = False
     verify_output: str = ""
     problems: list[str] = field(default_factory=list)
@@ -49,7 +56,7 @@ class Report:
         return (
             self.verify_ok
             and not (self.lost or self.steps_twice or self.wrong_allows or self.grants_twice)
-            and not self.inconsistent
+            and not (self.inconsistent or self.callbacks_lost)
         )
 
     def line(self) -> str:
@@ -57,7 +64,8 @@ class Report:
             f"{self.backend}: kills {self.kills}, acknowledged requests {self.acknowledged}, "
             f"acknowledged requests lost {self.lost}, steps run twice {self.steps_twice}, "
             f"wrong allows {self.wrong_allows}, grants used twice {self.grants_twice}, "
-            f"inconsistent {self.inconsistent}, "
+            f"inconsistent {self.inconsistent}, callbacks owed {self.callbacks}, "
+            f"callbacks lost {self.callbacks_lost}, "
             f"log verifies {'yes' if self.verify_ok else 'NO'}"
         )
 
@@ -174,6 +182,19 @@ async def check_entry(
             report.problems.append(f"{entry.id}: grant accepted {entry.started_acked} times")
 
 
+async def check_callbacks(home: Home, ledger: Ledger, report: Report) -> None:
+    """Every acknowledged auto request (final at once, with a ``callback_url``) owes one
+    callback: wait for the last ones, then count what never came."""
+    owed = {f"{e.id}.approved" for e in ledger.entries.values() if e.kind == "auto"}
+    report.callbacks = len(owed)
+    deadline = asyncio.get_running_loop().time() + CALLBACK_WAIT_S
+    while owed - home.callbacks.received and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+    missing = sorted(owed - home.callbacks.received)
+    report.callbacks_lost = len(missing)
+    report.problems.extend(f"{event}: callback never delivered" for event in missing[:20])
+
+
 async def check(
     home: Home, server: Server, http: aiohttp.ClientSession, ledger: Ledger, report: Report
 ) -> Report:
@@ -188,6 +209,7 @@ async def check(
             await check_entry(http, server, probe, entry, report)
 
     await asyncio.gather(*(one(e) for e in ledger.entries.values()))
+    await check_callbacks(home, ledger, report)
     code, out = await home.run("audit", "verify", check=False)
     report.verify_ok = code == 0
     report.verify_output = out.strip()[-2000:]

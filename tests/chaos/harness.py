@@ -49,9 +49,11 @@ async def rig(
     await pd.start()
     timeout = aiohttp.ClientTimeout(total=15)
     servers: list[Server] = []
+    home: Home | None = None
     try:
         async with aiohttp.ClientSession(timeout=timeout) as http:
             home = Home(root, database_url, slack, pd)
+            await home.callbacks.start()
             await home.prepare()
             servers = [Server(home) for _ in range(replicas)]
             await asyncio.gather(*(s.start(http) for s in servers))
@@ -60,6 +62,8 @@ async def rig(
         await asyncio.gather(*(s.stop() for s in servers))
         await slack.close()
         await pd.close()
+        if home is not None:
+            await home.callbacks.close()
 
 
 async def run_kills(
@@ -75,7 +79,7 @@ async def run_kills(
     async with rig(root, database_url, 1 if backend == "sqlite" else 2) as (home, servers, http):
         report.seconds["setup"] = time.monotonic() - began
         ledger = Ledger()
-        load = Load(servers, http, ledger, seed)
+        load = Load(servers, http, ledger, seed, callback_url=home.callbacks.url)
         running = asyncio.ensure_future(load.run(WORKERS))
         try:
             for _ in range(kills):

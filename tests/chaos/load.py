@@ -1,6 +1,7 @@
 """The mixed load the chaos harness drives, and its ledger of what the API acknowledged.
 
-Agents submit auto reads (executed with their grant at once), blocked force-pushes, refunds
+Agents submit auto reads (executed with their grant at once; each names a ``callback_url``),
+blocked force-pushes, refunds
 that wait for a human and transfers whose short SLA escalates them (remind, page, deny).
 Approvers decide refunds in the console (approve or deny) and by clicking Slack cards; the
 agent cancels some refunds and executes the approved ones, sometimes twice at once.
@@ -145,9 +146,16 @@ class Load:
     """``workers`` concurrent loops of random operations against random live servers."""
 
     def __init__(
-        self, servers: list[Server], http: aiohttp.ClientSession, ledger: Ledger, seed: int
+        self,
+        servers: list[Server],
+        http: aiohttp.ClientSession,
+        ledger: Ledger,
+        seed: int,
+        *,
+        callback_url: str | None = None,
     ) -> None:
         self.servers = servers
+        self.callback_url = callback_url
         self.http = http
         self.ledger = ledger
         self.console = Console(http)
@@ -188,8 +196,11 @@ class Load:
     async def _submit(self, kind: str) -> Entry | None:
         server = self.server()
         self.ledger.submits_tried += 1
+        sent = BODIES[kind]
+        if kind == "auto" and self.callback_url:
+            sent = {**sent, "callback_url": self.callback_url}
         async with self.http.post(
-            f"{server.base}/v1/requests", json=BODIES[kind], headers=server.auth
+            f"{server.base}/v1/requests", json=sent, headers=server.auth
         ) as resp:
             self.ledger.count("submit", resp.status)
             if resp.status != 201:

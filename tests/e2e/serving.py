@@ -60,8 +60,10 @@ class Home:
         policy: str,
         console: bool = False,
         publish_file: bool = False,
+        extra_config: str = "",
     ) -> None:
         self.root = root
+        self.extra_config = extra_config
         self.console = console
         self.publish_file = publish_file
         (root / "policies").mkdir(parents=True, exist_ok=True)
@@ -92,7 +94,8 @@ class Home:
                   events_url: {self.pd.url}
                 console: {{enabled: {"true" if self.console else "false"}}}
                 """
-            ),
+            )
+            + self.extra_config,
             encoding="utf-8",
         )
         return path
