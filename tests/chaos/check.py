@@ -8,7 +8,9 @@
 - ``signoff audit verify`` passes;
 - no grant was accepted twice for ``started``, and each one is refused (409) now;
 - every auto request's callback reached the agent's endpoint (a callback a killed process
-  was delivering is taken over by another once its hold runs out), or it is *callback lost*.
+  was delivering is taken over by another once its hold runs out), or it is *callback lost*;
+- every refund still pending has its card in the finance channel (cards a killed process was
+  posting are announced again by another), or it is *card lost*.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from tests.chaos.rig import TRANSFER_STEPS, Home
 from tests.e2e.serving import Server
 
 FINAL_WAIT_S = 30
-#: how long the callbacks may still take after the checks of the requests: the hold of a
-#: killed process (30 s from the decision), the take-over's 5 s cadence, and a margin
-CALLBACK_WAIT_S = 45
+#: how long callbacks and cards may still take after the checks of the requests: the hold
+#: of a killed process (30 s from the commit), the take-over's 5 s cadence, and a margin
+DELIVERY_WAIT_S = 45
 
 
 @dataclass
@@ -45,6 +47,9 @@ class Report:
     inconsistent: int = 0
     callbacks: int = 0
     callbacks_lost: int = 0
+    cards: int = 0  # refunds pending at the end: each must have its card
+    cards_lost: int = 0
+    pending_refunds: list[str] = field(default_factory=list)
     verify_ok: bool = False
     verify_output: str = ""
     problems: list[str] = field(default_factory=list)
@@ -56,7 +61,7 @@ class Report:
         return (
             self.verify_ok
             and not (self.lost or self.steps_twice or self.wrong_allows or self.grants_twice)
-            and not (self.inconsistent or self.callbacks_lost)
+            and not (self.inconsistent or self.callbacks_lost or self.cards_lost)
         )
 
     def line(self) -> str:
@@ -65,7 +70,8 @@ class Report:
             f"acknowledged requests lost {self.lost}, steps run twice {self.steps_twice}, "
             f"wrong allows {self.wrong_allows}, grants used twice {self.grants_twice}, "
             f"inconsistent {self.inconsistent}, callbacks owed {self.callbacks}, "
-            f"callbacks lost {self.callbacks_lost}, "
+            f"callbacks lost {self.callbacks_lost}, cards owed {self.cards}, "
+            f"cards lost {self.cards_lost}, "
             f"log verifies {'yes' if self.verify_ok else 'NO'}"
         )
 
@@ -169,6 +175,8 @@ async def check_entry(
         report.problems.append(f"{entry.id} ({entry.kind}) acknowledged but unknown")
         return
     judge(entry, body, report)
+    if entry.kind == "refund" and body["status"] == "pending":
+        report.pending_refunds.append(entry.id)
     if entry.kind == "transfer" and body["status"] == "expired":
         judge_ladder(entry, await statements(http, server, entry.id), report)
     if body["status"] == "approved":
@@ -182,17 +190,26 @@ async def check_entry(
             report.problems.append(f"{entry.id}: grant accepted {entry.started_acked} times")
 
 
-async def check_callbacks(home: Home, ledger: Ledger, report: Report) -> None:
+async def check_deliveries(home: Home, ledger: Ledger, report: Report) -> None:
     """Every acknowledged auto request (final at once, with a ``callback_url``) owes one
-    callback: wait for the last ones, then count what never came."""
+    callback, every refund still pending its card: wait for the last ones, then count what
+    never came."""
     owed = {f"{e.id}.approved" for e in ledger.entries.values() if e.kind == "auto"}
-    report.callbacks = len(owed)
-    deadline = asyncio.get_running_loop().time() + CALLBACK_WAIT_S
-    while owed - home.callbacks.received and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.2)
-    missing = sorted(owed - home.callbacks.received)
-    report.callbacks_lost = len(missing)
-    report.problems.extend(f"{event}: callback never delivered" for event in missing[:20])
+    report.callbacks, report.cards = len(owed), len(report.pending_refunds)
+
+    def missing() -> tuple[list[str], list[str]]:
+        posted = " ".join(str(m.blocks) for m in home.slack.cards("C0FINANCE"))
+        cards = [rid for rid in report.pending_refunds if rid not in posted]
+        return sorted(owed - home.callbacks.received), cards
+
+    deadline = asyncio.get_running_loop().time() + DELIVERY_WAIT_S
+    callbacks, cards = missing()
+    while (callbacks or cards) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.5)
+        callbacks, cards = missing()
+    report.callbacks_lost, report.cards_lost = len(callbacks), len(cards)
+    report.problems.extend(f"{event}: callback never delivered" for event in callbacks[:20])
+    report.problems.extend(f"{rid}: pending without a card" for rid in cards[:20])
 
 
 async def check(
@@ -209,7 +226,7 @@ async def check(
             await check_entry(http, server, probe, entry, report)
 
     await asyncio.gather(*(one(e) for e in ledger.entries.values()))
-    await check_callbacks(home, ledger, report)
+    await check_deliveries(home, ledger, report)
     code, out = await home.run("audit", "verify", check=False)
     report.verify_ok = code == 0
     report.verify_output = out.strip()[-2000:]
