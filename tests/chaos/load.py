@@ -56,6 +56,7 @@ class Entry:
     execute_tried: bool = False
     started_acked: int = 0  # 200s to ``outcome: started`` with this request's grant
     busy: bool = False  # an operation holds it (each decision is tried on a request once)
+    callback: bool = False  # submitted with a callback_url: owes one callback
 
 
 @dataclass
@@ -206,7 +207,7 @@ class Load:
             if resp.status != 201:
                 return None
             body = await resp.json()
-        entry = Entry(body["id"], kind, grant=body.get("grant"))
+        entry = Entry(body["id"], kind, grant=body.get("grant"), callback="callback_url" in sent)
         self.ledger.entries[entry.id] = entry
         return entry
 
