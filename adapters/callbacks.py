@@ -52,7 +52,7 @@ from adapters.runtime import Mounted, Wiring, repeat
 from bot.addresses import PrivateAddress, check_public
 from bot.api.requests import request_json
 from bot.domain import Delivery, OwedDelivery, Request
-from bot.errors import NotFound, StoreError
+from bot.errors import StoreError
 from bot.service import Gate
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,8 @@ log = logging.getLogger(__name__)
 DELAYS: tuple[float, ...] = (1, 2, 4, 8, 16, 32)
 ATTEMPT_TIMEOUT = 10.0
 _REMEMBERED = 10_000
-#: how often each process looks for callbacks whose holder stopped, and how many it takes
-#: over at a time
+#: how often each process looks for callbacks whose holder stopped (``sweep_every``), and
+#: how many it takes over at a time
 SWEEP_EVERY = 5.0
 SWEEP_BATCH = 100
 #: a hold covers the wait and the attempt after it, plus this much
@@ -142,6 +142,7 @@ class CallbackSender:
             registry=gate.metrics.registry,
         )
         self.delays = tuple(delays)
+        self.sweep_every = SWEEP_EVERY
         self.sleep = sleep
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
@@ -224,22 +225,15 @@ class CallbackSender:
         """Deliver, in the background, the callbacks owed whose holder's time ran out (its
         process stopped before it was done). One pass; returns how many it took."""
         taken = 0
-        for owed in await self.gate.deliveries_due(Delivery.CALLBACK, SWEEP_BATCH):
-            hold = timedelta(seconds=self.timeout + HOLD_MARGIN)
-            held = await self.gate.hold_delivery(owed, hold, attempts=owed.attempts, take=True)
-            if held is None:
-                continue  # another process took it first
-            try:
-                request = await self.gate.get(owed.request_id)
-            except NotFound:
-                request = None
+        hold = timedelta(seconds=self.timeout + HOLD_MARGIN)
+        async for held, request in self.gate.take_due(Delivery.CALLBACK, hold, limit=SWEEP_BATCH):
             if request is None or not request.callback_url or not request.status.final:
-                await self._settle(owed.request_id)
+                await self._settle(held.request_id)
                 continue
             log.info(
                 "callback for request %s taken over after %d attempts elsewhere",
                 request.id,
-                owed.attempts,
+                held.attempts,
             )
             self.outcomes.labels("taken_over").inc()
             self.gate.fanout.spawn(self.deliver(request, held), f"callback for {request.id}")
@@ -249,7 +243,7 @@ class CallbackSender:
     async def run(self) -> None:
         """Take over stopped processes' callbacks every ``SWEEP_EVERY`` seconds (every
         process looks; the compare-and-set of ``take_over`` gives each callback to one)."""
-        await repeat(self.take_over, lambda: SWEEP_EVERY, "looking for callbacks owed")
+        await repeat(self.take_over, self.sweep_every, "looking for callbacks owed")
 
     async def _hold(self, held: OwedDelivery, seconds: float, made: int) -> OwedDelivery | None:
         """Hold the callback ``seconds`` from now with ``made`` attempts made. None when

@@ -209,9 +209,7 @@ async def build(
     if adapters:
         # every process looks; ``Gate.announce_owed`` gives each request to one
         background.append(
-            functools.partial(
-                repeat, gate.announce_owed, lambda: ANNOUNCE_EVERY, "announcing cards owed"
-            )
+            functools.partial(repeat, gate.announce_owed, ANNOUNCE_EVERY, "announcing cards owed")
         )
         background.append(
             functools.partial(

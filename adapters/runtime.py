@@ -37,8 +37,8 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-async def repeat(work: Job, every: Callable[[], float], what: str) -> None:
-    """Run ``work()`` now and then ``every()`` seconds after each run ends, for ever (a
+async def repeat(work: Job, every: float, what: str) -> None:
+    """Run ``work()`` now and then ``every`` seconds after each run ends, for ever (a
     background job). A failure of one run is logged (a store it cannot reach: one line) and
     the next run comes as usual."""
     while True:
@@ -48,7 +48,7 @@ async def repeat(work: Job, every: Callable[[], float], what: str) -> None:
             log.warning("%s failed: %s; trying again", what, exc)
         except Exception:  # a bug must not end the job for the process's life
             log.exception("%s failed; trying again", what)
-        await asyncio.sleep(every())
+        await asyncio.sleep(every)
 
 
 @dataclass(frozen=True)

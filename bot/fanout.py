@@ -123,19 +123,19 @@ class Fanout:
         for listener in self._final_listeners:
             work = listener(request)
             if work is not None:
-                self._spawn(work, f"final listener for {request.id}")
+                self.spawn(work, f"final listener for {request.id}")
         if self._pager is not None and request.tier is Tier.CONFIRM:
-            self._spawn(self._pager.resolve(request), f"pager resolve for {request.id}")
+            self.spawn(self._pager.resolve(request), f"pager resolve for {request.id}")
 
     def publish(self, notice: Notice, then: Callable[[], Awaitable[object]] | None = None) -> None:
         """Send a notice to every channel in the background. ``then`` runs once every channel
         has had its try (delivered, or failed: a failure is logged and counted); not when the
         deliveries were cancelled (shutting down)."""
         if then is not None:
-            self._spawn(self._deliver_all(notice, then), f"{notice.kind} notice deliveries")
+            self.spawn(self._deliver_all(notice, then), f"{notice.kind} notice deliveries")
             return
         for channel in self._channels:
-            self._spawn(self._deliver(channel, notice), f"{channel.platform} delivery")
+            self.spawn(self._deliver(channel, notice), f"{channel.platform} delivery")
 
     async def _deliver_all(self, notice: Notice, then: Callable[[], Awaitable[object]]) -> None:
         await asyncio.gather(*(self._deliver(channel, notice) for channel in self._channels))
@@ -155,9 +155,7 @@ class Fanout:
     def spawn(self, coro: Awaitable[Any], what: str) -> None:
         """Run ``coro`` in the background like the fan-out's own work (logged if it fails,
         waited for by ``drain``)."""
-        self._spawn(coro, what)
 
-    def _spawn(self, coro: Awaitable[Any], what: str) -> None:
         async def run() -> None:
             try:
                 await coro

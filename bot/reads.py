@@ -11,6 +11,7 @@ ports it reads and the fanout whose wake-ups end a long-poll. The one write here
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -171,6 +172,19 @@ class Reads:
         return await self.store.hold_delivery(
             owed, now + hold, attempts=attempts, taking=now if take else None
         )
+
+    async def take_due(
+        self, kind: Delivery, hold: timedelta, *, count_take: bool = False, limit: int = 100
+    ) -> AsyncIterator[tuple[OwedDelivery, Request | None]]:
+        """Take over, one at a time, the deliveries of ``kind`` whose holder's time ran out:
+        each taken (compare-and-set) is held ``hold`` from now and yielded with its request
+        (None when gone); one another process took first is skipped. ``count_take``: the
+        take counts as an attempt."""
+        for owed in await self.deliveries_due(kind, limit):
+            attempts = owed.attempts + 1 if count_take else owed.attempts
+            held = await self.hold_delivery(owed, hold, attempts=attempts, take=True)
+            if held is not None:
+                yield held, await self.store.get_request(owed.request_id)
 
     async def settle_delivery(self, request_id: str, kind: Delivery) -> None:
         """The delivery was made or given up."""

@@ -197,25 +197,22 @@ class Gate(Agents, Door):
         say so); after ``ANNOUNCE_ATTEMPTS`` takes the cards are given up. Returns how many
         requests were announced. Raises ``StoreError``."""
         announced = 0
-        for owed in await self.deliveries_due(Delivery.CARDS, limit):
-            made = owed.attempts + 1
-            held = await self.hold_delivery(owed, DELIVERY_HOLD, attempts=made, take=True)
-            if held is None:
-                continue  # another process took it first
-            request = await self.store.get_request(owed.request_id)
+        takes = self.take_due(Delivery.CARDS, DELIVERY_HOLD, count_take=True, limit=limit)
+        async for held, request in takes:
+            given_up = held.attempts > ANNOUNCE_ATTEMPTS
+            if given_up:
+                log.warning(
+                    "cards of request %s given up: %d processes stopped before each channel "
+                    "had its try",
+                    held.request_id,
+                    held.attempts - 1,
+                )
             if (
-                made > ANNOUNCE_ATTEMPTS
+                given_up
                 or request is None
                 or (request.status.final and request.tier is Tier.CONFIRM)
             ):
-                if made > ANNOUNCE_ATTEMPTS:
-                    log.warning(
-                        "cards of request %s given up: %d processes stopped before each "
-                        "channel had its try",
-                        owed.request_id,
-                        owed.attempts,
-                    )
-                await self.settle_delivery(owed.request_id, Delivery.CARDS)
+                await self.settle_delivery(held.request_id, Delivery.CARDS)
                 continue
             log.info("cards of request %s announced again: its process stopped", request.id)
             self._announce_new(request, tuple(await self.store.votes(request.id)))

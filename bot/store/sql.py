@@ -143,6 +143,8 @@ def _owed_rows(request: Request, *, new: bool) -> list[dict[str, Any]]:
         kinds.append(Delivery.CARDS)
     if request.callback_url and request.status.final:
         kinds.append(Delivery.CALLBACK)
+    if not kinds:  # most auto-tier requests: nothing computed on the hot path
+        return []
     at = utc(request.decided_at or request.created_at) + DELIVERY_HOLD
     return [
         {"request_id": request.id, "kind": kind.value, "due_at": at, "attempts": 0, "version": 0}

@@ -7,7 +7,8 @@
 - nothing is approved unless its tier is auto or an approve was tried on it (a *wrong allow*);
 - ``signoff audit verify`` passes;
 - no grant was accepted twice for ``started``, and each one is refused (409) now;
-- every auto request's callback reached the agent's endpoint (a callback a killed process
+- every call submitted with a ``callback_url`` (the auto reads) had its callback reach the
+  agent's endpoint (a callback a killed process
   was delivering is taken over by another once its hold runs out), or it is *callback lost*;
 - every refund still pending has its card in the finance channel (cards a killed process was
   posting are announced again by another), or it is *card lost*.
@@ -195,13 +196,12 @@ async def check_deliveries(home: Home, ledger: Ledger, report: Report, *, cards:
     owes one callback, and (``cards``) every refund still pending its card: wait for the last
     ones, then count what never came."""
     owed = {f"{e.id}.approved" for e in ledger.entries.values() if e.callback}
-    if not cards:
-        report.pending_refunds.clear()
-    report.callbacks, report.cards = len(owed), len(report.pending_refunds)
+    pending = report.pending_refunds if cards else []
+    report.callbacks, report.cards = len(owed), len(pending)
 
     def missing() -> tuple[list[str], list[str]]:
         posted = " ".join(str(m.blocks) for m in home.slack.cards("C0FINANCE"))
-        no_card = [rid for rid in report.pending_refunds if rid not in posted]
+        no_card = [rid for rid in pending if rid not in posted]
         return sorted(owed - home.callbacks.received), no_card
 
     deadline = asyncio.get_running_loop().time() + DELIVERY_WAIT_S

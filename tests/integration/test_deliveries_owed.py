@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -81,10 +82,18 @@ class Receiver:
             await self._runner.cleanup()
 
 
+async def gate_with(
+    tmp_path: Path, store: SqlStore, clock: FakeClock, channel: ApprovalChannel | None = None
+) -> Gate:
+    """A process's gate on ``store`` (with ``channel`` its one approval channel)."""
+    (tmp_path / "policy.yaml").write_text(POLICY, encoding="utf-8")
+    fanout = Fanout(channels=[channel]) if channel is not None else None
+    return await make_gate(tmp_path, clock, store=store, fanout=fanout)
+
+
 @pytest_asyncio.fixture
 async def gate(tmp_path: Path, store: SqlStore) -> Gate:
-    (tmp_path / "policy.yaml").write_text(POLICY, encoding="utf-8")
-    return await make_gate(tmp_path, FakeClock(), store=store)
+    return await gate_with(tmp_path, store, FakeClock())
 
 
 @pytest_asyncio.fixture
@@ -271,11 +280,11 @@ async def test_requests_committed_together_each_owe_their_callback(
 
 
 async def test_the_take_over_loop_outlives_a_store_it_cannot_reach(
-    gate: Gate, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    gate: Gate, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr("adapters.callbacks.SWEEP_EVERY", 0.01)
-    caplog.set_level(logging.WARNING, logger="adapters.callbacks")
+    caplog.set_level(logging.WARNING, logger="adapters.runtime")
     sender = sender_of(gate)
+    sender.sweep_every = 0.01
     await gate.store.close()  # every store call now raises StoreError
     looking = asyncio.create_task(sender.run())
     try:
@@ -303,12 +312,24 @@ class StuckChannel(RecordingChannel):
         await asyncio.Event().wait()
 
 
-async def gate_with(
-    tmp_path: Path, store: SqlStore, clock: FakeClock, channel: ApprovalChannel
-) -> Gate:
-    """A process's gate on ``store`` whose one approval channel is ``channel``."""
-    (tmp_path / "policy.yaml").write_text(POLICY, encoding="utf-8")
-    return await make_gate(tmp_path, clock, store=store, fanout=Fanout(channels=[channel]))
+@dataclass
+class TwoProcesses:
+    """One process stuck posting cards (it will be killed), another that sees them."""
+
+    clock: FakeClock
+    stuck: StuckChannel
+    seen: RecordingChannel
+    dying: Gate
+    other: Gate
+
+
+@pytest_asyncio.fixture
+async def two(tmp_path: Path, store: SqlStore) -> AsyncIterator[TwoProcesses]:
+    clock, stuck, seen = FakeClock(), StuckChannel(), RecordingChannel()
+    dying = await gate_with(tmp_path, store, clock, stuck)
+    other = await gate_with(tmp_path, store, clock, seen)
+    yield TwoProcesses(clock, stuck, seen, dying, other)
+    await dying.drain(0.01, cancel=True)
 
 
 def created(channel: RecordingChannel) -> list[str]:
@@ -328,41 +349,31 @@ async def test_a_new_confirm_request_owes_its_cards_until_each_channel_had_its_t
 
 
 async def test_cards_a_stopped_process_owed_are_announced_by_another_process(
-    tmp_path: Path, store: SqlStore
+    two: TwoProcesses,
 ) -> None:
-    clock = FakeClock()
-    stuck, seen = StuckChannel(), RecordingChannel()
-    dying = await gate_with(tmp_path, store, clock, stuck)
-    other = await gate_with(tmp_path, store, clock, seen)
-    _, request = await submit(dying, "payments.transfer", None)
-    await until(lambda: stuck.notices, what="the first process posting")
-    assert await owed(dying, kind=Delivery.CARDS) == [request.id]
-    assert await other.announce_owed() == 0  # still held by the process posting them
-    clock.advance(DELIVERY_HOLD)
-    assert await other.announce_owed() == 1
-    await other.drain()
-    assert created(seen) == [request.id]
-    assert seen.notices[0].groups == ("finance",)
-    assert await owed(other, kind=Delivery.CARDS) == []
-    assert await other.announce_owed() == 0
-    await dying.drain(0.01, cancel=True)
+    _, request = await submit(two.dying, "payments.transfer", None)
+    await until(lambda: two.stuck.notices, what="the first process posting")
+    assert await owed(two.dying, kind=Delivery.CARDS) == [request.id]
+    assert await two.other.announce_owed() == 0  # still held by the process posting them
+    two.clock.advance(DELIVERY_HOLD)
+    assert await two.other.announce_owed() == 1
+    await two.other.drain()
+    assert created(two.seen) == [request.id]
+    assert two.seen.notices[0].groups == ("finance",)
+    assert await owed(two.other, kind=Delivery.CARDS) == []
+    assert await two.other.announce_owed() == 0
 
 
 async def test_a_confirm_request_decided_meanwhile_is_not_announced_again(
-    tmp_path: Path, store: SqlStore
+    two: TwoProcesses,
 ) -> None:
-    clock = FakeClock()
-    stuck, seen = StuckChannel(), RecordingChannel()
-    dying = await gate_with(tmp_path, store, clock, stuck)
-    other = await gate_with(tmp_path, store, clock, seen)
-    agent, request = await submit(dying, "payments.transfer", None)
-    await other.cancel(request.id, agent)
-    clock.advance(DELIVERY_HOLD)
-    assert await other.announce_owed() == 0
-    await other.drain()
-    assert created(seen) == []
-    assert await owed(other, kind=Delivery.CARDS) == []
-    await dying.drain(0.01, cancel=True)
+    agent, request = await submit(two.dying, "payments.transfer", None)
+    await two.other.cancel(request.id, agent)
+    two.clock.advance(DELIVERY_HOLD)
+    assert await two.other.announce_owed() == 0
+    await two.other.drain()
+    assert created(two.seen) == []
+    assert await owed(two.other, kind=Delivery.CARDS) == []
 
 
 async def test_cards_no_process_gets_out_are_given_up_after_a_few_takes(
